@@ -1,0 +1,72 @@
+// The replicated KV state machine with exactly-once client sessions.
+// Deterministic: ordered containers only, no clock; state is a pure function of the
+// sequence of applied entries (or of a restored snapshot followed by entries).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "core/command.h"
+#include "core/types.h"
+
+namespace kvr {
+
+struct KvConfig {
+  uint32_t maxSessions = 4096;  // count cap; the least recently active session is evicted
+};
+
+class KvStore {
+ public:
+  explicit KvStore(KvConfig config = {});
+
+  // Applies one committed write (or OpenSession) at log index `index`.
+  // Session rules:
+  //   OpenSession: creates session clientId = index; evicts the least recently active
+  //                session (smallest last-active index, ties by id) beyond maxSessions.
+  //   other writes: unknown clientId -> SessionExpired (nothing applied);
+  //                 requestId == session.lastRequestId -> the saved reply, not applied again;
+  //                 requestId <  session.lastRequestId -> StaleRequest;
+  //                 otherwise apply, save (requestId, reply), mark active at `index`.
+  // Read ops (Get/Range) are rejected with Invalid here; they use read().
+  KvReply apply(Index index, const KvCommand& cmd);
+
+  // Serves Get/Range from current state (no session needed).
+  KvReply read(const KvCommand& cmd) const;
+
+  Index appliedIndex() const { return applied_; }
+  // Notes a no-op (or any non-command) entry so appliedIndex tracks the log.
+  void skip(Index index);
+
+  // Snapshot of all state (data, sessions, applied index), and restore from it.
+  // restore returns false on malformed bytes and then leaves the store unchanged.
+  std::string snapshot() const;
+  bool restore(std::string_view bytes);
+
+  // Order-independent-of-memory digest of the whole state, for checkers.
+  uint64_t digest() const;
+
+  size_t size() const { return data_.size(); }
+  size_t sessionCount() const { return sessions_.size(); }
+  // Approximate bytes held (keys + values), for reporting.
+  size_t dataBytes() const { return dataBytes_; }
+
+  const std::map<std::string, std::string, std::less<>>& data() const { return data_; }
+
+ private:
+  struct Session {
+    uint64_t lastRequestId = 0;
+    Index lastActive = 0;
+    KvReply lastReply;
+  };
+
+  KvConfig config_;
+  Index applied_ = 0;
+  size_t dataBytes_ = 0;
+  std::map<std::string, std::string, std::less<>> data_;
+  std::map<uint64_t, Session> sessions_;
+  std::map<std::pair<Index, uint64_t>, bool> byActivity_;  // (lastActive, clientId) -> unused
+};
+
+}  // namespace kvr

@@ -1,0 +1,216 @@
+// The Raft state machine: no I/O, no clock, no threads. The host feeds it ticks,
+// messages and proposals, drains a Ready (what to persist, what to send, what to apply),
+// and reports back which of its writes became durable.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/limits.h"
+#include "core/rng.h"
+#include "core/types.h"
+
+namespace kvr {
+
+enum class Role : uint8_t { Follower = 0, PreCandidate = 1, Candidate = 2, Leader = 3 };
+const char* roleName(Role r);
+
+struct RaftConfig {
+  NodeId id = kNoNode;
+  uint32_t electionTicks = 10;   // randomized in [electionTicks, 2 * electionTicks)
+  uint32_t heartbeatTicks = 1;
+  bool preVote = true;
+  bool checkQuorum = true;
+  uint32_t maxInflight = 64;               // Append messages in flight per follower
+  size_t maxAppendBytes = 1024 * 1024;     // payload bytes per Append message
+  size_t snapshotChunkBytes = 256 * 1024;  // bytes per Snapshot message
+  uint64_t compactionKeepEntries = 1000;   // entries kept behind a local snapshot
+};
+
+// A linearizable read that may now be served once applied >= index.
+struct ReadState {
+  uint64_t context = 0;
+  Index index = 0;
+  bool failed = false;  // leadership lost or no leader: the read must be retried
+};
+
+// Outputs of one or more steps. Persist first, then send `afterPersist`.
+struct Ready {
+  std::optional<HardState> hardState;
+  std::optional<Snapshot> snapshot;  // received from the leader: reset log and state machine
+  std::vector<Entry> entries;        // to append (overwriting from entries[0].index)
+  std::vector<Message> messages;     // may leave now
+  std::vector<Message> afterPersist; // may leave only once this Ready's writes are durable
+  std::vector<Entry> committed;      // durable locally and committed: apply in order
+  std::vector<ReadState> readStates;
+  bool mustPersist() const { return hardState || snapshot || !entries.empty(); }
+};
+
+enum class ProposeError : uint8_t { None = 0, NotLeader, TransferInProgress, Busy, TooLarge };
+
+class Raft {
+ public:
+  Raft(const RaftConfig& config, Rng rng, const ConfState& bootstrapConf, RecoveredState recovered);
+
+  // ---- inputs ----
+  void tick();
+  void step(Message msg);
+  // Appends a command entry at the leader. On success *index is its log index.
+  ProposeError propose(std::string data, Index* index);
+  // Requests a linearizable read; the answer comes back as a ReadState with `context`.
+  void readIndex(uint64_t context);
+  bool transferLeadership(NodeId target);
+  // Storage made entries up to (index, term) durable.
+  void persisted(Index index, Term term);
+  // A local snapshot covering up to meta.index is durable: drop old log entries.
+  void compacted(Snapshot snapshot);
+  // The state machine has applied up to `index` (limits what Ready.committed repeats).
+  void applied(Index index);
+
+  bool hasReady() const;
+  Ready takeReady();
+
+  // ---- observation ----
+  NodeId id() const { return config_.id; }
+  Role role() const { return role_; }
+  Term term() const { return term_; }
+  NodeId vote() const { return vote_; }
+  NodeId leader() const { return leader_; }
+  Index commitIndex() const { return commit_; }
+  Index appliedIndex() const { return applied_; }
+  Index stableIndex() const { return stable_; }
+  Index lastIndex() const { return snapshot_.meta.index + log_.size(); }
+  Term lastTerm() const;
+  Index firstIndex() const { return snapshot_.meta.index + 1; }
+  Index snapshotIndex() const { return snapshot_.meta.index; }
+  const Snapshot& snapshot() const { return snapshot_; }
+  const ConfState& conf() const { return conf_; }
+  // Term of the entry at `index`, or nullopt if unknown (compacted or beyond the end).
+  std::optional<Term> termAt(Index index) const;
+  const Entry* entryAt(Index index) const;
+  NodeId transferTarget() const { return transferTarget_; }
+  // Messages dropped because they were malformed or from a non-member.
+  uint64_t droppedMessages() const { return dropped_; }
+
+ private:
+  enum class ProgressState : uint8_t { Probe, Replicate, Snapshot };
+  struct Progress {
+    Index match = 0;
+    Index next = 1;
+    ProgressState state = ProgressState::Probe;
+    bool probeSent = false;           // Probe: one Append in flight until a reply/heartbeat
+    std::deque<Index> inflight;       // Replicate: last index of each Append in flight
+    bool recentActive = false;        // heard from since the last check-quorum
+    // Snapshot state:
+    Index snapIndex = 0;
+    uint64_t snapOffset = 0;          // next byte to send
+    uint32_t snapIdleTicks = 0;
+  };
+  struct ReadRound {
+    uint64_t id;
+    Index index;
+    std::set<NodeId> acks;
+    std::vector<std::pair<NodeId, uint64_t>> reads;  // (requester, context); requester == self for local
+  };
+  struct IncomingSnapshot {
+    NodeId from = kNoNode;
+    Term term = 0;
+    SnapshotMeta meta;
+    uint64_t size = 0;
+    std::string data;
+  };
+
+  // roles
+  void becomeFollower(Term term, NodeId leader);
+  void becomePreCandidate();
+  void becomeCandidate();
+  void becomeLeader();
+  void campaign(bool preVote, bool transfer);
+  void resetElectionTimer();
+  bool isVoter(NodeId id) const;
+  size_t quorum() const { return conf_.voters.size() / 2 + 1; }
+
+  // message handlers
+  void stepLeader(Message& msg);
+  void stepFollower(Message& msg);
+  void stepCandidate(Message& msg);
+  void handleVoteRequest(Message& msg);
+  void handleAppend(Message& msg);
+  void handleHeartbeat(Message& msg);
+  void handleSnapshotChunk(Message& msg);
+  void handleAppendResp(Message& msg);
+  void handleHeartbeatResp(Message& msg);
+  void handleSnapshotResp(Message& msg);
+  void handleReadIndexRequest(NodeId from, uint64_t context);
+  bool wellFormed(const Message& msg) const;
+
+  // log
+  bool matchTerm(Index index, Term term) const;
+  bool isUpToDate(Index lastIdx, Term lastTrm) const;
+  // Largest index <= index whose term <= term (etcd's findConflictByTerm).
+  Index findConflictByTerm(Index index, Term term) const;
+  void appendLocal(std::vector<Entry>&& entries);  // truncates conflicting suffix
+  void truncateFrom(Index index);
+  void installSnapshot(Snapshot snapshot);
+
+  // leader
+  void appendAndBroadcast(Entry entry);
+  void sendAppend(NodeId to, bool allowEmpty);
+  void sendSnapshotChunk(NodeId to, Progress& pr);
+  void broadcastHeartbeat(uint64_t readRound);
+  void maybeCommit();
+  void releaseReadRounds();
+  void failReads();
+  void send(Message msg);
+
+  RaftConfig config_;
+  Rng rng_;
+  ConfState conf_;
+
+  // persistent (mirrored to storage through Ready)
+  Term term_ = 0;
+  NodeId vote_ = kNoNode;
+  Snapshot snapshot_;
+  std::deque<Entry> log_;  // entries snapshot_.meta.index + 1 .. lastIndex()
+
+  // volatile
+  Role role_ = Role::Follower;
+  NodeId leader_ = kNoNode;
+  Index commit_ = 0;
+  Index applied_ = 0;
+  Index stable_ = 0;          // highest index known durable in local storage
+  Index unstableFrom_ = 1;    // first index not yet handed to the host in a Ready
+  Index handedCommitted_ = 0; // highest committed index handed out for apply
+  bool snapshotPending_ = false;  // a received snapshot is waiting to go out in a Ready
+  uint32_t electionElapsed_ = 0;
+  uint32_t heartbeatElapsed_ = 0;
+  uint32_t randomizedElectionTicks_ = 0;
+  std::set<NodeId> votesGranted_;
+  std::set<NodeId> votesRejected_;
+  std::map<NodeId, Progress> progress_;
+  NodeId transferTarget_ = kNoNode;
+  uint32_t transferElapsed_ = 0;
+  size_t uncommittedBytes_ = 0;
+  uint64_t dropped_ = 0;
+
+  // reads
+  uint64_t nextReadRound_ = 1;
+  std::deque<ReadRound> readRounds_;
+  std::vector<std::pair<NodeId, uint64_t>> unsentReads_;   // waiting for the next round
+  std::vector<std::pair<NodeId, uint64_t>> deferredReads_; // waiting for a commit in this term
+  std::optional<IncomingSnapshot> incoming_;
+
+  // outputs accumulated since the last takeReady
+  HardState lastHardState_;
+  std::vector<Message> outNow_;
+  std::vector<Message> outAfterPersist_;
+  std::vector<ReadState> outReads_;
+  bool persistGate_ = false;  // messages produced now must wait for persistence
+};
+
+}  // namespace kvr

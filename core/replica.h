@@ -1,0 +1,111 @@
+// The replica driver: one Raft state machine plus one KV state machine, wired to the
+// host's storage and transport. Everything here is deterministic: given the same calls in
+// the same order (and the same Rng seed), it makes the same calls out.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+
+#include "core/command.h"
+#include "core/env.h"
+#include "core/kv.h"
+#include "core/raft.h"
+#include "core/rng.h"
+
+namespace kvr {
+
+struct ReplicaConfig {
+  RaftConfig raft;
+  KvConfig kv;
+  ConfState initialConf;             // used when storage holds no snapshot yet
+  uint64_t snapshotEveryEntries = 10'000;  // take a local snapshot after this many applied
+  uint64_t requestTimeoutTicks = 100;      // a pending client request times out after this
+};
+
+struct ReplicaStatus {
+  NodeId id = kNoNode;
+  Role role = Role::Follower;
+  Term term = 0;
+  NodeId leader = kNoNode;
+  Index commit = 0;
+  Index applied = 0;
+  Index lastIndex = 0;
+  Index snapshotIndex = 0;
+};
+
+using ReplyFn = std::function<void(KvReply)>;
+// Called for every entry the replica applies, in order (checkers use it).
+using ApplyObserver = std::function<void(NodeId node, const Entry& entry, const KvReply* reply)>;
+
+class Replica {
+ public:
+  Replica(ReplicaConfig config, Rng rng, Transport& transport, Storage& storage,
+          RecoveredState recovered);
+  KJ_DISALLOW_COPY(Replica);
+
+  // ---- inputs ----
+  void tick();
+  void receive(Message&& msg);
+  // A client request. `done` is called exactly once (perhaps before submit returns).
+  void submit(const KvCommand& cmd, ReadMode mode, ReplyFn done);
+  void onPersisted(uint64_t seq);
+  // Asks the leader to hand leadership to `target`. False if this node is not leader.
+  bool transferLeadership(NodeId target);
+  // Fails every pending request with ShuttingDown (the host is stopping).
+  void shutdown();
+
+  // ---- observation ----
+  ReplicaStatus status() const;
+  const Raft& raft() const { return raft_; }
+  const KvStore& kv() const { return kv_; }
+  void setApplyObserver(ApplyObserver observer) { observer_ = std::move(observer); }
+  size_t pendingRequests() const { return pendingWrites_.size() + pendingReads_.size(); }
+
+ private:
+  struct PendingWrite {
+    Term term;
+    uint64_t deadline;
+    ReplyFn done;
+  };
+  struct PendingRead {
+    KvCommand cmd;
+    uint64_t deadline;
+    Index readIndex = 0;  // 0 until the read index is known
+    bool ready = false;
+    ReplyFn done;
+  };
+  struct InFlightBatch {
+    uint64_t seq;
+    Index lastIndex;   // highest entry index in the batch (0 = none)
+    Term lastTerm;
+    std::optional<SnapshotMeta> localSnapshot;  // a local snapshot finished by this batch
+    std::vector<Message> messages;              // released once durable
+  };
+
+  void process();
+  void applyCommitted(std::vector<Entry>& committed);
+  void serveReads();
+  void maybeSnapshot();
+  void expireRequests();
+  void failAllPending(Status status);
+
+  ReplicaConfig config_;
+  Transport& transport_;
+  Storage& storage_;
+  Raft raft_;
+  KvStore kv_;
+  ApplyObserver observer_;
+  uint64_t now_ = 0;  // ticks since start
+  uint64_t nextSeq_ = 1;
+  uint64_t nextReadId_ = 1;
+  bool snapshotInFlight_ = false;
+  Index lastSnapshotIndex_ = 0;
+  std::deque<InFlightBatch> inFlight_;
+  std::map<Index, PendingWrite> pendingWrites_;
+  std::map<uint64_t, PendingRead> pendingReads_;
+};
+
+}  // namespace kvr
