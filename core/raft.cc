@@ -1,0 +1,1007 @@
+#include "core/raft.h"
+
+#include <algorithm>
+
+#include <kj/debug.h>
+
+namespace kvr {
+
+const char* roleName(Role r) {
+  switch (r) {
+    case Role::Follower: return "follower";
+    case Role::PreCandidate: return "pre-candidate";
+    case Role::Candidate: return "candidate";
+    case Role::Leader: return "leader";
+  }
+  return "?";
+}
+
+namespace {
+
+// Messages that claim something about local durable state (a vote, a log match, a
+// term) may leave only after everything handed to storage so far is durable.
+bool needsPersistence(MsgType t) {
+  switch (t) {
+    case MsgType::Vote:           // carries our own vote for ourselves
+    case MsgType::VoteResp:
+    case MsgType::AppendResp:
+    case MsgType::SnapshotResp:
+    case MsgType::HeartbeatResp:  // acknowledges a term
+      return true;
+    default:
+      return false;
+  }
+}
+
+size_t entryBytes(const Entry& e) { return e.data.size() + 24; }
+
+}  // namespace
+
+Raft::Raft(const RaftConfig& config, Rng rng, const ConfState& bootstrapConf,
+           RecoveredState recovered)
+    : config_(config), rng_(rng) {
+  KJ_REQUIRE(config_.id != kNoNode, "node id must be non-zero");
+  KJ_REQUIRE(config_.electionTicks >= 2 && config_.heartbeatTicks >= 1 &&
+             config_.heartbeatTicks < config_.electionTicks);
+  KJ_REQUIRE(config_.maxInflight >= 1 && config_.maxInflight <= limits::kMaxInflightAppends);
+  KJ_REQUIRE(config_.snapshotChunkBytes >= 1 &&
+             config_.snapshotChunkBytes <= limits::kMaxSnapshotChunkBytes);
+  KJ_REQUIRE(config_.maxAppendBytes >= 1 && config_.maxAppendBytes <= limits::kMaxAppendBytes);
+
+  snapshot_ = std::move(recovered.snapshot);
+  conf_ = snapshot_.meta.index > 0 ? snapshot_.meta.conf : bootstrapConf;
+  KJ_REQUIRE(!conf_.voters.empty() && conf_.voters.size() <= limits::kMaxNodes,
+             "cluster must have 1..7 voters", conf_.voters.size());
+  KJ_REQUIRE(std::is_sorted(conf_.voters.begin(), conf_.voters.end()) &&
+             std::adjacent_find(conf_.voters.begin(), conf_.voters.end()) == conf_.voters.end(),
+             "voters must be sorted and unique");
+  for (NodeId v : conf_.voters) KJ_REQUIRE(v != kNoNode);
+
+  logOffset_ = snapshot_.meta.index;
+  logOffsetTerm_ = snapshot_.meta.term;
+  Index expect = logOffset_ + 1;
+  for (auto& e : recovered.entries) {
+    KJ_REQUIRE(e.index == expect, "recovered log is not contiguous", e.index, expect);
+    KJ_REQUIRE(e.term >= (log_.empty() ? logOffsetTerm_ : log_.back().term),
+               "recovered log terms go backwards", e.index);
+    ++expect;
+    log_.push_back(std::move(e));
+  }
+  term_ = recovered.hardState.term;
+  vote_ = recovered.hardState.vote;
+  KJ_REQUIRE(lastTerm() <= term_, "log holds a term beyond the persisted term");
+  commit_ = std::min(std::max(recovered.hardState.commit, snapshot_.meta.index), lastIndex());
+  applied_ = snapshot_.meta.index;
+  handedCommitted_ = snapshot_.meta.index;
+  stable_ = lastIndex();
+  unstableFrom_ = lastIndex() + 1;
+  lastHardState_ = HardState{term_, vote_, recovered.hardState.commit};
+  role_ = Role::Follower;
+  resetElectionTimer();
+}
+
+// ---------------------------------------------------------------- log helpers
+
+Term Raft::lastTerm() const { return log_.empty() ? logOffsetTerm_ : log_.back().term; }
+
+std::optional<Term> Raft::termAt(Index index) const {
+  if (index == logOffset_) return logOffsetTerm_;
+  if (index < logOffset_ || index > lastIndex()) return std::nullopt;
+  return log_[index - logOffset_ - 1].term;
+}
+
+const Entry* Raft::entryAt(Index index) const {
+  if (index <= logOffset_ || index > lastIndex()) return nullptr;
+  return &log_[index - logOffset_ - 1];
+}
+
+bool Raft::matchTerm(Index index, Term term) const {
+  auto t = termAt(index);
+  return t && *t == term;
+}
+
+bool Raft::isUpToDate(Index lastIdx, Term lastTrm) const {
+  return lastTrm > lastTerm() || (lastTrm == lastTerm() && lastIdx >= lastIndex());
+}
+
+Index Raft::findConflictByTerm(Index index, Term term) const {
+  index = std::min(index, lastIndex());
+  while (index > logOffset_) {
+    auto t = termAt(index);
+    if (!t || *t <= term) break;
+    --index;
+  }
+  return index;
+}
+
+void Raft::truncateFrom(Index index) {
+  KJ_ASSERT(index > commit_, "truncating committed entries", index, commit_);
+  KJ_ASSERT(index > logOffset_);
+  while (lastIndex() >= index) log_.pop_back();
+  stable_ = std::min(stable_, index - 1);
+  unstableFrom_ = std::min(unstableFrom_, index);
+}
+
+void Raft::appendLocal(std::vector<Entry>&& entries) {
+  if (entries.empty()) return;
+  Index first = entries.front().index;
+  KJ_ASSERT(first > logOffset_ && first <= lastIndex() + 1, first, lastIndex());
+  if (first <= lastIndex()) truncateFrom(first);
+  for (auto& e : entries) {
+    KJ_ASSERT(e.index == lastIndex() + 1 && e.term >= lastTerm());
+    log_.push_back(std::move(e));
+  }
+  unstableFrom_ = std::min(unstableFrom_, first);
+}
+
+// ---------------------------------------------------------------- roles
+
+bool Raft::isVoter(NodeId id) const {
+  return std::binary_search(conf_.voters.begin(), conf_.voters.end(), id);
+}
+
+void Raft::resetElectionTimer() {
+  electionElapsed_ = 0;
+  randomizedElectionTicks_ =
+      config_.electionTicks + static_cast<uint32_t>(rng_.below(config_.electionTicks));
+}
+
+void Raft::becomeFollower(Term term, NodeId leader) {
+  KJ_ASSERT(term >= term_);
+  if (role_ == Role::Leader) failReads();
+  if (term > term_) {
+    term_ = term;
+    vote_ = kNoNode;
+  }
+  role_ = Role::Follower;
+  leader_ = leader;
+  progress_.clear();
+  transferTarget_ = kNoNode;
+  votesGranted_.clear();
+  votesRejected_.clear();
+  broadcastPending_ = false;
+  commitBroadcastPending_ = false;
+  resetElectionTimer();
+}
+
+void Raft::becomePreCandidate() {
+  KJ_ASSERT(role_ != Role::Leader);
+  role_ = Role::PreCandidate;
+  leader_ = kNoNode;
+  votesGranted_ = {config_.id};
+  votesRejected_.clear();
+  resetElectionTimer();
+}
+
+void Raft::becomeCandidate() {
+  KJ_ASSERT(role_ != Role::Leader);
+  ++term_;
+  vote_ = config_.id;
+  role_ = Role::Candidate;
+  leader_ = kNoNode;
+  votesGranted_ = {config_.id};
+  votesRejected_.clear();
+  resetElectionTimer();
+}
+
+void Raft::becomeLeader() {
+  KJ_ASSERT(role_ == Role::Candidate);
+  role_ = Role::Leader;
+  leader_ = config_.id;
+  transferTarget_ = kNoNode;
+  heartbeatElapsed_ = 0;
+  electionElapsed_ = 0;
+  uncommittedBytes_ = 0;
+  progress_.clear();
+  for (NodeId v : conf_.voters) {
+    Progress pr;
+    pr.next = lastIndex() + 1;
+    pr.recentActive = true;
+    if (v == config_.id) pr.match = stable_;
+    progress_[v] = pr;
+  }
+  // A no-op of the new term lets the leader commit (Raft §5.4.2) and serve reads.
+  appendAndBroadcast(Entry{term_, lastIndex() + 1, EntryKind::Noop, {}});
+}
+
+void Raft::campaign(bool preVote, bool transfer) {
+  if (!isVoter(config_.id)) return;
+  if (preVote) {
+    becomePreCandidate();
+  } else {
+    becomeCandidate();
+  }
+  if (votesGranted_.size() >= quorum()) {
+    // Single-voter cluster: nobody to ask.
+    if (preVote) {
+      campaign(false, transfer);
+    } else {
+      becomeLeader();
+    }
+    return;
+  }
+  for (NodeId v : conf_.voters) {
+    if (v == config_.id) continue;
+    Message m;
+    m.type = preVote ? MsgType::PreVote : MsgType::Vote;
+    m.to = v;
+    m.term = preVote ? term_ + 1 : term_;
+    m.index = lastIndex();
+    m.logTerm = lastTerm();
+    m.context = transfer ? kCampaignTransfer : 0;
+    send(std::move(m));
+  }
+}
+
+// ---------------------------------------------------------------- inputs
+
+void Raft::tick() {
+  ++electionElapsed_;
+  if (role_ != Role::Leader) {
+    if (electionElapsed_ >= randomizedElectionTicks_) {
+      electionElapsed_ = 0;
+      campaign(config_.preVote, false);
+    }
+    return;
+  }
+  if (transferTarget_ != kNoNode && ++transferElapsed_ >= config_.electionTicks) {
+    transferTarget_ = kNoNode;  // the target did not take over in time: abort
+  }
+  for (auto& [id, pr] : progress_) {
+    if (id != config_.id && pr.state == ProgressState::Snapshot &&
+        ++pr.snapIdleTicks >= 3 * config_.heartbeatTicks) {
+      sendSnapshotChunk(id, pr);  // a chunk or its ack was lost: resend from the ack
+    }
+  }
+  if (++heartbeatElapsed_ >= config_.heartbeatTicks) {
+    heartbeatElapsed_ = 0;
+    broadcastHeartbeat(0);
+  }
+  if (electionElapsed_ >= config_.electionTicks) {
+    electionElapsed_ = 0;
+    if (config_.checkQuorum) {
+      size_t active = 0;
+      for (auto& [id, pr] : progress_) {
+        if (id == config_.id || pr.recentActive) ++active;
+        if (id != config_.id) pr.recentActive = false;
+      }
+      if (active < quorum()) {
+        // Cut off from a majority: stop leading (and serving reads) before a new
+        // leader can be elected elsewhere.
+        becomeFollower(term_, kNoNode);
+      }
+    }
+  }
+}
+
+bool Raft::wellFormed(const Message& m) const {
+  if (static_cast<uint8_t>(m.type) >= kMsgTypeCount) return false;
+  if (m.to != config_.id || m.from == config_.id || !isVoter(m.from)) return false;
+  if (m.entries.size() > limits::kMaxEntriesPerAppend) return false;
+  Term prevTerm = m.logTerm;
+  for (size_t i = 0; i < m.entries.size(); ++i) {
+    const Entry& e = m.entries[i];
+    if (e.index != m.index + 1 + i || e.term < prevTerm || e.term > m.term) return false;
+    if (e.kind != EntryKind::Noop && e.kind != EntryKind::Command) return false;
+    prevTerm = e.term;
+  }
+  if (m.type == MsgType::Snapshot) {
+    if (m.snapSize > limits::kMaxSnapshotBytes) return false;
+    if (m.snapChunk.size() > limits::kMaxSnapshotChunkBytes) return false;
+    if (m.snapOffset > m.snapSize || m.snapChunk.size() > m.snapSize - m.snapOffset) return false;
+    if (m.snap.index == 0 || m.snap.term == 0 || m.snap.term > m.term) return false;
+    if (m.snap.conf.voters.empty() || m.snap.conf.voters.size() > limits::kMaxNodes) return false;
+  }
+  return true;
+}
+
+void Raft::step(Message m) {
+  if (!wellFormed(m)) {
+    ++dropped_;
+    return;
+  }
+  if (m.term > term_) {
+    if (m.type == MsgType::PreVote || m.type == MsgType::Vote) {
+      // Leader lease (check-quorum): while we hear from a leader, a disruptive
+      // candidate cannot depose it, unless the leader itself asked for the transfer.
+      bool inLease = config_.checkQuorum && leader_ != kNoNode &&
+                     electionElapsed_ < config_.electionTicks;
+      if (inLease && m.context != kCampaignTransfer) return;
+    }
+    if (m.type == MsgType::PreVote || (m.type == MsgType::PreVoteResp && !m.reject)) {
+      // A pre-vote never changes terms.
+    } else if (m.type == MsgType::Append || m.type == MsgType::Heartbeat ||
+               m.type == MsgType::Snapshot) {
+      becomeFollower(m.term, m.from);
+    } else {
+      becomeFollower(m.term, kNoNode);
+    }
+  } else if (m.term < term_) {
+    if ((config_.checkQuorum || config_.preVote) &&
+        (m.type == MsgType::Append || m.type == MsgType::Heartbeat)) {
+      // A stale leader (e.g. healed from a partition) learns our term and steps down.
+      Message r;
+      r.type = MsgType::AppendResp;
+      r.to = m.from;
+      r.term = term_;
+      r.reject = true;
+      r.index = m.index;
+      send(std::move(r));
+    } else if (m.type == MsgType::PreVote) {
+      Message r;
+      r.type = MsgType::PreVoteResp;
+      r.to = m.from;
+      r.term = term_;
+      r.reject = true;
+      send(std::move(r));
+    }
+    return;
+  }
+
+  switch (m.type) {
+    case MsgType::PreVote:
+    case MsgType::Vote:
+      handleVoteRequest(m);
+      return;
+    case MsgType::TimeoutNow:
+      if (role_ != Role::Leader) campaign(false, true);
+      return;
+    case MsgType::ReadIndex:
+      handleReadIndexRequest(m.from, m.context);
+      return;
+    default:
+      break;
+  }
+  switch (role_) {
+    case Role::Leader: stepLeader(m); break;
+    case Role::Follower: stepFollower(m); break;
+    case Role::PreCandidate:
+    case Role::Candidate: stepCandidate(m); break;
+  }
+}
+
+void Raft::handleVoteRequest(Message& m) {
+  bool preVote = m.type == MsgType::PreVote;
+  bool canVote = vote_ == m.from || (vote_ == kNoNode && leader_ == kNoNode) ||
+                 (preVote && m.term > term_);
+  Message r;
+  r.type = preVote ? MsgType::PreVoteResp : MsgType::VoteResp;
+  r.to = m.from;
+  if (canVote && isUpToDate(m.index, m.logTerm)) {
+    r.term = m.term;
+    if (!preVote) {
+      electionElapsed_ = 0;
+      vote_ = m.from;
+    }
+  } else {
+    r.term = term_;
+    r.reject = true;
+  }
+  send(std::move(r));
+}
+
+void Raft::stepCandidate(Message& m) {
+  switch (m.type) {
+    case MsgType::Append:
+    case MsgType::Heartbeat:
+    case MsgType::Snapshot:
+      becomeFollower(term_, m.from);
+      stepFollower(m);
+      return;
+    case MsgType::PreVoteResp:
+    case MsgType::VoteResp: {
+      bool mine = role_ == Role::PreCandidate ? m.type == MsgType::PreVoteResp && m.term == term_ + 1
+                                              : m.type == MsgType::VoteResp && m.term == term_;
+      if (!mine && !m.reject) return;
+      if (m.reject) {
+        votesRejected_.insert(m.from);
+      } else {
+        votesGranted_.insert(m.from);
+      }
+      if (votesGranted_.size() >= quorum()) {
+        if (role_ == Role::PreCandidate) {
+          campaign(false, false);
+        } else {
+          becomeLeader();
+        }
+      } else if (votesRejected_.size() >= quorum()) {
+        becomeFollower(term_, kNoNode);
+      }
+      return;
+    }
+    case MsgType::ReadIndexResp:
+      outReads_.push_back(ReadState{m.context, 0, true});
+      return;
+    default:
+      return;
+  }
+}
+
+void Raft::stepFollower(Message& m) {
+  switch (m.type) {
+    case MsgType::Append:
+      electionElapsed_ = 0;
+      leader_ = m.from;
+      handleAppend(m);
+      return;
+    case MsgType::Heartbeat:
+      electionElapsed_ = 0;
+      leader_ = m.from;
+      handleHeartbeat(m);
+      return;
+    case MsgType::Snapshot:
+      electionElapsed_ = 0;
+      leader_ = m.from;
+      handleSnapshotChunk(m);
+      return;
+    case MsgType::ReadIndexResp:
+      outReads_.push_back(ReadState{m.context, m.index, m.reject});
+      return;
+    default:
+      return;
+  }
+}
+
+void Raft::handleAppend(Message& m) {
+  Message r;
+  r.type = MsgType::AppendResp;
+  r.to = m.from;
+  r.term = term_;
+  if (m.index < commit_) {
+    r.index = commit_;
+    send(std::move(r));
+    return;
+  }
+  if (!matchTerm(m.index, m.logTerm)) {
+    // Fast back-up: point the leader at the last index whose term is <= the leader's
+    // previous-entry term, so each round trip skips a whole term.
+    Index hint = findConflictByTerm(std::min(m.index, lastIndex()), m.logTerm);
+    r.reject = true;
+    r.index = m.index;
+    r.rejectHint = hint;
+    r.logTerm = termAt(hint).value_or(0);
+    send(std::move(r));
+    return;
+  }
+  Index lastNew = m.index + m.entries.size();
+  size_t firstNew = m.entries.size();
+  for (size_t i = 0; i < m.entries.size(); ++i) {
+    const Entry& e = m.entries[i];
+    if (e.index > lastIndex() || !matchTerm(e.index, e.term)) {
+      firstNew = i;
+      break;
+    }
+  }
+  if (firstNew < m.entries.size()) {
+    std::vector<Entry> fresh(std::make_move_iterator(m.entries.begin() + firstNew),
+                             std::make_move_iterator(m.entries.end()));
+    appendLocal(std::move(fresh));
+  }
+  Index newCommit = std::min(m.commit, lastNew);
+  if (newCommit > commit_) commit_ = newCommit;
+  r.index = lastNew;
+  send(std::move(r));
+}
+
+void Raft::handleHeartbeat(Message& m) {
+  Index newCommit = std::min(m.commit, lastIndex());
+  if (newCommit > commit_) commit_ = newCommit;
+  Message r;
+  r.type = MsgType::HeartbeatResp;
+  r.to = m.from;
+  r.term = term_;
+  r.context = m.context;
+  send(std::move(r));
+}
+
+void Raft::handleSnapshotChunk(Message& m) {
+  if (m.snap.index <= commit_) {
+    // Already have everything it covers: tell the leader where we are.
+    incoming_.reset();
+    Message r;
+    r.type = MsgType::AppendResp;
+    r.to = m.from;
+    r.term = term_;
+    r.index = commit_;
+    send(std::move(r));
+    return;
+  }
+  bool continues = incoming_ && incoming_->from == m.from && incoming_->term == m.term &&
+                   incoming_->meta == m.snap && incoming_->size == m.snapSize &&
+                   incoming_->data.size() == m.snapOffset;
+  if (m.snapOffset == 0 && !continues) {
+    incoming_ = IncomingSnapshot{m.from, m.term, m.snap, m.snapSize, {}};
+    continues = true;
+  }
+  if (!continues) {
+    // Out of order (a lost or duplicated chunk): ask for the offset we need.
+    Message r;
+    r.type = MsgType::SnapshotResp;
+    r.to = m.from;
+    r.term = term_;
+    r.index = m.snap.index;
+    r.snapOffset = incoming_ && incoming_->meta == m.snap ? incoming_->data.size() : 0;
+    send(std::move(r));
+    return;
+  }
+  incoming_->data.append(m.snapChunk);
+  if (incoming_->data.size() < incoming_->size) {
+    Message r;
+    r.type = MsgType::SnapshotResp;
+    r.to = m.from;
+    r.term = term_;
+    r.index = m.snap.index;
+    r.snapOffset = incoming_->data.size();
+    send(std::move(r));
+    return;
+  }
+  Snapshot snap;
+  snap.meta = incoming_->meta;
+  snap.data = std::make_shared<const std::string>(std::move(incoming_->data));
+  incoming_.reset();
+  installSnapshot(std::move(snap));
+  Message r;
+  r.type = MsgType::AppendResp;
+  r.to = m.from;
+  r.term = term_;
+  r.index = m.snap.index;
+  send(std::move(r));
+}
+
+void Raft::installSnapshot(Snapshot snap) {
+  const SnapshotMeta meta = snap.meta;
+  KJ_ASSERT(meta.index > commit_);
+  if (matchTerm(meta.index, meta.term)) {
+    // Raft Figure 13, step 6: our log already holds the snapshot's last entry, so the
+    // suffix after it is consistent and stays; entries up to it are now committed.
+    commit_ = meta.index;
+    return;
+  }
+  // Step 7: discard the whole log and reset the state machine from the snapshot.
+  log_.clear();
+  logOffset_ = meta.index;
+  logOffsetTerm_ = meta.term;
+  conf_ = meta.conf;
+  commit_ = meta.index;
+  applied_ = meta.index;
+  handedCommitted_ = meta.index;
+  stable_ = meta.index;
+  unstableFrom_ = meta.index + 1;
+  snapshot_ = std::move(snap);
+  snapshotPending_ = true;
+}
+
+// ---------------------------------------------------------------- leader
+
+void Raft::stepLeader(Message& m) {
+  auto it = progress_.find(m.from);
+  if (it == progress_.end()) return;
+  switch (m.type) {
+    case MsgType::AppendResp: handleAppendResp(m); return;
+    case MsgType::HeartbeatResp: handleHeartbeatResp(m); return;
+    case MsgType::SnapshotResp: handleSnapshotResp(m); return;
+    default: return;
+  }
+}
+
+void Raft::handleAppendResp(Message& m) {
+  Progress& pr = progress_[m.from];
+  pr.recentActive = true;
+  if (m.reject) {
+    bool stale = pr.state == ProgressState::Replicate ? m.index <= pr.match
+                                                      : m.index != pr.next - 1;
+    if (stale || pr.state == ProgressState::Snapshot) return;
+    Index probe = m.rejectHint;
+    if (m.logTerm > 0) probe = findConflictByTerm(m.rejectHint, m.logTerm);
+    pr.next = std::max(std::min(m.index, probe + 1), pr.match + 1);
+    pr.state = ProgressState::Probe;
+    pr.inflight.clear();
+    pr.probeSent = false;
+    sendAppend(m.from, true);
+    return;
+  }
+  if (m.index > lastIndex()) return;  // cannot be: a follower acked more than we sent
+  if (m.index > pr.match) {
+    pr.match = m.index;
+    pr.next = std::max(pr.next, pr.match + 1);
+    while (!pr.inflight.empty() && pr.inflight.front() <= pr.match) pr.inflight.pop_front();
+    if (pr.state != ProgressState::Replicate) {
+      pr.state = ProgressState::Replicate;
+      pr.next = pr.match + 1;
+      pr.inflight.clear();
+    }
+    maybeCommit();
+  } else if (pr.state == ProgressState::Probe) {
+    pr.probeSent = false;
+  }
+  if (transferTarget_ == m.from && pr.match == lastIndex()) {
+    Message t;
+    t.type = MsgType::TimeoutNow;
+    t.to = m.from;
+    t.term = term_;
+    send(std::move(t));
+  }
+  sendAppend(m.from, false);
+}
+
+void Raft::handleHeartbeatResp(Message& m) {
+  Progress& pr = progress_[m.from];
+  pr.recentActive = true;
+  pr.probeSent = false;
+  if (pr.state == ProgressState::Replicate && pr.inflight.size() >= config_.maxInflight) {
+    // An Append may have been lost: free one slot so the follower can tell us.
+    pr.inflight.pop_front();
+  }
+  if (pr.match < lastIndex() && pr.state != ProgressState::Snapshot) sendAppend(m.from, true);
+  if (m.context > 0) {
+    for (auto& round : readRounds_) {
+      if (round.id <= m.context) round.acks.insert(m.from);
+    }
+    releaseReadRounds();
+  }
+}
+
+void Raft::handleSnapshotResp(Message& m) {
+  Progress& pr = progress_[m.from];
+  pr.recentActive = true;
+  if (pr.state != ProgressState::Snapshot || m.index != pr.snapIndex) return;
+  pr.snapOffset = m.snapOffset;
+  sendSnapshotChunk(m.from, pr);
+}
+
+ProposeError Raft::propose(std::string data, Index* index) {
+  if (role_ != Role::Leader) return ProposeError::NotLeader;
+  if (transferTarget_ != kNoNode) return ProposeError::TransferInProgress;
+  if (data.size() > limits::kMaxAppendBytes) return ProposeError::TooLarge;
+  if (uncommittedBytes_ + data.size() > limits::kMaxUncommittedBytes) return ProposeError::Busy;
+  Index at = lastIndex() + 1;
+  appendAndBroadcast(Entry{term_, at, EntryKind::Command, std::move(data)});
+  if (index != nullptr) *index = at;
+  return ProposeError::None;
+}
+
+void Raft::appendAndBroadcast(Entry entry) {
+  KJ_ASSERT(role_ == Role::Leader && entry.index == lastIndex() + 1 && entry.term == term_);
+  uncommittedBytes_ += entryBytes(entry);
+  log_.push_back(std::move(entry));
+  unstableFrom_ = std::min(unstableFrom_, lastIndex());
+  broadcastPending_ = true;
+  if (conf_.voters.size() == 1) maybeCommit();
+}
+
+void Raft::sendAppend(NodeId to, bool allowEmpty) {
+  Progress& pr = progress_[to];
+  for (;;) {
+    if (pr.state == ProgressState::Snapshot) return;
+    if (pr.state == ProgressState::Probe && pr.probeSent) return;
+    if (pr.state == ProgressState::Replicate && pr.inflight.size() >= config_.maxInflight) return;
+    Index prev = pr.next - 1;
+    auto prevTerm = termAt(prev);
+    if (!prevTerm) {
+      // What the follower needs was compacted away: send the snapshot instead.
+      KJ_ASSERT(snapshot_.data != nullptr, "log compacted without a snapshot");
+      pr.state = ProgressState::Snapshot;
+      pr.snapIndex = snapshot_.meta.index;
+      pr.snapOffset = 0;
+      pr.inflight.clear();
+      sendSnapshotChunk(to, pr);
+      return;
+    }
+    Message m;
+    m.type = MsgType::Append;
+    m.to = to;
+    m.term = term_;
+    m.index = prev;
+    m.logTerm = *prevTerm;
+    size_t bytes = 0;
+    for (Index i = pr.next; i <= lastIndex(); ++i) {
+      const Entry& e = *entryAt(i);
+      if (!m.entries.empty() && (bytes + entryBytes(e) > config_.maxAppendBytes ||
+                                 m.entries.size() >= limits::kMaxEntriesPerAppend)) {
+        break;
+      }
+      bytes += entryBytes(e);
+      m.entries.push_back(e);
+    }
+    if (m.entries.empty() && !allowEmpty) return;
+    m.commit = commit_;
+    Index last = prev + m.entries.size();
+    if (pr.state == ProgressState::Replicate) {
+      if (!m.entries.empty()) {
+        pr.next = last + 1;
+        pr.inflight.push_back(last);
+      }
+    } else {
+      pr.probeSent = true;
+    }
+    bool more = pr.state == ProgressState::Replicate && !m.entries.empty() &&
+                pr.next <= lastIndex();
+    send(std::move(m));
+    if (!more) return;
+    allowEmpty = false;
+  }
+}
+
+void Raft::sendSnapshotChunk(NodeId to, Progress& pr) {
+  KJ_ASSERT(snapshot_.data != nullptr);
+  if (pr.snapIndex != snapshot_.meta.index) {
+    // A newer local snapshot replaced the one being sent: start over with it.
+    pr.snapIndex = snapshot_.meta.index;
+    pr.snapOffset = 0;
+  }
+  const std::string& data = *snapshot_.data;
+  if (pr.snapOffset > data.size()) pr.snapOffset = 0;
+  Message m;
+  m.type = MsgType::Snapshot;
+  m.to = to;
+  m.term = term_;
+  m.snap = snapshot_.meta;
+  m.snapOffset = pr.snapOffset;
+  m.snapSize = data.size();
+  m.snapChunk = data.substr(pr.snapOffset, config_.snapshotChunkBytes);
+  m.snapDone = pr.snapOffset + m.snapChunk.size() == data.size();
+  pr.snapIdleTicks = 0;
+  send(std::move(m));
+}
+
+void Raft::broadcastHeartbeat(uint64_t readRound) {
+  for (auto& [id, pr] : progress_) {
+    if (id == config_.id) continue;
+    Message m;
+    m.type = MsgType::Heartbeat;
+    m.to = id;
+    m.term = term_;
+    m.commit = std::min(pr.match, commit_);
+    m.context = readRound;
+    send(std::move(m));
+  }
+}
+
+void Raft::maybeCommit() {
+  KJ_ASSERT(role_ == Role::Leader);
+  progress_[config_.id].match = stable_;
+  std::vector<Index> matches;
+  matches.reserve(conf_.voters.size());
+  for (NodeId v : conf_.voters) matches.push_back(progress_[v].match);
+  std::sort(matches.begin(), matches.end(), std::greater<Index>());
+  Index q = matches[quorum() - 1];
+  // Only an entry of the current term commits by counting replicas (Figure 8).
+  if (q <= commit_ || termAt(q) != term_) return;
+  for (Index i = commit_ + 1; i <= q; ++i) {
+    size_t b = entryBytes(*entryAt(i));
+    uncommittedBytes_ = uncommittedBytes_ > b ? uncommittedBytes_ - b : 0;
+  }
+  commit_ = q;
+  commitBroadcastPending_ = true;
+  if (!deferredReads_.empty()) {
+    auto reads = std::move(deferredReads_);
+    deferredReads_.clear();
+    for (auto& [from, ctx] : reads) handleReadIndexRequest(from, ctx);
+  }
+}
+
+// ---------------------------------------------------------------- reads
+
+void Raft::readIndex(uint64_t context) { handleReadIndexRequest(config_.id, context); }
+
+void Raft::handleReadIndexRequest(NodeId from, uint64_t context) {
+  auto fail = [&]() {
+    if (from == config_.id) {
+      outReads_.push_back(ReadState{context, 0, true});
+    } else {
+      Message r;
+      r.type = MsgType::ReadIndexResp;
+      r.to = from;
+      r.term = term_;
+      r.context = context;
+      r.reject = true;
+      send(std::move(r));
+    }
+  };
+  if (role_ != Role::Leader) {
+    if (from == config_.id && leader_ != kNoNode && role_ == Role::Follower) {
+      Message m;
+      m.type = MsgType::ReadIndex;
+      m.to = leader_;
+      m.term = term_;
+      m.context = context;
+      send(std::move(m));
+    } else {
+      fail();
+    }
+    return;
+  }
+  size_t pending = unsentReads_.size() + deferredReads_.size();
+  for (auto& r : readRounds_) pending += r.reads.size();
+  if (pending >= limits::kMaxPendingReads) {
+    fail();
+    return;
+  }
+  if (termAt(commit_) != term_) {
+    // Until an entry of this term commits, the leader's commit index may be behind.
+    deferredReads_.emplace_back(from, context);
+    return;
+  }
+  if (conf_.voters.size() == 1) {
+    if (from == config_.id) outReads_.push_back(ReadState{context, commit_, false});
+    return;
+  }
+  unsentReads_.emplace_back(from, context);
+}
+
+void Raft::releaseReadRounds() {
+  // Rounds are confirmed in order: a quorum acking round r also confirms every
+  // earlier round, because each ack was sent after that round began.
+  size_t confirmed = 0;
+  for (size_t i = 0; i < readRounds_.size(); ++i) {
+    if (readRounds_[i].acks.size() >= quorum()) confirmed = i + 1;
+  }
+  for (size_t i = 0; i < confirmed; ++i) {
+    ReadRound round = std::move(readRounds_.front());
+    readRounds_.pop_front();
+    for (auto& [from, ctx] : round.reads) {
+      if (from == config_.id) {
+        outReads_.push_back(ReadState{ctx, round.index, false});
+      } else {
+        Message r;
+        r.type = MsgType::ReadIndexResp;
+        r.to = from;
+        r.term = term_;
+        r.context = ctx;
+        r.index = round.index;
+        send(std::move(r));
+      }
+    }
+  }
+}
+
+void Raft::failReads() {
+  std::vector<std::pair<NodeId, uint64_t>> all;
+  for (auto& r : readRounds_) all.insert(all.end(), r.reads.begin(), r.reads.end());
+  all.insert(all.end(), unsentReads_.begin(), unsentReads_.end());
+  all.insert(all.end(), deferredReads_.begin(), deferredReads_.end());
+  readRounds_.clear();
+  unsentReads_.clear();
+  deferredReads_.clear();
+  for (auto& [from, ctx] : all) {
+    if (from == config_.id) {
+      outReads_.push_back(ReadState{ctx, 0, true});
+    } else {
+      Message r;
+      r.type = MsgType::ReadIndexResp;
+      r.to = from;
+      r.term = term_;
+      r.context = ctx;
+      r.reject = true;
+      send(std::move(r));
+    }
+  }
+}
+
+// ---------------------------------------------------------------- transfer, storage
+
+bool Raft::transferLeadership(NodeId target) {
+  if (role_ != Role::Leader || target == config_.id || !isVoter(target)) return false;
+  transferTarget_ = target;
+  transferElapsed_ = 0;
+  Progress& pr = progress_[target];
+  if (pr.match == lastIndex()) {
+    Message t;
+    t.type = MsgType::TimeoutNow;
+    t.to = target;
+    t.term = term_;
+    send(std::move(t));
+  } else {
+    sendAppend(target, true);
+  }
+  return true;
+}
+
+void Raft::persisted(Index index, Term term) {
+  if (index <= stable_ || !matchTerm(index, term)) return;  // overwritten since
+  KJ_ASSERT(index < unstableFrom_, "storage reported entries it was never given");
+  stable_ = index;
+  if (role_ == Role::Leader) maybeCommit();
+}
+
+void Raft::compacted(Snapshot snap) {
+  const Index idx = snap.meta.index;
+  KJ_REQUIRE(snap.data != nullptr);
+  if (idx <= snapshot_.meta.index) return;
+  KJ_REQUIRE(idx <= applied_ && idx <= commit_, "snapshot beyond the applied state", idx, applied_);
+  KJ_REQUIRE(matchTerm(idx, snap.meta.term) || idx <= logOffset_);
+  snapshot_ = std::move(snap);
+  Index keepFrom = idx > config_.compactionKeepEntries ? idx - config_.compactionKeepEntries : 0;
+  while (!log_.empty() && log_.front().index <= keepFrom) {
+    logOffset_ = log_.front().index;
+    logOffsetTerm_ = log_.front().term;
+    log_.pop_front();
+  }
+}
+
+void Raft::applied(Index index) {
+  KJ_REQUIRE(index <= handedCommitted_, index, handedCommitted_);
+  applied_ = std::max(applied_, index);
+}
+
+// ---------------------------------------------------------------- output
+
+void Raft::send(Message m) {
+  m.from = config_.id;
+  if (needsPersistence(m.type)) {
+    outAfterPersist_.push_back(std::move(m));
+  } else {
+    outNow_.push_back(std::move(m));
+  }
+}
+
+Index Raft::stableCommitted() const { return std::min(commit_, stable_); }
+
+void Raft::flushLeaderOutput() {
+  if (role_ != Role::Leader) return;
+  if (broadcastPending_) {
+    broadcastPending_ = false;
+    for (auto& [id, pr] : progress_) {
+      if (id != config_.id) sendAppend(id, false);
+    }
+  }
+  if (commitBroadcastPending_) {
+    commitBroadcastPending_ = false;
+    // Followers that got no new entries above still learn the commit index now, so
+    // they can apply and serve follower reads without waiting for a heartbeat.
+    for (auto& [id, pr] : progress_) {
+      if (id == config_.id || pr.state != ProgressState::Replicate) continue;
+      if (pr.next > lastIndex() && pr.inflight.size() < config_.maxInflight) {
+        sendAppend(id, true);
+      }
+    }
+  }
+  if (!unsentReads_.empty()) {
+    ReadRound round{nextReadRound_++, commit_, {config_.id}, std::move(unsentReads_)};
+    unsentReads_.clear();
+    readRounds_.push_back(std::move(round));
+    broadcastHeartbeat(readRounds_.back().id);
+  }
+}
+
+bool Raft::hasReady() const {
+  return !outNow_.empty() || !outAfterPersist_.empty() || !outReads_.empty() ||
+         unstableFrom_ <= lastIndex() || snapshotPending_ ||
+         term_ != lastHardState_.term || vote_ != lastHardState_.vote ||
+         handedCommitted_ < stableCommitted() ||
+         (role_ == Role::Leader &&
+          (broadcastPending_ || commitBroadcastPending_ || !unsentReads_.empty()));
+}
+
+Ready Raft::takeReady() {
+  flushLeaderOutput();
+  Ready rd;
+  if (snapshotPending_) {
+    rd.snapshot = snapshot_;
+    snapshotPending_ = false;
+  }
+  for (Index i = unstableFrom_; i <= lastIndex(); ++i) rd.entries.push_back(*entryAt(i));
+  unstableFrom_ = lastIndex() + 1;
+  HardState hs{term_, vote_, commit_};
+  if (hs.term != lastHardState_.term || hs.vote != lastHardState_.vote ||
+      (hs.commit != lastHardState_.commit && (rd.snapshot || !rd.entries.empty()))) {
+    rd.hardState = hs;
+    lastHardState_ = hs;
+  }
+  rd.messages = std::move(outNow_);
+  outNow_.clear();
+  rd.afterPersist = std::move(outAfterPersist_);
+  outAfterPersist_.clear();
+  Index upTo = stableCommitted();
+  for (Index i = handedCommitted_ + 1; i <= upTo && rd.committed.size() < 4096; ++i) {
+    const Entry* e = entryAt(i);
+    KJ_ASSERT(e != nullptr, "committed entry missing from the log", i);
+    rd.committed.push_back(*e);
+    handedCommitted_ = i;
+  }
+  rd.readStates = std::move(outReads_);
+  outReads_.clear();
+  return rd;
+}
+
+}  // namespace kvr

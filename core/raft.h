@@ -84,9 +84,10 @@ class Raft {
   Index commitIndex() const { return commit_; }
   Index appliedIndex() const { return applied_; }
   Index stableIndex() const { return stable_; }
-  Index lastIndex() const { return snapshot_.meta.index + log_.size(); }
+  Index lastIndex() const { return logOffset_ + log_.size(); }
   Term lastTerm() const;
-  Index firstIndex() const { return snapshot_.meta.index + 1; }
+  // First index still held in the in-memory log (entries before it were compacted).
+  Index firstIndex() const { return logOffset_ + 1; }
   Index snapshotIndex() const { return snapshot_.meta.index; }
   const Snapshot& snapshot() const { return snapshot_; }
   const ConfState& conf() const { return conf_; }
@@ -108,7 +109,7 @@ class Raft {
     bool recentActive = false;        // heard from since the last check-quorum
     // Snapshot state:
     Index snapIndex = 0;
-    uint64_t snapOffset = 0;          // next byte to send
+    uint64_t snapOffset = 0;          // bytes the follower has acknowledged
     uint32_t snapIdleTicks = 0;
   };
   struct ReadRound {
@@ -167,6 +168,8 @@ class Raft {
   void releaseReadRounds();
   void failReads();
   void send(Message msg);
+  void flushLeaderOutput();
+  Index stableCommitted() const;
 
   RaftConfig config_;
   Rng rng_;
@@ -176,7 +179,9 @@ class Raft {
   Term term_ = 0;
   NodeId vote_ = kNoNode;
   Snapshot snapshot_;
-  std::deque<Entry> log_;  // entries snapshot_.meta.index + 1 .. lastIndex()
+  Index logOffset_ = 0;    // index of the entry just before log_[0]
+  Term logOffsetTerm_ = 0;
+  std::deque<Entry> log_;  // entries logOffset_ + 1 .. lastIndex()
 
   // volatile
   Role role_ = Role::Follower;
@@ -210,7 +215,8 @@ class Raft {
   std::vector<Message> outNow_;
   std::vector<Message> outAfterPersist_;
   std::vector<ReadState> outReads_;
-  bool persistGate_ = false;  // messages produced now must wait for persistence
+  bool broadcastPending_ = false;   // new entries: send Appends at the next takeReady
+  bool commitBroadcastPending_ = false;  // commit advanced: tell idle followers
 };
 
 }  // namespace kvr

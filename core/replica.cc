@@ -1,0 +1,297 @@
+#include "core/replica.h"
+
+#include <kj/debug.h>
+
+namespace kvr {
+
+Replica::Replica(ReplicaConfig config, Rng rng, Transport& transport, Storage& storage,
+                 RecoveredState recovered)
+    : config_(std::move(config)),
+      transport_(transport),
+      storage_(storage),
+      raft_(config_.raft, rng, config_.initialConf, std::move(recovered)),
+      kv_(config_.kv) {
+  KJ_REQUIRE(config_.snapshotEveryEntries >= 1 && config_.requestTimeoutTicks >= 1);
+  const Snapshot& snap = raft_.snapshot();
+  if (snap.meta.index > 0) {
+    KJ_REQUIRE(snap.data != nullptr, "snapshot without data");
+    KJ_REQUIRE(kv_.restore(*snap.data), "stored snapshot does not decode", snap.meta.index);
+    KJ_REQUIRE(kv_.appliedIndex() == snap.meta.index, "snapshot index mismatch");
+  }
+  lastSnapshotIndex_ = snap.meta.index;
+  process();
+}
+
+KvReply Replica::notLeader() const {
+  KvReply r;
+  r.status = Status::NotLeader;
+  r.leaderHint = raft_.leader() == raft_.id() ? kNoNode : raft_.leader();
+  return r;
+}
+
+void Replica::tick() {
+  ++now_;
+  raft_.tick();
+  expireRequests();
+  process();
+}
+
+void Replica::receive(Message&& msg) {
+  raft_.step(std::move(msg));
+  process();
+}
+
+void Replica::submit(const KvCommand& cmd, ReadMode mode, ReplyFn done) {
+  std::string why;
+  Status valid = validate(cmd, &why);
+  if (valid != Status::Ok) {
+    KvReply r;
+    r.status = valid;
+    done(std::move(r));
+    return;
+  }
+  if (!cmd.isWrite()) {
+    if (mode == ReadMode::Stale) {
+      done(kv_.read(cmd));
+      return;
+    }
+    if (pendingReads_.size() >= limits::kMaxPendingReads) {
+      KvReply r;
+      r.status = Status::Busy;
+      done(std::move(r));
+      return;
+    }
+    uint64_t id = nextReadId_++;
+    pendingReads_.emplace(id, PendingRead{cmd, now_ + config_.requestTimeoutTicks, 0, false,
+                                          std::move(done)});
+    raft_.readIndex(id);
+    process();
+    return;
+  }
+  if (pendingWrites_.size() >= limits::kMaxPendingProposals) {
+    KvReply r;
+    r.status = Status::Busy;
+    done(std::move(r));
+    return;
+  }
+  Index index = 0;
+  ProposeError err = raft_.propose(encodeCommand(cmd), &index);
+  if (err != ProposeError::None) {
+    KvReply r;
+    switch (err) {
+      case ProposeError::NotLeader: r = notLeader(); break;
+      case ProposeError::TransferInProgress: r.status = Status::TransferInProgress; break;
+      case ProposeError::Busy: r.status = Status::Busy; break;
+      case ProposeError::TooLarge: r.status = Status::TooLarge; break;
+      case ProposeError::None: break;
+    }
+    done(std::move(r));
+    return;
+  }
+  KJ_ASSERT(!pendingWrites_.count(index), "two proposals at one index", index);
+  pendingWrites_.emplace(index, PendingWrite{raft_.term(), now_ + config_.requestTimeoutTicks,
+                                             std::move(done)});
+  process();
+}
+
+void Replica::onPersisted(uint64_t seq) {
+  KJ_REQUIRE(!inFlight_.empty() && inFlight_.front().seq == seq,
+             "storage completed batches out of order", seq);
+  InFlightBatch batch = std::move(inFlight_.front());
+  inFlight_.pop_front();
+  if (batch.lastIndex > 0) raft_.persisted(batch.lastIndex, batch.lastTerm);
+  if (batch.localSnapshot) {
+    lastSnapshotIndex_ = std::max(lastSnapshotIndex_, batch.localSnapshot->meta.index);
+    raft_.compacted(std::move(*batch.localSnapshot));
+    snapshotInFlight_ = false;
+  }
+  sendAll(batch.messages);
+  process();
+}
+
+bool Replica::transferLeadership(NodeId target) {
+  bool ok = raft_.transferLeadership(target);
+  process();
+  return ok;
+}
+
+void Replica::shutdown() { failAllPending(Status::ShuttingDown); }
+
+ReplicaStatus Replica::status() const {
+  ReplicaStatus s;
+  s.id = raft_.id();
+  s.role = raft_.role();
+  s.term = raft_.term();
+  s.leader = raft_.leader();
+  s.commit = raft_.commitIndex();
+  s.applied = kv_.appliedIndex();
+  s.lastIndex = raft_.lastIndex();
+  s.snapshotIndex = raft_.snapshotIndex();
+  return s;
+}
+
+void Replica::sendAll(std::vector<Message>& messages) {
+  for (auto& m : messages) transport_.send(std::move(m));
+  messages.clear();
+}
+
+void Replica::process() {
+  // Bounded: each round drains at most one Ready; a Ready is bounded in size.
+  for (int round = 0; round < 64 && raft_.hasReady(); ++round) {
+    Ready rd = raft_.takeReady();
+    if (rd.snapshot) {
+      KJ_REQUIRE(kv_.restore(*rd.snapshot->data), "leader sent a snapshot that does not decode");
+      lastSnapshotIndex_ = rd.snapshot->meta.index;
+      // Writes pending at covered indexes have an unknown fate here.
+      while (!pendingWrites_.empty() && pendingWrites_.begin()->first <= rd.snapshot->meta.index) {
+        auto done = std::move(pendingWrites_.begin()->second.done);
+        pendingWrites_.erase(pendingWrites_.begin());
+        KvReply r;
+        r.status = Status::Timeout;
+        done(std::move(r));
+      }
+    }
+    if (rd.mustPersist()) {
+      PersistBatch batch;
+      batch.seq = nextSeq_++;
+      batch.hardState = rd.hardState;
+      batch.snapshot = rd.snapshot;
+      batch.resetLog = rd.snapshot.has_value();
+      InFlightBatch pending{batch.seq, 0, 0, std::nullopt, std::move(rd.afterPersist)};
+      if (!rd.entries.empty()) {
+        pending.lastIndex = rd.entries.back().index;
+        pending.lastTerm = rd.entries.back().term;
+      }
+      batch.entries = std::move(rd.entries);
+      inFlight_.push_back(std::move(pending));
+      storage_.persist(std::move(batch));
+    } else if (!rd.afterPersist.empty()) {
+      if (inFlight_.empty()) {
+        sendAll(rd.afterPersist);
+      } else {
+        auto& msgs = inFlight_.back().messages;
+        for (auto& m : rd.afterPersist) msgs.push_back(std::move(m));
+      }
+    }
+    sendAll(rd.messages);
+    if (!rd.committed.empty()) {
+      applyCommitted(rd.committed);
+      raft_.applied(rd.committed.back().index);
+    }
+    for (const ReadState& rs : rd.readStates) {
+      auto it = pendingReads_.find(rs.context);
+      if (it == pendingReads_.end()) continue;  // already timed out
+      if (rs.failed) {
+        auto done = std::move(it->second.done);
+        pendingReads_.erase(it);
+        done(notLeader());
+        continue;
+      }
+      it->second.readIndex = rs.index;
+      it->second.ready = true;
+    }
+    serveReads();
+    maybeSnapshot();
+  }
+}
+
+void Replica::applyCommitted(std::vector<Entry>& committed) {
+  for (const Entry& e : committed) {
+    KJ_ASSERT(e.index == kv_.appliedIndex() + 1, "apply out of order", e.index,
+              kv_.appliedIndex());
+    KvReply reply;
+    const KvReply* applied = nullptr;
+    if (e.kind == EntryKind::Command) {
+      KvCommand cmd;
+      KJ_REQUIRE(decodeCommand(e.data, &cmd), "committed entry does not decode", e.index);
+      reply = kv_.apply(e.index, cmd);
+      applied = &reply;
+    } else {
+      kv_.skip(e.index);
+    }
+    if (observer_) observer_(raft_.id(), e, applied);
+    auto it = pendingWrites_.find(e.index);
+    if (it != pendingWrites_.end()) {
+      auto pending = std::move(it->second);
+      pendingWrites_.erase(it);
+      if (pending.term == e.term && applied != nullptr) {
+        pending.done(reply);
+      } else {
+        pending.done(notLeader());  // our entry was replaced: it will never apply
+      }
+    }
+  }
+}
+
+void Replica::serveReads() {
+  for (auto it = pendingReads_.begin(); it != pendingReads_.end();) {
+    if (it->second.ready && it->second.readIndex <= kv_.appliedIndex()) {
+      KvReply r = kv_.read(it->second.cmd);
+      auto done = std::move(it->second.done);
+      it = pendingReads_.erase(it);
+      done(std::move(r));
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Replica::maybeSnapshot() {
+  Index applied = kv_.appliedIndex();
+  if (snapshotInFlight_ || applied < lastSnapshotIndex_ + config_.snapshotEveryEntries) return;
+  auto term = raft_.termAt(applied);
+  KJ_ASSERT(term.has_value(), "applied entry has no term", applied);
+  Snapshot snap;
+  snap.meta = SnapshotMeta{applied, *term, raft_.conf()};
+  snap.data = std::make_shared<const std::string>(kv_.snapshot());
+  PersistBatch batch;
+  batch.seq = nextSeq_++;
+  batch.snapshot = snap;
+  inFlight_.push_back(InFlightBatch{batch.seq, 0, 0, std::move(snap), {}});
+  snapshotInFlight_ = true;
+  storage_.persist(std::move(batch));
+}
+
+void Replica::expireRequests() {
+  for (auto it = pendingWrites_.begin(); it != pendingWrites_.end();) {
+    if (it->second.deadline <= now_) {
+      auto done = std::move(it->second.done);
+      it = pendingWrites_.erase(it);
+      KvReply r;
+      r.status = Status::Timeout;
+      done(std::move(r));
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = pendingReads_.begin(); it != pendingReads_.end();) {
+    if (it->second.deadline <= now_) {
+      auto done = std::move(it->second.done);
+      it = pendingReads_.erase(it);
+      KvReply r;
+      r.status = Status::Timeout;
+      done(std::move(r));
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Replica::failAllPending(Status status) {
+  auto writes = std::move(pendingWrites_);
+  pendingWrites_.clear();
+  auto reads = std::move(pendingReads_);
+  pendingReads_.clear();
+  for (auto& [i, w] : writes) {
+    KvReply r;
+    r.status = status;
+    w.done(std::move(r));
+  }
+  for (auto& [i, rd] : reads) {
+    KvReply r;
+    r.status = status;
+    rd.done(std::move(r));
+  }
+}
+
+}  // namespace kvr

@@ -81,7 +81,7 @@ class Replica {
     uint64_t seq;
     Index lastIndex;   // highest entry index in the batch (0 = none)
     Term lastTerm;
-    std::optional<SnapshotMeta> localSnapshot;  // a local snapshot finished by this batch
+    std::optional<Snapshot> localSnapshot;  // a local snapshot made durable by this batch
     std::vector<Message> messages;              // released once durable
   };
 
@@ -91,6 +91,8 @@ class Replica {
   void maybeSnapshot();
   void expireRequests();
   void failAllPending(Status status);
+  void sendAll(std::vector<Message>& messages);
+  KvReply notLeader() const;
 
   ReplicaConfig config_;
   Transport& transport_;
