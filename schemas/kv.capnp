@@ -1,0 +1,96 @@
+# Client service: the KV operations a client (kvctl, tests, benchmarks) asks a node for.
+#
+# Design: one generic `call` carrying a `Command` instead of one method per operation.
+# `Command` and `Reply` mirror kvr::KvCommand and kvr::KvReply (core/command.h) field for
+# field, so the server converts a request with one codec call (schemas/codec.h), hands it
+# to the replica, and converts the reply back; adding an operation to the core adds an
+# enumerant here, not a method, a client stub and a server handler.
+#
+# Rules the server enforces (and clients must follow):
+#   * every write (put, delete, cas) carries the clientId returned by openSession and a
+#     requestId strictly increasing per client, starting at 1; a retry reuses the same
+#     (clientId, requestId) and is applied at most once;
+#   * reads (get, range) are linearizable unless `stale` is true, in which case the node
+#     answers from its local state;
+#   * oversized keys or values are answered with status tooLarge, malformed requests with
+#     status invalid, each with a human readable `error`.
+@0xa234aadc4beb4d8d;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("kvr::schema");
+
+# Same ordinals as kvr::OpType.
+enum OpType {
+  put @0;
+  get @1;
+  delete @2;
+  cas @3;          # compare-and-swap: expected value, or expected absence
+  range @4;        # ordered scan [key, rangeEnd) with a limit
+  openSession @5;  # registers a client; the reply's clientId is its session id
+}
+
+# Same ordinals as kvr::Status.
+enum Status {
+  ok @0;
+  notFound @1;
+  casMismatch @2;
+  notLeader @3;           # retry at leaderHint (0 = unknown)
+  timeout @4;             # outcome unknown: retry with the same requestId
+  tooLarge @5;
+  sessionExpired @6;
+  busy @7;
+  invalid @8;
+  staleRequest @9;
+  shuttingDown @10;
+  transferInProgress @11;
+}
+
+struct KeyValue {
+  key @0 :Data;
+  value @1 :Data;
+}
+
+# kvr::KvCommand.
+struct Command {
+  op @0 :OpType;
+  clientId @1 :UInt64;     # writes: session id from openSession
+  requestId @2 :UInt64;    # writes: strictly increasing per client, from 1
+  key @3 :Data;
+  value @4 :Data;          # put / cas new value
+  expected @5 :Data;       # cas expected value
+  expectAbsent @6 :Bool;   # cas: succeed only if the key is absent
+  rangeEnd @7 :Data;       # range: exclusive end; empty = unbounded
+  limit @8 :UInt32;        # range: max pairs (0 = server maximum)
+}
+
+# kvr::KvReply plus a human readable explanation of a non-ok status.
+struct Reply {
+  status @0 :Status;
+  error @1 :Text;          # empty when status is ok
+  leaderHint @2 :UInt32;   # the leader as this node knows it; 0 = unknown
+  index @3 :UInt64;        # log index at which a write applied / a read was served
+  value @4 :Data;          # get: the value; cas mismatch: the current value
+  kvs @5 :List(KeyValue);  # range
+  more @6 :Bool;           # range: stopped at the limit
+  clientId @7 :UInt64;     # openSession: the new session id
+}
+
+struct NodeStatus {
+  id @0 :UInt32;
+  role @1 :Text;           # "follower", "precandidate", "candidate" or "leader"
+  term @2 :UInt64;
+  leader @3 :UInt32;       # 0 = unknown
+  commit @4 :UInt64;
+  applied @5 :UInt64;
+  lastIndex @6 :UInt64;
+  snapshotIndex @7 :UInt64;
+}
+
+interface KvService {
+  # Runs one operation. Failures are reported in reply.status / reply.error, never as
+  # an RPC exception, so clients handle one shape of answer.
+  call @0 (command :Command, stale :Bool) -> (reply :Reply);
+
+  # What this node knows about itself and the cluster (for kvctl and tests).
+  status @1 () -> (status :NodeStatus);
+}

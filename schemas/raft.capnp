@@ -1,0 +1,86 @@
+# Peer protocol: Raft messages between nodes of one cluster.
+#
+# `Message` mirrors kvr::Message (core/types.h) except for the routing fields: `from` and
+# `to` travel once, in the `PeerEnvelope`, so a receiver can route or reject a message
+# (wrong cluster, wrong destination) without looking at its body. schemas/codec.h is the
+# only code that converts between these structs and the core types, and it validates
+# every field against core/limits.h on the way in.
+@0xa399724213f99d95;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("kvr::schema");
+
+# Same ordinals as kvr::MsgType.
+enum MsgType {
+  preVote @0;
+  preVoteResp @1;
+  vote @2;
+  voteResp @3;
+  append @4;
+  appendResp @5;
+  heartbeat @6;
+  heartbeatResp @7;
+  snapshot @8;
+  snapshotResp @9;
+  timeoutNow @10;
+  readIndex @11;
+  readIndexResp @12;
+}
+
+# Same ordinals as kvr::EntryKind.
+enum EntryKind {
+  noop @0;
+  command @1;
+}
+
+struct Entry {
+  term @0 :UInt64;
+  index @1 :UInt64;
+  kind @2 :EntryKind;
+  data @3 :Data;     # an encoded kvr::KvCommand for `command`, empty for `noop`
+}
+
+struct SnapshotMeta {
+  index @0 :UInt64;
+  term @1 :UInt64;
+  voters @2 :List(UInt32);  # kvr::ConfState::voters: sorted, unique
+}
+
+# kvr::Message without from/to (see PeerEnvelope). Field use by type is documented on
+# kvr::Message; unused fields keep their defaults and cost nothing on the wire.
+struct Message {
+  type @0 :MsgType;
+  term @1 :UInt64;
+  logTerm @2 :UInt64;
+  index @3 :UInt64;
+  commit @4 :UInt64;
+  reject @5 :Bool;
+  rejectHint @6 :UInt64;
+  context @7 :UInt64;
+  entries @8 :List(Entry);   # append only; at most kMaxEntriesPerAppend
+
+  # Snapshot transfer (type snapshot / snapshotResp).
+  snap @9 :SnapshotMeta;
+  snapOffset @10 :UInt64;
+  snapSize @11 :UInt64;
+  snapDone @12 :Bool;
+  snapChunk @13 :Data;       # at most kMaxSnapshotChunkBytes
+}
+
+struct PeerEnvelope {
+  clusterId @0 :UInt64;   # a node drops envelopes from another cluster
+  from @1 :UInt32;
+  to @2 :UInt32;
+  message @3 :Message;
+}
+
+# The service every node exports to its peers.
+interface RaftPeer {
+  # Hands a batch of messages to the receiver. Raft tolerates loss, so the result only
+  # provides flow control: the sender keeps a bounded number of calls in flight.
+  deliver @0 (batch :List(PeerEnvelope)) -> ();
+
+  # First call on a new connection: the receiver checks the cluster id and that the
+  # sender is a member it expects. `reason` explains a refusal.
+  hello @1 (clusterId :UInt64, from :UInt32) -> (ok :Bool, reason :Text);
+}
