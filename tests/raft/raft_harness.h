@@ -1,0 +1,268 @@
+// A tiny in-memory cluster of kvr::Raft objects for unit tests: no replica, no storage.
+// Ready.entries / hardState count as durable the moment they are taken (unless a node
+// holds its writes), Ready.messages leave at once, Ready.afterPersist once the writes
+// are durable. The network is one FIFO queue the test can inspect, filter and reorder.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/raft.h"
+
+namespace kvr::test {
+
+// Entries 1..n with the given terms (the way the Raft paper draws logs).
+inline std::vector<Entry> logWithTerms(const std::vector<Term>& terms, Index first = 1) {
+  std::vector<Entry> log;
+  for (size_t i = 0; i < terms.size(); ++i) {
+    log.push_back(Entry{terms[i], first + i, EntryKind::Command, "e" + std::to_string(first + i)});
+  }
+  return log;
+}
+
+inline RecoveredState recoveredWith(Term term, const std::vector<Term>& terms, Index commit = 0) {
+  RecoveredState r;
+  r.hardState.term = term;
+  r.hardState.commit = commit;
+  r.entries = logWithTerms(terms);
+  return r;
+}
+
+inline ConfState votersUpTo(size_t n) {
+  ConfState c;
+  for (NodeId id = 1; id <= n; ++id) c.voters.push_back(id);
+  return c;
+}
+
+class RaftCluster {
+ public:
+  struct Node {
+    std::unique_ptr<Raft> raft;
+    bool stopped = false;      // neither ticks nor talks
+    bool holdWrites = false;   // Ready writes stay non-durable until persist(id)
+    std::optional<Entry> heldTail;         // last entry handed over but not yet durable
+    std::vector<Message> heldAfterPersist; // waiting for the held writes
+    std::vector<ReadState> reads;
+    std::vector<Entry> applied;            // committed entries handed out, in order
+    std::vector<Snapshot> snapshotsInstalled;
+    size_t readies = 0;
+  };
+
+  explicit RaftCluster(size_t n, RaftConfig base = {},
+                       std::map<NodeId, RecoveredState> recovered = {}, uint64_t seed = 1)
+      : conf_(votersUpTo(n)) {
+    for (NodeId id = 1; id <= n; ++id) {
+      RaftConfig c = base;
+      c.id = id;
+      RecoveredState r;
+      if (auto it = recovered.find(id); it != recovered.end()) r = it->second;
+      nodes_[id].raft = std::make_unique<Raft>(c, Rng(seed * 1000 + id), conf_, std::move(r));
+    }
+  }
+
+  Raft& operator[](NodeId id) { return *node(id).raft; }
+  Node& node(NodeId id) {
+    auto it = nodes_.find(id);
+    KJ_REQUIRE(it != nodes_.end(), "no such node", id);
+    return it->second;
+  }
+  size_t size() const { return nodes_.size(); }
+
+  // ---- network control
+  std::deque<Message> inflight;            // sent, not yet delivered (FIFO)
+  std::vector<Message> sent;               // every message that left a node
+  std::vector<Message> delivered;          // every message stepped into a node
+  std::set<NodeId> isolated;               // drop everything to or from these
+  std::set<std::pair<NodeId, NodeId>> cut; // drop (from, to)
+  std::function<bool(const Message&)> dropIf;  // extra loss: true = drop
+  uint64_t droppedByNetwork = 0;
+
+  void isolate(NodeId id) { isolated.insert(id); }
+  void heal() {
+    isolated.clear();
+    cut.clear();
+    dropIf = nullptr;
+  }
+  void stop(NodeId id) { node(id).stopped = true; }
+  void restart(NodeId id) { node(id).stopped = false; }
+
+  // ---- driving
+  // Drains one node's Ready and acts on it like a host with instant storage.
+  void pump(NodeId id) {
+    Node& n = node(id);
+    if (!n.raft->hasReady()) return;
+    Ready rd = n.raft->takeReady();
+    ++n.readies;
+    if (rd.snapshot) n.snapshotsInstalled.push_back(*rd.snapshot);
+    for (auto& m : rd.messages) post(std::move(m));
+    if (!rd.entries.empty()) n.heldTail = rd.entries.back();
+    for (auto& m : rd.afterPersist) n.heldAfterPersist.push_back(std::move(m));
+    if (!n.holdWrites) persist(id);
+    for (auto& r : rd.readStates) n.reads.push_back(r);
+    if (!rd.committed.empty()) {
+      for (auto& e : rd.committed) n.applied.push_back(e);
+      n.raft->applied(rd.committed.back().index);
+    }
+  }
+
+  // Makes everything a node was handed durable and releases what waited for it.
+  void persist(NodeId id) {
+    Node& n = node(id);
+    if (n.heldTail) {
+      n.raft->persisted(n.heldTail->index, n.heldTail->term);
+      n.heldTail.reset();
+    }
+    auto msgs = std::move(n.heldAfterPersist);
+    n.heldAfterPersist.clear();
+    for (auto& m : msgs) post(std::move(m));
+  }
+
+  void pumpAll() {
+    for (auto& [id, n] : nodes_) {
+      if (!n.stopped) pump(id);
+    }
+  }
+
+  // Delivers (or drops) every message that is in flight now; replies queue behind.
+  void deliverAll() {
+    size_t count = inflight.size();
+    for (size_t i = 0; i < count; ++i) {
+      Message m = std::move(inflight.front());
+      inflight.pop_front();
+      deliver(std::move(m));
+    }
+  }
+
+  void deliver(Message m) {
+    if (dropped(m)) {
+      ++droppedByNetwork;
+      return;
+    }
+    auto it = nodes_.find(m.to);
+    if (it == nodes_.end() || it->second.stopped) {
+      ++droppedByNetwork;
+      return;
+    }
+    delivered.push_back(m);
+    it->second.raft->step(std::move(m));
+  }
+
+  bool quiet() const {
+    if (!inflight.empty()) return false;
+    for (auto& [id, n] : nodes_) {
+      if (!n.stopped && n.raft->hasReady()) return false;
+    }
+    return true;
+  }
+
+  // Pumps and delivers until nothing moves. Leaders only heartbeat on ticks, so a
+  // cluster without ticks always falls quiet.
+  void settle() {
+    for (int round = 0; round < 10'000; ++round) {
+      pumpAll();
+      if (inflight.empty()) {
+        if (quiet()) return;
+        continue;
+      }
+      deliverAll();
+    }
+    ADD_FAILURE() << "cluster did not fall quiet in 10000 rounds";
+  }
+
+  void tick(NodeId id, int times = 1) {
+    for (int i = 0; i < times; ++i) {
+      if (!node(id).stopped) node(id).raft->tick();
+    }
+  }
+  void tickAll() {
+    for (auto& [id, n] : nodes_) {
+      if (!n.stopped) n.raft->tick();
+    }
+  }
+  // One tick of every live node, then everything settles.
+  void tickAllAndSettle(int times = 1) {
+    for (int i = 0; i < times; ++i) {
+      tickAll();
+      settle();
+    }
+  }
+
+  // Ticks `id` alone until it starts campaigning, then lets the election run.
+  void campaign(NodeId id) {
+    Raft& r = (*this)[id];
+    for (int i = 0; i < 1000 && r.role() == Role::Follower; ++i) r.tick();
+    settle();
+  }
+  // Elects `id` and lets its no-op commit everywhere reachable.
+  void elect(NodeId id) {
+    campaign(id);
+    ASSERT_EQ((*this)[id].role(), Role::Leader) << "node " << id << " failed to win";
+    settle();
+  }
+
+  // The leaders of the highest term any node believes it leads in.
+  std::vector<NodeId> leaders() const {
+    std::vector<NodeId> out;
+    for (auto& [id, n] : nodes_) {
+      if (n.raft->role() == Role::Leader) out.push_back(id);
+    }
+    return out;
+  }
+
+  std::optional<ReadState> readFor(NodeId id, uint64_t context) {
+    for (auto& r : node(id).reads) {
+      if (r.context == context) return r;
+    }
+    return std::nullopt;
+  }
+
+  size_t countSent(const std::function<bool(const Message&)>& pred) const {
+    size_t c = 0;
+    for (auto& m : sent) c += pred(m) ? 1 : 0;
+    return c;
+  }
+  size_t countDelivered(const std::function<bool(const Message&)>& pred) const {
+    size_t c = 0;
+    for (auto& m : delivered) c += pred(m) ? 1 : 0;
+    return c;
+  }
+
+  // The in-memory log of a node from firstIndex() to lastIndex().
+  std::vector<Entry> logOf(NodeId id) {
+    Raft& r = (*this)[id];
+    std::vector<Entry> log;
+    for (Index i = r.firstIndex(); i <= r.lastIndex(); ++i) log.push_back(*r.entryAt(i));
+    return log;
+  }
+
+  ProposeError propose(NodeId id, std::string data, Index* index = nullptr) {
+    return (*this)[id].propose(std::move(data), index);
+  }
+
+ private:
+  void post(Message m) {
+    sent.push_back(m);
+    inflight.push_back(std::move(m));
+  }
+  bool dropped(const Message& m) const {
+    if (isolated.count(m.from) || isolated.count(m.to)) return true;
+    if (cut.count({m.from, m.to})) return true;
+    return dropIf && dropIf(m);
+  }
+
+  ConfState conf_;
+  std::map<NodeId, Node> nodes_;
+};
+
+inline bool isType(const Message& m, MsgType t) { return m.type == t; }
+
+}  // namespace kvr::test
