@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -61,12 +62,21 @@ class KvStore {
     KvReply lastReply;
   };
 
+  // Runs a validated write (not OpenSession) against the data; no session handling.
+  KvReply applyToData(Index index, const KvCommand& cmd);
+  void openSession(Index index);
+  void touchSession(uint64_t clientId, Session& session, Index index);
+  // Feeds the whole state, in map order, to a byte sink (the snapshot body and the
+  // digest share this one definition of "the state").
+  template <typename Sink>
+  void writeState(Sink& sink) const;
+
   KvConfig config_;
   Index applied_ = 0;
   size_t dataBytes_ = 0;
   std::map<std::string, std::string, std::less<>> data_;
   std::map<uint64_t, Session> sessions_;
-  std::map<std::pair<Index, uint64_t>, bool> byActivity_;  // (lastActive, clientId) -> unused
+  std::set<std::pair<Index, uint64_t>> byActivity_;  // (lastActive, clientId), oldest first
 };
 
 }  // namespace kvr
