@@ -1,8 +1,9 @@
 // The one codec between core types (core/types.h, core/command.h) and the Cap'n Proto
 // schemas (schemas/raft.capnp, schemas/kv.capnp).
 //
-// Encoding trusts its input (it comes from our own core) and asserts the limits the
-// decoder enforces, so a core bug shows up at the sender. Decoding trusts nothing: every
+// Encoding trusts its input (it comes from our own core) but asserts the size limits
+// (message type, entry count, snapshot chunk, total size), so an oversized message is
+// caught at the sender. Decoding trusts nothing: every
 // decode function here validates shape and limits (core/limits.h), catches every
 // exception Cap'n Proto raises on malformed input, and reports failure as `false` plus a
 // human readable reason. Only the functions documented as throwing ever throw.
@@ -61,7 +62,7 @@ KvReply fromCapnp(schema::Reply::Reader in);
 
 // ---- whole peer envelopes ----
 
-// Throws if the message breaks a limit the decoder would reject (a sender bug).
+// Throws (kj::Exception) if the message breaks a size limit: a sender bug.
 kj::Array<capnp::word> encodeEnvelope(uint64_t clusterId, const Message& msg);
 // Decodes any cluster's envelope; *clusterId receives the id found on the wire.
 bool decodeEnvelope(kj::ArrayPtr<const capnp::word> words, uint64_t* clusterId,

@@ -1,6 +1,7 @@
 // The decoder refuses every envelope that breaks a rule, with a message saying which.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <functional>
 
 #include <capnp/message.h>
@@ -210,6 +211,49 @@ TEST(CodecReject, FramingErrors) {
   expectRejected(bytes.substr(0, bytes.size() - 8), "malformed envelope");
   expectRejected(bytes + std::string(8, '\0'), "8 trailing bytes");
   expectRejected(std::string(limits::kMaxMessageBytes + 8, '\0'), "exceeds the limit");
+}
+
+TEST(CodecReject, AliasedPointersHitTraversalLimit) {
+  // Four pointers of a command aimed at one 5 MiB blob: under 16 MiB on the wire, but
+  // 20 MiB to read. Only the traversal limit stops such amplification.
+  constexpr size_t kBlobBytes = 5 * 1024 * 1024;
+  capnp::MallocMessageBuilder builder(kBlobBytes / sizeof(capnp::word) + 64,
+                                      capnp::AllocationStrategy::FIXED_SIZE);
+  auto cmd = builder.initRoot<schema::Command>();
+  cmd.initKey(kBlobBytes);
+  cmd.initValue(1);
+  cmd.initExpected(1);
+  cmd.initRangeEnd(1);
+  auto words = capnp::messageToFlatArray(builder);
+  ASSERT_EQ(builder.getSegmentsForOutput().size(), 1u);
+
+  // Little-endian 64-bit words: [0] is the segment table, [1] the root struct pointer.
+  auto* raw = reinterpret_cast<kj::byte*>(words.begin());
+  auto wordAt = [&](size_t i) {
+    uint64_t w;
+    memcpy(&w, raw + i * 8, 8);
+    return w;
+  };
+  uint64_t root = wordAt(1);
+  ASSERT_EQ(root & 3, 0u);  // a struct pointer
+  size_t structStart = 2 + static_cast<size_t>(static_cast<int32_t>(root & 0xffffffff) >> 2);
+  size_t pointers = structStart + ((root >> 32) & 0xffff);  // key, value, expected, rangeEnd
+  uint64_t keyPtr = wordAt(pointers);
+  ASSERT_EQ(keyPtr & 3, 1u);  // a list pointer
+  int32_t keyOffset = static_cast<int32_t>(keyPtr & 0xffffffff) >> 2;
+  for (int32_t i = 1; i < 4; ++i) {
+    // The same target, seen from a pointer i words further on.
+    uint64_t p = (keyPtr & ~uint64_t{0xffffffff}) |
+                 ((uint64_t{static_cast<uint32_t>(keyOffset - i)} << 2) & 0xffffffff) | 1;
+    memcpy(raw + (pointers + i) * 8, &p, 8);
+  }
+
+  std::string bytes = toBytes(words);
+  ASSERT_LT(bytes.size(), limits::kMaxMessageBytes);
+  KvCommand c;
+  std::string error;
+  EXPECT_FALSE(codec::decodeCommandBytes(bytes, &c, &error));
+  EXPECT_NE(error.find("traversal limit"), std::string::npos) << error;
 }
 
 TEST(CodecReject, ThrowingReaderThrows) {
