@@ -87,6 +87,15 @@ class RaftCluster {
   uint64_t droppedByNetwork = 0;
 
   void isolate(NodeId id) { isolated.insert(id); }
+  // Cuts every link between the two groups, both ways.
+  void partition(const std::vector<NodeId>& a, const std::vector<NodeId>& b) {
+    for (NodeId x : a) {
+      for (NodeId y : b) {
+        cut.insert({x, y});
+        cut.insert({y, x});
+      }
+    }
+  }
   void heal() {
     isolated.clear();
     cut.clear();
