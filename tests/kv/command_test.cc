@@ -185,6 +185,16 @@ TEST(ReplyCodec, RoundTripsAndRejectsBadInput) {
   std::string badStatus = bytes;
   badStatus[1] = 12;
   EXPECT_FALSE(decodeReply(badStatus, &out));
+  // A pair count over the range limit is rejected before reading any pair.
+  std::string manyPairs("\x01\x00\x00", 3);
+  manyPairs += std::string("\x91\x4e", 2);  // 10001
+  manyPairs += std::string(20002, '\0') + std::string(4, '\0');
+  EXPECT_FALSE(decodeReply(manyPairs, &out));
+  std::string maxPairs("\x01\x00\x00", 3);
+  maxPairs += std::string("\x90\x4e", 2);  // 10000
+  maxPairs += std::string(20000, '\0') + std::string(4, '\0');
+  ASSERT_TRUE(decodeReply(maxPairs, &out));
+  EXPECT_EQ(out.kvs.size(), 10000u);
 }
 
 RC_GTEST_PROP(CommandCodecProp, RoundTrip, ()) {
