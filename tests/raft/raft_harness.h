@@ -85,6 +85,7 @@ class RaftCluster {
   std::set<std::pair<NodeId, NodeId>> cut; // drop (from, to)
   std::function<bool(const Message&)> dropIf;  // extra loss: true = drop
   uint64_t droppedByNetwork = 0;
+  std::function<void(NodeId, const Ready&)> onReady;  // sees every Ready before the host acts
 
   void isolate(NodeId id) { isolated.insert(id); }
   // Cuts every link between the two groups, both ways.
@@ -111,6 +112,7 @@ class RaftCluster {
     if (!n.raft->hasReady()) return;
     Ready rd = n.raft->takeReady();
     ++n.readies;
+    if (onReady) onReady(id, rd);
     if (rd.snapshot) n.snapshotsInstalled.push_back(*rd.snapshot);
     for (auto& m : rd.messages) post(std::move(m));
     if (!rd.entries.empty()) n.heldTail = rd.entries.back();
