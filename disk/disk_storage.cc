@@ -1,0 +1,140 @@
+#include "disk/disk_storage.h"
+
+#include <kj/debug.h>
+
+#include "disk/disk_error.h"
+
+namespace kvr::disk {
+
+DiskStorage::DiskStorage(FileSystem& fs, std::string dir, WalOptions options,
+                         const WalReplay& replay)
+    : encodedSnapshotIndex_(replay.state.snapshotIndex()),
+      encodedLastIndex_(replay.state.lastIndex()),
+      encodedMarker_(replay.state.marker),
+      snapshots_(fs, dir),
+      wal_(fs, dir, options, replay) {}
+
+DiskStorage::~DiskStorage() noexcept = default;
+
+DiskStorage::Recovered DiskStorage::open(FileSystem& fs, const std::string& dir,
+                                         const NodeIdentity& id, const WalOptions& options) {
+  fs.createDir(dir);
+  bool fresh = true;
+  for (const std::string& name : fs.list(dir)) {
+    if (parseSegmentName(name) || SnapshotStore::isSnapshotFileName(name)) fresh = false;
+  }
+  checkOrWriteIdentity(fs, dir, id, fresh);
+
+  WalReplay replay = replayWal(fs, dir);
+  Recovered out;
+  out.state.hardState = replay.state.hardState;
+  if (replay.state.marker) {
+    out.state.snapshot = SnapshotStore(fs, dir).load(*replay.state.marker);
+  }
+  out.state.entries.assign(replay.state.entries.begin(), replay.state.entries.end());
+  out.storage = kj::heap<DiskStorage>(fs, dir, options, replay);
+  // Snapshot files other than the one in effect are leftovers of crashed writes.
+  SnapshotStore(fs, dir).removeAllExcept(
+      replay.state.marker ? std::optional<SnapshotMeta>(replay.state.marker->meta) : std::nullopt);
+  return out;
+}
+
+void DiskStorage::persist(PersistBatch&& batch) {
+  QueuedBatch q;
+  q.seq = batch.seq;
+  // Records in the order recovery applies them: snapshot, hard state, truncation, entries.
+  std::vector<std::pair<RecordType, std::string>> records;
+  Index snapIndex = encodedSnapshotIndex_;
+  Index lastIndex = encodedLastIndex_;
+  std::optional<SnapshotMarker> marker = encodedMarker_;
+  if (batch.snapshot) {
+    KJ_REQUIRE(batch.snapshot->data != nullptr, "persisting a snapshot without data");
+    SnapshotMarker m;
+    m.meta = batch.snapshot->meta;
+    m.resetLog = batch.resetLog;
+    if (markerTakesEffect(marker, m)) {
+      marker = m;
+      snapIndex = m.meta.index;
+      lastIndex = m.resetLog ? m.meta.index : std::max(lastIndex, m.meta.index);
+    }
+  }
+  if (batch.hardState) {
+    records.emplace_back(RecordType::HardState, encodeHardState(*batch.hardState));
+  }
+  if (!batch.entries.empty()) {
+    const Index first = batch.entries.front().index;
+    KJ_REQUIRE(first > 0 && first <= lastIndex + 1, "persisted entries leave a gap", first,
+               lastIndex);
+    if (first <= lastIndex) {
+      records.emplace_back(RecordType::TruncateSuffix, encodeTruncateSuffix(first));
+    }
+    std::string payload = encodeEntries(batch.entries);
+    if (payload.size() > kMaxRecordPayloadBytes) {
+      throwDiskError("disk: a persist batch's " + std::to_string(batch.entries.size()) +
+                     " entries encode to " + std::to_string(payload.size()) +
+                     " bytes, over the WAL record limit of " +
+                     std::to_string(kMaxRecordPayloadBytes) + " bytes");
+    }
+    records.emplace_back(RecordType::Entries, std::move(payload));
+    lastIndex = batch.entries.back().index;
+    q.wal.maxEntryIndex = lastIndex;
+  }
+  for (size_t i = 0; i < records.size(); ++i) {
+    appendFrame(q.wal.frames, records[i].first, i + 1 < records.size(), records[i].second);
+  }
+  q.wal.records = static_cast<uint32_t>(records.size());
+  q.wal.hardState = batch.hardState;
+  q.snapshot = std::move(batch.snapshot);
+  q.resetLog = batch.resetLog;
+  // Commit the new shape only now that nothing can throw.
+  encodedSnapshotIndex_ = snapIndex;
+  encodedLastIndex_ = lastIndex;
+  encodedMarker_ = marker;
+  queue_.push_back(std::move(q));
+}
+
+QueuedWrites DiskStorage::takeQueued() {
+  QueuedWrites out = std::move(queue_);
+  queue_.clear();
+  return out;
+}
+
+std::vector<uint64_t> DiskStorage::write(QueuedWrites&& work) {
+  if (dead_) throwDiskError("disk: storage is dead after an earlier write or fsync failure");
+  std::vector<uint64_t> durable;
+  durable.reserve(work.size());
+  try {
+    std::vector<WalBatch> batches;
+    batches.reserve(work.size());
+    bool newSnapshot = false;
+    for (QueuedBatch& q : work) {
+      if (q.snapshot) {
+        // The snapshot file is durable before the WAL marker that points at it.
+        SnapshotMarker marker = snapshots_.write(*q.snapshot, q.resetLog);
+        std::string frames;
+        appendFrame(frames, RecordType::SnapshotMarker, q.wal.records > 0,
+                    encodeSnapshotMarker(marker));
+        q.wal.frames.insert(0, frames);
+        q.wal.records += 1;
+        q.wal.marker = marker;
+        newSnapshot = true;
+      }
+      batches.push_back(std::move(q.wal));
+      durable.push_back(q.seq);
+    }
+    wal_.append(batches);
+    if (newSnapshot) {
+      // The new marker is durable: older snapshot files are no longer needed.
+      const auto& marker = wal_.marker();
+      snapshots_.removeAllExcept(marker ? std::optional<SnapshotMeta>(marker->meta)
+                                        : std::nullopt);
+    }
+  } catch (kj::Exception& e) {
+    dead_ = true;
+    throwDiskError("disk: fail-stop: a write or fsync failed, nothing more will be made "
+                   "durable: " + std::string(e.getDescription().cStr()));
+  }
+  return durable;
+}
+
+}  // namespace kvr::disk

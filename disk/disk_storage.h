@@ -1,0 +1,86 @@
+// kvr::Storage over a FileSystem and a data directory: the WAL (disk/wal.h), snapshot
+// files (disk/snapshot_store.h) and the identity file (disk/identity.h).
+//
+// Threading. The work is split in two halves that share no mutable state:
+//  - the loop half: persist() encodes a batch into WAL frames and queues it (cheap);
+//    takeQueued() hands everything queued so far over as one QueuedWrites value.
+//  - the writer half: write(QueuedWrites&&) makes it durable (group commit: one append
+//    and one fdatasync for all of it) and returns the seqs now durable, in order.
+// A node calls persist()/takeQueued() on its loop thread and write() on one worker
+// thread at a time, moving the QueuedWrites across with its own hand-off (whatever
+// queue/lock the host uses). No lock is needed in here. A single-threaded host (the
+// simulator) calls flush(), which is write(takeQueued()).
+//
+// Fail-stop: if write() throws, the storage is dead. Every later write() throws; the
+// batches of the failed write and all later ones are never reported durable. The host
+// must stop the node (and restart it from disk, which recovers a prefix of batches).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/env.h"
+#include "disk/file_system.h"
+#include "disk/identity.h"
+#include "disk/snapshot_store.h"
+#include "disk/wal.h"
+
+namespace kvr::disk {
+
+// One encoded batch on its way from the loop half to the writer half.
+struct QueuedBatch {
+  uint64_t seq = 0;
+  std::optional<Snapshot> snapshot;  // written to its file by the writer half
+  bool resetLog = false;
+  WalBatch wal;  // frames after the snapshot marker (the writer prepends the marker)
+};
+using QueuedWrites = std::vector<QueuedBatch>;
+
+class DiskStorage final : public Storage {
+ public:
+  struct Recovered;
+
+  // Opens (creating if needed) the data dir, verifies the identity, replays and
+  // verifies the WAL and the snapshot, cuts a torn WAL tail. Throws kj::Exception with
+  // one operator-facing sentence when the data cannot be trusted.
+  static Recovered open(FileSystem& fs, const std::string& dir, const NodeIdentity& id,
+                        const WalOptions& options = {});
+
+  // ---- loop half ----
+  // Throws (without queuing) if the batch's entries exceed kMaxRecordPayloadBytes.
+  void persist(PersistBatch&& batch) override;
+  QueuedWrites takeQueued();
+  bool hasQueued() const { return !queue_.empty(); }
+
+  // ---- writer half ----
+  std::vector<uint64_t> write(QueuedWrites&& work);
+  bool dead() const { return dead_; }  // read only from the writer's thread
+  size_t walSegments() const { return wal_.segmentCount(); }
+
+  // Single-threaded hosts.
+  std::vector<uint64_t> flush() { return write(takeQueued()); }
+
+  DiskStorage(FileSystem& fs, std::string dir, WalOptions options, const WalReplay& replay);
+  ~DiskStorage() noexcept override;
+  KJ_DISALLOW_COPY(DiskStorage);
+
+ private:
+  // Loop half.
+  QueuedWrites queue_;
+  Index encodedSnapshotIndex_ = 0;  // the log's shape after every queued batch
+  Index encodedLastIndex_ = 0;
+  std::optional<SnapshotMarker> encodedMarker_;
+  // Writer half.
+  SnapshotStore snapshots_;
+  WalWriter wal_;
+  bool dead_ = false;
+};
+
+struct DiskStorage::Recovered {
+  kj::Own<DiskStorage> storage;
+  RecoveredState state;
+};
+
+}  // namespace kvr::disk

@@ -1,0 +1,64 @@
+#include "disk/identity.h"
+
+#include "disk/byte_codec.h"
+#include "disk/disk_error.h"
+#include "disk/wal_record.h"
+
+namespace kvr::disk {
+namespace {
+
+constexpr std::string_view kMagic = "KVRID001";
+constexpr size_t kIdentityBytes = 8 + 8 + 4 + 8;
+
+std::string encodeIdentity(const NodeIdentity& id) {
+  std::string out(kMagic);
+  putU64(out, id.clusterId);
+  putU32(out, id.nodeId);
+  putU64(out, checksum64(out));
+  return out;
+}
+
+}  // namespace
+
+void checkOrWriteIdentity(FileSystem& fs, const std::string& dir, const NodeIdentity& id,
+                          bool freshDir) {
+  const std::string path = joinPath(dir, kIdentityFileName);
+  if (!fs.exists(path)) {
+    if (!freshDir) {
+      refuseToStart(path, 0, "the identity file is missing but the data dir holds WAL or "
+                             "snapshot files");
+    }
+    const std::string tmp = path + ".tmp";
+    if (fs.exists(tmp)) fs.remove(tmp);
+    {
+      auto file = fs.open(tmp, OpenMode::Create);
+      file->append(encodeIdentity(id));
+      file->datasync();
+    }
+    fs.rename(tmp, path);
+    fs.syncDir(dir);
+    return;
+  }
+  auto file = fs.open(path, OpenMode::Read);
+  std::string bytes = file->pread(0, kIdentityBytes + 1);
+  if (bytes.size() != kIdentityBytes || std::string_view(bytes).substr(0, 8) != kMagic) {
+    refuseToStart(path, 0, "the identity file is malformed");
+  }
+  ByteReader r(bytes);
+  r.bytes(8);
+  NodeIdentity stored;
+  stored.clusterId = r.u64();
+  stored.nodeId = r.u32();
+  if (checksum64(std::string_view(bytes).substr(0, 20)) != r.u64()) {
+    refuseToStart(path, 20, "the identity file's checksum does not match");
+  }
+  if (stored.clusterId != id.clusterId || stored.nodeId != id.nodeId) {
+    throwDiskError("disk: refusing to start: " + path + " says this data dir belongs to cluster " +
+                   std::to_string(stored.clusterId) + " node " + std::to_string(stored.nodeId) +
+                   ", but this process is cluster " + std::to_string(id.clusterId) + " node " +
+                   std::to_string(id.nodeId) +
+                   ". Point the node at its own data dir, or remove this one to start empty.");
+  }
+}
+
+}  // namespace kvr::disk

@@ -1,0 +1,140 @@
+#include "disk/posix_fs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include <kj/debug.h>
+
+namespace kvr::disk {
+namespace {
+
+class PosixFile final : public File {
+ public:
+  PosixFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~PosixFile() override { ::close(fd_); }
+  KJ_DISALLOW_COPY(PosixFile);
+
+  uint64_t size() override {
+    struct stat st;
+    KJ_SYSCALL(::fstat(fd_, &st), path_);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+  void append(std::string_view bytes) override {
+    // O_APPEND: every write lands at the current end. Loop over short writes.
+    while (!bytes.empty()) {
+      ssize_t n;
+      KJ_SYSCALL(n = ::write(fd_, bytes.data(), bytes.size()), "write", path_);
+      KJ_ASSERT(n > 0, "write returned 0", path_);
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+
+  std::string pread(uint64_t offset, size_t length) override {
+    std::string out(length, '\0');
+    size_t done = 0;
+    while (done < length) {
+      ssize_t n;
+      KJ_SYSCALL(n = ::pread(fd_, out.data() + done, length - done,
+                             static_cast<off_t>(offset + done)), "pread", path_);
+      if (n == 0) break;  // end of file
+      done += static_cast<size_t>(n);
+    }
+    out.resize(done);
+    return out;
+  }
+
+  void datasync() override { KJ_SYSCALL(::fdatasync(fd_), "fdatasync", path_); }
+
+  void truncate(uint64_t size) override {
+    KJ_SYSCALL(::ftruncate(fd_, static_cast<off_t>(size)), "ftruncate", path_);
+  }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+}  // namespace
+
+kj::Own<File> PosixFileSystem::open(const std::string& path, OpenMode mode) {
+  int flags = O_CLOEXEC;
+  switch (mode) {
+    case OpenMode::Read: flags |= O_RDONLY; break;
+    case OpenMode::Append: flags |= O_RDWR | O_APPEND; break;
+    case OpenMode::Create: flags |= O_RDWR | O_APPEND | O_CREAT | O_EXCL; break;
+  }
+  int fd;
+  KJ_SYSCALL(fd = ::open(path.c_str(), flags, 0644), "open", path);
+  return kj::heap<PosixFile>(fd, path);
+}
+
+void PosixFileSystem::rename(const std::string& from, const std::string& to) {
+  KJ_SYSCALL(::rename(from.c_str(), to.c_str()), "rename", from, to);
+}
+
+void PosixFileSystem::remove(const std::string& path) {
+  KJ_SYSCALL(::unlink(path.c_str()), "unlink", path);
+}
+
+void PosixFileSystem::syncDir(const std::string& dir) {
+  int fd;
+  KJ_SYSCALL(fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), "open dir", dir);
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) KJ_FAIL_SYSCALL("fsync dir", err, dir);
+}
+
+void PosixFileSystem::createDir(const std::string& dir) {
+  // Create each missing component, then fsync its parent so the entry is durable.
+  for (size_t pos = 1; pos <= dir.size(); ++pos) {
+    if (pos != dir.size() && dir[pos] != '/') continue;
+    std::string part = dir.substr(0, pos);
+    if (::mkdir(part.c_str(), 0755) == 0) {
+      auto slash = part.rfind('/');
+      syncDir(slash == std::string::npos || slash == 0 ? std::string(slash == 0 ? "/" : ".")
+                                                       : part.substr(0, slash));
+    } else if (errno != EEXIST) {
+      KJ_FAIL_SYSCALL("mkdir", errno, part);
+    }
+  }
+}
+
+std::vector<std::string> PosixFileSystem::list(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) KJ_FAIL_SYSCALL("opendir", errno, dir);
+  KJ_DEFER(::closedir(d));
+  std::vector<std::string> names;
+  errno = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat st;
+    if (::stat(joinPath(dir, name).c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      names.push_back(std::move(name));
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+uint64_t PosixFileSystem::fileSize(const std::string& path) {
+  struct stat st;
+  KJ_SYSCALL(::stat(path.c_str(), &st), "stat", path);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+bool PosixFileSystem::exists(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) return true;
+  if (errno == ENOENT) return false;
+  KJ_FAIL_SYSCALL("stat", errno, path);
+}
+
+}  // namespace kvr::disk

@@ -1,0 +1,140 @@
+#include "disk/snapshot_store.h"
+
+#include <xxhash.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+#include <kj/debug.h>
+
+#include "core/limits.h"
+#include "disk/byte_codec.h"
+#include "disk/disk_error.h"
+
+namespace kvr::disk {
+namespace {
+
+constexpr std::string_view kMagic = "KVRSNAP1";
+constexpr size_t kMaxHeaderBytes = 8 + 8 + 4 + 4 * limits::kMaxNodes + 8 + 8;
+constexpr size_t kWriteChunkBytes = 4u * 1024 * 1024;
+
+std::string encodeHeader(const SnapshotMeta& meta, uint64_t dataBytes, uint64_t dataSum) {
+  std::string header;
+  putU64(header, meta.index);
+  putU64(header, meta.term);
+  putU32(header, static_cast<uint32_t>(meta.conf.voters.size()));
+  for (NodeId v : meta.conf.voters) putU32(header, v);
+  putU64(header, dataBytes);
+  putU64(header, dataSum);
+  std::string out(kMagic);
+  putU32(out, static_cast<uint32_t>(header.size()));
+  out += header;
+  putU64(out, checksum64(out));
+  return out;
+}
+
+}  // namespace
+
+std::string SnapshotStore::fileName(const SnapshotMeta& meta) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "snap-%016" PRIx64 "-%016" PRIx64 ".snap", meta.index,
+                meta.term);
+  return name;
+}
+
+bool SnapshotStore::isSnapshotFileName(const std::string& name) {
+  return name.compare(0, 5, "snap-") == 0 &&
+         (name.ends_with(".snap") || name.ends_with(".snap.tmp"));
+}
+
+SnapshotMarker SnapshotStore::write(const Snapshot& snap, bool resetLog) {
+  KJ_REQUIRE(snap.data != nullptr, "snapshot without data");
+  KJ_REQUIRE(snap.meta.conf.voters.size() <= limits::kMaxNodes);
+  const std::string& data = *snap.data;
+  KJ_REQUIRE(data.size() <= limits::kMaxSnapshotBytes, "snapshot over the size limit",
+             data.size());
+  SnapshotMarker marker;
+  marker.meta = snap.meta;
+  marker.resetLog = resetLog;
+  marker.dataBytes = data.size();
+  marker.dataChecksum = XXH3_64bits(data.data(), data.size());
+
+  const std::string path = joinPath(dir_, fileName(snap.meta));
+  const std::string tmp = path + ".tmp";
+  if (fs_.exists(tmp)) fs_.remove(tmp);
+  {
+    auto file = fs_.open(tmp, OpenMode::Create);
+    file->append(encodeHeader(snap.meta, marker.dataBytes, marker.dataChecksum));
+    for (size_t off = 0; off < data.size(); off += kWriteChunkBytes) {
+      file->append(std::string_view(data).substr(off, kWriteChunkBytes));
+    }
+    file->datasync();
+  }
+  fs_.rename(tmp, path);
+  fs_.syncDir(dir_);
+  return marker;
+}
+
+Snapshot SnapshotStore::load(const SnapshotMarker& marker) {
+  const std::string name = fileName(marker.meta);
+  const std::string path = joinPath(dir_, name);
+  if (!fs_.exists(path)) {
+    refuseToStart(path, 0, "the snapshot file the WAL points at is missing");
+  }
+  auto file = fs_.open(path, OpenMode::Read);
+  const uint64_t size = file->size();
+  std::string prefix = file->pread(0, std::min<uint64_t>(size, 12 + kMaxHeaderBytes + 8));
+  if (prefix.size() < 12 || std::string_view(prefix).substr(0, 8) != kMagic) {
+    refuseToStart(path, 0, "not a snapshot file (bad magic)");
+  }
+  ByteReader lenReader(std::string_view(prefix).substr(8, 4));
+  const uint32_t headerBytes = lenReader.u32();
+  if (headerBytes > kMaxHeaderBytes || prefix.size() < 12 + size_t(headerBytes) + 8) {
+    refuseToStart(path, 8, "snapshot header length is impossible");
+  }
+  const size_t headerEnd = 12 + headerBytes;
+  ByteReader sumReader(std::string_view(prefix).substr(headerEnd, 8));
+  if (checksum64(std::string_view(prefix).substr(0, headerEnd)) != sumReader.u64()) {
+    refuseToStart(path, headerEnd, "snapshot header checksum mismatch");
+  }
+  ByteReader r(std::string_view(prefix).substr(12, headerBytes));
+  SnapshotMeta meta;
+  meta.index = r.u64();
+  meta.term = r.u64();
+  uint32_t voters = r.u32();
+  for (uint32_t i = 0; i < voters && i <= limits::kMaxNodes; ++i) meta.conf.voters.push_back(r.u32());
+  uint64_t dataBytes = r.u64();
+  uint64_t dataSum = r.u64();
+  if (!r.done() || !(meta == marker.meta) || dataBytes != marker.dataBytes ||
+      dataSum != marker.dataChecksum) {
+    refuseToStart(path, 12, "snapshot header does not match the WAL's snapshot marker");
+  }
+  const uint64_t dataStart = headerEnd + 8;
+  if (size != dataStart + dataBytes) {
+    refuseToStart(path, dataStart,
+                  "snapshot file is " + std::to_string(size) + " bytes, expected " +
+                      std::to_string(dataStart + dataBytes));
+  }
+  std::string data = file->pread(dataStart, dataBytes);
+  if (data.size() != dataBytes || XXH3_64bits(data.data(), data.size()) != dataSum) {
+    refuseToStart(path, dataStart, "snapshot data checksum mismatch");
+  }
+  Snapshot snap;
+  snap.meta = meta;
+  snap.data = std::make_shared<const std::string>(std::move(data));
+  return snap;
+}
+
+void SnapshotStore::removeAllExcept(const std::optional<SnapshotMeta>& keep) {
+  const std::string keepName = keep ? fileName(*keep) : std::string();
+  bool removed = false;
+  for (const std::string& name : fs_.list(dir_)) {
+    if (isSnapshotFileName(name) && name != keepName) {
+      fs_.remove(joinPath(dir_, name));
+      removed = true;
+    }
+  }
+  if (removed) fs_.syncDir(dir_);
+}
+
+}  // namespace kvr::disk

@@ -1,0 +1,41 @@
+// Snapshot files snap-<index hex>-<term hex>.snap in the data directory.
+//
+// File layout (little-endian):
+//   "KVRSNAP1"  u32 header length  header  u64 XXH3 of everything before it   data
+//   header = u64 index, u64 term, u32 voter count, u32 voters..., u64 data length,
+//            u64 XXH3 of the data
+// A snapshot is written to <name>.tmp, fdatasynced, renamed into place and the
+// directory fsynced; only then may a WAL marker point at it, and only once that marker
+// is durable is the previous snapshot file removed.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "core/types.h"
+#include "disk/file_system.h"
+#include "disk/wal_record.h"
+
+namespace kvr::disk {
+
+class SnapshotStore {
+ public:
+  SnapshotStore(FileSystem& fs, std::string dir) : fs_(fs), dir_(std::move(dir)) {}
+
+  static std::string fileName(const SnapshotMeta& meta);
+  static bool isSnapshotFileName(const std::string& name);
+
+  // Writes `snap` durably and returns the WAL marker describing it.
+  SnapshotMarker write(const Snapshot& snap, bool resetLog);
+  // Loads the file `marker` names and verifies it against the marker. Refuses to start
+  // (disk/disk_error.h) if it is missing or does not verify.
+  Snapshot load(const SnapshotMarker& marker);
+  // Removes every snapshot file (and leftover temp file) except the one for `keep`.
+  void removeAllExcept(const std::optional<SnapshotMeta>& keep);
+
+ private:
+  FileSystem& fs_;
+  std::string dir_;
+};
+
+}  // namespace kvr::disk

@@ -1,0 +1,352 @@
+// DiskStorage over the simulated file system: recovery, refusals, fail-stop, segments.
+#include <gtest/gtest.h>
+
+#include "disk/disk_storage.h"
+#include "disk/wal.h"
+#include "sim/sim_fs.h"
+#include "tests/disk/disk_test_util.h"
+
+namespace kvr::disk {
+namespace {
+
+using namespace kvr::disk::testing;
+using sim::SimFileSystem;
+
+const std::string kDir = "/data/node1";
+const std::string kSeg1 = kDir + "/wal-0000000000000001.log";
+
+struct RecoveryTest : ::testing::Test {
+  Rng rng{7};
+  SimFileSystem fs{rng};
+
+  DiskStorage::Recovered open(WalOptions opts = {}, NodeIdentity id = kIdentity) {
+    return DiskStorage::open(fs, kDir, id, opts);
+  }
+
+  std::string openError(WalOptions opts = {}, NodeIdentity id = kIdentity) {
+    try {
+      open(opts, id);
+    } catch (const kj::Exception& e) {
+      return e.getDescription().cStr();
+    }
+    return "";
+  }
+
+  // Three batches of two entries each, flushed separately; returns the segment size
+  // after each flush.
+  std::vector<uint64_t> writeThreeBatches() {
+    auto r = open();
+    std::vector<uint64_t> sizes;
+    for (uint64_t i = 0; i < 3; ++i) {
+      PersistBatch b = entriesBatch(i + 1, 1, 1 + 2 * i, 2);
+      b.hardState = HardState{1, 1, 2 * i};
+      r.storage->persist(std::move(b));
+      EXPECT_EQ(r.storage->flush(), std::vector<uint64_t>{i + 1});
+      sizes.push_back(fs.fileSize(kSeg1));
+    }
+    return sizes;
+  }
+};
+
+TEST_F(RecoveryTest, RoundTrip) {
+  writeThreeBatches();
+  auto r = open();
+  ASSERT_EQ(r.state.entries.size(), 6u);
+  EXPECT_EQ(r.state.entries[5].index, 6u);
+  EXPECT_EQ(r.state.hardState, (HardState{1, 1, 4}));
+  EXPECT_EQ(r.state.snapshot.meta.index, 0u);
+}
+
+TEST_F(RecoveryTest, OverwriteSuffix) {
+  writeThreeBatches();
+  {
+    auto r = open();
+    r.storage->persist(entriesBatch(1, 2, 4, 1));  // replaces 4..6 with one entry of term 2
+    r.storage->flush();
+  }
+  auto r = open();
+  ASSERT_EQ(r.state.entries.size(), 4u);
+  EXPECT_EQ(r.state.entries.back().term, 2u);
+}
+
+TEST_F(RecoveryTest, CorruptMiddleRecordIsRefusedWithFileAndOffset) {
+  auto sizes = writeThreeBatches();
+  fs.flipBit(kSeg1, sizes[0] + 20);  // inside the second batch
+  std::string error = openError();
+  EXPECT_NE(error.find("wal-0000000000000001.log"), std::string::npos) << error;
+  EXPECT_NE(error.find("byte offset " + std::to_string(sizes[0])), std::string::npos) << error;
+  EXPECT_NE(error.find("remove the data dir and restart it empty"), std::string::npos) << error;
+  EXPECT_NE(error.find("corruption"), std::string::npos) << error;
+}
+
+TEST_F(RecoveryTest, CorruptLengthFieldInMiddleIsRefused) {
+  auto sizes = writeThreeBatches();
+  fs.flipBit(kSeg1, sizes[0] + 1);  // the second batch's first length field
+  std::string error = openError();
+  EXPECT_NE(error.find("byte offset " + std::to_string(sizes[0])), std::string::npos) << error;
+}
+
+TEST_F(RecoveryTest, TornTailIsCutAndTheNodeStarts) {
+  auto sizes = writeThreeBatches();
+  {
+    // Half of a fourth batch, as a crash mid-write leaves it.
+    PersistBatch b = entriesBatch(4, 1, 7, 3, 100);
+    std::string frames;
+    appendFrame(frames, RecordType::Entries, false, encodeEntries(b.entries));
+    auto f = fs.open(kSeg1, OpenMode::Append);
+    f->append(std::string_view(frames).substr(0, frames.size() / 2));
+    f->datasync();
+  }
+  auto r = open();
+  EXPECT_EQ(r.state.entries.size(), 6u);
+  EXPECT_EQ(fs.fileSize(kSeg1), sizes[2]);
+  // And it keeps working after the cut.
+  r.storage->persist(entriesBatch(1, 1, 7, 1));
+  r.storage->flush();
+  auto again = DiskStorage::open(fs, kDir, kIdentity);
+  EXPECT_EQ(again.state.entries.size(), 7u);
+}
+
+TEST_F(RecoveryTest, BadLastBatchIsATornTail) {
+  auto sizes = writeThreeBatches();
+  fs.flipBit(kSeg1, sizes[2] - 3);
+  auto r = open();
+  EXPECT_EQ(r.state.entries.size(), 4u);
+  EXPECT_EQ(fs.fileSize(kSeg1), sizes[1]);
+}
+
+TEST_F(RecoveryTest, HalfABatchIsNeverApplied) {
+  auto sizes = writeThreeBatches();
+  {
+    // A batch of hard state + entries whose entries record is missing.
+    std::string frames;
+    appendFrame(frames, RecordType::HardState, true, encodeHardState({9, 9, 9}));
+    auto f = fs.open(kSeg1, OpenMode::Append);
+    f->append(frames);
+    f->datasync();
+  }
+  auto r = open();
+  EXPECT_EQ(r.state.hardState, (HardState{1, 1, 4}));
+  EXPECT_EQ(fs.fileSize(kSeg1), sizes[2]);
+}
+
+TEST_F(RecoveryTest, IdentityMismatchIsRefused) {
+  writeThreeBatches();
+  std::string error = openError({}, NodeIdentity{0xc1u, 2});
+  EXPECT_NE(error.find("belongs to cluster 193 node 1"), std::string::npos) << error;
+  EXPECT_NE(error.find("this process is cluster 193 node 2"), std::string::npos) << error;
+  error = openError({}, NodeIdentity{0xc2u, 1});
+  EXPECT_NE(error.find("refusing to start"), std::string::npos) << error;
+  EXPECT_EQ(openError(), "");
+}
+
+TEST_F(RecoveryTest, CorruptIdentityIsRefused) {
+  writeThreeBatches();
+  fs.flipBit(kDir + "/identity", 10);
+  std::string error = openError();
+  EXPECT_NE(error.find("identity"), std::string::npos) << error;
+}
+
+TEST_F(RecoveryTest, SnapshotAndLocalCompaction) {
+  {
+    auto r = open();
+    r.storage->persist(entriesBatch(1, 1, 1, 10));
+    PersistBatch s;
+    s.seq = 2;
+    s.snapshot = makeSnapshot(6, 1, "state@6");
+    r.storage->persist(std::move(s));
+    r.storage->persist(entriesBatch(3, 1, 11, 2));
+    EXPECT_EQ(r.storage->flush(), (std::vector<uint64_t>{1, 2, 3}));
+  }
+  auto r = open();
+  EXPECT_EQ(r.state.snapshot.meta.index, 6u);
+  EXPECT_EQ(*r.state.snapshot.data, "state@6");
+  ASSERT_EQ(r.state.entries.size(), 6u);
+  EXPECT_EQ(r.state.entries.front().index, 7u);
+  EXPECT_EQ(r.state.entries.back().index, 12u);
+}
+
+TEST_F(RecoveryTest, SnapshotFromLeaderResetsLog) {
+  {
+    auto r = open();
+    r.storage->persist(entriesBatch(1, 1, 1, 10));
+    PersistBatch s;
+    s.seq = 2;
+    s.snapshot = makeSnapshot(20, 3, "state@20");
+    s.resetLog = true;
+    s.entries = entriesBatch(0, 3, 21, 2).entries;
+    r.storage->persist(std::move(s));
+    r.storage->flush();
+  }
+  auto r = open();
+  EXPECT_EQ(r.state.snapshot.meta.index, 20u);
+  ASSERT_EQ(r.state.entries.size(), 2u);
+  EXPECT_EQ(r.state.entries.front().index, 21u);
+}
+
+TEST_F(RecoveryTest, OldSnapshotFileRemovedAfterNewOneIsDurable) {
+  auto r = open();
+  r.storage->persist(entriesBatch(1, 1, 1, 10));
+  for (uint64_t i = 0; i < 3; ++i) {
+    PersistBatch s;
+    s.seq = 2 + i;
+    s.snapshot = makeSnapshot(3 + i, 1, "s" + std::to_string(i));
+    r.storage->persist(std::move(s));
+    r.storage->flush();
+  }
+  size_t snaps = 0;
+  for (const auto& name : fs.list(kDir)) snaps += name.starts_with("snap-");
+  EXPECT_EQ(snaps, 1u);
+}
+
+TEST_F(RecoveryTest, CorruptSnapshotIsRefused) {
+  {
+    auto r = open();
+    r.storage->persist(entriesBatch(1, 1, 1, 10));
+    PersistBatch s;
+    s.seq = 2;
+    s.snapshot = makeSnapshot(6, 1, std::string(1000, 's'));
+    r.storage->persist(std::move(s));
+    r.storage->flush();
+  }
+  const std::string snap = kDir + "/snap-0000000000000006-0000000000000001.snap";
+  fs.flipBit(snap, fs.fileSize(snap) - 10);
+  std::string error = openError();
+  EXPECT_NE(error.find(snap), std::string::npos) << error;
+  EXPECT_NE(error.find("checksum"), std::string::npos) << error;
+  EXPECT_NE(error.find("restore this node from a peer"), std::string::npos) << error;
+}
+
+TEST_F(RecoveryTest, MissingSnapshotIsRefused) {
+  {
+    auto r = open();
+    r.storage->persist(entriesBatch(1, 1, 1, 10));
+    PersistBatch s;
+    s.seq = 2;
+    s.snapshot = makeSnapshot(6, 1, "x");
+    r.storage->persist(std::move(s));
+    r.storage->flush();
+  }
+  fs.remove(kDir + "/snap-0000000000000006-0000000000000001.snap");
+  EXPECT_NE(openError().find("missing"), std::string::npos);
+}
+
+TEST_F(RecoveryTest, SegmentsRollAndMissingSegmentIsRefused) {
+  WalOptions small{2048};
+  {
+    auto r = open(small);
+    for (uint64_t i = 0; i < 40; ++i) {
+      r.storage->persist(entriesBatch(i + 1, 1, 1 + 4 * i, 4, 50));
+      r.storage->flush();
+    }
+    EXPECT_GE(r.storage->walSegments(), 4u);
+  }
+  auto r = open(small);
+  EXPECT_EQ(r.state.entries.size(), 160u);
+  std::vector<std::string> segments;
+  for (const auto& name : fs.list(kDir)) {
+    if (parseSegmentName(name)) segments.push_back(name);
+  }
+  ASSERT_GE(segments.size(), 3u);
+  fs.remove(kDir + "/" + segments[1]);
+  std::string error = openError(small);
+  EXPECT_NE(error.find(segments[2]), std::string::npos) << error;
+  EXPECT_NE(error.find("missing"), std::string::npos) << error;
+}
+
+TEST_F(RecoveryTest, CoveredSegmentsAreDeleted) {
+  WalOptions small{2048};
+  Index last = 0;
+  {
+    auto r = open(small);
+    uint64_t seq = 1;
+    for (int round = 0; round < 30; ++round) {
+      r.storage->persist(entriesBatch(seq++, 1, last + 1, 4, 100));
+      last += 4;
+      PersistBatch s;
+      s.seq = seq++;
+      s.snapshot = makeSnapshot(last - 1, 1, "snap" + std::to_string(last));
+      s.hardState = HardState{1, 1, last};
+      r.storage->persist(std::move(s));
+      r.storage->flush();
+    }
+    EXPECT_LE(r.storage->walSegments(), 3u);
+  }
+  auto r = open(small);
+  EXPECT_EQ(r.state.snapshot.meta.index, last - 1);
+  EXPECT_EQ(*r.state.snapshot.data, "snap" + std::to_string(last));
+  ASSERT_EQ(r.state.entries.size(), 1u);
+  EXPECT_EQ(r.state.entries[0].index, last);
+  EXPECT_EQ(r.state.hardState.commit, last);
+}
+
+TEST_F(RecoveryTest, FsyncErrorIsFailStop) {
+  auto r = open();
+  r.storage->persist(entriesBatch(1, 1, 1, 2));
+  EXPECT_EQ(r.storage->flush(), std::vector<uint64_t>{1});
+  r.storage->persist(entriesBatch(2, 1, 3, 2));
+  fs.failNextSync();
+  try {
+    r.storage->flush();
+    ADD_FAILURE() << "flush succeeded after an fsync error";
+  } catch (const kj::Exception& e) {
+    EXPECT_NE(std::string(e.getDescription().cStr()).find("fail-stop"), std::string::npos);
+  }
+  EXPECT_TRUE(r.storage->dead());
+  r.storage->persist(entriesBatch(3, 1, 5, 2));
+  EXPECT_ANY_THROW(r.storage->flush());  // never retries and carries on
+}
+
+TEST_F(RecoveryTest, WriteErrorIsFailStop) {
+  auto r = open();
+  r.storage->persist(entriesBatch(1, 1, 1, 2));
+  fs.failNextWrite();
+  EXPECT_ANY_THROW(r.storage->flush());
+  EXPECT_TRUE(r.storage->dead());
+}
+
+TEST_F(RecoveryTest, OversizedBatchIsRejected) {
+  auto r = open();
+  PersistBatch b;
+  b.seq = 1;
+  for (Index i = 1; i <= 40; ++i) b.entries.push_back(makeEntry(1, i, std::string(2 << 20, 'x')));
+  try {
+    r.storage->persist(std::move(b));
+    ADD_FAILURE() << "oversized batch accepted";
+  } catch (const kj::Exception& e) {
+    EXPECT_NE(std::string(e.getDescription().cStr()).find("over the WAL record limit"),
+              std::string::npos);
+  }
+  EXPECT_FALSE(r.storage->hasQueued());
+}
+
+TEST_F(RecoveryTest, BadSegmentSizeIsRejected) {
+  EXPECT_NE(openError(WalOptions{100}).find("segment size"), std::string::npos);
+}
+
+// A WAL segment holding random bytes is never loaded as state: recovery either refuses
+// or treats it all as a torn tail.
+TEST_F(RecoveryTest, RandomSegmentBytesNeverAccepted) {
+  for (uint64_t seed = 0; seed < 50; ++seed) {
+    Rng r(seed);
+    SimFileSystem fs2(r);
+    DiskStorage::open(fs2, kDir, kIdentity);  // creates the dir, identity and segment 1
+    {
+      auto f = fs2.open(kSeg1, OpenMode::Append);
+      std::string junk;
+      for (uint64_t i = r.below(4000); i > 0; --i) junk.push_back(static_cast<char>(r.next()));
+      f->append(junk);
+      f->datasync();
+    }
+    try {
+      auto rec = DiskStorage::open(fs2, kDir, kIdentity);
+      EXPECT_TRUE(rec.state.entries.empty());
+      EXPECT_EQ(rec.state.hardState, HardState{});
+      EXPECT_EQ(fs2.fileSize(kSeg1), 0u);
+    } catch (const kj::Exception&) {
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvr::disk
