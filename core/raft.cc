@@ -255,7 +255,9 @@ void Raft::tick() {
   }
   if (++heartbeatElapsed_ >= config_.heartbeatTicks) {
     heartbeatElapsed_ = 0;
-    broadcastHeartbeat(0);
+    // Carry the newest pending read round: if that round's own heartbeats or acks were
+    // lost, these acks confirm it (and every earlier round) instead of the reads hanging.
+    broadcastHeartbeat(readRounds_.empty() ? 0 : readRounds_.back().id);
   }
   if (electionElapsed_ >= config_.electionTicks) {
     electionElapsed_ = 0;
