@@ -190,7 +190,7 @@ TEST_F(RecoveryTest, OldSnapshotFileRemovedAfterNewOneIsDurable) {
   for (uint64_t i = 0; i < 3; ++i) {
     PersistBatch s;
     s.seq = 2 + i;
-    s.snapshot = makeSnapshot(3 + i, 1, "s" + std::to_string(i));
+    s.snapshot = makeSnapshot(3 + i, 1, std::to_string(i).append("-s"));
     r.storage->persist(std::move(s));
     r.storage->flush();
   }
@@ -265,7 +265,7 @@ TEST_F(RecoveryTest, CoveredSegmentsAreDeleted) {
       last += 4;
       PersistBatch s;
       s.seq = seq++;
-      s.snapshot = makeSnapshot(last - 1, 1, "snap" + std::to_string(last));
+      s.snapshot = makeSnapshot(last - 1, 1, std::to_string(last).append("-snap"));
       s.hardState = HardState{1, 1, last};
       r.storage->persist(std::move(s));
       r.storage->flush();
@@ -274,7 +274,7 @@ TEST_F(RecoveryTest, CoveredSegmentsAreDeleted) {
   }
   auto r = open(small);
   EXPECT_EQ(r.state.snapshot.meta.index, last - 1);
-  EXPECT_EQ(*r.state.snapshot.data, "snap" + std::to_string(last));
+  EXPECT_EQ(*r.state.snapshot.data, std::to_string(last).append("-snap"));
   ASSERT_EQ(r.state.entries.size(), 1u);
   EXPECT_EQ(r.state.entries[0].index, last);
   EXPECT_EQ(r.state.hardState.commit, last);
