@@ -149,6 +149,7 @@ KvReply KvStore::apply(Index index, const KvCommand& cmd) {
     return reply;
   }
   reply = applyToData(index, cmd);
+  ++effects_;
   session.lastRequestId = cmd.requestId;
   session.lastReply = reply;
   touchSession(cmd.clientId, session, index);

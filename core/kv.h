@@ -55,6 +55,10 @@ class KvStore {
 
   const std::map<std::string, std::string, std::less<>>& data() const { return data_; }
 
+  // Writes this process has executed against the data (not counting deduplicated
+  // retries). Not part of the replicated state: checkers use it to see re-execution.
+  uint64_t effects() const { return effects_; }
+
  private:
   struct Session {
     uint64_t lastRequestId = 0;
@@ -74,6 +78,7 @@ class KvStore {
   KvConfig config_;
   Index applied_ = 0;
   size_t dataBytes_ = 0;
+  uint64_t effects_ = 0;
   std::map<std::string, std::string, std::less<>> data_;
   std::map<uint64_t, Session> sessions_;
   std::set<std::pair<Index, uint64_t>> byActivity_;  // (lastActive, clientId), oldest first

@@ -1,0 +1,157 @@
+#include "sim/checker.h"
+
+#include <kj/debug.h>
+#include <kj/string.h>
+
+namespace kvr::sim {
+
+uint64_t hashBytes(const std::string& bytes) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+Checker::Checker(uint32_t nodes) : nodes_(nodes) {}
+
+void Checker::fail(std::string property, std::string detail) {
+  if (!violation_) violation_ = Violation{std::move(property), std::move(detail)};
+}
+
+void Checker::afterEvent(const std::vector<const Replica*>& replicas) {
+  for (size_t i = 0; i < replicas.size() && !violation_; ++i) {
+    const Replica* r = replicas[i];
+    if (r == nullptr) continue;
+    const Raft& raft = r->raft();
+    NodeId id = static_cast<NodeId>(i + 1);
+    NodeState& ns = nodes_[i];
+    if (raft.role() == Role::Leader) {
+      auto [it, inserted] = leaders_.emplace(raft.term(), id);
+      if (!inserted && it->second != id) {
+        fail("election_safety", kj::str("nodes ", it->second, " and ", id,
+                                         " both led term ", raft.term()).cStr());
+        return;
+      }
+      if (ns.leaderTermChecked != raft.term()) {
+        ns.leaderTermChecked = raft.term();
+        checkLeaderCompleteness(id, raft);
+      }
+    }
+    // Newly committed entries on this node join the global committed record, which
+    // they must agree with.
+    Index commit = raft.commitIndex();
+    if (commit < ns.checkedCommit) ns.checkedCommit = 0;  // restarted node
+    for (Index idx = std::max(ns.checkedCommit + 1, raft.firstIndex()); idx <= commit; ++idx) {
+      const Entry* e = raft.entryAt(idx);
+      if (e == nullptr) continue;
+      EntryId eid{e->term, hashBytes(e->data)};
+      auto [it, inserted] = committed_.emplace(idx, eid);
+      if (!inserted && !(it->second == eid)) {
+        fail("committed_entry_lost",
+             kj::str("node ", id, " committed index ", idx, " with term ", e->term,
+                     " but term ", it->second.term, " was committed there before").cStr());
+        return;
+      }
+    }
+    ns.checkedCommit = commit;
+  }
+}
+
+void Checker::checkLeaderCompleteness(NodeId id, const Raft& raft) {
+  // Every entry committed so far must be in the new leader's log (Raft §5.4).
+  for (auto& [idx, eid] : committed_) {
+    if (idx < raft.firstIndex()) continue;  // compacted into its snapshot
+    const Entry* e = raft.entryAt(idx);
+    if (e == nullptr || e->term != eid.term || hashBytes(e->data) != eid.hash) {
+      fail("leader_completeness",
+           kj::str("node ", id, " leads term ", raft.term(), " without committed entry ",
+                   idx, " (term ", eid.term, ")").cStr());
+      return;
+    }
+  }
+}
+
+void Checker::fullCheck(const std::vector<const Replica*>& replicas) {
+  for (size_t i = 0; i < replicas.size() && !violation_; ++i) {
+    if (replicas[i] == nullptr) continue;
+    const Raft& a = replicas[i]->raft();
+    NodeId ida = static_cast<NodeId>(i + 1);
+    // Committed entries never change or vanish from a log that still holds them.
+    for (auto& [idx, eid] : committed_) {
+      if (idx < a.firstIndex()) continue;
+      if (idx > a.lastIndex()) break;
+      const Entry* e = a.entryAt(idx);
+      if (idx <= a.commitIndex() && (e->term != eid.term || hashBytes(e->data) != eid.hash)) {
+        fail("committed_entry_lost", kj::str("node ", ida, " holds term ", e->term,
+                                             " at committed index ", idx, " (expected term ",
+                                             eid.term, ")").cStr());
+        return;
+      }
+    }
+    // Log matching: if two logs hold an entry with the same index and term, they are
+    // identical in all entries up to it.
+    for (size_t j = i + 1; j < replicas.size(); ++j) {
+      if (replicas[j] == nullptr) continue;
+      const Raft& b = replicas[j]->raft();
+      Index lo = std::max(a.firstIndex(), b.firstIndex());
+      Index hi = std::min(a.lastIndex(), b.lastIndex());
+      bool matched = false;  // scanning down: once a matching (index, term) is seen
+      for (Index idx = hi; idx >= lo && idx > 0; --idx) {
+        const Entry* ea = a.entryAt(idx);
+        const Entry* eb = b.entryAt(idx);
+        if (ea->term == eb->term) {
+          matched = true;
+          if (ea->kind != eb->kind || ea->data != eb->data) {
+            fail("log_matching", kj::str("nodes ", ida, " and ", j + 1, " hold different ",
+                                         "entries at index ", idx, " term ", ea->term).cStr());
+            return;
+          }
+        } else if (matched) {
+          fail("log_matching", kj::str("nodes ", ida, " and ", j + 1, " agree above index ",
+                                       idx, " but differ at it").cStr());
+          return;
+        }
+      }
+    }
+  }
+}
+
+void Checker::onApply(NodeId node, const Entry& entry, const KvReply* reply, uint64_t effects) {
+  if (violation_) return;
+  EntryId eid{entry.term, hashBytes(entry.data)};
+  auto [it, inserted] = applied_.emplace(entry.index, eid);
+  if (!inserted && !(it->second == eid)) {
+    fail("state_machine_safety",
+         kj::str("node ", node, " applied term ", entry.term, " at index ", entry.index,
+                 "; another node applied term ", it->second.term, " there").cStr());
+    return;
+  }
+  if (entry.kind != EntryKind::Command || reply == nullptr) return;
+  KvCommand cmd;
+  if (!decodeCommand(entry.data, &cmd)) {
+    fail("state_machine_safety", kj::str("node ", node, " applied an undecodable entry at ",
+                                         entry.index).cStr());
+    return;
+  }
+  if (cmd.op == OpType::OpenSession) return;
+  auto& last = nodes_[node - 1].lastRequest;
+  auto lit = last.find(cmd.clientId);
+  bool duplicate = lit != last.end() && cmd.requestId <= lit->second;
+  if (duplicate && effects != 0) {
+    fail("at_most_once", kj::str("node ", node, " applied request ", cmd.requestId,
+                                 " of client ", cmd.clientId, " again at index ",
+                                 entry.index).cStr());
+    return;
+  }
+  if (!duplicate && reply->status != Status::SessionExpired) last[cmd.clientId] = cmd.requestId;
+}
+
+void Checker::onRestart(NodeId node, Index) {
+  // The node rebuilds its state from its snapshot and replays from there; its
+  // per-client record is rebuilt by the replays (snapshot state included via dedup).
+  nodes_[node - 1] = NodeState{};
+}
+
+}  // namespace kvr::sim

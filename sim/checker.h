@@ -1,0 +1,63 @@
+// Safety invariants checked while a cluster runs (the simulator calls these on every
+// event; property tests on their own harness too). The first violation is kept.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/replica.h"
+
+namespace kvr::sim {
+
+struct Violation {
+  std::string property;  // e.g. "election_safety"
+  std::string detail;
+};
+
+class Checker {
+ public:
+  explicit Checker(uint32_t nodes);
+
+  // After every event: `replicas[i]` is node i+1, or nullptr while it is down.
+  void afterEvent(const std::vector<const Replica*>& replicas);
+  // Pairwise log matching and committed-prefix checks over whole logs (costlier).
+  void fullCheck(const std::vector<const Replica*>& replicas);
+  // Every applied entry, from the replica's apply observer. `effects` is the KV
+  // store's effect counter after the apply minus before.
+  void onApply(NodeId node, const Entry& entry, const KvReply* reply, uint64_t effects);
+  // A node restarted from its disk: it will re-apply from its snapshot.
+  void onRestart(NodeId node, Index snapshotIndex);
+
+  const std::optional<Violation>& violation() const { return violation_; }
+  bool failed() const { return violation_.has_value(); }
+  Index maxCommitted() const { return committed_.empty() ? 0 : committed_.rbegin()->first; }
+
+ private:
+  struct EntryId {
+    Term term;
+    uint64_t hash;
+    bool operator==(const EntryId&) const = default;
+  };
+  struct NodeState {
+    Index checkedCommit = 0;
+    Term leaderTermChecked = 0;
+    std::map<uint64_t, uint64_t> lastRequest;  // client -> highest request id applied
+  };
+
+  void fail(std::string property, std::string detail);
+  void checkLeaderCompleteness(NodeId id, const Raft& raft);
+
+  std::vector<NodeState> nodes_;
+  std::map<Term, NodeId> leaders_;
+  std::map<Index, EntryId> committed_;  // every entry known committed
+  std::map<Index, EntryId> applied_;    // what was applied at each index (any node)
+  std::optional<Violation> violation_;
+};
+
+uint64_t hashBytes(const std::string& bytes);
+
+}  // namespace kvr::sim

@@ -1,0 +1,29 @@
+// A simulated node's durable storage, as the simulator drives it: the core's Storage
+// (persist queues), plus a two-phase flush so a crash can land between a write and its
+// fsync, plus crash and recovery.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/env.h"
+#include "core/rng.h"
+
+namespace kvr::sim {
+
+class NodeStore : public Storage {
+ public:
+  // Writes every queued batch (not yet durable) and returns their seqs.
+  virtual std::vector<uint64_t> beginFlush() = 0;
+  // fsync: what beginFlush wrote is durable on return. Throws on an (injected) fsync
+  // error; the node must then fail-stop.
+  virtual void finishFlush() = 0;
+  virtual bool hasQueued() const = 0;
+  // Power loss: queued batches vanish; written-but-unsynced ones are lost or torn.
+  virtual void crash(Rng& rng, bool tornWrites) = 0;
+  // Reads everything back as a restarting node would. Throws (refuses to start) on
+  // corruption it detects.
+  virtual RecoveredState recover() = 0;
+};
+
+}  // namespace kvr::sim

@@ -1,0 +1,66 @@
+// What one simulation run does: drawn from its seed (swarm testing), with any part
+// pinned from the command line.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "core/rng.h"
+
+namespace kvr::sim {
+
+enum class Fault : uint8_t {
+  Drop, Delay, Reorder, Duplicate, Partition, Crash, Pause, ClockDrift,
+  TornWrite, BitFlip, FsyncError, SlowFsync, ClientLoss,
+};
+constexpr size_t kFaultCount = 13;
+const char* faultName(Fault f);           // "drop", "torn_write", ...
+std::optional<Fault> parseFault(const std::string& name);
+
+struct FaultSet {
+  std::array<bool, kFaultCount> on{};
+  bool has(Fault f) const { return on[static_cast<size_t>(f)]; }
+  void set(Fault f, bool v = true) { on[static_cast<size_t>(f)] = v; }
+  static FaultSet all();
+  static FaultSet none() { return {}; }
+  // "all", "none", or a comma-separated list of fault names. False on a bad name.
+  static bool parse(const std::string& text, FaultSet* out, std::string* error);
+  std::string describe() const;
+};
+
+// Flags that pin parts of the scenario; unset parts are drawn from the seed.
+struct ScenarioPins {
+  std::optional<uint32_t> nodes;
+  std::optional<uint32_t> clients;
+  std::optional<uint32_t> ops;
+  std::optional<uint32_t> keys;
+  std::optional<FaultSet> faults;
+};
+
+struct Scenario {
+  uint64_t seed = 0;
+  uint32_t nodes = 5;
+  uint32_t clients = 4;
+  uint32_t ops = 500;
+  uint32_t keys = 8;
+  FaultSet faults;
+  // Workload mix, in percent (get is the rest).
+  uint32_t putPct = 35, deletePct = 10, casPct = 20;
+  uint32_t stalePct = 0;  // stale reads are not linearizable: kept at 0 for checked runs
+  // Fault rates.
+  double dropP = 0, duplicateP = 0, reorderP = 0;
+  uint64_t meanDelayNs = 200'000;    // one-way latency (heavy-tailed around this)
+  uint64_t faultEveryNs = 300'000'000;  // mean time between scheduled faults
+  double clientLossP = 0;
+  double slowFsyncP = 0;
+  uint32_t snapshotEvery = 200;       // entries between local snapshots
+  uint32_t sessionCap = 64;           // small, to exercise session expiry
+
+  // Draws everything not pinned from `seed`.
+  static Scenario draw(uint64_t seed, const ScenarioPins& pins);
+  std::string describe() const;
+};
+
+}  // namespace kvr::sim
