@@ -110,6 +110,11 @@ void UvEventPort::onPrepare(uv_prepare_t* handle) {
   auto* self = static_cast<UvEventPort*>(handle->data);
   if (self == nullptr) return;
   self->runKjFromUv([self]() { self->timer_.advance(); });
+  // Inside kj's wait(), events queued by this iteration's timers (kj timers just fired,
+  // uv timer callbacks) must end the iteration: the idle handle is off, so uv_run would
+  // otherwise block in poll with kj work pending. uv_stop makes this poll non-blocking;
+  // UV_RUN_ONCE then returns.
+  if (self->insideKjWait_ && self->kjLoop_.isRunnable()) uv_stop(self->loop_);
 }
 
 }  // namespace kvr::net

@@ -1,6 +1,8 @@
 // kj promises, kj timers and cross-thread wake-ups on a libuv loop.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -61,6 +63,24 @@ TEST_F(EventPortTest, KjTimerWaitTakesAtLeastItsDelay) {
   EXPECT_LT(msSince(start), 1000.0);
 }
 
+TEST_F(EventPortTest, TimerDueBeforeWaitDoesNotBlock) {
+  // The kj timer fires in the timers phase of wait()'s uv_run, before libuv polls; the
+  // poll must not then block with kj work pending.
+  UvEventPort port(loop());
+  auto timer = port.timer().afterDelay(5 * kj::MILLISECONDS);
+  uv_sleep(20);
+  std::atomic<bool> done{false};
+  std::thread watchdog([&]() {  // ends a hang so the test fails instead of timing out
+    for (int i = 0; i < 300 && !done; ++i) uv_sleep(10);
+    if (!done) port.wake();
+  });
+  uint64_t start = uv_hrtime();
+  timer.wait(port.waitScope());
+  done = true;
+  watchdog.join();
+  EXPECT_LT(msSince(start), 1000.0);
+}
+
 TEST_F(EventPortTest, KjTimerInterleavesWithUvTimers) {
   UvEventPort port(loop());
   std::vector<std::string> order;
@@ -103,7 +123,7 @@ TEST_F(EventPortTest, KjTimerSetInLateUvCallbackCountsFromThen) {
 TEST_F(EventPortTest, CancelledKjTimerDoesNotKeepLoopAlive) {
   UvEventPort port(loop());
   {
-    auto forgotten = port.timer().afterDelay(60 * kj::SECONDS);
+    auto forgotten = port.timer().afterDelay(5 * kj::SECONDS);
     kj::evalLater([]() {}).wait(port.waitScope());  // arms the uv timer for it
   }
   uint64_t start = uv_hrtime();
@@ -181,17 +201,26 @@ TEST_F(EventPortTest, ExecutorRunsFunctionOnLoopThread) {
   EXPECT_EQ(ranOn, loopThread);
 }
 
+double threadCpuMs() {
+  struct rusage usage;
+  getrusage(RUSAGE_THREAD, &usage);
+  return usage.ru_utime.tv_sec * 1e3 + usage.ru_utime.tv_usec / 1e3 +
+         usage.ru_stime.tv_sec * 1e3 + usage.ru_stime.tv_usec / 1e3;
+}
+
 TEST_F(EventPortTest, WakeFromOtherThreadEndsWait) {
   UvEventPort port(loop());
   std::thread other([&]() {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
     port.wake();
   });
   uint64_t start = uv_hrtime();
+  double cpuBefore = threadCpuMs();
   // Nothing else is pending: only wake() can end this wait, and it reports the wake-up.
   bool woken = port.wait();
   while (!woken) woken = port.wait();
-  EXPECT_GE(msSince(start), 15.0);
+  EXPECT_GE(msSince(start), 95.0);
+  EXPECT_LT(threadCpuMs() - cpuBefore, 50.0) << "wait() spun instead of sleeping";
   other.join();
   EXPECT_FALSE(port.poll()) << "a wake-up is reported once";
 }

@@ -1,6 +1,8 @@
 // kj sockets, address parsing and pipes through UvLowLevelAsyncIo.
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <kj/async-io.h>
@@ -119,8 +121,21 @@ TEST_F(IoTest, WhenWriteDisconnectedFiresWhenPeerCloses) {
   auto second = c.client->whenWriteDisconnected();
   EXPECT_FALSE(first.poll(ws));
   c.server = nullptr;
-  first.wait(ws);
-  second.wait(ws);
+  io.timer().timeoutAfter(5 * kj::SECONDS, kj::mv(first)).wait(ws);
+  io.timer().timeoutAfter(5 * kj::SECONDS, kj::mv(second)).wait(ws);
+}
+
+// RPC latency depends on this (Nagle + delayed ACK adds ~40 ms per small message). kj's
+// network layer also sets it, so this guards the property rather than our code alone.
+TEST_F(IoTest, TcpStreamsHaveNagleOff) {
+  UvAsyncIo io(loop());
+  auto c = connectLoopback(io);
+  for (auto* stream : {c.client.get(), c.server.get()}) {
+    int noDelay = 0;
+    uint len = sizeof(noDelay);
+    stream->getsockopt(IPPROTO_TCP, TCP_NODELAY, &noDelay, &len);
+    EXPECT_NE(noDelay, 0);
+  }
 }
 
 TEST_F(IoTest, ParsesHostNamesThroughLookupThread) {

@@ -182,7 +182,9 @@ TEST_P(DisconnectTest, PeerDisconnectMidCallIsDisconnectedAndLoopGoesOn) {
   }
   conn = nullptr;  // the server dies in the middle of the call
 
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { hanging.wait(ws); })) {
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                io.timer().timeoutAfter(5 * kj::SECONDS, kj::mv(hanging)).wait(ws);
+              })) {
     EXPECT_EQ(e->getType(), kj::Exception::Type::DISCONNECTED) << e->getDescription().cStr();
   } else {
     ADD_FAILURE() << "call on a dead peer succeeded";
