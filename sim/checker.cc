@@ -47,11 +47,11 @@ void Checker::afterEvent(const std::vector<const Replica*>& replicas) {
       const Entry* e = raft.entryAt(idx);
       if (e == nullptr) continue;
       EntryId eid{e->term, hashBytes(e->data)};
-      auto [it, inserted] = committed_.emplace(idx, eid);
-      if (!inserted && !(it->second == eid)) {
+      auto [it, inserted] = committed_.emplace(idx, CommittedEntry{eid, raft.term()});
+      if (!inserted && !(it->second.id == eid)) {
         fail("committed_entry_lost",
              kj::str("node ", id, " committed index ", idx, " with term ", e->term,
-                     " but term ", it->second.term, " was committed there before").cStr());
+                     " but term ", it->second.id.term, " was committed there before").cStr());
         return;
       }
     }
@@ -60,8 +60,11 @@ void Checker::afterEvent(const std::vector<const Replica*>& replicas) {
 }
 
 void Checker::checkLeaderCompleteness(NodeId id, const Raft& raft) {
-  // Every entry committed so far must be in the new leader's log (Raft §5.4).
-  for (auto& [idx, eid] : committed_) {
+  // Every entry committed in an earlier term must be in the new leader's log (Raft §5.4).
+  // (A leader of an old term can still take office late, from delayed votes.)
+  for (auto& [idx, ce] : committed_) {
+    const EntryId& eid = ce.id;
+    if (ce.commitTerm >= raft.term()) continue;
     if (idx < raft.firstIndex()) continue;  // compacted into its snapshot
     const Entry* e = raft.entryAt(idx);
     if (e == nullptr || e->term != eid.term || hashBytes(e->data) != eid.hash) {
@@ -79,7 +82,8 @@ void Checker::fullCheck(const std::vector<const Replica*>& replicas) {
     const Raft& a = replicas[i]->raft();
     NodeId ida = static_cast<NodeId>(i + 1);
     // Committed entries never change or vanish from a log that still holds them.
-    for (auto& [idx, eid] : committed_) {
+    for (auto& [idx, ce] : committed_) {
+      const EntryId& eid = ce.id;
       if (idx < a.firstIndex()) continue;
       if (idx > a.lastIndex()) break;
       const Entry* e = a.entryAt(idx);

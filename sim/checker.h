@@ -40,7 +40,11 @@ class Checker {
   struct EntryId {
     Term term;
     uint64_t hash;
-    bool operator==(const EntryId&) const = default;
+    bool operator==(const EntryId& o) const { return term == o.term && hash == o.hash; }
+  };
+  struct CommittedEntry {
+    EntryId id;
+    Term commitTerm;  // term of the first node seen holding it committed (>= the real one)
   };
   struct NodeState {
     Index checkedCommit = 0;
@@ -53,7 +57,7 @@ class Checker {
 
   std::vector<NodeState> nodes_;
   std::map<Term, NodeId> leaders_;
-  std::map<Index, EntryId> committed_;  // every entry known committed
+  std::map<Index, CommittedEntry> committed_;  // every entry known committed
   std::map<Index, EntryId> applied_;    // what was applied at each index (any node)
   std::optional<Violation> violation_;
 };

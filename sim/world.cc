@@ -21,6 +21,7 @@ constexpr uint64_t kClientTimeoutNs = 400 * kMs;
 constexpr uint32_t kMaxAttemptsInChaos = 40;
 constexpr uint64_t kLivenessBudgetNs = 60'000 * kMs;  // a healed cluster must finish within
 constexpr uint64_t kFullCheckEvery = 512;
+constexpr uint64_t kMaxChaosNs = 120'000 * kMs;  // chaos ends by then even if ops remain
 
 }  // namespace
 
@@ -740,7 +741,7 @@ RunResult World::run() {
     }
     afterEvent();
     if (stop_) break;
-    if (chaos_ && opsIssued_ >= sc_.ops) healAll();
+    if (chaos_ && (opsIssued_ >= sc_.ops || q_.now() > kMaxChaosNs)) healAll();
     if (!chaos_) {
       if (q_.now() > livenessDeadline_) {
         std::string who;
@@ -751,7 +752,7 @@ RunResult World::run() {
                                  ", clients still waiting:", who.c_str()).cStr());
         break;
       }
-      if (allClientsIdle() && leaderExists()) {
+      if (allClientsIdle() && opsIssued_ >= sc_.ops && leaderExists()) {
         bool sessionsOpen = true;
         for (auto& c : clients_) sessionsOpen = sessionsOpen && c.session != 0;
         if (!finalReadsIssued) {
