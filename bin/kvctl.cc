@@ -1,0 +1,358 @@
+// kvctl: command-line client of the KV store (see usage()).
+//
+// Exit codes: 0 ok, 1 not found or cas mismatch, 2 error (message on stderr).
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <kj/debug.h>
+#include <kj/exception.h>
+
+#include "core/limits.h"
+#include "net/kv_client.h"
+
+namespace {
+
+using kvr::client::EndpointStatus;
+using kvr::client::Health;
+using kvr::client::KvClient;
+using kvr::client::Options;
+using kvr::client::Outcome;
+using kvr::client::Result;
+
+constexpr int kExitOk = 0;
+constexpr int kExitNo = 1;  // not found, cas mismatch
+constexpr int kExitError = 2;
+
+void usage(FILE* out) {
+  std::fputs(
+      "usage: kvctl [GLOBAL FLAGS] COMMAND [ARGS]\n"
+      "\n"
+      "global flags (before the command):\n"
+      "  --endpoints HOST:PORT,...  client addresses of the nodes (default 127.0.0.1:7001)\n"
+      "  --client-id ID             use this existing session (needs --request-id)\n"
+      "  --request-id N             request id of the write (with --client-id)\n"
+      "  --stale                    reads may be served from any node's local state\n"
+      "  --timeout MS               overall deadline, retries included (default 5000)\n"
+      "  --attempt-timeout MS       deadline of one RPC attempt (default 1000)\n"
+      "  --json                     machine-readable output\n"
+      "  --no-local-check           send requests the client would reject (for tests)\n"
+      "\n"
+      "commands:\n"
+      "  put K V                    V of '-' reads the value from stdin\n"
+      "  get K\n"
+      "  del K\n"
+      "  cas K EXPECTED NEW         write NEW if K holds EXPECTED\n"
+      "  cas K --absent NEW         write NEW if K is absent\n"
+      "  range FROM TO [--limit N]  keys in [FROM, TO); TO '' = to the end\n"
+      "  status                     every endpoint: id, role, term, leader, commit, applied\n"
+      "  health                     exit 0 if a leader exists and every endpoint answers\n"
+      "  session                    open a session and print its client id\n"
+      "\n"
+      "exit codes: 0 ok, 1 not found or cas mismatch, 2 error (message on stderr)\n",
+      out);
+}
+
+[[noreturn]] void die(const std::string& message) {
+  std::fprintf(stderr, "kvctl: %s\n", message.c_str());
+  std::exit(kExitError);
+}
+
+uint64_t parseNumber(const std::string& flag, const std::string& text, uint64_t max) {
+  if (text.empty() || text.size() > 20) die(flag + " needs a number, got '" + text + "'");
+  uint64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') die(flag + " needs a number, got '" + text + "'");
+    uint64_t digit = uint64_t(c - '0');
+    if (v > (max - digit) / 10) die(flag + " is too large: " + text);
+    v = v * 10 + digit;
+  }
+  return v;
+}
+
+std::string jsonString(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20 || c >= 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);  // bytes as Latin-1 code points
+          out += buf;
+        } else {
+          out += char(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+struct Args {
+  std::vector<std::string> endpoints{"127.0.0.1:7001"};
+  Options options;
+  bool haveClientId = false;
+  bool haveRequestId = false;
+  bool json = false;
+  std::vector<std::string> command;
+};
+
+Args parseArgs(int argc, char** argv) {
+  Args a;
+  int i = 1;
+  auto value = [&](const std::string& flag) -> std::string {
+    if (i + 1 >= argc) die(flag + " needs a value");
+    return argv[++i];
+  };
+  for (; i < argc; ++i) {
+    std::string f = argv[i];
+    if (f.size() < 2 || f.compare(0, 2, "--") != 0) break;
+    if (f == "--help" || f == "-h") {
+      usage(stdout);
+      std::exit(kExitOk);
+    } else if (f == "--endpoints") {
+      std::string list = value(f);
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions(
+                         [&]() { a.endpoints = kvr::client::parseEndpointList(list); })) {
+        die("bad --endpoints '" + list + "': " + std::string(e->getDescription().cStr()));
+      }
+    } else if (f == "--client-id") {
+      a.options.clientId = parseNumber(f, value(f), UINT64_MAX);
+      if (a.options.clientId == 0) die("--client-id must be > 0");
+      a.haveClientId = true;
+    } else if (f == "--request-id") {
+      a.options.firstRequestId = parseNumber(f, value(f), UINT64_MAX);
+      if (a.options.firstRequestId == 0) die("--request-id must be > 0");
+      a.haveRequestId = true;
+    } else if (f == "--stale") {
+      a.options.stale = true;
+    } else if (f == "--timeout") {
+      a.options.timeoutMs = uint32_t(parseNumber(f, value(f), 24u * 3600 * 1000));
+      if (a.options.timeoutMs == 0) die("--timeout must be > 0");
+    } else if (f == "--attempt-timeout") {
+      a.options.attemptTimeoutMs = uint32_t(parseNumber(f, value(f), 24u * 3600 * 1000));
+      if (a.options.attemptTimeoutMs == 0) die("--attempt-timeout must be > 0");
+    } else if (f == "--json") {
+      a.json = true;
+    } else if (f == "--no-local-check") {
+      a.options.checkLocally = false;
+    } else {
+      die("unknown flag " + f + " (global flags go before the command; see --help)");
+    }
+  }
+  if (a.haveClientId != a.haveRequestId) {
+    die("--client-id and --request-id go together (a session's request ids must increase)");
+  }
+  for (; i < argc; ++i) a.command.push_back(argv[i]);
+  if (a.command.empty()) {
+    usage(stderr);
+    std::exit(kExitError);
+  }
+  return a;
+}
+
+void needArgs(const std::vector<std::string>& cmd, size_t n, const char* shape) {
+  if (cmd.size() != n) die(std::string("usage: kvctl ") + shape);
+}
+
+std::string readValue(const std::string& v) {
+  if (v != "-") return v;
+  std::string data;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) {
+    data.append(buf, n);
+    if (data.size() > 2 * kvr::limits::kMaxValueBytes) break;  // enough to be refused
+  }
+  return data;
+}
+
+// Prints one operation's result and returns the exit code.
+int report(const Args& a, const std::string& op, const Result& r) {
+  if (a.json) {
+    std::string out = "{\"outcome\":" + jsonString(kvr::client::outcomeName(r.outcome));
+    if (r.outcome == Outcome::Error) {
+      out += ",\"status\":" + jsonString(kvr::statusName(r.status));
+      out += ",\"error\":" + jsonString(r.error);
+    }
+    if (op == "get" && r.ok()) out += ",\"value\":" + jsonString(r.value);
+    if (r.outcome == Outcome::CasMismatch) out += ",\"current\":" + jsonString(r.value);
+    if (op == "range" && r.ok()) {
+      out += ",\"kvs\":[";
+      for (size_t k = 0; k < r.kvs.size(); ++k) {
+        if (k > 0) out += ",";
+        out += "{\"key\":" + jsonString(r.kvs[k].first) +
+               ",\"value\":" + jsonString(r.kvs[k].second) + "}";
+      }
+      out += "],\"more\":";
+      out += r.more ? "true" : "false";
+    }
+    if (r.outcome != Outcome::Error) out += ",\"index\":" + std::to_string(r.index);
+    if (r.requestId != 0 || op == "session") {
+      out += ",\"clientId\":" + std::to_string(r.clientId);
+      if (op != "session") out += ",\"requestId\":" + std::to_string(r.requestId);
+    }
+    std::printf("%s}\n", out.c_str());
+  } else {
+    switch (r.outcome) {
+      case Outcome::Ok:
+        if (op == "get") {
+          std::fwrite(r.value.data(), 1, r.value.size(), stdout);
+          std::fputc('\n', stdout);
+        } else if (op == "range") {
+          for (auto& [k, v] : r.kvs) std::printf("%s\t%s\n", k.c_str(), v.c_str());
+          if (r.more) std::fprintf(stderr, "kvctl: more keys follow (raise --limit)\n");
+        } else if (op == "session") {
+          std::printf("%llu\n", static_cast<unsigned long long>(r.clientId));
+        } else {
+          std::printf("ok\n");
+        }
+        break;
+      case Outcome::NotFound:
+        std::fprintf(stderr, "not found\n");
+        break;
+      case Outcome::CasMismatch:
+        std::fprintf(stderr, "cas mismatch: current value %s\n",
+                     r.value.empty() ? "is empty or absent" : ("'" + r.value + "'").c_str());
+        break;
+      case Outcome::Error:
+        break;
+    }
+  }
+  if (r.outcome == Outcome::Error) {
+    std::fprintf(stderr, "kvctl: %s failed: %s\n", op.c_str(), r.error.c_str());
+  }
+  switch (r.outcome) {
+    case Outcome::Ok: return kExitOk;
+    case Outcome::NotFound:
+    case Outcome::CasMismatch: return kExitNo;
+    case Outcome::Error: return kExitError;
+  }
+  return kExitError;
+}
+
+int printStatus(const Args& a, const std::vector<EndpointStatus>& all) {
+  bool anyAnswered = false;
+  if (a.json) {
+    std::string out = "[";
+    for (size_t k = 0; k < all.size(); ++k) {
+      const auto& s = all[k];
+      if (k > 0) out += ",";
+      out += "{\"endpoint\":" + jsonString(s.endpoint) +
+             ",\"reachable\":" + (s.reachable ? "true" : "false");
+      if (s.reachable) {
+        out += ",\"id\":" + std::to_string(s.id) + ",\"role\":" + jsonString(s.role) +
+               ",\"term\":" + std::to_string(s.term) + ",\"leader\":" + std::to_string(s.leader) +
+               ",\"commit\":" + std::to_string(s.commit) +
+               ",\"applied\":" + std::to_string(s.applied) +
+               ",\"lastIndex\":" + std::to_string(s.lastIndex) +
+               ",\"snapshotIndex\":" + std::to_string(s.snapshotIndex);
+      } else {
+        out += ",\"role\":\"unreachable\",\"error\":" + jsonString(s.error);
+      }
+      out += "}";
+    }
+    std::printf("%s]\n", out.c_str());
+  } else {
+    std::printf("%-22s %4s %-12s %8s %6s %10s %10s\n", "ENDPOINT", "ID", "ROLE", "TERM",
+                "LEADER", "COMMIT", "APPLIED");
+    for (const auto& s : all) {
+      if (s.reachable) {
+        std::printf("%-22s %4u %-12s %8llu %6u %10llu %10llu\n", s.endpoint.c_str(), s.id,
+                    s.role.c_str(), static_cast<unsigned long long>(s.term), s.leader,
+                    static_cast<unsigned long long>(s.commit),
+                    static_cast<unsigned long long>(s.applied));
+      } else {
+        std::printf("%-22s unreachable: %s\n", s.endpoint.c_str(), s.error.c_str());
+      }
+    }
+  }
+  for (const auto& s : all) anyAnswered = anyAnswered || s.reachable;
+  if (!anyAnswered) {
+    std::fprintf(stderr, "kvctl: status failed: no endpoint answered\n");
+    return kExitError;
+  }
+  return kExitOk;
+}
+
+int run(const Args& a) {
+  KvClient client(a.endpoints, a.options);
+  const auto& cmd = a.command;
+  const std::string& op = cmd[0];
+  if (op == "put") {
+    needArgs(cmd, 3, "put K V");
+    return report(a, op, client.put(cmd[1], readValue(cmd[2])));
+  }
+  if (op == "get") {
+    needArgs(cmd, 2, "get K");
+    return report(a, op, client.get(cmd[1]));
+  }
+  if (op == "del") {
+    needArgs(cmd, 2, "del K");
+    return report(a, op, client.del(cmd[1]));
+  }
+  if (op == "cas") {
+    needArgs(cmd, 4, "cas K EXPECTED NEW  |  kvctl cas K --absent NEW");
+    if (cmd[2] == "--absent") return report(a, op, client.casAbsent(cmd[1], readValue(cmd[3])));
+    return report(a, op, client.cas(cmd[1], cmd[2], readValue(cmd[3])));
+  }
+  if (op == "range") {
+    uint32_t limit = 0;
+    std::vector<std::string> pos;
+    for (size_t k = 1; k < cmd.size(); ++k) {
+      if (cmd[k] == "--limit") {
+        if (k + 1 >= cmd.size()) die("--limit needs a value");
+        limit = uint32_t(parseNumber("--limit", cmd[++k], UINT32_MAX));
+      } else {
+        pos.push_back(cmd[k]);
+      }
+    }
+    if (pos.size() != 2) die("usage: kvctl range FROM TO [--limit N]");
+    return report(a, op, client.range(pos[0], pos[1], limit));
+  }
+  if (op == "status") {
+    needArgs(cmd, 1, "status");
+    return printStatus(a, client.status());
+  }
+  if (op == "health") {
+    needArgs(cmd, 1, "health");
+    Health h = client.health();
+    if (a.json) {
+      std::printf("{\"healthy\":%s,\"leader\":%u,\"message\":%s}\n", h.healthy ? "true" : "false",
+                  h.leader, jsonString(h.message).c_str());
+    } else if (h.healthy) {
+      std::printf("%s\n", h.message.c_str());
+    }
+    if (!h.healthy) {
+      std::fprintf(stderr, "kvctl: unhealthy: %s\n", h.message.c_str());
+      return kExitError;
+    }
+    return kExitOk;
+  }
+  if (op == "session") {
+    needArgs(cmd, 1, "session");
+    return report(a, op, client.openSession());
+  }
+  die("unknown command '" + op + "' (see kvctl --help)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args = parseArgs(argc, argv);
+  int code = kExitError;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { code = run(args); })) {
+    die(std::string(e->getDescription().cStr()));
+  }
+  std::fflush(stdout);
+  return code;
+}

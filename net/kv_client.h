@@ -1,0 +1,209 @@
+// The C++ client library of the KV store: kvctl, the cluster tests and benchmarks use it.
+//
+// Three layers:
+//   * ClusterChannel: connections to every endpoint (one Cap'n Proto two-party RPC
+//     connection each, opened lazily), leader discovery (status() maps node ids to
+//     endpoints; NotLeader replies carry the leader's node id) and the retry loop:
+//     transient failures (NotLeader, Timeout, Busy, TransferInProgress, ShuttingDown,
+//     disconnects, unanswered attempts) are retried with the SAME command, hence the
+//     same (clientId, requestId), with backoff until the overall timeout.
+//   * AsyncKvClient: one logical client (one session) over a ClusterChannel. The session
+//     is opened lazily. Writes of one session run one at a time in call order: the
+//     server remembers only a session's last reply, so a retry of an older request after
+//     a newer one applied could not be answered. Reads run concurrently.
+//   * KvClient: the synchronous API. It owns its event loop (kj::setupAsyncIo), a
+//     channel and one session; each call runs the loop until its answer.
+//
+// For many concurrent requests (a load generator): one kj event loop, a few
+// ClusterChannels (one TCP connection per endpoint each), many AsyncKvClients per
+// channel, and many promises in flight:
+//
+//     auto io = kj::setupAsyncIo();
+//     kvr::client::ClusterChannel channel(*io.provider, io.provider->getTimer(),
+//                                         {"127.0.0.1:7001", "127.0.0.1:7002"}, {});
+//     kvr::client::AsyncKvClient a(channel), b(channel);
+//     auto p = a.put("k", "v").then([&](Result r) { return b.get("k"); });
+//     Result r = p.wait(io.waitScope);
+//
+// Every object here belongs to the thread whose event loop it was created on; an
+// AsyncKvClient must not outlive its channel, nor a channel its provider and timer.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <kj/async-io.h>
+#include <kj/timer.h>
+
+#include "core/command.h"
+#include "core/types.h"
+
+namespace kvr::client {
+
+struct Options {
+  uint32_t timeoutMs = 5000;         // overall deadline of one operation, retries included
+  uint32_t attemptTimeoutMs = 1000;  // one RPC attempt; then the endpoint is abandoned
+  uint32_t maxRetries = 1000;        // attempts after the first, within the deadline
+  uint32_t backoffMinMs = 5;         // first pause between attempts
+  uint32_t backoffMaxMs = 100;       // pauses double up to this
+  bool stale = false;                // reads from any node's local state
+  uint64_t clientId = 0;             // 0: open a session on first write
+  uint64_t firstRequestId = 1;       // the first write's request id (then +1 per write)
+  bool checkLocally = true;          // reject oversized/empty keys before sending
+};
+
+enum class Outcome : uint8_t {
+  Ok,
+  NotFound,     // get/delete of an absent key
+  CasMismatch,  // Result::value holds the current value ("" if absent)
+  Error,        // Result::error says what went wrong
+};
+
+const char* outcomeName(Outcome o);
+
+struct Result {
+  Outcome outcome = Outcome::Error;
+  std::string value;                                    // get, cas mismatch
+  std::vector<std::pair<std::string, std::string>> kvs;  // range
+  bool more = false;                                    // range: stopped at the limit
+  Index index = 0;            // log index at which the write applied / read was served
+  Status status = Status::Ok;  // the server's last status (meaningful for Error)
+  std::string error;          // readable explanation when outcome is Error
+  uint32_t attempts = 0;      // RPC attempts made
+  // The request's identity, for logs and tests (0 for reads).
+  uint64_t clientId = 0;
+  uint64_t requestId = 0;
+
+  bool ok() const { return outcome == Outcome::Ok; }
+};
+
+// What one endpoint said about itself (or that it did not answer).
+struct EndpointStatus {
+  std::string endpoint;
+  bool reachable = false;
+  std::string error;  // when unreachable
+  NodeId id = kNoNode;
+  std::string role;
+  Term term = 0;
+  NodeId leader = kNoNode;
+  Index commit = 0;
+  Index applied = 0;
+  Index lastIndex = 0;
+  Index snapshotIndex = 0;
+};
+
+struct Health {
+  bool healthy = false;  // a leader exists and every endpoint answered
+  NodeId leader = kNoNode;
+  std::string message;   // why not healthy, or a one-line summary
+  std::vector<EndpointStatus> endpoints;
+};
+
+// Parses "HOST:PORT,HOST:PORT"; throws kj::Exception with a readable message if empty or
+// malformed.
+std::vector<std::string> parseEndpointList(std::string_view list);
+
+class ClusterChannel {
+ public:
+  ClusterChannel(kj::AsyncIoProvider& provider, kj::Timer& timer,
+                 std::vector<std::string> endpoints, Options options);
+  ~ClusterChannel() noexcept(false);
+  KJ_DISALLOW_COPY(ClusterChannel);
+
+  // Runs one command until a definite answer or the deadline; never rejects.
+  kj::Promise<Result> execute(KvCommand command, bool stale);
+
+  // Asks every endpoint for its status (concurrently, one attempt each); never rejects.
+  kj::Promise<std::vector<EndpointStatus>> statusAll();
+  kj::Promise<Health> health();
+
+  const Options& options() const { return options_; }
+  const std::vector<std::string>& endpoints() const { return endpoints_; }
+
+ private:
+  struct Endpoint;
+  struct Connection;
+  struct Attempt;
+
+  kj::Promise<Result> attemptLoop(kj::Own<Attempt> attempt);
+  kj::Promise<void> pause(Attempt& attempt);
+  kj::Promise<EndpointStatus> statusOf(size_t endpoint, kj::Duration timeout);
+  kj::Promise<void> refreshLeaderMap(kj::Duration timeout);
+  kj::Promise<Connection*> connect(size_t endpoint);
+  void dropConnection(size_t endpoint, uint64_t generation);
+  void forgetConnecting(size_t endpoint);
+  size_t pickEndpoint(Attempt& attempt);
+
+  kj::AsyncIoProvider& provider_;
+  kj::Timer& timer_;
+  std::vector<std::string> endpoints_;
+  Options options_;
+  kj::Array<kj::Own<Endpoint>> state_;
+  size_t leaderGuess_ = 0;  // index into endpoints_ most likely to be the leader
+  kj::Own<kj::TaskSet> background_;
+  kj::Own<kj::TaskSet::ErrorHandler> errorHandler_;
+};
+
+// One logical client (one session) over a channel.
+class AsyncKvClient {
+ public:
+  // Options (stale, clientId, firstRequestId, checkLocally) come from channel.options()
+  // unless given here.
+  explicit AsyncKvClient(ClusterChannel& channel);
+  AsyncKvClient(ClusterChannel& channel, const Options& options);
+  KJ_DISALLOW_COPY(AsyncKvClient);
+
+  kj::Promise<Result> put(std::string key, std::string value);
+  kj::Promise<Result> get(std::string key);
+  kj::Promise<Result> del(std::string key);
+  kj::Promise<Result> cas(std::string key, std::string expected, std::string value);
+  kj::Promise<Result> casAbsent(std::string key, std::string value);
+  // Keys in [from, to), at most `limit` pairs (0 = server maximum); to "" = no end.
+  kj::Promise<Result> range(std::string from, std::string to, uint32_t limit);
+  // Opens the session now (otherwise the first write does). Result::clientId is its id.
+  kj::Promise<Result> openSession();
+
+  uint64_t clientId() const { return clientId_; }
+  uint64_t nextRequestId() const { return nextRequestId_; }
+
+ private:
+  kj::Promise<Result> write(KvCommand command);
+  kj::Promise<Result> read(KvCommand command);
+  kj::Promise<Result> ensureSession();
+
+  ClusterChannel& channel_;
+  Options options_;
+  uint64_t clientId_;
+  uint64_t nextRequestId_;
+  kj::ForkedPromise<void> writeQueue_;  // resolves when the previous write has finished
+};
+
+// The synchronous client: owns a kj event loop; not thread-safe; one per thread.
+class KvClient {
+ public:
+  explicit KvClient(std::vector<std::string> endpoints, Options options = {});
+  ~KvClient() noexcept(false);
+  KJ_DISALLOW_COPY(KvClient);
+
+  Result put(std::string_view key, std::string_view value);
+  Result get(std::string_view key);
+  Result del(std::string_view key);
+  Result cas(std::string_view key, std::string_view expected, std::string_view value);
+  Result casAbsent(std::string_view key, std::string_view value);
+  Result range(std::string_view from, std::string_view to, uint32_t limit = 0);
+  Result openSession();
+  std::vector<EndpointStatus> status();
+  Health health();
+
+  uint64_t clientId() const;
+  uint64_t nextRequestId() const;
+
+ private:
+  struct Loop;
+  kj::Own<Loop> loop_;
+};
+
+}  // namespace kvr::client
