@@ -1,1 +1,569 @@
-// placeholder: being written
+#include "sim/history.h"
+
+#include <kj/debug.h>
+
+#include <utility>
+
+namespace kvr::sim {
+
+const char* opKindName(OpKind k) {
+  switch (k) {
+    case OpKind::Put: return "put";
+    case OpKind::Get: return "get";
+    case OpKind::Delete: return "delete";
+    case OpKind::Cas: return "cas";
+  }
+  return "?";
+}
+
+const char* outcomeName(Outcome o) {
+  switch (o) {
+    case Outcome::Ok: return "ok";
+    case Outcome::Fail: return "fail";
+    case Outcome::Unknown: return "unknown";
+  }
+  return "?";
+}
+
+bool validateOperation(const Operation& op, std::string* why) {
+  auto bad = [&](std::string text) {
+    if (why != nullptr) *why = std::move(text);
+    return false;
+  };
+  if (op.op != OpKind::Put && op.op != OpKind::Get && op.op != OpKind::Delete &&
+      op.op != OpKind::Cas) {
+    return bad("unknown op kind");
+  }
+  bool writesValue = op.op == OpKind::Put || op.op == OpKind::Cas;
+  if (!writesValue && !op.value.empty()) return bad("only put and cas carry a value");
+  if (op.op != OpKind::Cas && (!op.expected.empty() || op.expectAbsent)) {
+    return bad("only cas carries an expectation");
+  }
+  if (op.expectAbsent && !op.expected.empty()) {
+    return bad("cas expecting absence must have an empty expected value");
+  }
+  switch (op.outcome) {
+    case Outcome::Ok:
+    case Outcome::Fail:
+      if (!op.completeNs) return bad("ok and fail outcomes need a completion time");
+      if (*op.completeNs < op.invokeNs) return bad("completed before it was invoked");
+      break;
+    case Outcome::Unknown:
+      if (op.completeNs) return bad("an unknown outcome has no completion time");
+      break;
+    default:
+      return bad("unknown outcome");
+  }
+  if (op.outcome != Outcome::Ok) {
+    if (op.found) return bad("found is only set on ok outcomes");
+    return true;
+  }
+  switch (op.op) {
+    case OpKind::Put:
+      if (op.output != kOutputOk || op.found) return bad("put ok must output \"ok\"");
+      break;
+    case OpKind::Get:
+      if (!op.found && op.output != kOutputNotFound) {
+        return bad("get without a value must output \"not_found\"");
+      }
+      break;
+    case OpKind::Delete:
+      if (op.found ? op.output != kOutputOk : op.output != kOutputNotFound) {
+        return bad("delete must output \"ok\" with found, \"not_found\" without");
+      }
+      break;
+    case OpKind::Cas:
+      if (op.found) return bad("cas never sets found");
+      if (op.output != kOutputOk && op.output != kOutputMismatch) {
+        return bad("cas must output \"ok\" or \"mismatch\"");
+      }
+      break;
+  }
+  return true;
+}
+
+namespace {
+
+// Quotes bytes for human eyes: printable ASCII as is, the rest as \xNN.
+std::string quoteForHumans(std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c >= 0x20 && c <= 0x7e) {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  out += '"';
+  return out;
+}
+
+}  // namespace
+
+std::string describeOperation(const Operation& op) {
+  // Built by appending (operator+ chains trip a false -Wrestrict in g++ 12 at -O3).
+  std::string s;
+  s += 'c';
+  s += std::to_string(op.client);
+  s += ' ';
+  s += opKindName(op.op);
+  s += '(';
+  s += quoteForHumans(op.key);
+  switch (op.op) {
+    case OpKind::Put:
+      s += ", ";
+      s += quoteForHumans(op.value);
+      break;
+    case OpKind::Get:
+    case OpKind::Delete:
+      break;
+    case OpKind::Cas:
+      s += ", ";
+      s += op.expectAbsent ? std::string("<absent>") : quoteForHumans(op.expected);
+      s += "->";
+      s += quoteForHumans(op.value);
+      break;
+  }
+  s += ") [";
+  s += std::to_string(op.invokeNs);
+  s += ", ";
+  s += op.completeNs ? std::to_string(*op.completeNs) : std::string("-");
+  s += "] ";
+  s += outcomeName(op.outcome);
+  if (op.outcome == Outcome::Ok && op.op == OpKind::Get && op.found) {
+    s += ": ";
+    s += quoteForHumans(op.output);
+  } else if (!op.output.empty()) {
+    s += ": ";
+    s += op.output;
+  }
+  return s;
+}
+
+// ---- History ----
+
+History::OpId History::invoke(uint32_t client, OpKind op, std::string key, std::string value,
+                              std::string expected, bool expectAbsent, uint64_t nowNs) {
+  KJ_REQUIRE(ops_.size() < kMaxHistoryOps, "history is full", kMaxHistoryOps);
+  Operation o;
+  o.client = client;
+  o.op = op;
+  o.key = std::move(key);
+  o.value = std::move(value);
+  o.expected = std::move(expected);
+  o.expectAbsent = expectAbsent;
+  o.invokeNs = nowNs;
+  std::string why;
+  KJ_REQUIRE(validateOperation(o, &why), "malformed invocation", why);
+  ops_.push_back(std::move(o));
+  settled_.push_back(false);
+  return ops_.size() - 1;
+}
+
+History::OpId History::invokePut(uint32_t client, std::string key, std::string value,
+                                 uint64_t nowNs) {
+  return invoke(client, OpKind::Put, std::move(key), std::move(value), {}, false, nowNs);
+}
+
+History::OpId History::invokeGet(uint32_t client, std::string key, uint64_t nowNs) {
+  return invoke(client, OpKind::Get, std::move(key), {}, {}, false, nowNs);
+}
+
+History::OpId History::invokeDelete(uint32_t client, std::string key, uint64_t nowNs) {
+  return invoke(client, OpKind::Delete, std::move(key), {}, {}, false, nowNs);
+}
+
+History::OpId History::invokeCas(uint32_t client, std::string key,
+                                 std::optional<std::string> expected, std::string newValue,
+                                 uint64_t nowNs) {
+  bool absent = !expected.has_value();
+  return invoke(client, OpKind::Cas, std::move(key), std::move(newValue),
+                absent ? std::string() : std::move(*expected), absent, nowNs);
+}
+
+Operation& History::settle(OpId id, uint64_t nowNs, Outcome outcome, std::string output,
+                           bool found) {
+  KJ_REQUIRE(id < ops_.size(), "no such operation", id);
+  KJ_REQUIRE(!settled_[id], "operation already settled", id);
+  Operation& o = ops_[id];
+  KJ_REQUIRE(nowNs >= o.invokeNs, "settled before invoked", id, nowNs, o.invokeNs);
+  o.completeNs = nowNs;
+  o.outcome = outcome;
+  o.output = std::move(output);
+  o.found = found;
+  settled_[id] = true;
+  return o;
+}
+
+void History::completePut(OpId id, uint64_t nowNs) {
+  KJ_REQUIRE(id < ops_.size() && ops_[id].op == OpKind::Put, "not a put", id);
+  settle(id, nowNs, Outcome::Ok, std::string(kOutputOk), false);
+}
+
+void History::completeGet(OpId id, uint64_t nowNs, std::optional<std::string> value) {
+  KJ_REQUIRE(id < ops_.size() && ops_[id].op == OpKind::Get, "not a get", id);
+  bool found = value.has_value();
+  settle(id, nowNs, Outcome::Ok, found ? std::move(*value) : std::string(kOutputNotFound),
+         found);
+}
+
+void History::completeDelete(OpId id, uint64_t nowNs, bool existed) {
+  KJ_REQUIRE(id < ops_.size() && ops_[id].op == OpKind::Delete, "not a delete", id);
+  settle(id, nowNs, Outcome::Ok, std::string(existed ? kOutputOk : kOutputNotFound), existed);
+}
+
+void History::completeCas(OpId id, uint64_t nowNs, bool swapped) {
+  KJ_REQUIRE(id < ops_.size() && ops_[id].op == OpKind::Cas, "not a cas", id);
+  settle(id, nowNs, Outcome::Ok, std::string(swapped ? kOutputOk : kOutputMismatch), false);
+}
+
+void History::fail(OpId id, uint64_t nowNs, std::string reason) {
+  settle(id, nowNs, Outcome::Fail, std::move(reason), false);
+}
+
+void History::giveUp(OpId id, std::string reason) {
+  KJ_REQUIRE(id < ops_.size(), "no such operation", id);
+  KJ_REQUIRE(!settled_[id], "operation already settled", id);
+  ops_[id].output = std::move(reason);
+  settled_[id] = true;
+}
+
+History::OpId History::append(Operation op) {
+  KJ_REQUIRE(ops_.size() < kMaxHistoryOps, "history is full", kMaxHistoryOps);
+  std::string why;
+  KJ_REQUIRE(validateOperation(op, &why), "malformed operation", why);
+  ops_.push_back(std::move(op));
+  settled_.push_back(true);
+  return ops_.size() - 1;
+}
+
+const Operation& History::op(OpId id) const {
+  KJ_REQUIRE(id < ops_.size(), "no such operation", id);
+  return ops_[id];
+}
+
+bool History::isSettled(OpId id) const {
+  KJ_REQUIRE(id < ops_.size(), "no such operation", id);
+  return settled_[id];
+}
+
+// ---- JSON writer ----
+
+namespace {
+
+void appendJsonString(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c >= 0x20 && c <= 0x7e) {
+          out += static_cast<char>(c);
+        } else {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 15];
+        }
+    }
+  }
+  out += '"';
+}
+
+}  // namespace
+
+std::string toJsonLine(const Operation& op) {
+  std::string out;
+  out.reserve(128 + op.key.size() + op.value.size() + op.expected.size() + op.output.size());
+  out += "{\"client\":";
+  out += std::to_string(op.client);
+  out += ",\"op\":";
+  appendJsonString(out, opKindName(op.op));
+  out += ",\"key\":";
+  appendJsonString(out, op.key);
+  out += ",\"value\":";
+  appendJsonString(out, op.value);
+  out += ",\"expected\":";
+  if (op.expectAbsent) {
+    out += "null";
+  } else {
+    appendJsonString(out, op.expected);
+  }
+  out += ",\"invoke_ns\":";
+  out += std::to_string(op.invokeNs);
+  out += ",\"complete_ns\":";
+  out += op.completeNs ? std::to_string(*op.completeNs) : std::string("null");
+  out += ",\"outcome\":";
+  appendJsonString(out, outcomeName(op.outcome));
+  out += ",\"output\":";
+  appendJsonString(out, op.output);
+  out += ",\"found\":";
+  out += op.found ? "true" : "false";
+  out += "}\n";
+  return out;
+}
+
+std::string toJsonLines(const History& history) {
+  std::string out;
+  for (const Operation& op : history.ops()) out += toJsonLine(op);
+  return out;
+}
+
+// ---- JSON-lines parser (exactly the format above, nothing more) ----
+
+namespace {
+
+class LineParser {
+ public:
+  explicit LineParser(std::string_view line) : s_(line) {}
+
+  // Parses one object into *op. On failure returns false with error_ set.
+  bool parseObject(Operation* op) {
+    bool haveClient = false, haveOp = false, haveKey = false, haveInvoke = false,
+         haveOutcome = false, haveFound = false;
+    uint32_t seen = 0;  // one bit per key, to reject duplicates
+    skipSpace();
+    if (!expect('{')) return false;
+    skipSpace();
+    if (peek() == '}') return fail("empty object");
+    while (true) {
+      skipSpace();
+      std::string name;
+      if (!parseString(&name)) return false;
+      skipSpace();
+      if (!expect(':')) return false;
+      skipSpace();
+      static constexpr std::string_view kKeys[] = {
+          "client", "op", "key", "value", "expected", "invoke_ns",
+          "complete_ns", "outcome", "output", "found"};
+      uint32_t bit = 0;
+      for (size_t i = 0; i < std::size(kKeys); ++i) {
+        if (name == kKeys[i]) bit = 1u << i;
+      }
+      if (bit == 0) return fail("unknown field \"" + name + "\"");
+      if (seen & bit) return fail("duplicate field \"" + name + "\"");
+      seen |= bit;
+
+      if (name == "client") {
+        uint64_t n;
+        if (!parseNumber(&n)) return false;
+        if (n > UINT32_MAX) return fail("client out of range");
+        op->client = static_cast<uint32_t>(n);
+        haveClient = true;
+      } else if (name == "op") {
+        std::string v;
+        if (!parseString(&v)) return false;
+        if (v == "put") op->op = OpKind::Put;
+        else if (v == "get") op->op = OpKind::Get;
+        else if (v == "delete") op->op = OpKind::Delete;
+        else if (v == "cas") op->op = OpKind::Cas;
+        else return fail("unknown op \"" + v + "\"");
+        haveOp = true;
+      } else if (name == "key") {
+        if (!parseString(&op->key)) return false;
+        haveKey = true;
+      } else if (name == "value") {
+        if (!parseString(&op->value)) return false;
+      } else if (name == "expected") {
+        if (consumeLiteral("null")) {
+          op->expectAbsent = true;
+          op->expected.clear();
+        } else {
+          op->expectAbsent = false;
+          if (!parseString(&op->expected)) return false;
+        }
+      } else if (name == "invoke_ns") {
+        if (!parseNumber(&op->invokeNs)) return false;
+        haveInvoke = true;
+      } else if (name == "complete_ns") {
+        if (consumeLiteral("null")) {
+          op->completeNs.reset();
+        } else {
+          uint64_t n;
+          if (!parseNumber(&n)) return false;
+          op->completeNs = n;
+        }
+      } else if (name == "outcome") {
+        std::string v;
+        if (!parseString(&v)) return false;
+        if (v == "ok") op->outcome = Outcome::Ok;
+        else if (v == "fail") op->outcome = Outcome::Fail;
+        else if (v == "unknown") op->outcome = Outcome::Unknown;
+        else return fail("unknown outcome \"" + v + "\"");
+        haveOutcome = true;
+      } else if (name == "output") {
+        if (!parseString(&op->output)) return false;
+      } else if (name == "found") {
+        if (consumeLiteral("true")) op->found = true;
+        else if (consumeLiteral("false")) op->found = false;
+        else return fail("found must be true or false");
+        haveFound = true;
+      }
+      skipSpace();
+      if (peek() == ',') {
+        ++pos_;
+        continue;
+      }
+      if (!expect('}')) return false;
+      break;
+    }
+    skipSpace();
+    if (pos_ != s_.size()) return fail("trailing characters after the object");
+    if (!haveClient) return fail("missing \"client\"");
+    if (!haveOp) return fail("missing \"op\"");
+    if (!haveKey) return fail("missing \"key\"");
+    if (!haveInvoke) return fail("missing \"invoke_ns\"");
+    if (!haveOutcome) return fail("missing \"outcome\"");
+    if (!haveFound && op->outcome == Outcome::Ok) {
+      // Older or hand-written files: infer from the output text.
+      if (op->op == OpKind::Get) op->found = op->output != kOutputNotFound;
+      if (op->op == OpKind::Delete) op->found = op->output == kOutputOk;
+    }
+    return true;
+  }
+
+  const std::string& error() const { return error_; }
+
+ private:
+  char peek() const { return pos_ < s_.size() ? s_[pos_] : '\0'; }
+
+  void skipSpace() {
+    while (pos_ < s_.size() &&
+           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\r' || s_[pos_] == '\n')) {
+      ++pos_;
+    }
+  }
+
+  bool fail(std::string what) {
+    error_ = "column " + std::to_string(pos_ + 1) + ": " + std::move(what);
+    return false;
+  }
+
+  bool expect(char c) {
+    if (peek() != c) return fail(std::string("expected '") + c + "'");
+    ++pos_;
+    return true;
+  }
+
+  bool consumeLiteral(std::string_view lit) {
+    if (s_.substr(pos_, lit.size()) != lit) return false;
+    pos_ += lit.size();
+    return true;
+  }
+
+  bool parseNumber(uint64_t* out) {
+    if (pos_ >= s_.size() || s_[pos_] < '0' || s_[pos_] > '9') {
+      return fail("expected a non-negative integer");
+    }
+    if (s_[pos_] == '0' && pos_ + 1 < s_.size() && s_[pos_ + 1] >= '0' && s_[pos_ + 1] <= '9') {
+      return fail("leading zero in a number");
+    }
+    uint64_t n = 0;
+    while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
+      uint64_t d = static_cast<uint64_t>(s_[pos_] - '0');
+      if (n > (UINT64_MAX - d) / 10) return fail("number out of range");
+      n = n * 10 + d;
+      ++pos_;
+    }
+    if (pos_ < s_.size() && (s_[pos_] == '.' || s_[pos_] == 'e' || s_[pos_] == 'E')) {
+      return fail("expected an integer");
+    }
+    *out = n;
+    return true;
+  }
+
+  static int hexDigit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  }
+
+  bool parseString(std::string* out) {
+    if (!expect('"')) return false;
+    out->clear();
+    while (true) {
+      if (pos_ >= s_.size()) return fail("unterminated string");
+      unsigned char c = static_cast<unsigned char>(s_[pos_++]);
+      if (c == '"') return true;
+      if (c < 0x20) return fail("raw control character in a string");
+      if (c != '\\') {
+        *out += static_cast<char>(c);
+        continue;
+      }
+      if (pos_ >= s_.size()) return fail("unterminated escape");
+      char e = s_[pos_++];
+      switch (e) {
+        case '"': *out += '"'; break;
+        case '\\': *out += '\\'; break;
+        case '/': *out += '/'; break;
+        case 'b': *out += '\b'; break;
+        case 'f': *out += '\f'; break;
+        case 'n': *out += '\n'; break;
+        case 'r': *out += '\r'; break;
+        case 't': *out += '\t'; break;
+        case 'u': {
+          if (pos_ + 4 > s_.size()) return fail("short \\u escape");
+          int code = 0;
+          for (int i = 0; i < 4; ++i) {
+            int d = hexDigit(s_[pos_++]);
+            if (d < 0) return fail("bad hex digit in \\u escape");
+            code = code * 16 + d;
+          }
+          if (code > 0xff) return fail("\\u escape above 00ff (strings are bytes)");
+          *out += static_cast<char>(code);
+          break;
+        }
+        default:
+          return fail(std::string("unknown escape \\") + e);
+      }
+    }
+  }
+
+  std::string_view s_;
+  size_t pos_ = 0;
+  std::string error_;
+};
+
+}  // namespace
+
+bool parseJsonLines(std::string_view text, History* out, std::string* error) {
+  KJ_REQUIRE(out != nullptr);
+  *out = History();
+  size_t lineNo = 0;
+  size_t start = 0;
+  auto bad = [&](const std::string& what) {
+    if (error != nullptr) *error = "line " + std::to_string(lineNo) + ": " + what;
+    return false;
+  };
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    start = end + 1;
+    ++lineNo;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    if (out->size() >= kMaxHistoryOps) return bad("too many operations");
+    Operation op;
+    LineParser parser(line);
+    if (!parser.parseObject(&op)) return bad(parser.error());
+    std::string why;
+    if (!validateOperation(op, &why)) return bad(why);
+    out->append(std::move(op));
+  }
+  return true;
+}
+
+}  // namespace kvr::sim
