@@ -128,7 +128,8 @@ struct DeepestPoint {
 //    mismatch, delete of an absent key) and is legal now is placed at once, with no
 //    alternatives tried -- moving it earlier in any valid order keeps that order valid;
 //  - doomed values: once the register leaves value v, if an unplaced completed op needs
-//    to see v and no unplaced op can write v again, nothing below this point can succeed.
+//    to see v and no unplaced op that could write v again is invoked before that op
+//    completes, nothing below this point can succeed.
 class KeySearch {
  public:
   // `ops` must be sorted by invocation time and outlive the search.
@@ -144,9 +145,18 @@ class KeySearch {
 
     uint32_t values = kUnreadValue + 1;
     for (const KeyOp& op : ops_) values = std::max({values, op.value + 1, op.expect + 1});
-    readersLeft_.assign(values, 0);
-    writersLeft_.assign(values, 0);
-    for (const KeyOp& op : ops_) countOp(op, +1);
+    readers_.resize(values);
+    writers_.resize(values);
+    for (uint32_t i = 0; i < n_; ++i) {
+      if (std::optional<uint32_t> v = requiredValue(ops_[i])) readers_[*v].push_back(i);
+      if (std::optional<uint32_t> v = producedValue(ops_[i])) writers_[*v].push_back(i);
+    }
+    for (auto& r : readers_) {  // by deadline; writers_ are already in invocation order
+      std::stable_sort(r.begin(), r.end(),
+                       [&](uint32_t a, uint32_t b) { return ops_[a].complete < ops_[b].complete; });
+    }
+    firstReader_.assign(values, 0);
+    firstWriter_.assign(values, 0);
 
     // Completed ops: one list in invocation order, one in completion order.
     inext_.assign(n_ + 1, n_);
@@ -215,7 +225,7 @@ class KeySearch {
       if (!ops_[o].definite && next == state_) continue;
       uint32_t before = state_;
       place(o, next);
-      bool doomed = next != before && readersLeft_[before] > 0 && writersLeft_[before] == 0;
+      bool doomed = next != before && isDoomed(before);
       if (doomed || !rememberState()) {  // hopeless, or explored before
         undoLast();
         continue;
@@ -234,6 +244,8 @@ class KeySearch {
   struct Placed {
     uint32_t op;
     uint32_t stateBefore;
+    uint32_t firstReaderBefore;  // of the value the op requires, if any
+    uint32_t firstWriterBefore;  // of the value the op produces, if any
   };
 
   // The memo stores each visited (placed set, state) in arena_ as one slot of stride_
@@ -253,9 +265,30 @@ class KeySearch {
     }
   };
 
-  void countOp(const KeyOp& op, int delta) {
-    if (std::optional<uint32_t> v = requiredValue(op)) readersLeft_[*v] += delta;
-    if (std::optional<uint32_t> v = producedValue(op)) writersLeft_[*v] += delta;
+  bool isPlaced(uint32_t o) const { return (bits_[o / 64] >> (o % 64)) & 1; }
+
+  // Value v is doomed when the register does not hold it, some unplaced completed op
+  // must still see it, and no unplaced op that could write it is invoked before the
+  // first of those ops completes.
+  bool isDoomed(uint32_t v) const {
+    if (v == state_ || firstReader_[v] == readers_[v].size()) return false;
+    uint64_t deadline = ops_[readers_[v][firstReader_[v]]].complete;
+    return firstWriter_[v] == writers_[v].size() ||
+           ops_[writers_[v][firstWriter_[v]]].invoke > deadline;
+  }
+
+  // Moves the value's first-unplaced pointers past placed ops (after o was placed).
+  void advanceFirsts(const KeyOp& op) {
+    if (std::optional<uint32_t> v = requiredValue(op)) {
+      while (firstReader_[*v] < readers_[*v].size() && isPlaced(readers_[*v][firstReader_[*v]])) {
+        ++firstReader_[*v];
+      }
+    }
+    if (std::optional<uint32_t> v = producedValue(op)) {
+      while (firstWriter_[*v] < writers_[*v].size() && isPlaced(writers_[*v][firstWriter_[*v]])) {
+        ++firstWriter_[*v];
+      }
+    }
   }
 
   void flipBit(uint32_t o) {
@@ -285,10 +318,12 @@ class KeySearch {
   }
 
   void place(uint32_t o, uint32_t next) {
-    path_.push_back({o, state_});
+    std::optional<uint32_t> rv = requiredValue(ops_[o]);
+    std::optional<uint32_t> pv = producedValue(ops_[o]);
+    path_.push_back({o, state_, rv ? firstReader_[*rv] : 0, pv ? firstWriter_[*pv] : 0});
     state_ = next;
     flipBit(o);
-    countOp(ops_[o], -1);
+    advanceFirsts(ops_[o]);
     if (ops_[o].definite) {
       inext_[iprev_[o]] = inext_[o];
       iprev_[inext_[o]] = iprev_[o];
@@ -314,7 +349,8 @@ class KeySearch {
     } else {
       --classNext_[classOf_[o]];
     }
-    countOp(ops_[o], +1);
+    if (std::optional<uint32_t> rv = requiredValue(ops_[o])) firstReader_[*rv] = p.firstReaderBefore;
+    if (std::optional<uint32_t> pv = producedValue(ops_[o])) firstWriter_[*pv] = p.firstWriterBefore;
     flipBit(o);
     state_ = p.stateBefore;
   }
@@ -410,9 +446,12 @@ class KeySearch {
   uint64_t bitsHash_ = 0;
   uint32_t state_ = kAbsent;
 
-  // Per value id: unplaced completed ops that must see it / unplaced ops that may write it.
-  std::vector<int32_t> readersLeft_;
-  std::vector<int32_t> writersLeft_;
+  // Per value id: the completed ops that must see it, by completion; the ops that may
+  // write it, by invocation; and the index of the first unplaced one in each.
+  std::vector<std::vector<uint32_t>> readers_;
+  std::vector<std::vector<uint32_t>> writers_;
+  std::vector<uint32_t> firstReader_;
+  std::vector<uint32_t> firstWriter_;
 
   std::vector<uint32_t> inext_, iprev_, cnext_, cprev_;
   size_t definiteLeft_ = 0;

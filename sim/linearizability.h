@@ -18,7 +18,16 @@
 //            gets observe nothing and are ignored.
 // Equal timestamps count as overlapping (the lenient reading).
 //
+// Exact prunings on top (see KeySearch in the .cc): pure reads that fit now are placed
+// at once; an unknown op is placed only right before an op it enables; values that can
+// no longer be seen in time by the ops that need them cut the branch; unknown ops with
+// the same effect are interchangeable; values nobody compares against share one id.
+//
 // The search is bounded by a step budget; running out yields Unknown, never a pass.
+// Cost: ~2,000 ops over 10 keys with 16 clients take a few thousand steps (~ms). One
+// hot key with 2,000 heavily overlapping ops and many weak observations (deletes, cas
+// mismatches, unread writes) can take 10^5..10^6 steps and occasionally exhausts the
+// default budget -- reported as Unknown.
 #pragma once
 
 #include <cstdint>
