@@ -1,0 +1,190 @@
+// kvnode: one server of the replicated KV store. See --help.
+#include <getopt.h>
+#include <uv.h>
+
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <kj/debug.h>
+
+#include "net/node.h"
+#include "net/node_config.h"
+#include "net/node_log.h"
+#include "net/uv_io.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: kvnode [options]
+
+Runs one node of a Raft-replicated key-value store. Logs go to stderr, one line per
+event ("kvnode 2 term 5: became leader").
+
+  --id N                    this node's id, 1..7 (default 1)
+  --data-dir DIR            WAL, snapshots and identity (default ./data); created if
+                            missing. A data dir of another node or cluster is refused.
+  --client-addr HOST:PORT   KvService for clients (default 127.0.0.1:<7000+id>)
+  --raft-addr HOST:PORT     RaftPeer listen address (default: this node's --cluster
+                            entry, else 127.0.0.1:<7100+id>)
+  --cluster LIST            every member's raft address: 1=HOST:PORT,2=HOST:PORT,...
+                            (default: just this node, i.e. a single-node cluster)
+  --cluster-id X            64-bit cluster id (default: a hash of the sorted --cluster
+                            list, so every member computes the same one)
+  --election-timeout-ms MS  minimum election timeout; each election waits a random
+                            time in [MS, 2*MS) (default 150)
+  --heartbeat-ms MS         leader heartbeat interval (default 30)
+  --tick-ms MS              Raft clock resolution; the times above are rounded up to
+                            whole ticks (default 10)
+  --request-timeout-ms MS   a client request still pending after this is answered
+                            "timeout" (default 2000)
+  --snapshot-entries N      take a local snapshot every N applied entries (default 10000)
+  --help                    this text
+
+Exit codes: 0 after SIGINT/SIGTERM (stops accepting, finishes the WAL write in
+flight, answers pending requests "shutting down"); 1 on a fatal error while running
+(a failed write or fsync: fail-stop); 2 on bad flags or when the node cannot start
+(corrupt data dir, identity mismatch, address in use).
+)";
+
+[[noreturn]] void usageError(const std::string& message) {
+  std::fprintf(stderr, "kvnode: %s\n(see kvnode --help)\n", message.c_str());
+  std::exit(2);
+}
+
+template <typename T>
+T parseNumber(const char* flag, const char* text) {
+  T value{};
+  const char* end = text + std::char_traits<char>::length(text);
+  auto [ptr, ec] = std::from_chars(text, end, value);
+  if (ec != std::errc() || ptr != end) {
+    usageError(std::string("--") + flag + " expects a non-negative number, got '" + text + "'");
+  }
+  return value;
+}
+
+kvr::net::NodeConfig parseFlags(int argc, char** argv) {
+  enum Opt {
+    kId = 1000, kDataDir, kClientAddr, kRaftAddr, kCluster, kClusterId, kElection,
+    kHeartbeat, kTick, kRequestTimeout, kSnapshotEntries, kHelp
+  };
+  static const option options[] = {
+      {"id", required_argument, nullptr, kId},
+      {"data-dir", required_argument, nullptr, kDataDir},
+      {"client-addr", required_argument, nullptr, kClientAddr},
+      {"raft-addr", required_argument, nullptr, kRaftAddr},
+      {"cluster", required_argument, nullptr, kCluster},
+      {"cluster-id", required_argument, nullptr, kClusterId},
+      {"election-timeout-ms", required_argument, nullptr, kElection},
+      {"heartbeat-ms", required_argument, nullptr, kHeartbeat},
+      {"tick-ms", required_argument, nullptr, kTick},
+      {"request-timeout-ms", required_argument, nullptr, kRequestTimeout},
+      {"snapshot-entries", required_argument, nullptr, kSnapshotEntries},
+      {"help", no_argument, nullptr, kHelp},
+      {nullptr, 0, nullptr, 0},
+  };
+  kvr::net::NodeConfig c;
+  std::string cluster;
+  int opt;
+  opterr = 0;
+  while ((opt = getopt_long(argc, argv, "", options, nullptr)) != -1) {
+    const char* flag = optind > 0 && optind <= argc ? argv[optind - 1] : "";
+    switch (opt) {
+      case kId: c.id = parseNumber<uint32_t>("id", optarg); break;
+      case kDataDir: c.dataDir = optarg; break;
+      case kClientAddr: c.clientAddr = optarg; break;
+      case kRaftAddr: c.raftAddr = optarg; break;
+      case kCluster: cluster = optarg; break;
+      case kClusterId: c.clusterId = parseNumber<uint64_t>("cluster-id", optarg); break;
+      case kElection: c.electionTimeoutMs = parseNumber<uint32_t>("election-timeout-ms", optarg); break;
+      case kHeartbeat: c.heartbeatMs = parseNumber<uint32_t>("heartbeat-ms", optarg); break;
+      case kTick: c.tickMs = parseNumber<uint32_t>("tick-ms", optarg); break;
+      case kRequestTimeout:
+        c.requestTimeoutMs = parseNumber<uint32_t>("request-timeout-ms", optarg);
+        break;
+      case kSnapshotEntries:
+        c.snapshotEntries = parseNumber<uint64_t>("snapshot-entries", optarg);
+        break;
+      case kHelp: std::fputs(kUsage, stdout); std::exit(0);
+      default: usageError(std::string("unknown or incomplete option '") + flag + "'");
+    }
+  }
+  if (optind < argc) usageError(std::string("unexpected argument '") + argv[optind] + "'");
+
+  if (!cluster.empty()) {
+    std::string error;
+    if (!kvr::net::parseMembers(cluster, &c.members, &error)) usageError(error);
+  }
+  if (c.raftAddr.empty()) {
+    auto it = c.members.find(c.id);
+    c.raftAddr = it != c.members.end() ? it->second
+                                       : "127.0.0.1:" + std::to_string(7100 + c.id);
+  }
+  if (c.members.empty()) c.members[c.id] = c.raftAddr;
+  if (c.clientAddr.empty()) c.clientAddr = "127.0.0.1:" + std::to_string(7000 + c.id);
+  std::string problem = kvr::net::checkConfig(c);
+  if (!problem.empty()) usageError(problem);
+  return c;
+}
+
+struct Shutdown {
+  kvr::net::Node* node = nullptr;
+  kj::Maybe<kj::Promise<void>> done;
+  int signals = 0;
+};
+
+void onSignal(uv_signal_t* handle, int signum) {
+  auto* s = static_cast<Shutdown*>(handle->data);
+  if (s == nullptr) return;
+  if (++s->signals > 1) {
+    kvr::net::failStop("kvnode: second signal " + std::to_string(signum) +
+                       " during shutdown; exiting now");
+  }
+  uv_loop_t* loop = handle->loop;
+  s->done = s->node->shutdown()
+                .then([loop]() { uv_stop(loop); },
+                      [loop](kj::Exception&& e) {
+                        kvr::net::writeLogLine(std::string("kvnode: shutdown failed: ") +
+                                               e.getDescription().cStr());
+                        uv_stop(loop);
+                      })
+                .eagerlyEvaluate(nullptr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  kvr::net::NodeConfig config = parseFlags(argc, argv);
+  ::signal(SIGPIPE, SIG_IGN);  // a peer closing its socket must not kill us
+
+  uv_loop_t loop;
+  KJ_ASSERT(uv_loop_init(&loop) == 0);
+  {
+    kvr::net::UvAsyncIo io(&loop);
+    kvr::net::Node node(io, config);
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { node.start().wait(io.waitScope()); })) {
+      kvr::net::writeLogLine("kvnode " + std::to_string(config.id) +
+                             ": cannot start: " + e->getDescription().cStr());
+      ::_exit(2);  // nothing to clean up that matters; the data dir was not changed
+    }
+
+    Shutdown shutdown;
+    shutdown.node = &node;
+    kvr::net::UvHandle<uv_signal_t> sigint;
+    kvr::net::UvHandle<uv_signal_t> sigterm;
+    for (auto* h : {&sigint, &sigterm}) {
+      h->checkInit(uv_signal_init(&loop, h->get()), "uv_signal_init");
+      h->get()->data = &shutdown;
+    }
+    uv_signal_start(sigint.get(), onSignal, SIGINT);
+    uv_signal_start(sigterm.get(), onSignal, SIGTERM);
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+    shutdown.done = nullptr;
+    kvr::net::writeLogLine("kvnode " + std::to_string(config.id) + ": stopped");
+  }
+  for (int i = 0; i < 10 && uv_run(&loop, UV_RUN_NOWAIT) != 0; ++i) {
+  }
+  uv_loop_close(&loop);  // may report busy if a peer socket is still closing; harmless
+  return 0;
+}

@@ -1,0 +1,106 @@
+#include "net/kv_service.h"
+
+#include <memory>
+
+#include <kj/debug.h>
+
+#include "schemas/codec.h"
+#include "schemas/kv.capnp.h"
+
+namespace kvr::net {
+
+std::string explainStatus(const KvReply& reply, const std::string& detail) {
+  switch (reply.status) {
+    case Status::Ok:
+      return "";
+    case Status::NotFound:
+      return "key not found";
+    case Status::CasMismatch:
+      return "compare-and-swap failed: the current value is not the expected one";
+    case Status::NotLeader:
+      if (reply.leaderHint != kNoNode) {
+        return "not the leader; try node " + std::to_string(reply.leaderHint);
+      }
+      return "not the leader, and the leader is not known yet; retry shortly";
+    case Status::Timeout:
+      return "request timed out; its outcome is unknown: retry with the same request id";
+    case Status::TooLarge:
+      return detail.empty() ? "request or reply too large" : detail;
+    case Status::SessionExpired:
+      return "client session expired or unknown; open a new session";
+    case Status::Busy:
+      return "node is busy (too many pending requests); retry later";
+    case Status::Invalid:
+      return detail.empty() ? "invalid request" : detail;
+    case Status::StaleRequest:
+      return "request id is older than this session's latest one; use a higher request id";
+    case Status::ShuttingDown:
+      return "node is shutting down; retry at another node";
+    case Status::TransferInProgress:
+      return "leadership transfer in progress; retry shortly";
+  }
+  return std::string("unknown status ") + statusName(reply.status);
+}
+
+class KvService::Server final : public schema::KvService::Server {
+ public:
+  explicit Server(KvService& service) : service_(service) {}
+
+  kj::Promise<void> call(CallContext context) override {
+    ++service_.requests_;
+    auto params = context.getParams();
+    KvCommand cmd;
+    std::string why;
+    KvReply early;
+    if (!codec::fromCapnp(params.getCommand(), &cmd, &why)) {
+      early.status = Status::Invalid;
+    } else if (service_.stopped_) {
+      early.status = Status::ShuttingDown;
+    } else {
+      early.status = validate(cmd, &why);
+    }
+    if (early.status != Status::Ok) {
+      fill(context, early, why);
+      return kj::READY_NOW;
+    }
+
+    // The replica may answer synchronously (stale read, not leader) or much later.
+    auto paf = kj::newPromiseAndFulfiller<KvReply>();
+    // ReplyFn must be copyable; the fulfiller is not.
+    auto fulfiller =
+        std::make_shared<kj::Own<kj::PromiseFulfiller<KvReply>>>(kj::mv(paf.fulfiller));
+    ReadMode mode = params.getStale() ? ReadMode::Stale : ReadMode::Linearizable;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                  service_.replica_.submit(cmd, mode, [fulfiller](KvReply reply) {
+                    (*fulfiller)->fulfill(std::move(reply));
+                  });
+                })) {
+      service_.fatal_(std::string("replica failed on a client request: ") +
+                      e->getDescription().cStr());
+    }
+    service_.afterInput_();
+    return paf.promise.then([context](KvReply reply) mutable { fill(context, reply, ""); });
+  }
+
+  kj::Promise<void> status(StatusContext context) override {
+    codec::toCapnp(service_.replica_.status(), context.getResults().initStatus());
+    return kj::READY_NOW;
+  }
+
+ private:
+  static void fill(CallContext& context, const KvReply& reply, const std::string& detail) {
+    auto out = context.getResults().initReply();
+    codec::toCapnp(reply, out);
+    std::string error = explainStatus(reply, detail);
+    if (!error.empty()) out.setError(error);
+  }
+
+  KvService& service_;
+};
+
+KvService::KvService(Replica& replica, std::function<void()> afterInput, FatalFn fatal)
+    : replica_(replica), afterInput_(std::move(afterInput)), fatal_(std::move(fatal)) {}
+
+capnp::Capability::Client KvService::newConnection() { return kj::heap<Server>(*this); }
+
+}  // namespace kvr::net

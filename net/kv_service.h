@@ -1,0 +1,49 @@
+// The server side of KvService (schemas/kv.capnp): validates a client command, hands it
+// to the replica and answers with its reply plus a readable sentence for every non-ok
+// status. Failures are always replies, never RPC exceptions.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <capnp/capability.h>
+
+#include "core/command.h"
+#include "core/replica.h"
+#include "net/node_log.h"
+
+namespace kvr::net {
+
+// A sentence for the client explaining `reply.status` (empty for Ok). `detail`, when
+// non-empty, is the specific reason (e.g. from kvr::validate) and is used instead of the
+// generic text for TooLarge and Invalid.
+std::string explainStatus(const KvReply& reply, const std::string& detail = "");
+
+class KvService {
+ public:
+  // `afterInput` runs after each request has been handed to the replica (the node logs
+  // status changes). An exception from the replica (a broken invariant) goes to `fatal`.
+  KvService(Replica& replica, std::function<void()> afterInput, FatalFn fatal);
+  KJ_DISALLOW_COPY(KvService);
+
+  // The bootstrap capability for a client connection. Every connection shares this
+  // service; it must outlive them.
+  capnp::Capability::Client newConnection();
+
+  // From now on requests are answered ShuttingDown without reaching the replica.
+  void stop() { stopped_ = true; }
+
+  uint64_t requests() const { return requests_; }
+
+ private:
+  class Server;
+  friend class Server;
+
+  Replica& replica_;
+  std::function<void()> afterInput_;
+  FatalFn fatal_;
+  bool stopped_ = false;
+  uint64_t requests_ = 0;
+};
+
+}  // namespace kvr::net

@@ -1,0 +1,195 @@
+#include "net/node.h"
+
+#include <unistd.h>
+
+#include <kj/debug.h>
+
+#include "core/raft.h"
+#include "disk/disk_storage.h"
+
+namespace kvr::net {
+
+Node::Node(UvAsyncIo& io, NodeConfig config, FatalFn fatal, LogFn log)
+    : io_(io), config_(std::move(config)), fatal_(std::move(fatal)), log_(std::move(log)) {
+  std::string problem = checkConfig(config_);
+  KJ_REQUIRE(problem.empty(), problem);
+  if (config_.clusterId == 0) config_.clusterId = defaultClusterId(config_.members);
+}
+
+Node::~Node() noexcept(false) {
+  // Listeners first (they hold connections into the services), then the rest in reverse
+  // order of construction. A WAL write must not be in flight (shutdown() waits for it).
+  clientListener_ = nullptr;
+  raftListener_ = nullptr;
+  tickTimer_ = nullptr;
+}
+
+void Node::log(const std::string& text) {
+  Term term = replica_.get() != nullptr ? replica_->status().term : 0;
+  log_("kvnode " + std::to_string(config_.id) + " term " + std::to_string(term) + ": " + text);
+}
+
+template <typename Func>
+void Node::guarded(const char* what, Func&& func) {
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions(kj::fwd<Func>(func))) {
+    fatal_("kvnode " + std::to_string(config_.id) + ": internal error in " + what + ": " +
+           e->getDescription().cStr());
+  }
+}
+
+void Node::openStorage() {
+  auto recovered = disk::DiskStorage::open(fs_, config_.dataDir,
+                                           disk::NodeIdentity{config_.clusterId, config_.id});
+  storage_ = kj::heap<NodeStorage>(io_.uvLoop(), kj::mv(recovered.storage), [this](const std::string& why) {
+    fatal_("kvnode " + std::to_string(config_.id) + ": " + why);
+  });
+  storage_->setDurableCallback([this](uint64_t seq) {
+    guarded("onPersisted", [&]() { replica_->onPersisted(seq); });
+    afterInput();
+  });
+
+  std::map<NodeId, std::string> peers = config_.members;
+  peers.erase(config_.id);
+  transport_ = kj::heap<PeerTransport>(io_.network(), io_.timer(), config_.clusterId, config_.id,
+                                       peers, [this](const std::string& line) { log(line); },
+                                       config_.peer);
+
+  uint64_t seed = config_.rngSeed;
+  if (seed == 0) seed = uv_hrtime() ^ (uint64_t(::getpid()) << 32) ^ config_.id;
+  replica_ = kj::heap<Replica>(replicaConfig(config_), Rng(seed), *transport_, *storage_,
+                               kj::mv(recovered.state));
+  last_ = replica_->status();
+  log("started: data dir " + config_.dataDir + ", cluster " +
+      std::to_string(config_.clusterId) + ", " + std::to_string(config_.members.size()) +
+      " members, log " + std::to_string(last_.snapshotIndex) + ".." +
+      std::to_string(last_.lastIndex) + " (snapshot..last), commit " +
+      std::to_string(last_.commit));
+
+  std::vector<NodeId> members;
+  for (const auto& [id, address] : config_.members) members.push_back(id);
+  raftService_ = kj::heap<RaftService>(
+      config_.clusterId, config_.id, members,
+      [this](Message&& msg) { guarded("receive", [&]() { replica_->receive(std::move(msg)); }); },
+      [this]() { afterInput(); }, [this](const std::string& line) { log(line); },
+      [this]() { return uint64_t(uv_now(io_.uvLoop())); });
+  kvService_ = kj::heap<KvService>(*replica_, [this]() { afterInput(); },
+                                   [this](const std::string& why) {
+                                     fatal_("kvnode " + std::to_string(config_.id) + ": " + why);
+                                   });
+}
+
+kj::Promise<void> Node::start() {
+  KJ_REQUIRE(!started_, "start() called twice");
+  started_ = true;
+  // Refuse to start before touching the network if the data cannot be trusted.
+  openStorage();
+  auto& network = io_.network();
+  kj::String raftAddr = kj::str(config_.raftAddr);
+  kj::String clientAddr = kj::str(config_.clientAddr);
+  auto bindRaft = network.parseAddress(raftAddr).then([this](kj::Own<kj::NetworkAddress> addr) {
+    raftListener_ = kj::heap<RpcListener>(
+        addr->listen(), [this]() { return raftService_->newConnection(); },
+        // Peers: a few connections each, more only if something is wrong.
+        uint32_t(4 * config_.members.size() + 8), io_.timer());
+  });
+  auto bindClient = network.parseAddress(clientAddr).then([this](kj::Own<kj::NetworkAddress> addr) {
+    clientListener_ = kj::heap<RpcListener>(
+        addr->listen(), [this]() { return kvService_->newConnection(); },
+        config_.maxClientConnections, io_.timer());
+  });
+  return bindRaft
+      .catch_([raftAddr = kj::mv(raftAddr)](kj::Exception&& e) -> kj::Promise<void> {
+        return KJ_EXCEPTION(FAILED, kj::str("cannot listen on raft address ", raftAddr, ": ",
+                                            e.getDescription()));
+      })
+      .then([bind = kj::mv(bindClient), clientAddr = kj::mv(clientAddr)]() mutable {
+        return bind.catch_([&clientAddr](kj::Exception&& e) -> kj::Promise<void> {
+          return KJ_EXCEPTION(FAILED, kj::str("cannot listen on client address ", clientAddr,
+                                              ": ", e.getDescription()));
+        });
+      })
+      .then([this]() {
+        log("listening: clients on " + config_.clientAddr + " (port " +
+            std::to_string(clientPort()) + "), peers on " + config_.raftAddr + " (port " +
+            std::to_string(raftPort()) + ")");
+        startTicking();
+        afterInput();
+      });
+}
+
+uint Node::clientPort() const {
+  return clientListener_.get() != nullptr ? clientListener_->getPort() : 0;
+}
+uint Node::raftPort() const { return raftListener_.get() != nullptr ? raftListener_->getPort() : 0; }
+
+void Node::startTicking() {
+  uv_loop_t* loop = io_.uvLoop();
+  schedule_ = TickSchedule(uv_now(loop), config_.tickMs, /*maxCatchUp=*/3);
+  tickTimer_ = kj::heap<UvHandle<uv_timer_t>>();
+  tickTimer_->checkInit(uv_timer_init(loop, tickTimer_->get()), "uv_timer_init");
+  tickTimer_->get()->data = this;
+  uv_timer_start(
+      tickTimer_->get(),
+      [](uv_timer_t* handle) {
+        if (handle->data != nullptr) static_cast<Node*>(handle->data)->onTick();
+      },
+      config_.tickMs, config_.tickMs);
+}
+
+void Node::onTick() {
+  if (stopping_) return;
+  uint32_t due = KJ_ASSERT_NONNULL(schedule_).ticksDue(uv_now(io_.uvLoop()));
+  for (uint32_t i = 0; i < due; ++i) guarded("tick", [&]() { replica_->tick(); });
+  if (due > 0) afterInput();
+}
+
+void Node::afterInput() {
+  if (replica_.get() == nullptr) return;
+  ReplicaStatus now = replica_->status();
+  ReplicaStatus before = last_;
+  last_ = now;
+  auto node = [](NodeId id) {
+    return id == kNoNode ? std::string("unknown") : "node " + std::to_string(id);
+  };
+  if (now.role != before.role) {
+    switch (now.role) {
+      case Role::Leader: log("became leader"); break;
+      case Role::Follower: log("became follower; leader " + node(now.leader)); break;
+      case Role::PreCandidate: log("election timeout: asking for pre-votes"); break;
+      case Role::Candidate: log("became candidate"); break;
+    }
+  } else if (now.term != before.term) {
+    log("term changed from " + std::to_string(before.term));
+  }
+  if (now.leader != before.leader && now.role != Role::Leader &&
+      !(now.role != before.role && now.role == Role::Follower)) {
+    log("leader is now " + node(now.leader));
+  }
+  if (now.snapshotIndex > before.snapshotIndex) {
+    if (before.applied < now.snapshotIndex) {
+      log("installed a snapshot from the leader at index " + std::to_string(now.snapshotIndex));
+    } else {
+      log("took a snapshot at index " + std::to_string(now.snapshotIndex));
+    }
+  }
+}
+
+kj::Promise<void> Node::shutdown() {
+  if (stopping_) return kj::READY_NOW;
+  stopping_ = true;
+  log("shutting down");
+  tickTimer_ = nullptr;
+  if (clientListener_.get() != nullptr) clientListener_->stopAccepting();
+  if (raftListener_.get() != nullptr) raftListener_->stopAccepting();
+  if (raftService_.get() != nullptr) raftService_->stop();
+  if (storage_.get() == nullptr) return kj::READY_NOW;
+  return storage_->stop().then([this]() {
+    guarded("shutdown", [&]() { replica_->shutdown(); });
+    if (kvService_.get() != nullptr) kvService_->stop();
+    transport_->stop();
+    // One more turn so that the ShuttingDown replies are written to their sockets.
+    return io_.timer().afterDelay(20 * kj::MILLISECONDS);
+  });
+}
+
+}  // namespace kvr::net

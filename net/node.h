@@ -1,0 +1,92 @@
+// One kvnode: the replica (core/) driven from a libuv loop, with its WAL (NodeStorage),
+// its peers (PeerTransport, RaftService) and its clients (KvService).
+//
+// Everything runs on the loop thread except WAL writes (libuv's pool). Inputs reach the
+// replica from a repeating uv timer (tick), RaftPeer.deliver, KvService.call and WAL
+// completions; after each, the node compares the replica's status with the previous one
+// and logs what changed: role, term, leader, snapshots.
+//
+// A broken core invariant or a failed write is fatal (FatalFn: log, exit 1).
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+
+#include <kj/async-io.h>
+
+#include "core/replica.h"
+#include "disk/posix_fs.h"
+#include "net/clock.h"
+#include "net/kv_service.h"
+#include "net/node_config.h"
+#include "net/node_log.h"
+#include "net/node_storage.h"
+#include "net/peer_transport.h"
+#include "net/raft_service.h"
+#include "net/rpc_listener.h"
+#include "net/uv_handle.h"
+#include "net/uv_io.h"
+
+namespace kvr::net {
+
+class Node {
+ public:
+  // `config` must pass checkConfig. Nothing happens until start().
+  Node(UvAsyncIo& io, NodeConfig config, FatalFn fatal = failStop, LogFn log = writeLogLine);
+  ~Node() noexcept(false);
+  KJ_DISALLOW_COPY(Node);
+
+  // Opens the data dir (verifying identity and contents), binds both listeners, starts
+  // ticking and connecting to peers. Rejects with one operator-facing sentence (from
+  // DiskStorage, or about an address) when the node cannot start.
+  kj::Promise<void> start();
+
+  // Stops accepting connections and ticking, lets the WAL write in flight finish, fails
+  // pending client requests with ShuttingDown. Resolves when the process may exit.
+  kj::Promise<void> shutdown();
+
+  uint clientPort() const;
+  uint raftPort() const;
+  const NodeConfig& config() const { return config_; }
+  uint64_t clusterId() const { return config_.clusterId; }
+  // Valid after start().
+  Replica& replica() { return *replica_; }
+  PeerTransport& transport() { return *transport_; }
+  NodeStorage& storage() { return *storage_; }
+  RaftService& raftService() { return *raftService_; }
+
+ private:
+  void openStorage();
+  void startTicking();
+  void onTick();
+  // After every input: log notable status changes.
+  void afterInput();
+  void log(const std::string& text);
+  // Runs a replica call; an exception from it is fatal.
+  template <typename Func>
+  void guarded(const char* what, Func&& func);
+
+  UvAsyncIo& io_;
+  NodeConfig config_;
+  FatalFn fatal_;
+  LogFn log_;
+  disk::PosixFileSystem fs_;
+  ReplicaStatus last_;
+  bool started_ = false;
+  bool stopping_ = false;
+
+  // Declaration order = construction order; destruction runs bottom-up, so listeners
+  // and services go before the replica, the replica before its storage and transport.
+  kj::Own<NodeStorage> storage_;
+  kj::Own<PeerTransport> transport_;
+  kj::Own<Replica> replica_;
+  kj::Own<RaftService> raftService_;
+  kj::Own<KvService> kvService_;
+  kj::Own<RpcListener> raftListener_;
+  kj::Own<RpcListener> clientListener_;
+  kj::Own<UvHandle<uv_timer_t>> tickTimer_;
+  kj::Maybe<TickSchedule> schedule_;
+};
+
+}  // namespace kvr::net

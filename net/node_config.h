@@ -1,0 +1,44 @@
+// What a node is told at start: who it is, where it listens, its peers and timing.
+// Times are in milliseconds here and become ticks of `tickMs` for the core.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "core/replica.h"
+#include "net/peer_transport.h"
+
+namespace kvr::net {
+
+struct NodeConfig {
+  NodeId id = 1;
+  uint64_t clusterId = 0;       // 0: derived from `members` (defaultClusterId)
+  std::string dataDir = "data";
+  std::string clientAddr;       // host:port for KvService
+  std::string raftAddr;         // host:port this node listens on for RaftPeer
+  std::map<NodeId, std::string> members;  // raft address of every voter, self included
+  uint32_t tickMs = 10;
+  uint32_t electionTimeoutMs = 150;  // randomized in [x, 2x) by the core
+  uint32_t heartbeatMs = 30;
+  uint32_t requestTimeoutMs = 2000;  // a client request pending this long times out
+  uint64_t snapshotEntries = 10'000;
+  uint32_t maxClientConnections = 1024;
+  uint64_t rngSeed = 0;         // 0: taken from the clock and pid
+  PeerTransportOptions peer;
+};
+
+// Parses "1=host:port,2=host:port,...". False with a reason on bad input.
+bool parseMembers(const std::string& text, std::map<NodeId, std::string>* out,
+                  std::string* error);
+
+// A stable id for a cluster: a hash of its sorted member list, never 0.
+uint64_t defaultClusterId(const std::map<NodeId, std::string>& members);
+
+// Empty if the config is usable, else one sentence saying what is wrong.
+std::string checkConfig(const NodeConfig& config);
+
+// The core's configuration for this node (checkConfig must have passed).
+ReplicaConfig replicaConfig(const NodeConfig& config);
+
+}  // namespace kvr::net

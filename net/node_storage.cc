@@ -1,0 +1,89 @@
+#include "net/node_storage.h"
+
+#include <kj/debug.h>
+
+#include "net/run_on_pool.h"
+
+namespace kvr::net {
+
+NodeStorage::NodeStorage(uv_loop_t* loop, kj::Own<disk::DiskStorage> disk, FatalFn fatal)
+    : loop_(loop), disk_(kj::mv(disk)), fatal_(std::move(fatal)), tasks_(*this) {}
+
+// A write still on the pool references disk_; the owner must stop() and wait first.
+// Dying with one in flight would let the pool thread write through a dangling pointer.
+NodeStorage::~NodeStorage() noexcept {
+  if (writing_) failStop("storage: destroyed with a WAL write in flight (stop() first)");
+}
+
+void NodeStorage::persist(PersistBatch&& batch) {
+  if (failed_) return;  // fail-stop already reported: nothing becomes durable any more
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { disk_->persist(std::move(batch)); })) {
+    failed_ = true;
+    fatal_(std::string("storage: cannot queue a batch: ") + e->getDescription().cStr());
+    return;
+  }
+  scheduleWrite();
+}
+
+// Deferred to the end of the current kj turn so that all batches one input produces go
+// into a single write.
+void NodeStorage::scheduleWrite() {
+  if (writeScheduled_ || writing_ || stopping_ || failed_) return;
+  writeScheduled_ = true;
+  tasks_.add(kj::evalLater([this]() {
+    writeScheduled_ = false;
+    startWrite();
+  }));
+}
+
+void NodeStorage::startWrite() {
+  if (writing_ || stopping_ || failed_ || !disk_->hasQueued()) return;
+  writing_ = true;
+  disk::DiskStorage* disk = disk_.get();
+  disk::QueuedWrites work = disk_->takeQueued();
+  // Runs on a pool thread: touches only the writer half of DiskStorage.
+  auto written = runOnPool(loop_, [disk, work = std::move(work)]() mutable {
+    return disk->write(std::move(work));
+  });
+  tasks_.add(written.then(
+      [this](std::vector<uint64_t> seqs) {
+        writing_ = false;
+        ++writesCompleted_;
+        for (uint64_t seq : seqs) {
+          ++batchesDurable_;
+          if (durable_) durable_(seq);
+        }
+        KJ_IF_MAYBE(w, idleWaiter_) {
+          (*w)->fulfill();
+          idleWaiter_ = nullptr;
+        }
+        startWrite();  // whatever queued up meanwhile goes in the next write
+      },
+      [this](kj::Exception&& e) {
+        writing_ = false;
+        failed_ = true;
+        KJ_IF_MAYBE(w, idleWaiter_) {
+          (*w)->fulfill();
+          idleWaiter_ = nullptr;
+        }
+        fatal_(std::string("storage: write or fsync failed, stopping: ") +
+               e.getDescription().cStr());
+      }));
+}
+
+kj::Promise<void> NodeStorage::stop() {
+  stopping_ = true;
+  if (!writing_) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  idleWaiter_ = kj::mv(paf.fulfiller);
+  return kj::mv(paf.promise);
+}
+
+void NodeStorage::taskFailed(kj::Exception&& exception) {
+  // Reached only when the durable callback (the replica) throws: an invariant broke.
+  failed_ = true;
+  fatal_(std::string("storage: reporting a durable batch failed: ") +
+         exception.getDescription().cStr());
+}
+
+}  // namespace kvr::net

@@ -1,0 +1,66 @@
+// kvr::Storage for a node: disk::DiskStorage with its fsyncs on libuv's thread pool.
+//
+// persist() encodes and queues on the loop thread (DiskStorage's loop half). One write
+// at a time runs on the pool (DiskStorage's writer half): it takes everything queued so
+// far, so batches that arrive while a write is in flight share the next append and
+// fsync (group commit). When a write returns, the durable seqs are reported in order on
+// the loop thread through the DurableFn (the node passes Replica::onPersisted).
+//
+// Fail-stop: a failed write or fsync (or a batch the WAL refuses) calls the FatalFn
+// once and never reports those batches durable; nothing is retried.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+
+#include <kj/async.h>
+
+#include "core/env.h"
+#include "disk/disk_storage.h"
+#include "net/node_log.h"
+
+namespace kvr::net {
+
+class NodeStorage final : public Storage, private kj::TaskSet::ErrorHandler {
+ public:
+  using DurableFn = std::function<void(uint64_t seq)>;
+
+  NodeStorage(uv_loop_t* loop, kj::Own<disk::DiskStorage> disk, FatalFn fatal);
+  ~NodeStorage() noexcept override;
+  KJ_DISALLOW_COPY(NodeStorage);
+
+  // Set once, before the first persist() can complete.
+  void setDurableCallback(DurableFn durable) { durable_ = std::move(durable); }
+
+  void persist(PersistBatch&& batch) override;
+
+  // Starts no further writes; the promise resolves once no write is in flight (the one
+  // in flight, if any, completes and is reported durable first).
+  kj::Promise<void> stop();
+
+  bool writing() const { return writing_; }
+  uint64_t writesCompleted() const { return writesCompleted_; }
+  uint64_t batchesDurable() const { return batchesDurable_; }
+
+ private:
+  void scheduleWrite();
+  void startWrite();
+  void taskFailed(kj::Exception&& exception) override;
+
+  uv_loop_t* loop_;
+  kj::Own<disk::DiskStorage> disk_;
+  FatalFn fatal_;
+  DurableFn durable_;
+  bool writeScheduled_ = false;  // an evalLater will start a write
+  bool writing_ = false;         // a write is on the pool
+  bool stopping_ = false;
+  bool failed_ = false;
+  uint64_t writesCompleted_ = 0;
+  uint64_t batchesDurable_ = 0;
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> idleWaiter_;
+  kj::TaskSet tasks_;  // last: destroyed first
+};
+
+}  // namespace kvr::net

@@ -1,0 +1,255 @@
+#include "net/peer_transport.h"
+
+#include <algorithm>
+#include <deque>
+#include <set>
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/debug.h>
+
+#include "schemas/codec.h"
+#include "schemas/raft.capnp.h"
+
+namespace kvr::net {
+namespace {
+
+// What a queued message costs in the byte bound: its payloads plus fixed overhead.
+size_t approxBytes(const Message& msg) {
+  size_t bytes = 128 + msg.snapChunk.size();
+  for (const Entry& e : msg.entries) bytes += 48 + e.data.size();
+  return bytes;
+}
+
+// One live connection to a peer. Members are destroyed bottom-up: calls first, the
+// stream last.
+struct Connection final : public kj::TaskSet::ErrorHandler {
+  explicit Connection(kj::Own<kj::AsyncIoStream> s)
+      : stream(kj::mv(s)),
+        rpc(*stream),
+        peer(rpc.bootstrap().castAs<schema::RaftPeer>()),
+        failure(kj::newPromiseAndFulfiller<void>()),
+        calls(*this) {}
+
+  // A deliver call failed or timed out: the connection is no good.
+  void taskFailed(kj::Exception&& exception) override {
+    if (failure.fulfiller->isWaiting()) failure.fulfiller->reject(kj::mv(exception));
+  }
+
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyClient rpc;
+  schema::RaftPeer::Client peer;
+  kj::PromiseFulfillerPair<void> failure;
+  bool ready = false;  // hello accepted
+  uint32_t inflight = 0;
+  size_t inflightMessages = 0;
+  bool pumpScheduled = false;
+  kj::TaskSet calls;
+};
+
+}  // namespace
+
+class PeerTransport::Peer {
+ public:
+  Peer(PeerTransport& transport, NodeId id, std::string address)
+      : t_(transport), id_(id), address_(std::move(address)), backoff_(t_.options_.minBackoff) {
+    running_ = run().eagerlyEvaluate(nullptr);
+  }
+  ~Peer() noexcept {
+    running_ = nullptr;  // holds promises derived from the connection: drop them first
+    conn_ = nullptr;
+  }
+
+  void enqueue(Message&& msg) {
+    size_t bytes = approxBytes(msg);
+    queue_.emplace_back(std::move(msg), bytes);
+    queuedBytes_ += bytes;
+    while (queue_.size() > 1 && (queue_.size() > t_.options_.maxQueuedMessages ||
+                                 queuedBytes_ > t_.options_.maxQueuedBytes)) {
+      queuedBytes_ -= queue_.front().second;
+      queue_.pop_front();
+      ++stats_.droppedQueueFull;
+    }
+    schedulePump();
+  }
+
+  void stop() {
+    running_ = nullptr;
+    conn_ = nullptr;
+    dropQueue();
+    up_ = false;
+  }
+
+  bool up() const { return up_; }
+  const PeerStats& stats() const { return stats_; }
+
+ private:
+  kj::Promise<void> run() {
+    return connectAndServe().then(
+        [this]() { return retryLater(kj::str("connection closed")); },
+        [this](kj::Exception&& e) { return retryLater(kj::str(e.getDescription())); });
+  }
+
+  kj::Promise<void> connectAndServe() {
+    auto connecting = t_.network_.parseAddress(address_).then(
+        [](kj::Own<kj::NetworkAddress> addr) { return addr->connect().attach(kj::mv(addr)); });
+    return t_.timer_.timeoutAfter(t_.options_.connectTimeout, kj::mv(connecting))
+        .then([this](kj::Own<kj::AsyncIoStream> stream) {
+          conn_ = kj::heap<Connection>(kj::mv(stream));
+          Connection& c = *KJ_ASSERT_NONNULL(conn_);
+          auto hello = c.peer.helloRequest();
+          hello.setClusterId(t_.clusterId_);
+          hello.setFrom(t_.self_);
+          kj::Promise<capnp::Response<schema::RaftPeer::HelloResults>> answer = hello.send();
+          return t_.timer_.timeoutAfter(t_.options_.callTimeout, kj::mv(answer));
+        })
+        .then([this](capnp::Response<schema::RaftPeer::HelloResults> answer) -> kj::Promise<void> {
+          if (!answer.getOk()) {
+            std::string reason = answer.getReason();
+            constexpr size_t kMaxReasonsLogged = 16;
+            if (refusalsLogged_.size() < kMaxReasonsLogged &&
+                refusalsLogged_.insert(reason).second) {
+              t_.log_("peer " + std::to_string(id_) + " refused our connection: " + reason);
+            }
+            return KJ_EXCEPTION(FAILED, "peer refused hello", reason);
+          }
+          Connection& c = *KJ_ASSERT_NONNULL(conn_);
+          c.ready = true;
+          ++stats_.connects;
+          backoff_ = t_.options_.minBackoff;
+          if (!up_) {
+            up_ = true;
+            t_.log_("peer " + std::to_string(id_) + " up");
+          }
+          pump();
+          return c.rpc.onDisconnect().exclusiveJoin(kj::mv(c.failure.promise));
+        });
+  }
+
+  // Runs in a continuation of a promise that may hang off the connection, so the
+  // connection is torn down one turn later, once that chain has let go of it.
+  kj::Promise<void> retryLater(kj::String why) {
+    return kj::evalLater([this, why = kj::mv(why)]() {
+      ++stats_.failures;
+      KJ_IF_MAYBE(c, conn_) { stats_.droppedOnFailure += (*c)->inflightMessages; }
+      conn_ = nullptr;
+      dropQueue();
+      if (up_) {
+        up_ = false;
+        t_.log_("peer " + std::to_string(id_) + " down: " + why.cStr());
+      }
+      kj::Duration delay = backoff_;
+      backoff_ = std::min(backoff_ * 2, t_.options_.maxBackoff);
+      return t_.timer_.afterDelay(delay).then([this]() { return run(); });
+    });
+  }
+
+  void dropQueue() {
+    stats_.droppedOnFailure += queue_.size();
+    queue_.clear();
+    queuedBytes_ = 0;
+  }
+
+  // Deferred to the end of the turn so that all messages one input produced share a call.
+  void schedulePump() {
+    KJ_IF_MAYBE(c, conn_) {
+      Connection& conn = **c;
+      if (!conn.ready || conn.pumpScheduled) return;
+      conn.pumpScheduled = true;
+      conn.calls.add(kj::evalLater([this, &conn]() {
+        conn.pumpScheduled = false;
+        pump();
+      }));
+    }
+  }
+
+  void pump() {
+    KJ_IF_MAYBE(c, conn_) {
+      Connection& conn = **c;
+      if (!conn.ready) return;
+      while (conn.inflight < t_.options_.maxInflightCalls && !queue_.empty()) {
+        size_t count = 0;
+        size_t bytes = 0;
+        while (count < queue_.size() && count < t_.options_.maxBatchMessages &&
+               (count == 0 || bytes + queue_[count].second <= t_.options_.maxBatchBytes)) {
+          bytes += queue_[count].second;
+          ++count;
+        }
+        auto request = conn.peer.deliverRequest();
+        auto batch = request.initBatch(static_cast<uint>(count));
+        for (size_t i = 0; i < count; ++i) {
+          codec::toCapnp(t_.clusterId_, queue_.front().first, batch[static_cast<uint>(i)]);
+          queuedBytes_ -= queue_.front().second;
+          queue_.pop_front();
+        }
+        ++conn.inflight;
+        conn.inflightMessages += count;
+        kj::Promise<void> sent = request.send().ignoreResult();
+        conn.calls.add(t_.timer_.timeoutAfter(t_.options_.callTimeout, kj::mv(sent))
+                           .then([this, &conn, count]() {
+                             --conn.inflight;
+                             conn.inflightMessages -= count;
+                             stats_.sentMessages += count;
+                             pump();
+                           }));
+      }
+    }
+  }
+
+  PeerTransport& t_;
+  NodeId id_;
+  std::string address_;
+  std::deque<std::pair<Message, size_t>> queue_;  // (message, approxBytes)
+  size_t queuedBytes_ = 0;
+  bool up_ = false;
+  kj::Duration backoff_;
+  PeerStats stats_;
+  std::set<std::string> refusalsLogged_;
+  kj::Maybe<kj::Own<Connection>> conn_;
+  kj::Promise<void> running_ = nullptr;  // connect / serve / back off, forever
+};
+
+PeerTransport::PeerTransport(kj::Network& network, kj::Timer& timer, uint64_t clusterId,
+                             NodeId self, const std::map<NodeId, std::string>& peers,
+                             LogFn log, PeerTransportOptions options)
+    : network_(network),
+      timer_(timer),
+      clusterId_(clusterId),
+      self_(self),
+      log_(std::move(log)),
+      options_(options) {
+  KJ_REQUIRE(options_.maxQueuedMessages >= 1 && options_.maxBatchMessages >= 1 &&
+             options_.maxInflightCalls >= 1);
+  for (const auto& [id, address] : peers) {
+    KJ_REQUIRE(id != self, "a node is not its own peer", id);
+    peers_.emplace(id, kj::heap<Peer>(*this, id, address));
+  }
+}
+
+PeerTransport::~PeerTransport() noexcept { peers_.clear(); }
+
+void PeerTransport::send(Message&& msg) {
+  auto it = peers_.find(msg.to);
+  if (stopped_ || it == peers_.end()) {
+    ++droppedUnknown_;
+    return;
+  }
+  it->second->enqueue(std::move(msg));
+}
+
+void PeerTransport::stop() {
+  stopped_ = true;
+  for (auto& [id, peer] : peers_) peer->stop();
+}
+
+bool PeerTransport::isUp(NodeId peer) const {
+  auto it = peers_.find(peer);
+  return it != peers_.end() && it->second->up();
+}
+
+PeerTransport::PeerStats PeerTransport::stats(NodeId peer) const {
+  auto it = peers_.find(peer);
+  KJ_REQUIRE(it != peers_.end(), "unknown peer", peer);
+  return it->second->stats();
+}
+
+}  // namespace kvr::net

@@ -1,0 +1,84 @@
+// kvr::Transport over Cap'n Proto RPC: one outgoing connection per peer, calling
+// RaftPeer.deliver (schemas/raft.capnp) with batches of queued messages.
+//
+// Per peer:
+//  * a bounded queue (message count and approximate bytes); when full the oldest message
+//    is dropped (Raft tolerates loss, and the newest messages carry the newest state);
+//  * one connection: connect (with a timeout), hello(clusterId, self), then deliver calls,
+//    each carrying every queued message up to a batch bound, at most `maxInflightCalls`
+//    at a time, each with a timeout;
+//  * any failure (connect, refused hello, failed or timed-out call, disconnect) drops the
+//    connection and what was queued, and a new connection is tried after an exponential
+//    backoff. Nothing ever waits on a peer: send() only queues, so a slow or dead peer
+//    never delays the others or the caller.
+// Transitions are logged: "peer N up", "peer N down: <why>", and a refusal by the peer
+// once per distinct reason.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <kj/async-io.h>
+
+#include "core/env.h"
+#include "net/node_log.h"
+
+namespace kvr::net {
+
+struct PeerTransportOptions {
+  size_t maxQueuedMessages = 4096;
+  size_t maxQueuedBytes = 64 * 1024 * 1024;
+  size_t maxBatchMessages = 1024;
+  size_t maxBatchBytes = 8 * 1024 * 1024;  // well under capnp's 64 MiB read limit
+  uint32_t maxInflightCalls = 2;
+  kj::Duration minBackoff = 50 * kj::MILLISECONDS;
+  kj::Duration maxBackoff = 2 * kj::SECONDS;
+  kj::Duration connectTimeout = 1 * kj::SECONDS;
+  kj::Duration callTimeout = 5 * kj::SECONDS;
+};
+
+class PeerTransport final : public Transport {
+ public:
+  struct PeerStats {
+    uint64_t sentMessages = 0;      // handed to a deliver call that succeeded
+    uint64_t droppedQueueFull = 0;  // oldest dropped to make room
+    uint64_t droppedOnFailure = 0;  // queued or in flight when a connection failed
+    uint64_t connects = 0;          // hellos accepted
+    uint64_t failures = 0;          // connection attempts or connections that failed
+  };
+
+  // `peers`: raft address ("host:port") of every other member. `log` gets one line per
+  // transition.
+  PeerTransport(kj::Network& network, kj::Timer& timer, uint64_t clusterId, NodeId self,
+                const std::map<NodeId, std::string>& peers, LogFn log,
+                PeerTransportOptions options = {});
+  ~PeerTransport() noexcept override;
+  KJ_DISALLOW_COPY(PeerTransport);
+
+  // Queues the message for msg.to; never blocks. Messages to unknown nodes are dropped.
+  void send(Message&& msg) override;
+
+  // Closes every connection and drops every queued message; send() drops from now on.
+  void stop();
+
+  bool isUp(NodeId peer) const;
+  PeerStats stats(NodeId peer) const;
+  uint64_t droppedUnknownPeer() const { return droppedUnknown_; }
+
+ private:
+  class Peer;
+  friend class Peer;
+
+  kj::Network& network_;
+  kj::Timer& timer_;
+  uint64_t clusterId_;
+  NodeId self_;
+  LogFn log_;
+  PeerTransportOptions options_;
+  bool stopped_ = false;
+  uint64_t droppedUnknown_ = 0;
+  std::map<NodeId, kj::Own<Peer>> peers_;
+};
+
+}  // namespace kvr::net
