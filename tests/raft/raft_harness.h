@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <map>
@@ -55,17 +56,19 @@ class RaftCluster {
     std::vector<Entry> applied;            // committed entries handed out, in order
     std::vector<Snapshot> snapshotsInstalled;
     size_t readies = 0;
+    // Storage: what survives a crash, and the writes handed over but not yet synced.
+    RecoveredState durable;
+    std::vector<Ready> unsynced;  // only the write parts are kept
+    uint32_t restarts = 0;
   };
 
   explicit RaftCluster(size_t n, RaftConfig base = {},
                        std::map<NodeId, RecoveredState> recovered = {}, uint64_t seed = 1)
-      : conf_(votersUpTo(n)) {
+      : base_(base), seed_(seed), conf_(votersUpTo(n)) {
     for (NodeId id = 1; id <= n; ++id) {
-      RaftConfig c = base;
-      c.id = id;
-      RecoveredState r;
-      if (auto it = recovered.find(id); it != recovered.end()) r = it->second;
-      nodes_[id].raft = std::make_unique<Raft>(c, Rng(seed * 1000 + id), conf_, std::move(r));
+      Node& n = nodes_[id];
+      if (auto it = recovered.find(id); it != recovered.end()) n.durable = it->second;
+      start(id);
     }
   }
 
@@ -105,6 +108,39 @@ class RaftCluster {
   void stop(NodeId id) { node(id).stopped = true; }
   void restart(NodeId id) { node(id).stopped = false; }
 
+  // Crash: unsynced writes and unsent messages are lost; the node is down until reboot().
+  void crash(NodeId id) {
+    Node& n = node(id);
+    n.stopped = true;
+    n.unsynced.clear();
+    n.heldTail.reset();
+    n.heldAfterPersist.clear();
+  }
+  // A fresh Raft object from what the node's storage holds.
+  void reboot(NodeId id) {
+    ++node(id).restarts;
+    start(id);
+    node(id).stopped = false;
+  }
+
+  // Takes a local snapshot at the node's applied index, like a host would.
+  void compact(NodeId id, std::string data) {
+    Node& n = node(id);
+    Raft& r = *n.raft;
+    Index at = r.appliedIndex();
+    if (at <= r.snapshotIndex()) return;
+    Snapshot snap;
+    snap.meta.index = at;
+    snap.meta.term = *r.termAt(at);
+    snap.meta.conf = r.conf();
+    snap.data = std::make_shared<const std::string>(std::move(data));
+    r.compacted(snap);
+    auto& log = n.durable.entries;
+    log.erase(log.begin(), std::find_if(log.begin(), log.end(),
+                                        [at](const Entry& e) { return e.index > at; }));
+    n.durable.snapshot = std::move(snap);
+  }
+
   // ---- driving
   // Drains one node's Ready and acts on it like a host with instant storage.
   void pump(NodeId id) {
@@ -116,6 +152,13 @@ class RaftCluster {
     if (rd.snapshot) n.snapshotsInstalled.push_back(*rd.snapshot);
     for (auto& m : rd.messages) post(std::move(m));
     if (!rd.entries.empty()) n.heldTail = rd.entries.back();
+    if (rd.mustPersist()) {
+      Ready w;
+      w.hardState = rd.hardState;
+      w.snapshot = rd.snapshot;
+      w.entries = rd.entries;
+      n.unsynced.push_back(std::move(w));
+    }
     for (auto& m : rd.afterPersist) n.heldAfterPersist.push_back(std::move(m));
     if (!n.holdWrites) persist(id);
     for (auto& r : rd.readStates) n.reads.push_back(r);
@@ -128,6 +171,8 @@ class RaftCluster {
   // Makes everything a node was handed durable and releases what waited for it.
   void persist(NodeId id) {
     Node& n = node(id);
+    for (auto& w : n.unsynced) sync(n.durable, w);
+    n.unsynced.clear();
     if (n.heldTail) {
       n.raft->persisted(n.heldTail->index, n.heldTail->term);
       n.heldTail.reset();
@@ -201,7 +246,7 @@ class RaftCluster {
   }
   // One tick of every live node, then everything settles.
   void tickAllAndSettle(int times = 1) {
-    for (int i = 0; i < times; ++i) {
+    for (int i = 0; i < times && !::testing::Test::HasFatalFailure(); ++i) {
       tickAll();
       settle();
     }
@@ -260,6 +305,25 @@ class RaftCluster {
   }
 
  private:
+  void start(NodeId id) {
+    Node& n = node(id);
+    RaftConfig c = base_;
+    c.id = id;
+    n.raft = std::make_unique<Raft>(c, Rng(seed_ * 1000 + id + 7919 * n.restarts), conf_, n.durable);
+  }
+  static void sync(RecoveredState& d, const Ready& w) {
+    if (w.snapshot) {
+      d.snapshot = *w.snapshot;
+      d.entries.clear();
+    }
+    if (!w.entries.empty()) {
+      Index first = w.entries.front().index;
+      while (!d.entries.empty() && d.entries.back().index >= first) d.entries.pop_back();
+      d.entries.insert(d.entries.end(), w.entries.begin(), w.entries.end());
+    }
+    if (w.hardState) d.hardState = *w.hardState;
+  }
+
   void post(Message m) {
     sent.push_back(m);
     inflight.push_back(std::move(m));
@@ -270,6 +334,8 @@ class RaftCluster {
     return dropIf && dropIf(m);
   }
 
+  RaftConfig base_;
+  uint64_t seed_;
   ConfState conf_;
   std::map<NodeId, Node> nodes_;
 };

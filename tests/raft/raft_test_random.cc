@@ -1,0 +1,252 @@
+// A small randomized nemesis over the bare Raft state machine: message loss, delay,
+// reordering and duplication, partitions, crashes that lose unsynced writes, restarts,
+// compaction and leadership transfers. Checked on every step: one leader per term,
+// committed entries never differ between nodes, every leader holds every committed
+// entry, and a successful read index covers every write completed before the read.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "tests/raft/raft_harness.h"
+
+namespace kvr::test {
+namespace {
+
+struct Safety {
+  std::map<Index, Entry> committed;  // the entry applied at each index, by anyone
+  // The applying node's term when an index was first applied: it was committed in that
+  // term or earlier, so every leader of a later term must hold it.
+  std::map<Index, Term> committedBy;
+  Index maxCommitted = 0;
+  std::map<Term, NodeId> leaderOf;
+  std::map<uint64_t, Index> readFloor;  // read context -> highest completed write at request
+  size_t readsServed = 0;
+  size_t violations = 0;
+
+  void onReady(NodeId id, Term term, const Ready& rd) {
+    for (auto& e : rd.committed) {
+      auto [it, fresh] = committed.emplace(e.index, e);
+      if (fresh) committedBy[e.index] = term;
+      if (!fresh && !(it->second == e)) {
+        ++violations;
+        ADD_FAILURE() << "node " << id << " applied a different entry at " << e.index;
+      }
+      maxCommitted = std::max(maxCommitted, e.index);
+    }
+    for (auto& r : rd.readStates) {
+      if (r.failed) continue;
+      ++readsServed;
+      auto it = readFloor.find(r.context);
+      if (it == readFloor.end()) continue;
+      if (r.index < it->second) {
+        ++violations;
+        ADD_FAILURE() << "node " << id << " read " << r.context << " at index " << r.index
+                      << " but index " << it->second << " completed before it";
+      }
+    }
+  }
+
+  void checkLeaders(RaftCluster& c) {
+    for (NodeId l : c.leaders()) {
+      Raft& r = c[l];
+      auto [it, fresh] = leaderOf.emplace(r.term(), l);
+      if (it->second != l) {
+        ++violations;
+        ADD_FAILURE() << "nodes " << it->second << " and " << l << " both led term " << r.term();
+      }
+      for (auto& [i, t] : committedBy) {
+        if (t >= r.term() || i < r.firstIndex()) continue;
+        const Entry* e = r.entryAt(i);
+        if (e == nullptr || !(*e == committed[i])) {
+          ++violations;
+          ADD_FAILURE() << "leader " << l << " of term " << r.term() << " lacks index " << i
+                        << " committed by term " << t;
+          break;
+        }
+      }
+    }
+  }
+};
+
+// Per-step probabilities of each fault.
+struct Faults {
+  double partition = 0.01;  // re-draw the partition (heal, isolate one, or split)
+  double crash = 0.004;     // crash a node, losing its unsynced writes
+  double reboot = 0.03;     // per crashed node
+  double sync = 0.7;        // per node: storage makes its pending writes durable
+  double compact = 0.02;
+  double transfer = 0.003;
+  double delay = 0.25;      // per message: stays in flight another step
+  double loss = 0.05;
+  double duplicate = 0.03;
+};
+
+void runNemesis(size_t n, uint64_t seed, RaftConfig cfg, int steps, Faults f = {}) {
+  SCOPED_TRACE("seed " + std::to_string(seed) + ", nodes " + std::to_string(n));
+  RaftCluster c(n, cfg, {}, seed);
+  Safety s;
+  c.onReady = [&s, &c](NodeId id, const Ready& rd) { s.onReady(id, c[id].term(), rd); };
+  Rng rng(seed * 7 + 3);
+  for (NodeId id = 1; id <= n; ++id) c.node(id).holdWrites = true;
+  std::set<NodeId> crashed;
+  uint64_t nextRead = 1;
+  int proposals = 0;
+  auto randomNode = [&]() { return NodeId(1 + rng.below(n)); };
+
+  for (int step = 0; step < steps && !::testing::Test::HasFailure(); ++step) {
+    // Faults.
+    if (rng.chance(f.partition)) {
+      c.cut.clear();
+      c.isolated.clear();
+      switch (rng.below(3)) {
+        case 0: break;  // heal
+        case 1: c.isolate(randomNode()); break;
+        case 2: {
+          std::vector<NodeId> a, b;
+          for (NodeId id = 1; id <= n; ++id) (rng.chance(0.5) ? a : b).push_back(id);
+          c.partition(a, b);
+          break;
+        }
+      }
+    }
+    if (rng.chance(f.crash)) {
+      NodeId id = randomNode();
+      if (!crashed.count(id)) {
+        c.crash(id);
+        crashed.insert(id);
+      }
+    }
+    for (NodeId id : std::vector<NodeId>(crashed.begin(), crashed.end())) {
+      if (rng.chance(f.reboot)) {
+        c.reboot(id);
+        crashed.erase(id);
+      }
+    }
+    // Clients and hosts.
+    NodeId who = randomNode();
+    if (!crashed.count(who) && rng.chance(0.3) && c[who].role() == Role::Leader) {
+      c.propose(who, "s" + std::to_string(seed) + "-" + std::to_string(proposals++));
+    }
+    who = randomNode();
+    if (!crashed.count(who) && rng.chance(0.1)) {
+      s.readFloor[nextRead] = s.maxCommitted;
+      c[who].readIndex(nextRead++);
+    }
+    who = randomNode();
+    if (!crashed.count(who) && rng.chance(f.compact)) {
+      c.compact(who, "snapshot of " + std::to_string(c[who].appliedIndex()));
+    }
+    who = randomNode();
+    if (!crashed.count(who) && rng.chance(f.transfer) && c[who].role() == Role::Leader) {
+      c[who].transferLeadership(randomNode());
+    }
+    for (NodeId id = 1; id <= n; ++id) {
+      if (!crashed.count(id) && rng.chance(0.5)) c.tick(id);
+    }
+    // Storage syncs at its own pace; the network delays, reorders, loses, duplicates.
+    c.pumpAll();
+    for (NodeId id = 1; id <= n; ++id) {
+      if (!crashed.count(id) && rng.chance(f.sync)) c.persist(id);
+    }
+    std::deque<Message> keep;
+    std::vector<Message> now;
+    for (auto& m : c.inflight) {
+      if (rng.chance(f.delay)) {
+        keep.push_back(std::move(m));
+      } else {
+        now.push_back(std::move(m));
+      }
+    }
+    c.inflight = std::move(keep);
+    for (size_t i = now.size(); i > 1; --i) std::swap(now[i - 1], now[rng.below(i)]);
+    for (auto& m : now) {
+      if (rng.chance(f.loss)) continue;
+      if (rng.chance(f.duplicate)) c.inflight.push_back(m);
+      c.deliver(std::move(m));
+    }
+    s.checkLeaders(c);
+    if (s.violations && getenv("DUMP")) {
+      fprintf(stderr, "step %d maxCommitted %lu\n", step, s.maxCommitted);
+      for (NodeId id = 1; id <= n; ++id) {
+        Raft& r = c[id];
+        fprintf(stderr, "node %u %s term %lu vote %u commit %lu stable %lu first %lu:", id, roleName(r.role()), r.term(), r.vote(), r.commitIndex(), r.stableIndex(), r.firstIndex());
+        for (Index i = r.firstIndex(); i <= r.lastIndex(); ++i) fprintf(stderr, " %lu", r.entryAt(i)->term);
+        fprintf(stderr, "\n");
+      }
+      fprintf(stderr, "committed terms:");
+      for (auto& [i, e] : s.committed) fprintf(stderr, " %lu", e.term);
+      fprintf(stderr, "\n");
+    }
+  }
+  ASSERT_EQ(s.violations, 0u);
+
+  // Heal everything: the cluster must elect a leader and commit a new write everywhere.
+  c.heal();
+  for (NodeId id : crashed) c.reboot(id);
+  for (NodeId id = 1; id <= n; ++id) c.node(id).holdWrites = false;
+  for (NodeId id = 1; id <= n; ++id) c.persist(id);
+  Index idx = 0;
+  NodeId leader = kNoNode;
+  for (int t = 0; t < 2000 && idx == 0 && !::testing::Test::HasFailure(); ++t) {
+    c.tickAllAndSettle();
+    s.checkLeaders(c);
+    auto ls = c.leaders();
+    if (ls.size() == 1 && c[ls[0]].transferTarget() == kNoNode) {
+      leader = ls[0];
+      if (c.propose(leader, "final", &idx) != ProposeError::None) idx = 0;
+    }
+  }
+  if (getenv("STATS")) {
+    size_t snaps = 0, restarts = 0;
+    for (NodeId id = 1; id <= n; ++id) {
+      snaps += c.node(id).snapshotsInstalled.size();
+      restarts += c.node(id).restarts;
+    }
+    fprintf(stderr, "seed %lu: committed %lu, terms %zu, reads served %zu, snapshots installed %zu, restarts %zu\n",
+            seed, s.maxCommitted, s.leaderOf.size(), s.readsServed, snaps, restarts);
+  }
+  ASSERT_NE(idx, 0u) << "no leader accepted a write after healing";
+  for (int t = 0; t < 50 && !::testing::Test::HasFailure(); ++t) c.tickAllAndSettle();
+  for (NodeId id = 1; id <= n; ++id) {
+    EXPECT_GE(c[id].commitIndex(), idx) << "node " << id;
+  }
+  EXPECT_EQ(s.violations, 0u);
+  EXPECT_GT(s.maxCommitted, 10u) << "the run made too little progress to mean much";
+}
+
+TEST(RaftRandom, ThreeNodesSurviveTheNemesis) {
+  for (uint64_t seed = 1; seed <= 12 && !HasFailure(); ++seed) runNemesis(3, seed, {}, 3000);
+}
+
+TEST(RaftRandom, FiveNodesSurviveTheNemesis) {
+  RaftConfig cfg;
+  cfg.maxInflight = 4;
+  cfg.snapshotChunkBytes = 7;
+  cfg.compactionKeepEntries = 3;
+  for (uint64_t seed = 1; seed <= 8 && !HasFailure(); ++seed) runNemesis(5, seed, cfg, 3000);
+}
+
+TEST(RaftRandom, WithoutPreVoteOrCheckQuorum) {
+  RaftConfig cfg;
+  cfg.preVote = false;
+  cfg.checkQuorum = false;
+  cfg.compactionKeepEntries = 0;
+  for (uint64_t seed = 1; seed <= 8 && !HasFailure(); ++seed) runNemesis(3, seed, cfg, 3000);
+}
+
+Faults crashHeavy() {
+  Faults f;
+  f.partition = 0.03;
+  f.crash = 0.02;
+  f.reboot = 0.05;
+  f.sync = 0.3;
+  return f;
+}
+
+TEST(RaftRandom, FrequentCrashesAndSlowStorage) {
+  for (uint64_t seed = 1; seed <= 10 && !HasFailure(); ++seed) runNemesis(3, seed, {}, 3000, crashHeavy());
+  for (uint64_t seed = 1; seed <= 6 && !HasFailure(); ++seed) runNemesis(5, seed, {}, 3000, crashHeavy());
+}
+
+}  // namespace
+}  // namespace kvr::test
