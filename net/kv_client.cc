@@ -532,7 +532,10 @@ kj::Promise<Result> AsyncKvClient::write(KvCommand command) {
       .then([f = kj::mv(done.fulfiller)](Result r) mutable {
         f->fulfill();
         return r;
-      });
+      })
+      // kj runs a .then() only when its consumer asks for the value; a consumer joining
+      // many promises asks late, and the next write of this session must not wait on it.
+      .eagerlyEvaluate(nullptr);
 }
 
 kj::Promise<Result> AsyncKvClient::read(KvCommand command) {

@@ -1,0 +1,301 @@
+// The client library against fake KvService nodes on loopback, all on one kj event loop:
+// leader discovery through hints and status(), lazy sessions, request ids kept across
+// retries, write ordering per session, deadlines, local checks, disconnects.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include "net/kv_client.h"
+#include "schemas/codec.h"
+#include "schemas/kv.capnp.h"
+
+namespace kvr::client {
+namespace {
+
+// What the whole fake cluster shares: who leads, the data and the sessions.
+struct FakeCluster {
+  NodeId leader = 3;
+  std::map<std::string, std::string> data;
+  std::map<uint64_t, uint64_t> lastRequest;  // session -> last applied request id
+  uint64_t nextSession = 100;
+  int applied = 0;                 // writes applied (not deduplicated replays)
+  int timeoutsToInject = 0;        // answer Timeout after applying, this many times
+  std::vector<KvCommand> received;  // every command any node received
+};
+
+class FakeNode final : public schema::KvService::Server {
+ public:
+  FakeNode(NodeId id, FakeCluster& cluster) : id_(id), cluster_(cluster) {}
+
+  kj::Promise<void> call(CallContext context) override {
+    KvCommand cmd = codec::fromCapnp(context.getParams().getCommand());
+    cluster_.received.push_back(cmd);
+    KvReply reply = handle(cmd, context.getParams().getStale());
+    codec::toCapnp(reply, context.getResults().initReply());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> status(StatusContext context) override {
+    auto s = context.getResults().initStatus();
+    s.setId(id_);
+    s.setRole(cluster_.leader == id_ ? "leader" : "follower");
+    s.setTerm(7);
+    s.setLeader(cluster_.leader);
+    return kj::READY_NOW;
+  }
+
+ private:
+  KvReply handle(const KvCommand& cmd, bool stale) {
+    KvReply r;
+    r.leaderHint = cluster_.leader;
+    if (cluster_.leader != id_ && !(stale && !cmd.isWrite())) {
+      r.status = Status::NotLeader;
+      return r;
+    }
+    switch (cmd.op) {
+      case OpType::OpenSession:
+        r.clientId = cluster_.nextSession++;
+        cluster_.lastRequest[r.clientId] = 0;
+        return r;
+      case OpType::Get: {
+        auto it = cluster_.data.find(cmd.key);
+        if (it == cluster_.data.end()) {
+          r.status = Status::NotFound;
+        } else {
+          r.value = it->second;
+        }
+        return r;
+      }
+      case OpType::Put: {
+        auto s = cluster_.lastRequest.find(cmd.clientId);
+        if (s == cluster_.lastRequest.end()) {
+          r.status = Status::SessionExpired;
+          return r;
+        }
+        if (cmd.requestId > s->second) {
+          s->second = cmd.requestId;
+          cluster_.data[cmd.key] = cmd.value;
+          ++cluster_.applied;
+        } else if (cmd.requestId < s->second) {
+          r.status = Status::StaleRequest;
+          return r;
+        }
+        if (cluster_.timeoutsToInject > 0) {
+          --cluster_.timeoutsToInject;
+          r.status = Status::Timeout;  // applied, but the client is not told so
+        }
+        return r;
+      }
+      default:
+        r.status = Status::Invalid;
+        return r;
+    }
+  }
+
+  NodeId id_;
+  FakeCluster& cluster_;
+};
+
+// Everything on the kj loop; kj destructors may throw, which gtest fixtures may not.
+struct Loop {
+  struct Ignore : kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}
+  };
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  kj::Vector<kj::Own<capnp::TwoPartyServer>> servers;
+  Ignore ignore;
+  kj::TaskSet serving{ignore};
+};
+
+class ClientTest : public testing::Test {
+ protected:
+  ClientTest() : loop_(std::make_unique<Loop>()), io_(loop_->io) {}
+
+  // Starts nodes 1..n; returns their endpoints.
+  std::vector<std::string> start(int n) {
+    std::vector<std::string> endpoints;
+    for (int id = 1; id <= n; ++id) {
+      auto listener = io_.provider->getNetwork()
+                          .parseAddress("127.0.0.1", 0)
+                          .wait(io_.waitScope)
+                          ->listen();
+      endpoints.push_back("127.0.0.1:" + std::to_string(listener->getPort()));
+      auto server = kj::heap<capnp::TwoPartyServer>(kj::heap<FakeNode>(NodeId(id), cluster_));
+      loop_->serving.add(server->listen(*listener).attach(kj::mv(listener)));
+      loop_->servers.add(kj::mv(server));
+    }
+    return endpoints;
+  }
+
+  template <typename T>
+  T wait(kj::Promise<T>&& p) {
+    return p.wait(io_.waitScope);
+  }
+
+  FakeCluster cluster_;
+  std::unique_ptr<Loop> loop_;
+  kj::AsyncIoContext& io_;
+};
+
+TEST_F(ClientTest, WriteThroughFollowerFollowsHintAndOpensOneSession) {
+  auto endpoints = start(3);
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, {});
+  AsyncKvClient c(ch);
+  Result r = wait(c.put("k", "v1"));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.clientId, 100u);
+  EXPECT_EQ(r.requestId, 1u);
+  r = wait(c.put("k", "v2"));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.requestId, 2u);
+  r = wait(c.get("k"));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.value, "v2");
+  EXPECT_EQ(cluster_.nextSession, 101u) << "exactly one session opened";
+  EXPECT_EQ(wait(c.get("absent")).outcome, Outcome::NotFound);
+}
+
+TEST_F(ClientTest, RetryAfterTimeoutKeepsRequestIdAndAppliesOnce) {
+  auto endpoints = start(3);
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, {});
+  AsyncKvClient c(ch);
+  ASSERT_TRUE(wait(c.openSession()).ok());
+  cluster_.received.clear();
+  cluster_.timeoutsToInject = 3;
+  Result r = wait(c.put("k", "v"));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(cluster_.applied, 1);
+  EXPECT_GE(r.attempts, 4u);
+  size_t puts = 0;
+  for (auto& cmd : cluster_.received) {
+    if (cmd.op != OpType::Put) continue;
+    ++puts;
+    EXPECT_EQ(cmd.requestId, 1u);
+    EXPECT_EQ(cmd.clientId, 100u);
+  }
+  EXPECT_EQ(puts, 4u);
+}
+
+TEST_F(ClientTest, ConcurrentWritesOfOneSessionGoInOrder) {
+  auto endpoints = start(3);
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, {});
+  AsyncKvClient a(ch), b(ch);
+  constexpr int kN = 20;
+  auto all = kj::heapArrayBuilder<kj::Promise<Result>>(2 * kN);
+  for (int i = 0; i < kN; ++i) {
+    all.add(a.put("a", std::to_string(i)));
+    all.add(b.put("b", std::to_string(i)));
+  }
+  auto results = wait(kj::joinPromises(all.finish()));
+  for (auto& r : results) ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(cluster_.data["a"], "19");
+  EXPECT_EQ(cluster_.data["b"], "19");
+  EXPECT_EQ(cluster_.applied, 40);
+  std::map<uint64_t, uint64_t> last;
+  for (auto& cmd : cluster_.received) {
+    if (cmd.op != OpType::Put) continue;
+    EXPECT_GT(cmd.requestId, last[cmd.clientId]) << "request ids must reach the leader in order";
+    last[cmd.clientId] = cmd.requestId;
+  }
+  EXPECT_EQ(last.size(), 2u);
+}
+
+TEST_F(ClientTest, NoLeaderEndsWithAReadableErrorAtTheDeadline) {
+  auto endpoints = start(3);
+  cluster_.leader = kNoNode;
+  Options o;
+  o.timeoutMs = 300;
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, o);
+  AsyncKvClient c(ch);
+  auto before = io_.provider->getTimer().now();
+  Result r = wait(c.get("k"));
+  auto took = io_.provider->getTimer().now() - before;
+  EXPECT_EQ(r.outcome, Outcome::Error);
+  EXPECT_NE(r.error.find("not_leader"), std::string::npos) << r.error;
+  EXPECT_LT(took, 2 * kj::SECONDS);
+  EXPECT_GE(took, 250 * kj::MILLISECONDS);
+}
+
+TEST_F(ClientTest, StaleReadServedByTheFirstEndpoint) {
+  auto endpoints = start(3);
+  cluster_.data["k"] = "v";
+  Options o;
+  o.stale = true;
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, o);
+  AsyncKvClient c(ch);
+  cluster_.leader = kNoNode;
+  Result r = wait(c.get("k"));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.value, "v");
+}
+
+TEST_F(ClientTest, DeadEndpointIsSkipped) {
+  auto endpoints = start(3);
+  // A port nobody listens on, first in the list.
+  auto dead = io_.provider->getNetwork().parseAddress("127.0.0.1", 0).wait(io_.waitScope)->listen();
+  std::string deadEndpoint = "127.0.0.1:" + std::to_string(dead->getPort());
+  dead = nullptr;
+  endpoints.insert(endpoints.begin(), deadEndpoint);
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, {});
+  AsyncKvClient c(ch);
+  Result r = wait(c.put("k", "v"));
+  ASSERT_TRUE(r.ok()) << r.error;
+  auto st = wait(ch.statusAll());
+  ASSERT_EQ(st.size(), 4u);
+  EXPECT_FALSE(st[0].reachable);
+  EXPECT_FALSE(st[0].error.empty());
+  EXPECT_EQ(st[3].role, "leader");
+  Health h = wait(ch.health());
+  EXPECT_FALSE(h.healthy);
+  EXPECT_EQ(h.leader, 3u);
+}
+
+TEST_F(ClientTest, LocalCheckRejectsWithoutARoundTrip) {
+  auto endpoints = start(1);
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, {});
+  AsyncKvClient c(ch);
+  Result r = wait(c.put("", "v"));
+  EXPECT_EQ(r.outcome, Outcome::Error);
+  EXPECT_EQ(r.status, Status::Invalid);
+  r = wait(c.put(std::string(5000, 'k'), "v"));
+  EXPECT_EQ(r.status, Status::TooLarge);
+  EXPECT_NE(r.error.find("key"), std::string::npos) << r.error;
+  EXPECT_TRUE(cluster_.received.empty());
+}
+
+TEST_F(ClientTest, ExplicitSessionAndRequestIdAreUsed) {
+  auto endpoints = start(3);
+  cluster_.lastRequest[55] = 4;
+  Options o;
+  o.clientId = 55;
+  o.firstRequestId = 5;
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, o);
+  AsyncKvClient c(ch);
+  ASSERT_TRUE(wait(c.put("k", "v1")).ok());
+  ASSERT_TRUE(wait(c.put("k", "v2")).ok());
+  AsyncKvClient retry(ch);  // same (55, 5) again: a stale retry
+  Result r = wait(retry.put("k", "v1"));
+  EXPECT_EQ(r.outcome, Outcome::Error);
+  EXPECT_EQ(r.status, Status::StaleRequest);
+  EXPECT_EQ(cluster_.data["k"], "v2");
+  EXPECT_EQ(cluster_.nextSession, 100u) << "no session opened";
+}
+
+TEST(EndpointList, ParsesAndRejects) {
+  auto v = parseEndpointList("127.0.0.1:1,localhost:7002");
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[1], "localhost:7002");
+  EXPECT_ANY_THROW(parseEndpointList(""));
+  EXPECT_ANY_THROW(parseEndpointList("127.0.0.1"));
+  EXPECT_ANY_THROW(parseEndpointList("a:1,,b:2"));
+  EXPECT_ANY_THROW(parseEndpointList("a:x"));
+}
+
+}  // namespace
+}  // namespace kvr::client
