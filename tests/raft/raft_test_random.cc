@@ -3,9 +3,13 @@
 // compaction and leadership transfers. Checked on every step: one leader per term,
 // committed entries never differ between nodes, every leader holds every committed
 // entry, and a successful read index covers every write completed before the read.
+// Debug aids: RAFT_NEMESIS_DUMP=1 prints every node's log at the first violation,
+// RAFT_NEMESIS_STATS=1 prints what each run exercised.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "tests/raft/raft_harness.h"
 
@@ -67,6 +71,17 @@ struct Safety {
     }
   }
 };
+
+void dumpCluster(RaftCluster& c, const Safety& s, int step) {
+  fprintf(stderr, "step %d, highest committed %lu\n", step, s.maxCommitted);
+  for (NodeId id = 1; id <= c.size(); ++id) {
+    Raft& r = c[id];
+    fprintf(stderr, "node %u %s term %lu vote %u commit %lu stable %lu first %lu, terms:", id,
+            roleName(r.role()), r.term(), r.vote(), r.commitIndex(), r.stableIndex(), r.firstIndex());
+    for (Index i = r.firstIndex(); i <= r.lastIndex(); ++i) fprintf(stderr, " %lu", r.entryAt(i)->term);
+    fprintf(stderr, "\n");
+  }
+}
 
 // Per-step probabilities of each fault.
 struct Faults {
@@ -165,18 +180,7 @@ void runNemesis(size_t n, uint64_t seed, RaftConfig cfg, int steps, Faults f = {
       c.deliver(std::move(m));
     }
     s.checkLeaders(c);
-    if (s.violations && getenv("DUMP")) {
-      fprintf(stderr, "step %d maxCommitted %lu\n", step, s.maxCommitted);
-      for (NodeId id = 1; id <= n; ++id) {
-        Raft& r = c[id];
-        fprintf(stderr, "node %u %s term %lu vote %u commit %lu stable %lu first %lu:", id, roleName(r.role()), r.term(), r.vote(), r.commitIndex(), r.stableIndex(), r.firstIndex());
-        for (Index i = r.firstIndex(); i <= r.lastIndex(); ++i) fprintf(stderr, " %lu", r.entryAt(i)->term);
-        fprintf(stderr, "\n");
-      }
-      fprintf(stderr, "committed terms:");
-      for (auto& [i, e] : s.committed) fprintf(stderr, " %lu", e.term);
-      fprintf(stderr, "\n");
-    }
+    if (s.violations && getenv("RAFT_NEMESIS_DUMP")) dumpCluster(c, s, step);
   }
   ASSERT_EQ(s.violations, 0u);
 
@@ -196,7 +200,7 @@ void runNemesis(size_t n, uint64_t seed, RaftConfig cfg, int steps, Faults f = {
       if (c.propose(leader, "final", &idx) != ProposeError::None) idx = 0;
     }
   }
-  if (getenv("STATS")) {
+  if (getenv("RAFT_NEMESIS_STATS")) {
     size_t snaps = 0, restarts = 0;
     for (NodeId id = 1; id <= n; ++id) {
       snaps += c.node(id).snapshotsInstalled.size();
