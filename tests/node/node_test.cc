@@ -1,0 +1,281 @@
+// Whole nodes in one process on one loop: a three-node cluster on loopback elects a
+// leader, serves KvService calls, redirects at followers, and fails over when the leader
+// stops. Also the config helpers and the client-facing error sentences.
+#include <gtest/gtest.h>
+
+#include <capnp/rpc-twoparty.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "net/kv_service.h"
+#include "net/node.h"
+#include "net/node_config.h"
+#include "schemas/codec.h"
+#include "tests/net/uv_loop_fixture.h"
+#include "tests/node/node_test_util.h"
+
+namespace kvr::net {
+namespace {
+
+using NodeTest = testing::UvLoopTest;
+
+// Free loopback ports: bind to 0, note the port, close.
+std::vector<uint> freePorts(UvAsyncIo& io, size_t n) {
+  std::vector<kj::Own<kj::ConnectionReceiver>> held;
+  std::vector<uint> ports;
+  for (size_t i = 0; i < n; ++i) {
+    held.push_back(io.network().parseAddress("127.0.0.1", 0).wait(io.waitScope())->listen());
+    ports.push_back(held.back()->getPort());
+  }
+  return ports;
+}
+
+struct Cluster {
+  Cluster(UvAsyncIo& io, size_t n) : io(io) {
+    auto ports = freePorts(io, 2 * n);
+    std::map<NodeId, std::string> members;
+    for (size_t i = 0; i < n; ++i) {
+      members[NodeId(i + 1)] = "127.0.0.1:" + std::to_string(ports[n + i]);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      dirs.push_back(std::make_unique<testing::TempDir>());
+      NodeConfig c;
+      c.id = NodeId(i + 1);
+      c.dataDir = dirs.back()->path() + "/data";
+      c.clientAddr = "127.0.0.1:" + std::to_string(ports[i]);
+      c.raftAddr = members[c.id];
+      c.members = members;
+      configs.push_back(c);
+    }
+    for (size_t i = 0; i < n; ++i) startNode(i);
+  }
+
+  ~Cluster() {
+    for (auto& node : nodes) {
+      if (node.get() != nullptr) node->shutdown().wait(io.waitScope());
+    }
+  }
+
+  void startNode(size_t i) {
+    if (nodes.size() <= i) nodes.resize(i + 1);
+    nodes[i] = kj::heap<Node>(
+        io, configs[i], [this](const std::string& line) { fatal.push_back(line); },
+        [this](const std::string& line) { log.push_back(line); });
+    nodes[i]->start().wait(io.waitScope());
+  }
+
+  void stopNode(size_t i) {
+    nodes[i]->shutdown().wait(io.waitScope());
+    nodes[i] = nullptr;
+  }
+
+  // The one live leader, or 0 if there is none (or more than one).
+  NodeId leader() {
+    NodeId found = kNoNode;
+    for (auto& node : nodes) {
+      if (node.get() == nullptr || node->replica().status().role != Role::Leader) continue;
+      if (found != kNoNode) return kNoNode;
+      found = node->config().id;
+    }
+    return found;
+  }
+
+  UvAsyncIo& io;
+  std::vector<std::unique_ptr<testing::TempDir>> dirs;
+  std::vector<NodeConfig> configs;
+  std::vector<kj::Own<Node>> nodes;
+  std::vector<std::string> log;
+  std::vector<std::string> fatal;
+};
+
+struct Client {
+  Client(UvAsyncIo& io, uint port)
+      : io(io),
+        stream(io.network().parseAddress("127.0.0.1", port).wait(io.waitScope())->connect().wait(
+            io.waitScope())),
+        rpc(*stream),
+        kv(rpc.bootstrap().castAs<schema::KvService>()) {}
+
+  std::pair<KvReply, std::string> call(const KvCommand& cmd, bool stale = false) {
+    auto req = kv.callRequest();
+    codec::toCapnp(cmd, req.initCommand());
+    req.setStale(stale);
+    auto resp = req.send().wait(io.waitScope());
+    return {codec::fromCapnp(resp.getReply()), std::string(resp.getReply().getError())};
+  }
+
+  UvAsyncIo& io;
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyClient rpc;
+  schema::KvService::Client kv;
+};
+
+KvCommand openSession() {
+  KvCommand c;
+  c.op = OpType::OpenSession;
+  return c;
+}
+
+KvCommand put(uint64_t client, uint64_t request, std::string key, std::string value) {
+  KvCommand c;
+  c.op = OpType::Put;
+  c.clientId = client;
+  c.requestId = request;
+  c.key = std::move(key);
+  c.value = std::move(value);
+  return c;
+}
+
+KvCommand get(std::string key) {
+  KvCommand c;
+  c.op = OpType::Get;
+  c.key = std::move(key);
+  return c;
+}
+
+size_t countContaining(const std::vector<std::string>& lines, const std::string& what) {
+  size_t n = 0;
+  for (const auto& l : lines) n += l.find(what) != std::string::npos;
+  return n;
+}
+
+TEST_F(NodeTest, ThreeNodesElectServeRedirectAndFailOver) {
+  UvAsyncIo io(loop());
+  Cluster cluster(io, 3);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return cluster.leader() != kNoNode; }));
+  NodeId leader = cluster.leader();
+  EXPECT_GE(countContaining(cluster.log, ": became leader"), 1u);
+  EXPECT_GE(countContaining(cluster.log, "peer "), 6u);  // "peer N up" on every link
+
+  Client atLeader(io, cluster.nodes[leader - 1]->clientPort());
+  auto [session, sessionError] = atLeader.call(openSession());
+  ASSERT_EQ(session.status, Status::Ok) << sessionError;
+  auto [written, writeError] = atLeader.call(put(session.clientId, 1, "k", "v1"));
+  ASSERT_EQ(written.status, Status::Ok) << writeError;
+  EXPECT_TRUE(writeError.empty());
+  auto [read, readError] = atLeader.call(get("k"));
+  ASSERT_EQ(read.status, Status::Ok) << readError;
+  EXPECT_EQ(read.value, "v1");
+
+  // A follower redirects linearizable work, with a sentence naming the leader.
+  NodeId follower = leader % 3 + 1;
+  Client atFollower(io, cluster.nodes[follower - 1]->clientPort());
+  auto [redirect, redirectError] = atFollower.call(put(session.clientId, 2, "k", "v2"));
+  EXPECT_EQ(redirect.status, Status::NotLeader);
+  EXPECT_EQ(redirect.leaderHint, leader);
+  EXPECT_EQ(redirectError, "not the leader; try node " + std::to_string(leader));
+  // Oversized keys are answered with the validator's reason.
+  auto [big, bigError] = atFollower.call(get(std::string(limits::kMaxKeyBytes + 1, 'x')));
+  EXPECT_EQ(big.status, Status::TooLarge);
+  EXPECT_NE(bigError.find("key"), std::string::npos) << bigError;
+  // A stale read at a follower answers from its state once it has applied the write.
+  ASSERT_TRUE(testing::waitUntil(io, [&]() {
+    return atFollower.call(get("k"), /*stale=*/true).first.value == "v1";
+  }));
+
+  // Stop the leader: another node takes over and the data is still there.
+  cluster.stopNode(leader - 1);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() {
+    NodeId l = cluster.leader();
+    return l != kNoNode && l != leader;
+  }));
+  NodeId next = cluster.leader();
+  Client atNext(io, cluster.nodes[next - 1]->clientPort());
+  auto [after, afterError] = atNext.call(get("k"));
+  ASSERT_EQ(after.status, Status::Ok) << afterError;
+  EXPECT_EQ(after.value, "v1");
+  auto [again, againError] = atNext.call(put(session.clientId, 2, "k", "v2"));
+  EXPECT_EQ(again.status, Status::Ok) << againError;
+  EXPECT_GE(countContaining(cluster.log, "peer " + std::to_string(leader) + " down"), 2u);
+  EXPECT_TRUE(cluster.fatal.empty());
+}
+
+TEST_F(NodeTest, RestartKeepsDataAndRefusesAnotherIdentity) {
+  UvAsyncIo io(loop());
+  Cluster cluster(io, 1);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return cluster.leader() == 1; }));
+  {
+    Client c(io, cluster.nodes[0]->clientPort());
+    auto session = c.call(openSession()).first;
+    ASSERT_EQ(c.call(put(session.clientId, 1, "a", "1")).first.status, Status::Ok);
+  }
+  cluster.stopNode(0);
+  cluster.startNode(0);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return cluster.leader() == 1; }));
+  {
+    Client c(io, cluster.nodes[0]->clientPort());
+    EXPECT_EQ(c.call(get("a")).first.value, "1");
+  }
+
+  NodeConfig other = cluster.configs[0];
+  other.clusterId = 12345;
+  other.clientAddr = "127.0.0.1:0";
+  other.raftAddr = "127.0.0.1:0";
+  Node impostor(io, other, [](const std::string&) {}, [](const std::string&) {});
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { impostor.start().wait(io.waitScope()); })) {
+    EXPECT_NE(std::string(e->getDescription().cStr()).find("belongs to cluster"),
+              std::string::npos)
+        << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "a node started on another cluster's data dir";
+  }
+}
+
+TEST(NodeConfigTest, ParsesMembersAndDerivesOneClusterIdForAll) {
+  std::map<NodeId, std::string> members;
+  std::string error;
+  ASSERT_TRUE(parseMembers("2=127.0.0.1:7102,1=127.0.0.1:7101,3=[::1]:7103", &members, &error))
+      << error;
+  EXPECT_EQ(members.size(), 3u);
+  EXPECT_EQ(members[3], "[::1]:7103");
+  std::map<NodeId, std::string> same;
+  ASSERT_TRUE(parseMembers("1=127.0.0.1:7101,3=[::1]:7103,2=127.0.0.1:7102", &same, &error));
+  EXPECT_EQ(defaultClusterId(members), defaultClusterId(same));
+  same[3] = "[::1]:7104";
+  EXPECT_NE(defaultClusterId(members), defaultClusterId(same));
+
+  EXPECT_FALSE(parseMembers("1=a:1,1=b:2", &members, &error));
+  EXPECT_NE(error.find("twice"), std::string::npos);
+  EXPECT_FALSE(parseMembers("8=a:1", &members, &error));
+  EXPECT_FALSE(parseMembers("1=nohost", &members, &error));
+  EXPECT_FALSE(parseMembers("", &members, &error));
+}
+
+TEST(NodeConfigTest, ConvertsMillisecondsToTicksAndChecksThem) {
+  NodeConfig c;
+  c.clientAddr = "127.0.0.1:7001";
+  c.raftAddr = "127.0.0.1:7101";
+  c.members = {{1, c.raftAddr}};
+  EXPECT_EQ(checkConfig(c), "");
+  ReplicaConfig rc = replicaConfig(c);
+  EXPECT_EQ(rc.raft.electionTicks, 15u);
+  EXPECT_EQ(rc.raft.heartbeatTicks, 3u);
+  EXPECT_EQ(rc.requestTimeoutTicks, 200u);
+  EXPECT_EQ(rc.initialConf.voters, std::vector<NodeId>{1});
+  c.heartbeatMs = 150;
+  EXPECT_NE(checkConfig(c), "");
+  c.heartbeatMs = 30;
+  c.id = 2;
+  EXPECT_NE(checkConfig(c).find("not in the cluster"), std::string::npos);
+}
+
+TEST(KvServiceTest, EveryNonOkStatusHasASentence) {
+  for (uint8_t s = 0; s <= static_cast<uint8_t>(Status::TransferInProgress); ++s) {
+    KvReply r;
+    r.status = static_cast<Status>(s);
+    EXPECT_EQ(explainStatus(r).empty(), r.status == Status::Ok) << int(s);
+  }
+  KvReply r;
+  r.status = Status::NotLeader;
+  r.leaderHint = 2;
+  EXPECT_EQ(explainStatus(r), "not the leader; try node 2");
+  r.status = Status::Timeout;
+  EXPECT_NE(explainStatus(r).find("retry with the same request id"), std::string::npos);
+  r.status = Status::TooLarge;
+  EXPECT_EQ(explainStatus(r, "key is 5000 bytes"), "key is 5000 bytes");
+}
+
+}  // namespace
+}  // namespace kvr::net
