@@ -33,7 +33,7 @@ std::vector<uint> freePorts(UvAsyncIo& io, size_t n) {
 }
 
 struct Cluster {
-  Cluster(UvAsyncIo& io, size_t n) : io(io) {
+  Cluster(UvAsyncIo& io, size_t n, uint64_t snapshotEntries = 10'000) : io(io) {
     auto ports = freePorts(io, 2 * n);
     std::map<NodeId, std::string> members;
     for (size_t i = 0; i < n; ++i) {
@@ -47,6 +47,7 @@ struct Cluster {
       c.clientAddr = "127.0.0.1:" + std::to_string(ports[i]);
       c.raftAddr = members[c.id];
       c.members = members;
+      c.snapshotEntries = snapshotEntries;
       configs.push_back(c);
     }
     for (size_t i = 0; i < n; ++i) startNode(i);
@@ -194,19 +195,24 @@ TEST_F(NodeTest, ThreeNodesElectServeRedirectAndFailOver) {
 
 TEST_F(NodeTest, RestartKeepsDataAndRefusesAnotherIdentity) {
   UvAsyncIo io(loop());
-  Cluster cluster(io, 1);
+  Cluster cluster(io, 1, /*snapshotEntries=*/5);
   ASSERT_TRUE(testing::waitUntil(io, [&]() { return cluster.leader() == 1; }));
   {
     Client c(io, cluster.nodes[0]->clientPort());
     auto session = c.call(openSession()).first;
-    ASSERT_EQ(c.call(put(session.clientId, 1, "a", "1")).first.status, Status::Ok);
+    for (uint64_t r = 1; r <= 12; ++r) {
+      ASSERT_EQ(c.call(put(session.clientId, r, "a", std::to_string(r))).first.status,
+                Status::Ok);
+    }
   }
+  ASSERT_TRUE(testing::waitUntil(
+      io, [&]() { return countContaining(cluster.log, "took a snapshot at index") >= 1; }));
   cluster.stopNode(0);
   cluster.startNode(0);
   ASSERT_TRUE(testing::waitUntil(io, [&]() { return cluster.leader() == 1; }));
   {
     Client c(io, cluster.nodes[0]->clientPort());
-    EXPECT_EQ(c.call(get("a")).first.value, "1");
+    EXPECT_EQ(c.call(get("a")).first.value, "12");
   }
 
   NodeConfig other = cluster.configs[0];
