@@ -250,6 +250,10 @@ Faults crashHeavy() {
 TEST(RaftRandom, FrequentCrashesAndSlowStorage) {
   for (uint64_t seed = 1; seed <= 10 && !HasFailure(); ++seed) runNemesis(3, seed, {}, 3000, crashHeavy());
   for (uint64_t seed = 1; seed <= 6 && !HasFailure(); ++seed) runNemesis(5, seed, {}, 3000, crashHeavy());
+  RaftConfig noPreVote;  // more competing candidates, so lost votes matter
+  noPreVote.preVote = false;
+  noPreVote.checkQuorum = false;
+  for (uint64_t seed = 1; seed <= 10 && !HasFailure(); ++seed) runNemesis(3, seed, noPreVote, 3000, crashHeavy());
 }
 
 }  // namespace
