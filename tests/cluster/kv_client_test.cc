@@ -10,6 +10,7 @@
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
+#include <kj/vector.h>
 
 #include "net/kv_client.h"
 #include "schemas/codec.h"

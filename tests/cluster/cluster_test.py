@@ -1,0 +1,586 @@
+#!/usr/bin/env python3
+"""Multi-process cluster tests: real kvnode processes on loopback, driven with kvctl and
+loadgen. One scenario per invocation (meson registers each as its own test):
+
+    cluster_test.py --kvnode PATH --kvctl PATH --loadgen PATH SCENARIO
+
+Every node runs in a fresh temp dir on ports the kernel reports free at run time; every
+process started here is killed when the scenario ends, passed or failed. Node logs are
+printed when a scenario fails (and kept with --keep)."""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ARGS = None
+FAILOVER_LIMIT_S = 3.0
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(cond, message):
+    if not cond:
+        raise TestFailure(message)
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_ports(n):
+    """n distinct ports that were free a moment ago (bound to port 0, then released)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_until(what, predicate, timeout_s, interval_s=0.05):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TestFailure(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+class Cluster:
+    """A cluster of kvnode processes in one temp dir."""
+
+    def __init__(self, root, size=3, node_flags=()):
+        self.root = root
+        self.size = size
+        self.node_flags = list(node_flags)
+        self.procs = {}      # node id -> Popen
+        self.logs = {}       # node id -> log path
+        self.others = []     # extra processes (loadgen, strangers) to clean up
+        self.pick_ports()
+
+    def pick_ports(self):
+        ports = free_ports(2 * self.size)
+        self.client_ports = {i + 1: ports[i] for i in range(self.size)}
+        self.raft_ports = {i + 1: ports[self.size + i] for i in range(self.size)}
+
+    def cluster_flag(self):
+        return ",".join(f"{i}=127.0.0.1:{self.raft_ports[i]}" for i in sorted(self.raft_ports))
+
+    def endpoint(self, i):
+        return f"127.0.0.1:{self.client_ports[i]}"
+
+    def endpoints(self, first=None):
+        ids = sorted(self.client_ports)
+        if first is not None:
+            ids.remove(first)
+            ids.insert(0, first)
+        return ",".join(self.endpoint(i) for i in ids)
+
+    def data_dir(self, i):
+        return os.path.join(self.root, f"node{i}")
+
+    def node_command(self, i, extra=()):
+        return [ARGS.kvnode, "--id", str(i), "--data-dir", self.data_dir(i),
+                "--client-addr", self.endpoint(i),
+                "--raft-addr", f"127.0.0.1:{self.raft_ports[i]}",
+                "--cluster", self.cluster_flag()] + self.node_flags + list(extra)
+
+    def start_node(self, i, extra=()):
+        check(i not in self.procs or self.procs[i].poll() is not None, f"node {i} is running")
+        self.logs[i] = os.path.join(self.root, f"node{i}.log")
+        with open(self.logs[i], "a") as out:
+            out.write(f"---- start {time.strftime('%H:%M:%S')}\n")
+            out.flush()
+            self.procs[i] = subprocess.Popen(self.node_command(i, extra), stdout=out,
+                                             stderr=subprocess.STDOUT,
+                                             start_new_session=True)
+
+    def start(self, attempts=3):
+        """Starts every node; if a port was taken meanwhile, picks new ports and retries."""
+        for attempt in range(attempts):
+            for i in range(1, self.size + 1):
+                self.start_node(i)
+            time.sleep(0.3)
+            dead = [i for i, p in self.procs.items() if p.poll() is not None]
+            if not dead:
+                return
+            in_use = any("in use" in self.read_log(i) for i in dead)
+            self.kill_all()
+            if not in_use or attempt + 1 == attempts:
+                raise TestFailure(f"nodes {dead} exited at start:\n" +
+                                  "\n".join(self.read_log(i) for i in dead))
+            log(f"ports in use, retrying with new ones")
+            for i in range(1, self.size + 1):
+                shutil.rmtree(self.data_dir(i), ignore_errors=True)
+            self.pick_ports()
+
+    def read_log(self, i):
+        try:
+            with open(self.logs[i], errors="replace") as f:
+                return f.read()
+        except (OSError, KeyError):
+            return ""
+
+    def kill9(self, i):
+        p = self.procs[i]
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+
+    def terminate(self, i, timeout_s=10):
+        p = self.procs[i]
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return p.returncode
+
+    def kill_all(self):
+        for p in list(self.procs.values()) + self.others:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except OSError:
+                    p.kill()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def alive(self, i):
+        return self.procs[i].poll() is None
+
+    # ---- kvctl ----
+
+    def kvctl(self, *args, endpoints=None, timeout_ms=5000, stdin=None):
+        cmd = [ARGS.kvctl, "--endpoints", endpoints or self.endpoints(),
+               "--timeout", str(timeout_ms)] + list(args)
+        r = subprocess.run(cmd, input=stdin, capture_output=True,
+                           timeout=timeout_ms / 1000 + 30)
+        return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+
+    def kvctl_ok(self, *args, **kw):
+        rc, out, err = self.kvctl(*args, **kw)
+        check(rc == 0, f"kvctl {' '.join(args)} exited {rc}: {err.strip()}")
+        return out
+
+    def status(self, endpoints=None):
+        rc, out, err = self.kvctl("--json", "status", endpoints=endpoints, timeout_ms=1000)
+        try:
+            return json.loads(out)
+        except ValueError:
+            return []
+
+    def leader(self):
+        """The id of the node that reports itself leader with the highest term, or None."""
+        best = None
+        for s in self.status():
+            if s.get("role") == "leader" and (best is None or s["term"] > best["term"]):
+                best = s
+        return best["id"] if best else None
+
+    def wait_healthy(self, timeout_s=15, endpoints=None):
+        def healthy():
+            rc, _, _ = self.kvctl("health", endpoints=endpoints, timeout_ms=1000)
+            return rc == 0
+        wait_until("a healthy cluster (a leader, every endpoint answering)", healthy, timeout_s)
+        return self.leader()
+
+    def stale_get(self, i, key):
+        rc, out, _ = self.kvctl("--stale", "get", key, endpoints=self.endpoint(i),
+                                timeout_ms=1000)
+        return out.rstrip("\n") if rc == 0 else None
+
+    # ---- load ----
+
+    def start_load(self, out_path, stop_file, clients=8, extra=()):
+        cmd = [ARGS.loadgen, "write", "--endpoints", self.endpoints(), "--out", out_path,
+               "--clients", str(clients), "--channels", "2", "--stop-file", stop_file,
+               "--timeout", "15000"] + list(extra)
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        self.others.append(p)
+        return p
+
+    def stop_load(self, p, stop_file, timeout_s=30):
+        open(stop_file, "w").close()
+        try:
+            out, _ = p.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+            raise TestFailure("loadgen did not stop within 30 s")
+        text = out.decode(errors="replace").strip()
+        log(text)
+        check(p.returncode == 0, f"loadgen exited {p.returncode}: {text}")
+
+    def verify(self, ack_path, timeout_s=120):
+        r = subprocess.run([ARGS.loadgen, "verify", "--endpoints", self.endpoints(),
+                            "--in", ack_path], capture_output=True, timeout=timeout_s)
+        text = (r.stdout + r.stderr).decode(errors="replace").strip()
+        log(text)
+        check(r.returncode == 0, f"acknowledged writes lost:\n{text}")
+
+
+def read_acks(path):
+    acks, errs = [], []
+    with open(path) as f:
+        for line in f:
+            parts = line.split(" ", 5)
+            if len(parts) < 5:
+                continue
+            entry = (float(parts[1]) / 1000, float(parts[2]) / 1000, parts[3], parts[4].strip())
+            (acks if parts[0] == "ack" else errs).append(entry)
+    return acks, errs
+
+
+def count_acks(path):
+    try:
+        return len(read_acks(path)[0])
+    except OSError:
+        return 0
+
+
+# ---------------------------------------------------------------- scenarios
+
+def scenario_replication(c):
+    """Writes through every node (followers too) succeed; every node serves them."""
+    c.start()
+    leader = c.wait_healthy()
+    log(f"leader is node {leader}")
+    for i in range(1, c.size + 1):
+        # This node first: a follower answers NotLeader and the client follows its hint.
+        c.kvctl_ok("put", f"key{i}", f"value{i}", endpoints=c.endpoints(first=i))
+    for i in range(1, c.size + 1):
+        for j in range(1, c.size + 1):
+            out = c.kvctl_ok("get", f"key{j}", endpoints=c.endpoints(first=i))
+            check(out == f"value{j}\n", f"get key{j} via node {i} first: {out!r}")
+    # Each node's own state (stale read from that node alone) converges.
+    for i in range(1, c.size + 1):
+        for j in range(1, c.size + 1):
+            wait_until(f"node {i} to apply key{j}",
+                       lambda: c.stale_get(i, f"key{j}") == f"value{j}", 5)
+    # Linearizable read through a follower alone: it cannot follow the hint, so it must
+    # not answer from possibly stale local state.
+    follower = next(i for i in range(1, c.size + 1) if i != leader)
+    rc, out, err = c.kvctl("get", "key1", endpoints=c.endpoint(follower), timeout_ms=500)
+    check(rc == 0 and out == "value1\n" or rc == 2,
+          f"linearizable get via follower alone: rc {rc} {out!r} {err!r}")
+    # Read-your-writes: each write is visible to the next read, through any node.
+    for n in range(20):
+        i = 1 + n % c.size
+        c.kvctl_ok("put", "ryw", str(n), endpoints=c.endpoints(first=i))
+        j = 1 + (n + 1) % c.size
+        out = c.kvctl_ok("get", "ryw", endpoints=c.endpoints(first=j))
+        check(out == f"{n}\n", f"read-your-writes: wrote {n} via node {i}, read {out!r}")
+    # range, cas, delete through a follower
+    out = c.kvctl_ok("range", "key", "key~", endpoints=c.endpoints(first=follower))
+    check(out == "".join(f"key{j}\tvalue{j}\n" for j in range(1, c.size + 1)), f"range: {out!r}")
+    c.kvctl_ok("cas", "key1", "value1", "new1", endpoints=c.endpoints(first=follower))
+    rc, _, err = c.kvctl("cas", "key1", "value1", "again", endpoints=c.endpoints(first=follower))
+    check(rc == 1 and "new1" in err, f"cas mismatch: rc {rc} {err!r}")
+    c.kvctl_ok("del", "key1", endpoints=c.endpoints(first=follower))
+    rc, _, _ = c.kvctl("get", "key1")
+    check(rc == 1, f"get after delete: rc {rc}")
+    statuses = c.status()
+    check(len(statuses) == c.size and all(s["reachable"] for s in statuses),
+          f"status: {statuses}")
+
+
+def scenario_failover(c):
+    """kill -9 the leader under load: a new leader takes writes within 3 s; no acked write
+    is lost."""
+    c.start()
+    leader = c.wait_healthy()
+    acks = os.path.join(c.root, "acks.txt")
+    stop = os.path.join(c.root, "stop")
+    load = c.start_load(acks, stop)
+    wait_until("the load to get going", lambda: count_acks(acks) >= 200, 20)
+    leader = c.leader()
+    log(f"killing leader node {leader} (pid {c.procs[leader].pid}) under load")
+    killed_at = time.time()
+    c.kill9(leader)
+    # The first write sent after the kill and acknowledged: only a new leader can do that.
+    def first_ack_after():
+        later = [a for a in read_acks(acks)[0] if a[0] >= killed_at]
+        return min(a[1] for a in later) if later else None
+    first = wait_until("a write acknowledged after the kill", first_ack_after, 20)
+    failover = first - killed_at
+    new_leader = c.leader()
+    log(f"FAILOVER: {failover * 1000:.0f} ms from kill -9 of node {leader} to the first "
+        f"acknowledged write (new leader: node {new_leader})")
+    time.sleep(0.5)
+    c.stop_load(load, stop)
+    check(new_leader is not None and new_leader != leader, f"new leader: {new_leader}")
+    check(failover <= FAILOVER_LIMIT_S,
+          f"failover took {failover:.2f} s, over the {FAILOVER_LIMIT_S} s limit")
+    _, errs = read_acks(acks)
+    log(f"{len(errs)} writes ended without a definite answer")
+    c.verify(acks)
+
+
+def restart_catchup(c, expect_snapshot):
+    c.start()
+    leader = c.wait_healthy()
+    victim = leader
+    c.kvctl_ok("put", "before", "kill")
+    log(f"killing node {victim}")
+    c.kill9(victim)
+    acks = os.path.join(c.root, "acks.txt")
+    stop = os.path.join(c.root, "stop")
+    # The leader keeps 1000 entries behind its latest snapshot (Raft config
+    # compactionKeepEntries), so a snapshot is only needed once the node is further behind.
+    writes = 1600 if expect_snapshot else 600
+    load = c.start_load(acks, stop, extra=["--max-writes", str(writes)])
+    wait_until(f"{writes} writes", lambda: load.poll() is not None, 90)
+    c.stop_load(load, stop)
+    survivors = [i for i in range(1, c.size + 1) if i != victim]
+    st = {s["id"]: s for s in c.status() if s.get("reachable")}
+    new_leader = max(survivors, key=lambda i: st.get(i, {}).get("commit", 0))
+    target = st[new_leader]["commit"]
+    if expect_snapshot:
+        check(st[new_leader]["snapshotIndex"] > 0,
+              f"node {new_leader} took no snapshot (status {st[new_leader]})")
+    log(f"restarting node {victim}; cluster commit index {target}, leader snapshot at "
+        f"{st[new_leader]['snapshotIndex']}")
+    c.start_node(victim)
+    def caught_up():
+        for s in c.status(endpoints=c.endpoint(victim)):
+            if s.get("reachable") and s["applied"] >= target:
+                return s
+        return None
+    s = wait_until(f"node {victim} to apply index {target}", caught_up, 30)
+    log(f"node {victim} caught up: applied {s['applied']}, snapshot {s['snapshotIndex']}")
+    if expect_snapshot:
+        check(s["snapshotIndex"] > 0, f"node {victim} caught up without a snapshot: {s}")
+        since_restart = c.read_log(victim).split("---- start")[-1]
+        check("installed a snapshot from the leader" in since_restart,
+              f"node {victim} did not log installing the leader's snapshot")
+    check(c.stale_get(victim, "before") == "kill", "old write missing on the restarted node")
+    for (_, _, key, value) in read_acks(acks)[0][-50:]:
+        got = c.stale_get(victim, key)
+        check(got == value, f"restarted node {victim}: {key} = {got!r}, want {value!r}")
+    c.wait_healthy()
+    c.verify(acks)
+
+
+def scenario_restart_catchup(c):
+    """A killed node restarts and catches up from the leader's log."""
+    restart_catchup(c, expect_snapshot=False)
+
+
+def scenario_restart_snapshot(c):
+    """A killed node restarts and catches up by snapshot: the log it needs was compacted."""
+    c.node_flags += ["--snapshot-entries", "50"]
+    restart_catchup(c, expect_snapshot=True)
+
+
+def scenario_retry_once(c):
+    """A retried request (same client id and request id) applies once."""
+    c.start()
+    c.wait_healthy()
+    client = c.kvctl_ok("session").strip()
+    check(client.isdigit() and int(client) > 0, f"session id {client!r}")
+    ids = lambda n: ["--client-id", client, "--request-id", str(n)]
+    c.kvctl_ok(*ids(5), "put", "k", "v1")
+    c.kvctl_ok(*ids(6), "put", "k", "v2")
+    rc, _, err = c.kvctl(*ids(5), "put", "k", "v1")
+    check(rc == 2, f"a retry older than the session's last request: rc {rc} {err!r}")
+    check(c.kvctl_ok("get", "k") == "v2\n", "the old retry was applied again")
+    # Retrying the last request returns its saved answer without applying it again: the
+    # cas succeeds twice, where applying it twice would report a mismatch.
+    c.kvctl_ok(*ids(7), "cas", "k", "v2", "v3")
+    rc, out, err = c.kvctl(*ids(7), "cas", "k", "v2", "v3")
+    check(rc == 0, f"retried cas (same ids) answered rc {rc} {err!r}; it was applied twice")
+    c.kvctl_ok(*ids(8), "put", "counter", "a")
+    c.kvctl_ok(*ids(8), "put", "counter", "b")   # same ids: the saved reply, no new write
+    check(c.kvctl_ok("get", "counter") == "a\n", "a retry with the same ids wrote again")
+    rc, _, err = c.kvctl("--client-id", "999999999", "--request-id", "1", "put", "x", "y")
+    check(rc == 2 and "session" in err, f"unknown session: rc {rc} {err!r}")
+
+
+def scenario_whole_restart(c):
+    """kill -9 every node under load, restart them: no acknowledged write is lost."""
+    c.start()
+    c.wait_healthy()
+    acks = os.path.join(c.root, "acks.txt")
+    stop = os.path.join(c.root, "stop")
+    load = c.start_load(acks, stop, extra=["--timeout", "2000"])
+    wait_until("the load to get going", lambda: count_acks(acks) >= 300, 20)
+    for i in range(1, c.size + 1):
+        os.kill(c.procs[i].pid, signal.SIGKILL)
+    for i in range(1, c.size + 1):
+        c.procs[i].wait()
+    log(f"killed every node after {count_acks(acks)} acknowledged writes")
+    c.stop_load(load, stop)
+    for i in range(1, c.size + 1):
+        c.start_node(i)
+    leader = c.wait_healthy(timeout_s=20)
+    log(f"restarted; leader node {leader}")
+    c.verify(acks)
+    c.kvctl_ok("put", "after", "restart")
+    check(c.kvctl_ok("get", "after") == "restart\n", "write after restart")
+
+
+def scenario_bad_input(c):
+    """Bad requests get clear errors; garbage on the wire and strangers leave the cluster
+    serving."""
+    c.start()
+    c.wait_healthy()
+    big_key = "k" * 5000
+    big_value = b"v" * (1024 * 1024 + 1)
+    for local in ([], ["--no-local-check"]):
+        where = "server" if local else "client"
+        rc, _, err = c.kvctl(*local, "put", big_key, "v")
+        check(rc == 2 and "key" in err and "large" in err,
+              f"oversized key ({where} check): rc {rc} {err!r}")
+        rc, _, err = c.kvctl(*local, "put", "k", "-", stdin=big_value)
+        check(rc == 2 and "value" in err and "large" in err,
+              f"oversized value ({where} check): rc {rc} {err!r}")
+        rc, _, err = c.kvctl(*local, "put", "", "v")
+        check(rc == 2 and "empty" in err, f"empty key ({where} check): rc {rc} {err!r}")
+        rc, _, err = c.kvctl(*local, "get", "")
+        check(rc == 2 and "empty" in err, f"get empty key ({where} check): rc {rc} {err!r}")
+    rc, _, err = c.kvctl("frobnicate")
+    check(rc == 2 and "unknown command" in err, f"unknown command: rc {rc} {err!r}")
+    rc, _, err = c.kvctl("put", "k")
+    check(rc == 2 and "usage" in err, f"missing argument: rc {rc} {err!r}")
+    c.kvctl_ok("put", "k", "still-fine")
+
+    # Garbage bytes at every client and raft port, some as a plausible Cap'n Proto frame
+    # header announcing a huge message.
+    garbage = [os.urandom(4096), b"\x00\x00\x00\x00\xff\xff\xff\x7f" + os.urandom(64),
+               b"\xff" * 100000, b"GET / HTTP/1.1\r\n\r\n"]
+    for i in range(1, c.size + 1):
+        for port in (c.client_ports[i], c.raft_ports[i]):
+            for blob in garbage:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    try:
+                        s.sendall(blob)
+                        s.shutdown(socket.SHUT_WR)
+                        s.settimeout(2)
+                        s.recv(1024)
+                    except OSError:
+                        pass  # the node may hang up on us: that is fine
+    for i in range(1, c.size + 1):
+        check(c.alive(i), f"node {i} died from garbage input:\n{c.read_log(i)[-2000:]}")
+    c.wait_healthy(timeout_s=10)
+    c.kvctl_ok("put", "after-garbage", "ok")
+    check(c.kvctl_ok("get", "after-garbage") == "ok\n", "get after garbage")
+
+    # A stranger from another cluster (its own --cluster list, hence another cluster id)
+    # dials our raft ports.
+    stranger_ports = free_ports(2)
+    stranger_dir = os.path.join(c.root, "stranger")
+    stranger_log = os.path.join(c.root, "stranger.log")
+    with open(stranger_log, "w") as out:
+        stranger = subprocess.Popen(
+            [ARGS.kvnode, "--id", "1", "--data-dir", stranger_dir,
+             "--client-addr", f"127.0.0.1:{stranger_ports[0]}",
+             "--raft-addr", f"127.0.0.1:{stranger_ports[1]}",
+             "--cluster", f"1=127.0.0.1:{stranger_ports[1]},2=127.0.0.1:{c.raft_ports[2]},"
+                          f"3=127.0.0.1:{c.raft_ports[3]}"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    c.others.append(stranger)
+    term_before = max(s["term"] for s in c.status() if s.get("reachable"))
+    time.sleep(2)
+    refused = any("does not match this node's cluster" in c.read_log(i) for i in (2, 3))
+    check(refused, "no node logged refusing the stranger's cluster id")
+    c.kvctl_ok("put", "with-stranger", "ok")
+    term_after = max(s["term"] for s in c.status() if s.get("reachable"))
+    check(term_after == term_before,
+          f"the stranger disturbed the cluster: term {term_before} -> {term_after}")
+    stranger.kill()
+    stranger.wait()
+
+    # A node restarted on its data dir with another cluster id refuses to start.
+    rc = c.terminate(3)
+    log(f"node 3 stopped with exit code {rc}")
+    c.start_node(3, extra=["--cluster-id", "12345"])
+    try:
+        c.procs[3].wait(15)
+    except subprocess.TimeoutExpired:
+        raise TestFailure("node 3 started on a data dir of another cluster")
+    text = c.read_log(3).split("---- start")[-1]
+    check(c.procs[3].returncode == 2 and "cluster" in text,
+          f"wrong cluster id on an existing data dir: exit {c.procs[3].returncode}, log:\n{text}")
+    log("refused as expected: " + text.strip().splitlines()[-1])
+    c.kvctl_ok("put", "two-of-three", "ok")
+    # And the right flags bring it back.
+    c.start_node(3)
+    c.wait_healthy()
+    wait_until("node 3 to apply the write made without it",
+               lambda: c.stale_get(3, "two-of-three") == "ok", 10)
+
+
+SCENARIOS = {
+    "replication": scenario_replication,
+    "failover": scenario_failover,
+    "restart_catchup": scenario_restart_catchup,
+    "restart_snapshot": scenario_restart_snapshot,
+    "retry_once": scenario_retry_once,
+    "whole_restart": scenario_whole_restart,
+    "bad_input": scenario_bad_input,
+}
+
+
+def main():
+    global ARGS
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kvnode", required=True)
+    p.add_argument("--kvctl", required=True)
+    p.add_argument("--loadgen", required=True)
+    p.add_argument("--keep", action="store_true", help="keep the temp dir")
+    p.add_argument("scenario", choices=sorted(SCENARIOS))
+    ARGS = p.parse_args()
+    for tool in (ARGS.kvnode, ARGS.kvctl, ARGS.loadgen):
+        if not os.access(tool, os.X_OK):
+            print(f"cluster_test: {tool} is not executable", file=sys.stderr)
+            return 2
+
+    root = tempfile.mkdtemp(prefix=f"kvcluster-{ARGS.scenario}-")
+    cluster = Cluster(root)
+    # Also clean up when meson's timeout sends SIGTERM.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(TestFailure("SIGTERM")))
+    ok = False
+    started = time.monotonic()
+    try:
+        log(f"scenario {ARGS.scenario} in {root}")
+        SCENARIOS[ARGS.scenario](cluster)
+        ok = True
+    except (TestFailure, subprocess.TimeoutExpired) as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+    finally:
+        cluster.kill_all()
+        if not ok:
+            for i in sorted(cluster.logs):
+                print(f"---- node {i} log (tail)", file=sys.stderr)
+                print(cluster.read_log(i)[-4000:], file=sys.stderr)
+        if ARGS.keep or not ok and os.environ.get("KEEP_CLUSTER_DIRS"):
+            print(f"kept {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    log(f"scenario {ARGS.scenario}: {'PASS' if ok else 'FAIL'} "
+        f"in {time.monotonic() - started:.1f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
