@@ -66,6 +66,19 @@ struct Answer {
   std::string error;
 };
 
+// One attempt's verdict: a definite result, or try again. (Not a kj::Maybe<Result>: GCC
+// 12 at -O2 reports a false maybe-uninitialized on that inside kj's promise nodes.)
+struct Step {
+  bool done = false;
+  Result result;
+  static Step finished(Result r) {
+    Step s;
+    s.done = true;
+    s.result = std::move(r);
+    return s;
+  }
+};
+
 class IgnoreErrors final : public kj::TaskSet::ErrorHandler {
  public:
   void taskFailed(kj::Exception&&) override {}
@@ -256,7 +269,7 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
   // Each branch says whether we are done (a Result) or should try again (nullptr).
   return timer_.timeoutAfter(budget, kj::mv(call))
       .then(
-          [this, &a, i](Answer ans) -> kj::Promise<kj::Maybe<Result>> {
+          [this, &a, i](Answer ans) -> kj::Promise<Step> {
             const KvReply& rep = ans.reply;
             a.lastStatus = rep.status;
             Result r;
@@ -273,14 +286,14 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
                 r.kvs = rep.kvs;
                 r.more = rep.more;
                 if (a.command.op == OpType::OpenSession) r.clientId = rep.clientId;
-                return kj::Maybe<Result>(kj::mv(r));
+                return Step::finished(kj::mv(r));
               case Status::NotFound:
                 r.outcome = Outcome::NotFound;
-                return kj::Maybe<Result>(kj::mv(r));
+                return Step::finished(kj::mv(r));
               case Status::CasMismatch:
                 r.outcome = Outcome::CasMismatch;
                 r.value = rep.value;
-                return kj::Maybe<Result>(kj::mv(r));
+                return Step::finished(kj::mv(r));
               default:
                 break;
             }
@@ -288,7 +301,7 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
               r.outcome = Outcome::Error;
               r.error = std::string(statusName(rep.status)) + ": " +
                         (ans.error.empty() ? std::string("(no detail)") : ans.error);
-              return kj::Maybe<Result>(kj::mv(r));
+              return Step::finished(kj::mv(r));
             }
             a.lastError = state_[i]->address + " answered " + statusName(rep.status) +
                           (ans.error.empty() ? "" : " (" + ans.error + ")");
@@ -296,7 +309,7 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
               // Timeout/Busy/transfer: the same node is still the best bet, unless it
               // is going away.
               if (rep.status == Status::ShuttingDown && leaderGuess_ == i) ++leaderGuess_;
-              return pause(a).then([]() { return kj::Maybe<Result>(nullptr); });
+              return pause(a).then([]() { return Step{}; });
             }
             if (leaderGuess_ == i) leaderGuess_ = i + 1;  // not the leader, whatever else
             NodeId hint = rep.leaderHint;
@@ -308,12 +321,12 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
               return nullptr;
             };
             auto redirect = [this, &a, hint, i](kj::Maybe<size_t> to)
-                -> kj::Promise<kj::Maybe<Result>> {
+                -> kj::Promise<Step> {
               KJ_IF_MAYBE(j, to) {
                 if (*j != i && a.redirectsInARow++ < 2) {
                   a.target = *j;
                   leaderGuess_ = *j;
-                  return kj::Maybe<Result>(nullptr);  // follow the hint at once
+                  return Step{};  // follow the hint at once
                 }
                 a.target = *j;
               } else if (hint != kNoNode) {
@@ -321,7 +334,7 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
                                ", is not among the endpoints";
               }
               a.redirectsInARow = 0;
-              return pause(a).then([]() { return kj::Maybe<Result>(nullptr); });
+              return pause(a).then([]() { return Step{}; });
             };
             auto known = findHint();
             if (known != nullptr || hint == kNoNode) return redirect(known);
@@ -332,22 +345,19 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
             return refreshLeaderMap(t).then(
                 [findHint, redirect]() mutable { return redirect(findHint()); });
           },
-          [this, &a, i, gen](kj::Exception&& e) -> kj::Promise<kj::Maybe<Result>> {
+          [this, &a, i, gen](kj::Exception&& e) -> kj::Promise<Step> {
             a.lastError = state_[i]->address + ": " + describe(e);
             a.lastStatus = Status::Ok;
             dropConnection(i, *gen);
             if (leaderGuess_ % state_.size() == i) leaderGuess_ = i + 1;
             a.redirectsInARow = 0;
             // Another endpoint may answer at once; pause only once we have tried them all.
-            if (a.attempts % state_.size() != 0) return kj::Maybe<Result>(nullptr);
-            return pause(a).then([]() { return kj::Maybe<Result>(nullptr); });
+            if (a.attempts % state_.size() != 0) return Step{};
+            return pause(a).then([]() { return Step{}; });
           })
       .attach(kj::mv(generation))
-      .then([this, attempt = kj::mv(attempt)](kj::Maybe<Result> done) mutable
-            -> kj::Promise<Result> {
-        KJ_IF_MAYBE(r, done) {
-          return kj::mv(*r);
-        }
+      .then([this, attempt = kj::mv(attempt)](Step step) mutable -> kj::Promise<Result> {
+        if (step.done) return kj::mv(step.result);
         return attemptLoop(kj::mv(attempt));
       });
 }
