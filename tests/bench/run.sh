@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The benchmark suite: `./dev bench` (which builds build/ with debugoptimized first).
+#
+#   bash tests/bench/run.sh [--build DIR] [--out FILE] [--only matrix,failover,wal,sim,memory]
+#                           [--quick] [--keep]
+#
+# Starts fresh local 3-node clusters (fsync on, default timeouts) on free loopback ports
+# in a temp dir, runs the kvbench matrix, 20 leader kills, walbench, kvsim and a memory
+# load, and writes docs/BENCHMARKS.md (each figure next to its target). Takes about
+# 10 minutes on 2 cores. Every process it starts is stopped at the end, also on failure
+# or Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+BUILD=build
+OUT=docs/BENCHMARKS.md
+PASS=()
+KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build) BUILD=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --only) PASS+=(--only "$2"); shift 2 ;;
+    --quick) PASS+=(--quick); shift ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "bench: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+if [ ! -f "$BUILD/build.ninja" ]; then
+  echo "bench: $BUILD is not a configured build dir; run ./dev build first" >&2
+  exit 2
+fi
+# ./dev builds everything; when run by hand, build just what the suite needs.
+ninja -C "$BUILD" bin/kvnode bin/kvctl bin/kvbench bin/kvsim tests/disk/walbench \
+    tests/cluster/loadgen >&2
+
+WORK=$(mktemp -d /tmp/kvbench-XXXXXX)
+cleanup() {
+  trap - EXIT INT TERM
+  # bench.py kills what it started; this catches anything left if it died itself.
+  if [ -f "$WORK/pids" ]; then
+    while read -r pid; do
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    done <"$WORK/pids"
+  fi
+  if [ "$KEEP" = 1 ]; then
+    echo "bench: kept $WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$(dirname "$OUT")"
+python3 tests/bench/bench.py --build "$BUILD" --workdir "$WORK" --out "$OUT" ${PASS[@]+"${PASS[@]}"}
