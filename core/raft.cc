@@ -336,6 +336,10 @@ void Raft::step(Message m) {
       r.term = term_;
       r.reject = true;
       send(std::move(r));
+    } else if (m.type == MsgType::ReadIndexResp && m.reject) {
+      // Our read was refused by a leader that has since been superseded: fail it now
+      // rather than leave it to time out.
+      outReads_.push_back(ReadState{m.context, 0, true});
     }
     return;
   }

@@ -88,7 +88,15 @@ void Replica::submit(const KvCommand& cmd, ReadMode mode, ReplyFn done) {
     done(std::move(r));
     return;
   }
-  KJ_ASSERT(!pendingWrites_.count(index), "two proposals at one index", index);
+  auto stale = pendingWrites_.find(index);
+  if (stale != pendingWrites_.end()) {
+    // An earlier term's proposal at this index was cut from our log when we lost
+    // leadership; it never committed (else we, a later leader, would hold it).
+    KJ_ASSERT(stale->second.term < raft_.term(), "two proposals at one index in one term", index);
+    auto old = std::move(stale->second.done);
+    pendingWrites_.erase(stale);
+    old(notLeader());
+  }
   pendingWrites_.emplace(index, PendingWrite{raft_.term(), now_ + config_.requestTimeoutTicks,
                                              std::move(done)});
   process();

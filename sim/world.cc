@@ -29,6 +29,14 @@ class World {
  public:
   World(const Scenario& sc, const RunOptions& opts);
   RunResult run();
+  // What is known of a run that stopped on an exception.
+  RunResult partialResult() {
+    result_.simNs = q_.now();
+    result_.events = q_.executed();
+    result_.failedAtEvent = q_.executed();
+    result_.traceHash = traceHash_;
+    return result_;
+  }
 
  private:
   struct Node;
@@ -347,6 +355,7 @@ uint64_t World::sampleDelay() {
   if (sc_.faults.has(Fault::Delay) && netRng_.chance(0.02)) {
     // Heavy tail: a few messages take 10-100x longer.
     base *= netRng_.between(10, 100);
+    count(Fault::Delay);
   }
   if (sc_.reorderP > 0 && netRng_.chance(sc_.reorderP)) {
     base += netRng_.below(20 * kMs);
@@ -814,7 +823,16 @@ RunResult World::run() {
 
 RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
   World world(scenario, options);
-  return world.run();
+  RunResult result;
+  // An assertion anywhere in the core, disk or simulator is a failed run, not a crash
+  // of the runner: report it with the seed like any other violation.
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { result = world.run(); })) {
+    result = world.partialResult();
+    result.ok = false;
+    result.property = "assertion";
+    result.detail = kj::str(e->getFile(), ":", e->getLine(), ": ", e->getDescription()).cStr();
+  }
+  return result;
 }
 
 }  // namespace kvr::sim
