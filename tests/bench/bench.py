@@ -364,8 +364,12 @@ def main():
     try:
         for name in ARGS.only.split(","):
             t = time.monotonic()
+            load_before = open("/proc/loadavg").read().split()[0]
             PARTS[name](results)
             results.setdefault("seconds", {})[name] = round(time.monotonic() - t, 1)
+            # Other work on the machine skews every figure: keep the load next to them.
+            results.setdefault("loadavg", {})[name] = [
+                float(load_before), float(open("/proc/loadavg").read().split()[0])]
             with open(results_path, "w") as f:
                 json.dump(results, f, indent=1)
     except (BenchFailure, subprocess.SubprocessError) as e:
