@@ -37,8 +37,15 @@ ninja -C "$BUILD" bin/kvnode bin/kvctl bin/kvbench bin/kvsim tests/disk/walbench
     tests/cluster/loadgen >&2
 
 WORK=$(mktemp -d /tmp/kvbench-XXXXXX)
+DRIVER=
 cleanup() {
   trap - EXIT INT TERM
+  # The driver first: on SIGTERM it kills what it started itself.
+  if [ -n "$DRIVER" ] && kill -0 "$DRIVER" 2>/dev/null; then
+    kill -TERM "$DRIVER" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$DRIVER" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$DRIVER" 2>/dev/null || true
+  fi
   # bench.py kills what it started; this catches anything left if it died itself.
   if [ -f "$WORK/pids" ]; then
     while read -r pid; do
@@ -56,7 +63,11 @@ trap 'exit 130' INT TERM
 
 mkdir -p "$(dirname "$OUT")"
 status=0
-python3 tests/bench/bench.py --build "$BUILD" --workdir "$WORK" --out "$OUT" ${PASS[@]+"${PASS[@]}"} || status=$?
+# In the background with `wait`, so that a signal runs the trap at once (bash defers traps
+# while a foreground child runs).
+python3 tests/bench/bench.py --build "$BUILD" --workdir "$WORK" --out "$OUT" ${PASS[@]+"${PASS[@]}"} &
+DRIVER=$!
+wait "$DRIVER" || status=$?
 # The raw figures, to re-render with tests/bench/report.py after editing its text.
 cp "$WORK/results.json" "$BUILD/bench-results.json" 2>/dev/null || true
 exit $status
