@@ -277,7 +277,7 @@ int run(const Flags& f) {
     for (auto& c : clients) opens.add(c->openSession());
     for (auto& r : kj::joinPromises(opens.finish()).wait(io.waitScope)) {
       if (!r.ok()) {
-        std::fprintf(stderr, "kvbench: cannot open a session: %s\n", r.error.c_str());
+        std::fprintf(stderr, "kvbench: %s\n", r.error.c_str());
         return 1;
       }
     }
