@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
     usage("--trace and --history take a single --seed");
   }
 
-  uint64_t runs = 0, failures = 0, simNs = 0, events = 0, messages = 0;
+  uint64_t runs = 0, failures = 0, simNs = 0, events = 0, messages = 0, transfers = 0;
   uint64_t traceXor = 0;
   std::array<uint64_t, kFaultCount> faults{};
   std::string firstFailure;
@@ -124,6 +124,7 @@ int main(int argc, char** argv) {
     simNs += r.simNs;
     events += r.events;
     messages += r.messages;
+    transfers += r.transfers;
     traceXor ^= r.traceHash;
     for (size_t i = 0; i < kFaultCount; ++i) faults[i] += r.faults[i];
     if (!r.ok) {
@@ -162,7 +163,7 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < kFaultCount; ++i) {
     printf(" %s=%" PRIu64, kvr::sim::faultName(static_cast<Fault>(i)), faults[i]);
   }
-  printf("\n");
+  printf(" transfer=%" PRIu64 "\n", transfers);
   if (json) {
     printf("{\"runs\":%" PRIu64 ",\"failures\":%" PRIu64 ",\"sim_seconds\":%.3f,\"events\":%" PRIu64
            ",\"messages\":%" PRIu64 ",\"wall_seconds\":%.3f,\"events_per_second\":%.0f,"
@@ -174,7 +175,7 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < kFaultCount; ++i) {
       printf("%s\"%s\":%" PRIu64, i ? "," : "", kvr::sim::faultName(static_cast<Fault>(i)), faults[i]);
     }
-    printf("}}\n");
+    printf(",\"transfer\":%" PRIu64 "}}\n", transfers);
   }
   return failures == 0 ? 0 : 1;
 }

@@ -92,12 +92,17 @@ Scenario Scenario::draw(uint64_t seed, const ScenarioPins& pins) {
   sc.slowFsyncP = sc.faults.has(Fault::SlowFsync) ? 0.001 * static_cast<double>(rng.between(1, 100)) : 0;
   sc.snapshotEvery = static_cast<uint32_t>(rng.between(20, 400));
   sc.sessionCap = static_cast<uint32_t>(rng.between(sc.clients, sc.clients * 4 + 8));
+  sc.preVote = rng.chance(0.75);
+  sc.checkQuorum = rng.chance(0.75);
+  sc.electionTicks = static_cast<uint32_t>(rng.between(4, 20));
   return sc;
 }
 
 std::string Scenario::describe() const {
   return kj::str("seed=", seed, " nodes=", nodes, " clients=", clients, " ops=", ops,
-                 " keys=", keys, " faults=", faults.describe().c_str()).cStr();
+                 " keys=", keys, " faults=", faults.describe().c_str(),
+                 preVote ? "" : " no-prevote", checkQuorum ? "" : " no-checkquorum",
+                 " election=", electionTicks).cStr();
 }
 
 }  // namespace kvr::sim

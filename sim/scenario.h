@@ -57,6 +57,10 @@ struct Scenario {
   double slowFsyncP = 0;
   uint32_t snapshotEvery = 200;       // entries between local snapshots
   uint32_t sessionCap = 64;           // small, to exercise session expiry
+  // Raft options are drawn too: safety (and ReadIndex) must not depend on them.
+  bool preVote = true;
+  bool checkQuorum = true;
+  uint32_t electionTicks = 10;
 
   // Draws everything not pinned from `seed`.
   static Scenario draw(uint64_t seed, const ScenarioPins& pins);

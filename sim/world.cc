@@ -224,8 +224,10 @@ void World::startNode(Node& n) {
   }
   ReplicaConfig cfg;
   cfg.raft.id = n.id;
-  cfg.raft.electionTicks = 10;
-  cfg.raft.heartbeatTicks = 2;
+  cfg.raft.electionTicks = sc_.electionTicks;
+  cfg.raft.heartbeatTicks = std::max<uint32_t>(1, sc_.electionTicks / 5);
+  cfg.raft.preVote = sc_.preVote;
+  cfg.raft.checkQuorum = sc_.checkQuorum;
   cfg.raft.maxInflight = 8;
   cfg.raft.maxAppendBytes = 64 * 1024;
   cfg.raft.snapshotChunkBytes = 1024;
@@ -308,12 +310,29 @@ void World::flush(Node& n, uint64_t inc) {
   if (!n.store->hasQueued()) return;
   std::vector<uint64_t> seqs = n.store->beginFlush();
   n.flushing = true;
-  uint64_t latency = 50'000 + netRng_.below(150'000);
+  // fsync takes 50 us to 2 ms: long enough, next to sub-millisecond messages, that a
+  // crash often lands while acknowledgements wait for it.
+  uint64_t latency = 50'000 + netRng_.below(netRng_.chance(0.5) ? 150'000 : 2'000'000);
   if (sc_.slowFsyncP > 0 && faultRng_.chance(sc_.slowFsyncP)) {
     latency += faultRng_.between(10 * kMs, 200 * kMs);
     count(Fault::SlowFsync);
   }
   NodeId id = n.id;
+  if (chaos_ && sc_.faults.has(Fault::Crash) && faultRng_.chance(0.03)) {
+    // Power loss between the write and its fsync: the moment the persistence rule is
+    // about (a vote or an ack must not have left before this completes).
+    q_.after(faultRng_.below(latency), [this, id, inc]() {
+      Node& n = node(id);
+      if (!n.up || n.incarnation != inc || !chaos_) return;
+      count(Fault::Crash);
+      crashNode(n, "during fsync");
+      // Back quickly, while the messages of the moment are still in flight.
+      q_.after(faultRng_.between(1 * kMs, 50 * kMs), [this, id]() {
+        Node& n = node(id);
+        if (!n.up && !n.dead) startNode(n);
+      });
+    });
+  }
   q_.after(latency, [this, id, inc, seqs = std::move(seqs)]() {
     Node& n = node(id);
     if (!n.up || n.incarnation != inc) return;
@@ -615,6 +634,20 @@ void World::injectFault() {
                   Fault::BitFlip, Fault::FsyncError}) {
     if (sc_.faults.has(f)) kinds.push_back(f);
   }
+  // An operator's leadership transfer now and then, between the faults.
+  if (faultRng_.chance(0.1)) {
+    for (auto& ln : nodes_) {
+      if (!ln.up || ln.replica->raft().role() != Role::Leader || sc_.nodes == 1) continue;
+      NodeId target = static_cast<NodeId>(faultRng_.between(1, sc_.nodes));
+      if (target == ln.id) continue;
+      if (ln.replica->transferLeadership(target)) {
+        ++result_.transfers;
+        trace(kj::str("n", ln.id, " transfers leadership to n", target).cStr());
+      }
+      break;
+    }
+    return;
+  }
   if (kinds.empty()) return;
   Fault f = kinds[faultRng_.below(kinds.size())];
   NodeId victim = static_cast<NodeId>(faultRng_.between(1, sc_.nodes));
@@ -670,7 +703,7 @@ void World::injectFault() {
     }
     case Fault::ClockDrift: {
       count(f);
-      n.drift = 0.7 + 0.6 * static_cast<double>(faultRng_.below(1000)) / 1000.0;
+      n.drift = 0.5 + 1.0 * static_cast<double>(faultRng_.below(1000)) / 1000.0;
       trace(kj::str("n", victim, " drift ", static_cast<uint64_t>(n.drift * 1000)).cStr());
       return;
     }
