@@ -791,19 +791,7 @@ void Raft::maybeCommit() {
 void Raft::readIndex(uint64_t context) { handleReadIndexRequest(config_.id, context); }
 
 void Raft::handleReadIndexRequest(NodeId from, uint64_t context) {
-  auto fail = [&]() {
-    if (from == config_.id) {
-      outReads_.push_back(ReadState{context, 0, true});
-    } else {
-      Message r;
-      r.type = MsgType::ReadIndexResp;
-      r.to = from;
-      r.term = term_;
-      r.context = context;
-      r.reject = true;
-      send(std::move(r));
-    }
-  };
+  auto fail = [&]() { answerRead(from, context, 0, true); };
   if (role_ != Role::Leader) {
     if (from == config_.id && leader_ != kNoNode && role_ == Role::Follower) {
       Message m;
@@ -845,19 +833,7 @@ void Raft::releaseReadRounds() {
   for (size_t i = 0; i < confirmed; ++i) {
     ReadRound round = std::move(readRounds_.front());
     readRounds_.pop_front();
-    for (auto& [from, ctx] : round.reads) {
-      if (from == config_.id) {
-        outReads_.push_back(ReadState{ctx, round.index, false});
-      } else {
-        Message r;
-        r.type = MsgType::ReadIndexResp;
-        r.to = from;
-        r.term = term_;
-        r.context = ctx;
-        r.index = round.index;
-        send(std::move(r));
-      }
-    }
+    for (auto& [from, ctx] : round.reads) answerRead(from, ctx, round.index, false);
   }
 }
 
@@ -869,19 +845,22 @@ void Raft::failReads() {
   readRounds_.clear();
   unsentReads_.clear();
   deferredReads_.clear();
-  for (auto& [from, ctx] : all) {
-    if (from == config_.id) {
-      outReads_.push_back(ReadState{ctx, 0, true});
-    } else {
-      Message r;
-      r.type = MsgType::ReadIndexResp;
-      r.to = from;
-      r.term = term_;
-      r.context = ctx;
-      r.reject = true;
-      send(std::move(r));
-    }
+  for (auto& [from, ctx] : all) answerRead(from, ctx, 0, true);
+}
+
+void Raft::answerRead(NodeId requester, uint64_t context, Index index, bool failed) {
+  if (requester == config_.id) {
+    outReads_.push_back(ReadState{context, index, failed});
+    return;
   }
+  Message r;
+  r.type = MsgType::ReadIndexResp;
+  r.to = requester;
+  r.term = term_;
+  r.context = context;
+  r.index = index;
+  r.reject = failed;
+  send(std::move(r));
 }
 
 // ---------------------------------------------------------------- transfer, storage

@@ -167,6 +167,8 @@ class Raft {
   void maybeCommit();
   void releaseReadRounds();
   void failReads();
+  // Answers a read: a ReadState for our own, a ReadIndexResp for a follower's.
+  void answerRead(NodeId requester, uint64_t context, Index index, bool failed);
   void send(Message msg);
   void flushLeaderOutput();
   Index stableCommitted() const;
