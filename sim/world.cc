@@ -149,6 +149,7 @@ class World {
   uint64_t livenessDeadline_ = 0;
   bool stop_ = false;
   std::vector<uint64_t> lastEffects_;  // per node: the KV effect counter at its last apply
+  std::vector<const Replica*> replicaView_;
 };
 
 World::World(const Scenario& sc, const RunOptions& opts)
@@ -755,7 +756,10 @@ void World::healAll() {
 
 void World::afterEvent() {
   if (stop_) return;
-  auto reps = replicas();
+  // Refilled in place: this runs after every event.
+  std::vector<const Replica*>& reps = replicaView_;
+  reps.clear();
+  for (auto& n : nodes_) reps.push_back(n.up ? n.replica.get() : nullptr);
   checker_.afterEvent(reps);
   if (q_.executed() % kFullCheckEvery == 0) checker_.fullCheck(reps);
   if (checker_.failed()) {
