@@ -686,6 +686,14 @@ void World::injectFault() {
       return;
     }
     case Fault::Crash: {
+      // Half the time the nemesis goes for the leader: leadership changes are where
+      // Raft's subtle rules (Figure 8, completeness) are exercised.
+      if (faultRng_.chance(0.5)) {
+        for (auto& ln : nodes_) {
+          if (ln.up && ln.replica->raft().role() == Role::Leader) victim = ln.id;
+        }
+      }
+      Node& n = node(victim);
       if (!n.up) return;
       count(f);
       crashNode(n, "injected");
