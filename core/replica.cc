@@ -22,6 +22,12 @@ Replica::Replica(ReplicaConfig config, Rng rng, Transport& transport, Storage& s
   process();
 }
 
+KvReply Replica::statusReply(Status status) {
+  KvReply r;
+  r.status = status;
+  return r;
+}
+
 KvReply Replica::notLeader() const {
   KvReply r;
   r.status = Status::NotLeader;
@@ -45,9 +51,7 @@ void Replica::submit(const KvCommand& cmd, ReadMode mode, ReplyFn done) {
   std::string why;
   Status valid = validate(cmd, &why);
   if (valid != Status::Ok) {
-    KvReply r;
-    r.status = valid;
-    done(std::move(r));
+    done(statusReply(valid));
     return;
   }
   if (!cmd.isWrite()) {
@@ -56,9 +60,7 @@ void Replica::submit(const KvCommand& cmd, ReadMode mode, ReplyFn done) {
       return;
     }
     if (pendingReads_.size() >= limits::kMaxPendingReads) {
-      KvReply r;
-      r.status = Status::Busy;
-      done(std::move(r));
+      done(statusReply(Status::Busy));
       return;
     }
     uint64_t id = nextReadId_++;
@@ -69,9 +71,7 @@ void Replica::submit(const KvCommand& cmd, ReadMode mode, ReplyFn done) {
     return;
   }
   if (pendingWrites_.size() >= limits::kMaxPendingProposals) {
-    KvReply r;
-    r.status = Status::Busy;
-    done(std::move(r));
+    done(statusReply(Status::Busy));
     return;
   }
   Index index = 0;
@@ -154,9 +154,7 @@ void Replica::process() {
       while (!pendingWrites_.empty() && pendingWrites_.begin()->first <= rd.snapshot->meta.index) {
         auto done = std::move(pendingWrites_.begin()->second.done);
         pendingWrites_.erase(pendingWrites_.begin());
-        KvReply r;
-        r.status = Status::Timeout;
-        done(std::move(r));
+        done(statusReply(Status::Timeout));
       }
     }
     if (rd.mustPersist()) {
@@ -265,9 +263,7 @@ void Replica::expireRequests() {
     if (it->second.deadline <= now_) {
       auto done = std::move(it->second.done);
       it = pendingWrites_.erase(it);
-      KvReply r;
-      r.status = Status::Timeout;
-      done(std::move(r));
+      done(statusReply(Status::Timeout));
     } else {
       ++it;
     }
@@ -276,9 +272,7 @@ void Replica::expireRequests() {
     if (it->second.deadline <= now_) {
       auto done = std::move(it->second.done);
       it = pendingReads_.erase(it);
-      KvReply r;
-      r.status = Status::Timeout;
-      done(std::move(r));
+      done(statusReply(Status::Timeout));
     } else {
       ++it;
     }
@@ -291,14 +285,10 @@ void Replica::failAllPending(Status status) {
   auto reads = std::move(pendingReads_);
   pendingReads_.clear();
   for (auto& [i, w] : writes) {
-    KvReply r;
-    r.status = status;
-    w.done(std::move(r));
+    w.done(statusReply(status));
   }
   for (auto& [i, rd] : reads) {
-    KvReply r;
-    r.status = status;
-    rd.done(std::move(r));
+    rd.done(statusReply(status));
   }
 }
 

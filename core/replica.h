@@ -93,6 +93,7 @@ class Replica {
   void failAllPending(Status status);
   void sendAll(std::vector<Message>& messages);
   KvReply notLeader() const;
+  static KvReply statusReply(Status status);
 
   ReplicaConfig config_;
   Transport& transport_;

@@ -34,14 +34,12 @@ ShrinkResult shrinkScenario(const Scenario& failing, const std::string& property
   bool progress = true;
   while (progress && best.runs < maxRuns) {
     progress = false;
-    for (uint32_t* dim : {&*best.pins.ops, &*best.pins.clients, &*best.pins.keys}) {
-      for (uint32_t candidate : {*dim / 2, *dim - 1}) {
-        if (candidate < 1 || candidate >= *dim) continue;
+    for (auto dim : {&ScenarioPins::ops, &ScenarioPins::clients, &ScenarioPins::keys}) {
+      const uint32_t current = *(best.pins.*dim);
+      for (uint32_t candidate : {current / 2, current - 1}) {
+        if (candidate < 1 || candidate >= current) continue;
         ScenarioPins trial = best.pins;
-        uint32_t saved = *dim;
-        *dim = candidate;
-        trial = best.pins;
-        *dim = saved;
+        trial.*dim = candidate;
         if (stillFails(trial)) {
           best.pins = trial;
           progress = true;
