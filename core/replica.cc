@@ -9,8 +9,12 @@ Replica::Replica(ReplicaConfig config, Rng rng, Transport& transport, Storage& s
     : config_(std::move(config)),
       transport_(transport),
       storage_(storage),
-      raft_(config_.raft, rng, config_.initialConf, std::move(recovered)),
-      kv_(config_.kv) {
+      raft_(config_.raft, rng.fork(), config_.initialConf, std::move(recovered)),
+      kv_(config_.kv),
+      // Read contexts must not repeat across restarts: a ReadIndexResp delayed or
+      // duplicated from an earlier incarnation would otherwise answer a new read with
+      // an old index (seed 5142214). Each incarnation starts at a random point.
+      nextReadId_(rng.next()) {
   KJ_REQUIRE(config_.snapshotEveryEntries >= 1 && config_.requestTimeoutTicks >= 1);
   const Snapshot& snap = raft_.snapshot();
   if (snap.meta.index > 0) {

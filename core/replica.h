@@ -100,10 +100,10 @@ class Replica {
   Storage& storage_;
   Raft raft_;
   KvStore kv_;
+  uint64_t nextReadId_;  // read contexts: random start per incarnation, then counting
   ApplyObserver observer_;
   uint64_t now_ = 0;  // ticks since start
   uint64_t nextSeq_ = 1;
-  uint64_t nextReadId_ = 1;
   bool snapshotInFlight_ = false;
   Index lastSnapshotIndex_ = 0;
   std::deque<InFlightBatch> inFlight_;

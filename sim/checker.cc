@@ -150,6 +150,16 @@ void Checker::onApply(NodeId node, const Entry& entry, const KvReply* reply, uin
   if (!duplicate && reply->status != Status::SessionExpired) last[cmd.clientId] = cmd.requestId;
 }
 
+void Checker::onState(NodeId node, Index index, uint64_t digest, const char* when) {
+  if (violation_ || index == 0) return;
+  auto [it, inserted] = digests_.emplace(index, std::make_pair(digest, node));
+  if (!inserted && it->second.first != digest) {
+    fail("replica_divergence",
+         kj::str("node ", node, "'s state after index ", index, " (", when,
+                 ") differs from node ", it->second.second, "'s at the same index").cStr());
+  }
+}
+
 void Checker::onRestart(NodeId node, Index) {
   // The node rebuilds its state from its snapshot and replays from there; its
   // per-client record is rebuilt by the replays (snapshot state included via dedup).

@@ -29,6 +29,9 @@ class Checker {
   // Every applied entry, from the replica's apply observer. `effects` is the KV
   // store's effect counter after the apply minus before.
   void onApply(NodeId node, const Entry& entry, const KvReply* reply, uint64_t effects);
+  // A node's KV state (data and sessions) at applied index `index` has digest
+  // `digest`: the first one seen at an index is the reference every later one must equal.
+  void onState(NodeId node, Index index, uint64_t digest, const char* when);
   // A node restarted from its disk: it will re-apply from its snapshot.
   void onRestart(NodeId node, Index snapshotIndex);
 
@@ -59,6 +62,7 @@ class Checker {
   std::map<Term, NodeId> leaders_;
   std::map<Index, CommittedEntry> committed_;  // every entry known committed
   std::map<Index, EntryId> applied_;    // what was applied at each index (any node)
+  std::map<Index, std::pair<uint64_t, NodeId>> digests_;  // state digest after each index
   std::optional<Violation> violation_;
 };
 

@@ -7,7 +7,8 @@ namespace kvr::sim {
 namespace {
 constexpr const char* kFaultNames[kFaultCount] = {
     "drop", "delay", "reorder", "duplicate", "partition", "crash", "pause", "clock_drift",
-    "torn_write", "bit_flip", "fsync_error", "slow_fsync", "client_loss"};
+    "torn_write", "bit_flip", "fsync_error", "slow_fsync", "client_loss", "replay",
+    "isolate_leader"};
 }
 
 const char* faultName(Fault f) { return kFaultNames[static_cast<size_t>(f)]; }
@@ -95,6 +96,15 @@ Scenario Scenario::draw(uint64_t seed, const ScenarioPins& pins) {
   sc.preVote = rng.chance(0.75);
   sc.checkQuorum = rng.chance(0.75);
   sc.electionTicks = static_cast<uint32_t>(rng.between(4, 20));
+  sc.heartbeatTicks = static_cast<uint32_t>(
+      rng.between(1, std::max<uint64_t>(1, sc.electionTicks / 3)));
+  static constexpr uint32_t kAppendBytes[] = {1, 1, 200, 2000, 64 * 1024};
+  sc.maxAppendBytes = kAppendBytes[rng.below(5)];
+  sc.maxInflight = static_cast<uint32_t>(rng.chance(0.3) ? 1 : rng.between(2, 16));
+  sc.snapshotChunkBytes = static_cast<uint32_t>(rng.chance(0.3) ? rng.between(16, 128)
+                                                                : rng.between(512, 8192));
+  sc.compactionKeepEntries = static_cast<uint32_t>(rng.below(sc.snapshotEvery / 2 + 1));
+  sc.replayP = sc.faults.has(Fault::Replay) ? 0.0005 * static_cast<double>(rng.between(1, 20)) : 0;
   return sc;
 }
 
@@ -102,7 +112,8 @@ std::string Scenario::describe() const {
   return kj::str("seed=", seed, " nodes=", nodes, " clients=", clients, " ops=", ops,
                  " keys=", keys, " faults=", faults.describe().c_str(),
                  preVote ? "" : " no-prevote", checkQuorum ? "" : " no-checkquorum",
-                 " election=", electionTicks).cStr();
+                 " election=", electionTicks, " heartbeat=", heartbeatTicks,
+                 " append_bytes=", maxAppendBytes, " inflight=", maxInflight).cStr();
 }
 
 }  // namespace kvr::sim

@@ -14,8 +14,10 @@ namespace kvr::sim {
 enum class Fault : uint8_t {
   Drop, Delay, Reorder, Duplicate, Partition, Crash, Pause, ClockDrift,
   TornWrite, BitFlip, FsyncError, SlowFsync, ClientLoss,
+  Replay,         // an old message delivered again, seconds late
+  IsolateLeader,  // the leader cut off with a minority, then often crashed (Figure 8)
 };
-constexpr size_t kFaultCount = 13;
+constexpr size_t kFaultCount = 15;
 const char* faultName(Fault f);           // "drop", "torn_write", ...
 std::optional<Fault> parseFault(const std::string& name);
 
@@ -61,6 +63,13 @@ struct Scenario {
   bool preVote = true;
   bool checkQuorum = true;
   uint32_t electionTicks = 10;
+  uint32_t heartbeatTicks = 2;
+  // The core's size knobs, drawn small too: bugs hide behind big batches.
+  uint32_t maxAppendBytes = 64 * 1024;   // 1 means one entry per Append
+  uint32_t maxInflight = 8;
+  uint32_t snapshotChunkBytes = 1024;
+  uint32_t compactionKeepEntries = 50;
+  double replayP = 0;                    // per delivered message: replay it later
 
   // Draws everything not pinned from `seed`.
   static Scenario draw(uint64_t seed, const ScenarioPins& pins);

@@ -22,6 +22,11 @@ constexpr uint32_t kMaxAttemptsInChaos = 40;
 constexpr uint64_t kLivenessBudgetNs = 60'000 * kMs;  // a healed cluster must finish within
 constexpr uint64_t kFullCheckEvery = 512;
 constexpr uint64_t kMaxChaosNs = 120'000 * kMs;  // chaos ends by then even if ops remain
+// After healing, a leader must exist within this many of the longest election timeouts
+// (a randomized timeout is at most 2 x electionTicks ticks). Generous: with a minority
+// dead and a stale log among the rest, an election may need a few rounds.
+constexpr uint64_t kLeaderAfterHealTimeouts = 30;
+constexpr uint64_t kMaxEventsPerRun = 4'000'000;   // a run past this is a hang, not a verdict
 
 }  // namespace
 
@@ -74,6 +79,13 @@ class World {
     bool flushing = false;
     bool failNextFsync = false;
     uint64_t restartAt = 0;
+    NodeId persistedVote = kNoNode;  // last vote handed to storage
+    Term persistedTerm = 0;
+    bool voteInFlush = false;        // the queued writes carry a new vote
+    Index appliedSeen = 0;           // applied index after the last observed apply
+    bool wasLeader = false;          // for the flaky-leader nemesis
+    uint64_t lostOutbox = 0;         // messages sent by this incarnation are lost
+    Index leaderCommitSeen = 0;
   };
   struct Client {
     uint32_t id = 0;
@@ -102,7 +114,16 @@ class World {
   // network
   void sendMessage(NodeId from, Message&& msg);
   uint64_t sampleDelay();
-  void deliver(NodeId to, std::string bytes);
+  // Availability under pre-vote and check-quorum: a leader with a quorum that no fault
+  // touched for a while must not be deposed (the leader lease's whole point).
+  void noteNodeTrouble(NodeId id, uint64_t until) {
+    nodeTrouble_[id] = std::max(nodeTrouble_[id], until);
+  }
+  void noteLinkTrouble(NodeId a, NodeId b) { linkTrouble_[a][b] = q_.now(); }
+  void observeRoles();
+  void checkDisruption(NodeId who, Term newTerm, bool stepDown);
+  bool quietSince(NodeId id, uint64_t since) const;
+  void deliver(NodeId from, uint64_t senderIncarnation, NodeId to, std::string bytes);
 
   // clients
   void clientNext(Client& c);
@@ -116,6 +137,9 @@ class World {
   void scheduleFault();
   void injectFault();
   void healAll();
+  void isolateLeader();
+  void cutOffLeader(NodeId leader);
+  void watchLeaders();
   void count(Fault f) { ++result_.faults[static_cast<size_t>(f)]; }
 
   // checking
@@ -147,6 +171,16 @@ class World {
   bool chaos_ = true;
   bool finalPhase_ = false;
   uint64_t livenessDeadline_ = 0;
+  uint64_t leaderDeadline_ = 0;
+  bool leaderSeen_ = false;
+  uint64_t flakyUntil_ = 0;  // until then, every new leader is cut off (isolate_leader)
+  bool delayTrouble_ = false;               // the last sampled delay was a fault
+  std::vector<uint64_t> nodeTrouble_;       // per node: last time (or until) a fault touched it
+  std::vector<std::vector<uint64_t>> linkTrouble_;  // [from][to]: last lost/late message
+  uint64_t lastTransferNs_ = 0;
+  std::vector<Role> prevRole_;
+  std::vector<Term> prevTerm_;
+  std::vector<uint64_t> leaderSince_;
   bool stop_ = false;
   std::vector<uint64_t> lastEffects_;  // per node: the KV effect counter at its last apply
   std::vector<const Replica*> replicaView_;
@@ -161,6 +195,11 @@ World::World(const Scenario& sc, const RunOptions& opts)
   }
   nodes_.resize(sc_.nodes);
   blocked_.assign(sc_.nodes + 1, std::vector<bool>(sc_.nodes + 1, false));
+  nodeTrouble_.assign(sc_.nodes + 1, 0);
+  linkTrouble_.assign(sc_.nodes + 1, std::vector<uint64_t>(sc_.nodes + 1, 0));
+  prevRole_.assign(sc_.nodes + 1, Role::Follower);
+  prevTerm_.assign(sc_.nodes + 1, 0);
+  leaderSince_.assign(sc_.nodes + 1, 0);
   // Unrecoverable storage faults stay within a minority, so the cluster can live.
   uint32_t corruptible = (sc_.nodes - 1) / 2;
   for (uint32_t i = 0; i < sc_.nodes; ++i) {
@@ -226,18 +265,19 @@ void World::startNode(Node& n) {
   ReplicaConfig cfg;
   cfg.raft.id = n.id;
   cfg.raft.electionTicks = sc_.electionTicks;
-  cfg.raft.heartbeatTicks = std::max<uint32_t>(1, sc_.electionTicks / 5);
+  cfg.raft.heartbeatTicks = sc_.heartbeatTicks;
   cfg.raft.preVote = sc_.preVote;
   cfg.raft.checkQuorum = sc_.checkQuorum;
-  cfg.raft.maxInflight = 8;
-  cfg.raft.maxAppendBytes = 64 * 1024;
-  cfg.raft.snapshotChunkBytes = 1024;
-  cfg.raft.compactionKeepEntries = sc_.snapshotEvery / 4;
+  cfg.raft.maxInflight = sc_.maxInflight;
+  cfg.raft.maxAppendBytes = sc_.maxAppendBytes;
+  cfg.raft.snapshotChunkBytes = sc_.snapshotChunkBytes;
+  cfg.raft.compactionKeepEntries = sc_.compactionKeepEntries;
   cfg.kv.maxSessions = sc_.sessionCap;
   cfg.snapshotEveryEntries = sc_.snapshotEvery;
   cfg.requestTimeoutTicks = 60;
   for (uint32_t i = 1; i <= sc_.nodes; ++i) cfg.initialConf.voters.push_back(i);
   Index snapIndex = rec.snapshot.meta.index;
+  noteNodeTrouble(n.id, q_.now());
   n.up = true;
   n.flushScheduled = false;
   n.flushing = false;
@@ -250,8 +290,18 @@ void World::startNode(Node& n) {
     uint64_t effects = r.kv().effects() - lastEffects_[id - 1];
     lastEffects_[id - 1] = r.kv().effects();
     checker_.onApply(id, e, reply, effects);
+    checker_.onState(id, e.index, r.kv().digest(), "applying");
+    node(id).appliedSeen = e.index;
   });
   lastEffects_[id - 1] = n.replica->kv().effects();
+  // Restarted from its own snapshot: the state there must be what every replica had.
+  n.appliedSeen = n.replica->kv().appliedIndex();
+  n.persistedVote = n.replica->raft().vote();
+  n.persistedTerm = n.replica->raft().term();
+  n.voteInFlush = false;
+  n.wasLeader = false;
+  n.leaderCommitSeen = 0;
+  checker_.onState(id, n.appliedSeen, n.replica->kv().digest(), "restarting from its snapshot");
   trace(kj::str("n", n.id, " start term=", n.replica->raft().term(), " vote=",
                 n.replica->raft().vote(), " snapshot=", snapIndex,
                 " last=", n.replica->raft().lastIndex()).cStr());
@@ -261,6 +311,7 @@ void World::startNode(Node& n) {
 void World::crashNode(Node& n, const char* why) {
   if (!n.up) return;
   trace(kj::str("n", n.id, " crash (", why, ")").cStr());
+  noteNodeTrouble(n.id, q_.now());
   n.up = false;
   n.replica = nullptr;
   n.pausedUntil = 0;
@@ -292,6 +343,14 @@ void World::scheduleTick(Node& n) {
 
 void World::persist(NodeId id, PersistBatch&& batch) {
   Node& n = node(id);
+  if (batch.hardState && batch.hardState->vote != kNoNode &&
+      (batch.hardState->vote != n.persistedVote || batch.hardState->term != n.persistedTerm)) {
+    n.voteInFlush = true;
+  }
+  if (batch.hardState) {
+    n.persistedVote = batch.hardState->vote;
+    n.persistedTerm = batch.hardState->term;
+  }
   n.store->persist(std::move(batch));
   scheduleFlush(n);
 }
@@ -317,9 +376,14 @@ void World::flush(Node& n, uint64_t inc) {
   if (sc_.slowFsyncP > 0 && faultRng_.chance(sc_.slowFsyncP)) {
     latency += faultRng_.between(10 * kMs, 200 * kMs);
     count(Fault::SlowFsync);
+    noteNodeTrouble(n.id, q_.now() + latency);  // acks and heartbeat replies wait for it
   }
   NodeId id = n.id;
-  if (chaos_ && sc_.faults.has(Fault::Crash) && faultRng_.chance(0.03)) {
+  // A flush that makes a vote durable is where a vote sent too early would be lost:
+  // crash there far more often than at an ordinary flush.
+  double crashP = n.voteInFlush ? 0.25 : 0.03;
+  n.voteInFlush = false;
+  if (chaos_ && sc_.faults.has(Fault::Crash) && faultRng_.chance(crashP)) {
     // Power loss between the write and its fsync: the moment the persistence rule is
     // about (a vote or an ack must not have left before this completes).
     q_.after(faultRng_.below(latency), [this, id, inc]() {
@@ -371,15 +435,18 @@ void World::flush(Node& n, uint64_t inc) {
 bool World::reachable(NodeId from, NodeId to) const { return !blocked_[from][to]; }
 
 uint64_t World::sampleDelay() {
+  delayTrouble_ = false;
   uint64_t base = sc_.meanDelayNs / 2 + netRng_.below(sc_.meanDelayNs);
   if (sc_.faults.has(Fault::Delay) && netRng_.chance(0.02)) {
     // Heavy tail: a few messages take 10-100x longer.
     base *= netRng_.between(10, 100);
     count(Fault::Delay);
+    delayTrouble_ = true;
   }
   if (sc_.reorderP > 0 && netRng_.chance(sc_.reorderP)) {
     base += netRng_.below(20 * kMs);
     count(Fault::Reorder);
+    delayTrouble_ = true;
   }
   return base;
 }
@@ -390,15 +457,20 @@ void World::sendMessage(NodeId from, Message&& msg) {
   KJ_REQUIRE(to >= 1 && to <= sc_.nodes, "message to an unknown node", to);
   // Every message crosses the wire codec, so encoding is tested with everything else.
   std::string bytes = codec::encodeMessageBytes(kClusterId, msg);
+  uint64_t inc = node(from).incarnation;
   mix(hashBytes(bytes));
   if (traceFile_) {
     trace(kj::str("n", from, " -> n", to, " ", msgTypeName(msg.type), " t", msg.term,
                   " i", msg.index, " c", msg.commit, msg.reject ? " reject" : "",
                   " n=", msg.entries.size()).cStr());
   }
-  if (!reachable(from, to)) return;
+  if (!reachable(from, to)) {
+    noteLinkTrouble(from, to);
+    return;
+  }
   if (sc_.dropP > 0 && netRng_.chance(sc_.dropP)) {
     count(Fault::Drop);
+    noteLinkTrouble(from, to);
     return;
   }
   int copies = 1;
@@ -406,18 +478,35 @@ void World::sendMessage(NodeId from, Message&& msg) {
     copies = 2;
     count(Fault::Duplicate);
   }
+  if (chaos_ && sc_.replayP > 0 && netRng_.chance(sc_.replayP)) {
+    // A stale copy, delivered long after everything around it (old votes, Appends and
+    // read answers must be recognised as old).
+    count(Fault::Replay);
+    q_.after(netRng_.between(300 * kMs, 5000 * kMs),
+             [this, from, inc, to, b = bytes]() mutable { deliver(from, inc, to, std::move(b)); });
+  }
   for (int i = 0; i < copies; ++i) {
     std::string copy = i + 1 < copies ? bytes : std::move(bytes);
-    q_.after(sampleDelay(), [this, to, b = std::move(copy)]() mutable { deliver(to, std::move(b)); });
+    uint64_t delay = sampleDelay();
+    if (delayTrouble_) noteLinkTrouble(from, to);
+    q_.after(delay, [this, from, inc, to, b = std::move(copy)]() mutable {
+      deliver(from, inc, to, std::move(b));
+    });
   }
 }
 
-void World::deliver(NodeId to, std::string bytes) {
+void World::deliver(NodeId from, uint64_t inc, NodeId to, std::string bytes) {
   Node& n = node(to);
-  if (!n.up) return;
+  if (!n.up || node(from).lostOutbox == inc) return;
+  if (!reachable(from, to)) {
+    noteLinkTrouble(from, to);  // a partition also loses what was in flight
+    return;
+  }
   if (n.pausedUntil > q_.now()) {
     // A paused process reads its socket when it resumes.
-    q_.at(n.pausedUntil, [this, to, b = std::move(bytes)]() mutable { deliver(to, std::move(b)); });
+    q_.at(n.pausedUntil, [this, from, inc, to, b = std::move(bytes)]() mutable {
+      deliver(from, inc, to, std::move(b));
+    });
     return;
   }
   Message msg;
@@ -500,7 +589,8 @@ void World::clientSend(Client& c) {
       count(Fault::ClientLoss);
       return;
     }
-    n.replica->submit(cmd, ReadMode::Linearizable, [this, cid, seq](KvReply reply) {
+    n.replica->submit(cmd, ReadMode::Linearizable, [this, cid, seq, target](KvReply reply) {
+      trace(kj::str("n", target, " answers c", cid, ": ", statusName(reply.status)).cStr());
       bool lost = chaos_ && sc_.clientLossP > 0 && netRng_.chance(sc_.clientLossP);
       if (lost) {
         count(Fault::ClientLoss);
@@ -632,7 +722,7 @@ void World::injectFault() {
   // Pick among the enabled scheduled fault kinds.
   std::vector<Fault> kinds;
   for (Fault f : {Fault::Partition, Fault::Crash, Fault::Pause, Fault::ClockDrift,
-                  Fault::BitFlip, Fault::FsyncError}) {
+                  Fault::BitFlip, Fault::FsyncError, Fault::IsolateLeader}) {
     if (sc_.faults.has(f)) kinds.push_back(f);
   }
   // An operator's leadership transfer now and then, between the faults.
@@ -641,6 +731,7 @@ void World::injectFault() {
       if (!ln.up || ln.replica->raft().role() != Role::Leader || sc_.nodes == 1) continue;
       NodeId target = static_cast<NodeId>(faultRng_.between(1, sc_.nodes));
       if (target == ln.id) continue;
+      lastTransferNs_ = q_.now();
       if (ln.replica->transferLeadership(target)) {
         ++result_.transfers;
         trace(kj::str("n", ln.id, " transfers leadership to n", target).cStr());
@@ -707,6 +798,7 @@ void World::injectFault() {
       if (!n.up || n.pausedUntil > q_.now()) return;
       count(f);
       n.pausedUntil = q_.now() + faultRng_.between(10 * kMs, 1000 * kMs);
+      noteNodeTrouble(victim, n.pausedUntil);
       trace(kj::str("n", victim, " paused").cStr());
       return;
     }
@@ -739,9 +831,144 @@ void World::injectFault() {
       n.failNextFsync = true;
       return;
     }
+    case Fault::IsolateLeader:
+      isolateLeader();
+      return;
     default:
       return;
   }
+}
+
+void World::isolateLeader() {
+  // Figure 8's schedule, repeated: for a while every new leader is cut off with a
+  // minority as soon as it takes office, so it appends only there, and usually dies.
+  // Entries of several terms pile up on different minorities; a leader that later
+  // commits one of them by counting replicas (not through an entry of its own term) is
+  // crashed at once, so a rival holding a later-term entry there can overwrite it.
+  if (sc_.nodes < 3) return;
+  count(Fault::IsolateLeader);
+  flakyUntil_ = q_.now() + faultRng_.between(300 * kMs, 3000 * kMs);
+  trace("nemesis: flaky leaders");
+  for (auto& ln : nodes_) {
+    if (ln.up && ln.replica->raft().role() == Role::Leader) cutOffLeader(ln.id);
+  }
+}
+
+void World::cutOffLeader(NodeId leader) {
+  std::vector<bool> side(sc_.nodes + 1, false);
+  side[leader] = true;
+  uint32_t companions = static_cast<uint32_t>(faultRng_.below((sc_.nodes - 1) / 2 + 1));
+  for (uint32_t k = 0; k < companions; ++k) side[faultRng_.between(1, sc_.nodes)] = true;
+  for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  for (uint32_t a = 1; a <= sc_.nodes; ++a)
+    for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[a][b] = side[a] != side[b];
+  trace(kj::str("partition: leader n", leader, " cut off with ", companions, " others").cStr());
+  uint64_t inc = node(leader).incarnation;
+  bool crash = sc_.faults.has(Fault::Crash) && faultRng_.chance(0.7);
+  q_.after(faultRng_.between(1 * kMs, 150 * kMs), [this, leader, inc, crash]() {
+    if (!chaos_) return;
+    Node& ln = node(leader);
+    if (crash && ln.up && ln.incarnation == inc) {
+      crashNode(ln, "cut-off leader");
+      q_.after(faultRng_.between(5 * kMs, 300 * kMs), [this, leader]() {
+        Node& n = node(leader);
+        if (!n.up && !n.dead) startNode(n);
+      });
+    }
+    q_.after(faultRng_.between(0, 100 * kMs), [this]() {
+      if (!chaos_) return;
+      for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+      trace("partition healed");
+    });
+  });
+}
+
+void World::watchLeaders() {
+  for (auto& n : nodes_) {
+    if (!n.up) continue;
+    const Raft& r = n.replica->raft();
+    bool leads = r.role() == Role::Leader;
+    Index commit = r.commitIndex();
+    if (leads && !n.wasLeader) {
+      n.leaderCommitSeen = commit;  // inherited: what it commits from here on counts
+      cutOffLeader(n.id);
+    }
+    n.wasLeader = leads;
+    if (!leads) continue;
+    if (commit > n.leaderCommitSeen) {
+      n.leaderCommitSeen = commit;
+      const Entry* e = r.entryAt(commit);
+      if (e != nullptr && e->term < r.term() && sc_.faults.has(Fault::Crash)) {
+        count(Fault::Crash);
+        NodeId id = n.id;
+        // Power loss: what it had sent but the network had not delivered is gone too,
+        // and the leaders after it are left alone to finish the story.
+        n.lostOutbox = n.incarnation;
+        crashNode(n, "leader committed an older term's entry");
+        flakyUntil_ = q_.now();
+        q_.after(faultRng_.between(5 * kMs, 300 * kMs), [this, id]() {
+          Node& m = node(id);
+          if (!m.up && !m.dead) startNode(m);
+        });
+      }
+    }
+  }
+}
+
+void World::observeRoles() {
+  for (auto& n : nodes_) {
+    Role role = n.up ? n.replica->raft().role() : Role::Follower;
+    Term term = n.up ? n.replica->raft().term() : 0;
+    Role was = prevRole_[n.id];
+    Term wasTerm = prevTerm_[n.id];
+    prevRole_[n.id] = role;
+    prevTerm_[n.id] = term;
+    if (!n.up || stop_) continue;
+    if (role == Role::Candidate && (was != Role::Candidate || wasTerm != term)) {
+      checkDisruption(n.id, term, false);
+    } else if (was == Role::Leader && role != Role::Leader && term == wasTerm) {
+      checkDisruption(n.id, term + 1, true);
+    }
+    if (role == Role::Leader && (was != Role::Leader || wasTerm != term)) {
+      leaderSince_[n.id] = q_.now();
+    }
+  }
+}
+
+bool World::quietSince(NodeId id, uint64_t since) const {
+  const Node& n = nodes_[id - 1];
+  return n.up && n.drift == 1.0 && nodeTrouble_[id] < since && n.pausedUntil <= q_.now();
+}
+
+void World::checkDisruption(NodeId who, Term newTerm, bool stepDown) {
+  const char* what = stepDown ? "stepped down" : "started an election";
+  // The window in which a fault can still explain an election: two of the longest
+  // election timeouts (a slow clock stretches one to 3 x electionTicks ticks), plus
+  // the longest late message.
+  uint64_t window = 2 * 3 * sc_.electionTicks * kTickNs + 500 * kMs;
+  if (q_.now() < window) return;
+  uint64_t since = q_.now() - window;
+  if (lastTransferNs_ >= since) return;
+  NodeId leader = kNoNode;
+  for (auto& n : nodes_) {
+    if (n.up && n.replica->raft().role() == Role::Leader && n.replica->raft().term() + 1 == newTerm) {
+      leader = n.id;
+    }
+  }
+  if (stepDown) leader = who;
+  if (leader == kNoNode || !quietSince(leader, since)) return;
+  if (leaderSince_[leader] >= since) return;
+  uint32_t healthy = 1;
+  for (auto& f : nodes_) {
+    if (f.id == leader || !quietSince(f.id, since)) continue;
+    if (blocked_[leader][f.id] || blocked_[f.id][leader]) continue;
+    if (linkTrouble_[leader][f.id] >= since || linkTrouble_[f.id][leader] >= since) continue;
+    ++healthy;
+  }
+  if (healthy < sc_.nodes / 2 + 1) return;
+  fail("availability", kj::str("n", who, " ", what, " (term ", newTerm, ") while leader n",
+                               leader, " had a quorum that no fault touched for ",
+                               window / kMs, " ms").cStr());
 }
 
 void World::healAll() {
@@ -755,20 +982,35 @@ void World::healAll() {
   for (auto& n : nodes_) {
     n.pausedUntil = 0;
     n.failNextFsync = false;
+    n.drift = 1.0;  // every fault stops, clock drift included
     if (!n.up && !n.dead) startNode(n);
   }
   livenessDeadline_ = q_.now() + kLivenessBudgetNs;
+  leaderDeadline_ = q_.now() + kLeaderAfterHealTimeouts * 2 * sc_.electionTicks * kTickNs;
 }
 
 // ------------------------------------------------------------------ run
 
 void World::afterEvent() {
   if (stop_) return;
+  // First: it may crash a node, and the checks below must see the world after that.
+  if (chaos_ && q_.now() < flakyUntil_) watchLeaders();
   // Refilled in place: this runs after every event.
   std::vector<const Replica*>& reps = replicaView_;
   reps.clear();
   for (auto& n : nodes_) reps.push_back(n.up ? n.replica.get() : nullptr);
   checker_.afterEvent(reps);
+  if (sc_.preVote && sc_.checkQuorum) observeRoles();
+  for (auto& n : nodes_) {
+    // An applied index that moved without an apply: a snapshot was installed. Its
+    // state must be what the replicas that applied up to there had.
+    if (!n.up) continue;
+    Index applied = n.replica->kv().appliedIndex();
+    if (applied != n.appliedSeen) {
+      n.appliedSeen = applied;
+      checker_.onState(n.id, applied, n.replica->kv().digest(), "installing a snapshot");
+    }
+  }
   if (q_.executed() % kFullCheckEvery == 0) checker_.fullCheck(reps);
   if (checker_.failed()) {
     fail(checker_.violation()->property, checker_.violation()->detail);
@@ -789,6 +1031,11 @@ RunResult World::run() {
       fail("liveness", "simulated time limit reached");
       break;
     }
+    if (q_.executed() >= kMaxEventsPerRun) {
+      fail("liveness", kj::str("event budget of ", kMaxEventsPerRun,
+                               " exhausted: the run makes no progress").cStr());
+      break;
+    }
     if (!q_.runOne()) {
       fail("liveness", "event queue ran dry");
       break;
@@ -797,6 +1044,12 @@ RunResult World::run() {
     if (stop_) break;
     if (chaos_ && (opsIssued_ >= sc_.ops || q_.now() > kMaxChaosNs)) healAll();
     if (!chaos_) {
+      if (!leaderSeen_ && leaderExists()) leaderSeen_ = true;
+      if (!leaderSeen_ && q_.now() > leaderDeadline_) {
+        fail("availability", kj::str("no leader ", kLeaderAfterHealTimeouts,
+                                     " election timeouts after healing").cStr());
+        break;
+      }
       if (q_.now() > livenessDeadline_) {
         std::string who;
         for (auto& c : clients_) {
