@@ -1,5 +1,6 @@
 #include "disk/identity.h"
 
+#include "core/hash.h"
 #include "core/wire.h"
 #include "disk/disk_error.h"
 #include "disk/wal_record.h"
@@ -14,7 +15,7 @@ std::string encodeIdentity(const NodeIdentity& id) {
   std::string out(kMagic);
   wire::putFixed64(out, id.clusterId);
   wire::putFixed32(out, id.nodeId);
-  wire::putFixed64(out, checksum64(out));
+  wire::putFixed64(out, hash64(out));
   return out;
 }
 
@@ -51,7 +52,7 @@ void checkOrWriteIdentity(FileSystem& fs, const std::string& dir, const NodeIden
   r.fixed64(&stored.clusterId);
   r.fixed32(&stored.nodeId);
   r.fixed64(&sum);
-  if (checksum64(std::string_view(bytes).substr(0, 20)) != sum) {
+  if (hash64(std::string_view(bytes).substr(0, 20)) != sum) {
     refuseToStart(path, 20, "the identity file's checksum does not match");
   }
   if (stored.clusterId != id.clusterId || stored.nodeId != id.nodeId) {

@@ -1,12 +1,11 @@
 #include "disk/snapshot_store.h"
 
-#include <xxhash.h>
-
 #include <cinttypes>
 #include <cstdio>
 
 #include <kj/debug.h>
 
+#include "core/hash.h"
 #include "core/limits.h"
 #include "core/wire.h"
 #include "disk/disk_error.h"
@@ -32,7 +31,7 @@ std::string encodeHeader(const SnapshotMeta& meta, uint64_t dataBytes, uint64_t 
   std::string out(kMagic);
   putFixed32(out, static_cast<uint32_t>(header.size()));
   out += header;
-  putFixed64(out, checksum64(out));
+  putFixed64(out, hash64(out));
   return out;
 }
 
@@ -60,7 +59,7 @@ SnapshotMarker SnapshotStore::write(const Snapshot& snap, bool resetLog) {
   marker.meta = snap.meta;
   marker.resetLog = resetLog;
   marker.dataBytes = data.size();
-  marker.dataChecksum = XXH3_64bits(data.data(), data.size());
+  marker.dataChecksum = hash64(data);
 
   const std::string path = joinPath(dir_, fileName(snap.meta));
   const std::string tmp = path + ".tmp";
@@ -98,7 +97,7 @@ Snapshot SnapshotStore::load(const SnapshotMarker& marker) {
   const size_t headerEnd = 12 + headerBytes;
   uint64_t headerSum = 0;
   wire::Reader(std::string_view(prefix).substr(headerEnd, 8)).fixed64(&headerSum);
-  if (checksum64(std::string_view(prefix).substr(0, headerEnd)) != headerSum) {
+  if (hash64(std::string_view(prefix).substr(0, headerEnd)) != headerSum) {
     refuseToStart(path, headerEnd, "snapshot header checksum mismatch");
   }
   wire::Reader r(std::string_view(prefix).substr(12, headerBytes));
@@ -127,7 +126,7 @@ Snapshot SnapshotStore::load(const SnapshotMarker& marker) {
                       std::to_string(dataStart + dataBytes));
   }
   std::string data = file->pread(dataStart, dataBytes);
-  if (data.size() != dataBytes || XXH3_64bits(data.data(), data.size()) != dataSum) {
+  if (data.size() != dataBytes || hash64(data) != dataSum) {
     refuseToStart(path, dataStart, "snapshot data checksum mismatch");
   }
   Snapshot snap;

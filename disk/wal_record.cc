@@ -1,9 +1,8 @@
 #include "disk/wal_record.h"
 
-#include <xxhash.h>
-
 #include <kj/debug.h>
 
+#include "core/hash.h"
 #include "core/limits.h"
 #include "core/wire.h"
 
@@ -12,8 +11,6 @@ namespace kvr::disk {
 using wire::putFixed32;
 using wire::putFixed64;
 using wire::putU8;
-
-uint64_t checksum64(std::string_view bytes) { return XXH3_64bits(bytes.data(), bytes.size()); }
 
 std::string encodeHardState(const HardState& hs) {
   std::string out;
@@ -73,7 +70,7 @@ void appendFrame(std::string& out, RecordType type, bool continues, std::string_
   putU8(out, static_cast<uint8_t>(type) | (continues ? kRecordContinues : 0));
   out += payload;
   std::string sum;
-  putFixed64(sum, checksum64(std::string_view(out).substr(start + 12)));
+  putFixed64(sum, hash64(std::string_view(out).substr(start + 12)));
   out.replace(start + 4, sum.size(), sum);
 }
 
@@ -111,7 +108,7 @@ Frame readFrame(std::string_view bytes) {
     f.problem = "record payload cut short";
     return f;
   }
-  if (checksum64(bytes.substr(12, 1 + length)) != stored) {
+  if (hash64(bytes.substr(12, 1 + length)) != stored) {
     f.status = FrameStatus::Bad;
     f.problem = "record checksum mismatch";
     return f;

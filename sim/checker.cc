@@ -1,16 +1,13 @@
 #include "sim/checker.h"
 
-#include <xxhash.h>
-
 #include <kj/debug.h>
 #include <kj/string.h>
 
+#include "core/hash.h"
+
 namespace kvr::sim {
 
-uint64_t hashBytes(const std::string& bytes) {
-  // XXH3: the same on every platform, and fast enough to hash every message sent.
-  return XXH3_64bits(bytes.data(), bytes.size());
-}
+uint64_t hashBytes(const std::string& bytes) { return hash64(bytes); }
 
 Checker::Checker(uint32_t nodes) : nodes_(nodes) {}
 
