@@ -5,12 +5,13 @@
 //   pairCount, (key, value)*            keys strictly ascending
 //   sessionCount, (clientId, lastRequestId, lastActive, encodeReply(lastReply))*
 //                                       client ids strictly ascending
-//   u64 little-endian FNV-1a of every byte before it
-// The digest is the same FNV-1a over the same body.
+//   u64 little-endian XXH3-64 (core/hash.h) of every byte before it
+// The digest is the same hash of the same body.
 #include "core/kv.h"
 
 #include <kj/debug.h>
 
+#include "core/hash.h"
 #include "core/limits.h"
 #include "core/wire.h"
 
@@ -20,18 +21,6 @@ namespace {
 
 constexpr char kSnapshotMagic[4] = {'K', 'V', 'S', 1};
 constexpr size_t kChecksumBytes = 8;
-
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
-constexpr uint64_t kFnvPrime = 0x100000001b3ull;
-
-uint64_t fnv1a(std::string_view bytes) {
-  uint64_t hash = kFnvOffset;
-  for (char c : bytes) {
-    hash ^= static_cast<uint8_t>(c);
-    hash *= kFnvPrime;
-  }
-  return hash;
-}
 
 }  // namespace
 
@@ -215,21 +204,21 @@ void KvStore::writeState(std::string& out) const {
 std::string KvStore::snapshot() const {
   std::string out;
   writeState(out);
-  wire::putFixed64(out, fnv1a(out));
+  wire::putFixed64(out, hash64(out));
   return out;
 }
 
 uint64_t KvStore::digest() const {
   std::string body;
   writeState(body);
-  return fnv1a(body);
+  return hash64(body);
 }
 
 bool KvStore::restore(std::string_view bytes) {
   if (bytes.size() < kChecksumBytes || bytes.size() > limits::kMaxSnapshotBytes) return false;
   const std::string_view body = bytes.substr(0, bytes.size() - kChecksumBytes);
   uint64_t sum = 0;
-  if (!wire::Reader(bytes.substr(body.size())).fixed64(&sum) || sum != fnv1a(body)) {
+  if (!wire::Reader(bytes.substr(body.size())).fixed64(&sum) || sum != hash64(body)) {
     return false;
   }
 
