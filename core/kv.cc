@@ -22,6 +22,13 @@ namespace {
 constexpr char kSnapshotMagic[4] = {'K', 'V', 'S', 1};
 constexpr size_t kChecksumBytes = 8;
 
+// What a command gets before it may touch the state: Invalid for a write where a read
+// belongs or the other way round, else what validate() says (Ok to go on).
+Status admit(const KvCommand& cmd, bool write) {
+  if (cmd.isWrite() != write) return Status::Invalid;
+  return validate(cmd, nullptr);
+}
+
 }  // namespace
 
 KvStore::KvStore(KvConfig config) : config_(config) {
@@ -36,17 +43,11 @@ KvReply KvStore::apply(Index index, const KvCommand& cmd) {
 
   KvReply reply;
   reply.index = index;
-  if (!cmd.isWrite()) {
-    // Reads never enter the log; one that does is a proposer bug, answered, not applied.
-    reply.status = Status::Invalid;
-    return reply;
-  }
-  // Validated at the leader already; re-checked so a bad entry cannot corrupt state.
-  const Status valid = validate(cmd, nullptr);
-  if (valid != Status::Ok) {
-    reply.status = valid;
-    return reply;
-  }
+  // Reads never enter the log; one that does is a proposer bug, answered, not applied.
+  // Writes were validated at the leader already; re-checked so a bad entry cannot
+  // corrupt state.
+  reply.status = admit(cmd, true);
+  if (reply.status != Status::Ok) return reply;
   if (cmd.op == OpType::OpenSession) {
     openSession(index);
     reply.clientId = index;
@@ -143,15 +144,8 @@ void KvStore::touchSession(uint64_t clientId, Session& session, Index index) {
 KvReply KvStore::read(const KvCommand& cmd) const {
   KvReply reply;
   reply.index = applied_;
-  if (cmd.op != OpType::Get && cmd.op != OpType::Range) {
-    reply.status = Status::Invalid;
-    return reply;
-  }
-  const Status valid = validate(cmd, nullptr);
-  if (valid != Status::Ok) {
-    reply.status = valid;
-    return reply;
-  }
+  reply.status = admit(cmd, false);
+  if (reply.status != Status::Ok) return reply;
 
   if (cmd.op == OpType::Get) {
     auto it = data_.find(cmd.key);
