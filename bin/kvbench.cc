@@ -29,6 +29,7 @@
 #include <kj/debug.h>
 #include <kj/vector.h>
 
+#include "core/text.h"
 #include "net/kv_client.h"
 
 namespace {
@@ -69,10 +70,10 @@ struct Flags {
 };
 
 uint64_t parseNumber(const std::string& flag, const char* text) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long v = std::strtoull(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0') usage(flag + " wants a number, got '" + text + "'");
+  uint64_t v = 0;
+  if (kvr::text::parseUnsigned(text, &v) != kvr::text::NumberError::None) {
+    usage(flag + " wants a number, got '" + text + "'");
+  }
   return v;
 }
 

@@ -14,6 +14,7 @@
 #include <kj/exception.h>
 
 #include "core/limits.h"
+#include "core/text.h"
 #include "net/kv_client.h"
 
 namespace {
@@ -64,38 +65,14 @@ void usage(FILE* out) {
 }
 
 uint64_t parseNumber(const std::string& flag, const std::string& text, uint64_t max) {
-  if (text.empty() || text.size() > 20) die(flag + " needs a number, got '" + text + "'");
   uint64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') die(flag + " needs a number, got '" + text + "'");
-    uint64_t digit = uint64_t(c - '0');
-    if (v > (max - digit) / 10) die(flag + " is too large: " + text);
-    v = v * 10 + digit;
-  }
+  const kvr::text::NumberError error = kvr::text::parseUnsigned(text, &v, max);
+  if (error == kvr::text::NumberError::TooLarge) die(flag + " is too large: " + text);
+  if (error != kvr::text::NumberError::None) die(flag + " needs a number, got '" + text + "'");
   return v;
 }
 
-std::string jsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (c < 0x20 || c >= 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);  // bytes as Latin-1 code points
-          out += buf;
-        } else {
-          out += char(c);
-        }
-    }
-  }
-  return out + "\"";
-}
+std::string jsonString(const std::string& s) { return kvr::text::quoted(s, kvr::text::Quote::Json); }
 
 struct Args {
   std::vector<std::string> endpoints{"127.0.0.1:7001"};

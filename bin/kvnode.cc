@@ -2,13 +2,14 @@
 #include <getopt.h>
 #include <uv.h>
 
-#include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <string>
 
 #include <kj/debug.h>
 
+#include "core/text.h"
 #include "net/node.h"
 #include "net/node_config.h"
 #include "net/node_log.h"
@@ -54,13 +55,12 @@ flight, answers pending requests "shutting down"); 1 on a fatal error while runn
 
 template <typename T>
 T parseNumber(const char* flag, const char* text) {
-  T value{};
-  const char* end = text + std::char_traits<char>::length(text);
-  auto [ptr, ec] = std::from_chars(text, end, value);
-  if (ec != std::errc() || ptr != end) {
+  uint64_t value = 0;
+  if (kvr::text::parseUnsigned(text, &value, std::numeric_limits<T>::max()) !=
+      kvr::text::NumberError::None) {
     usageError(std::string("--") + flag + " expects a non-negative number, got '" + text + "'");
   }
-  return value;
+  return static_cast<T>(value);
 }
 
 kvr::net::NodeConfig parseFlags(int argc, char** argv) {

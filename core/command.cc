@@ -11,11 +11,13 @@
 // encode(decode(bytes)) == bytes for every accepted input.
 #include "core/command.h"
 
-#include <limits>
-
 #include "core/limits.h"
+#include "core/wire.h"
 
 namespace kvr {
+
+using wire::putBytes;
+using wire::putVarint;
 
 namespace {
 
@@ -29,78 +31,6 @@ constexpr uint8_t kLastStatus = static_cast<uint8_t>(Status::TransferInProgress)
 // A get or cas reply holds one value. Add room for the fixed fields.
 constexpr size_t kMaxReplyBytes =
     limits::kMaxRangeReplyBytes + limits::kMaxValueBytes + limits::kMaxRangeLimit * 10 + 256;
-
-void putVarint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-
-void putBytes(std::string& out, std::string_view s) {
-  putVarint(out, s.size());
-  out.append(s.data(), s.size());
-}
-
-// Reads from a byte span; every getter returns false instead of reading past the end.
-class Reader {
- public:
-  explicit Reader(std::string_view bytes) : bytes_(bytes) {}
-
-  bool done() const { return pos_ == bytes_.size(); }
-
-  bool u8(uint8_t* out) {
-    if (pos_ >= bytes_.size()) return false;
-    *out = static_cast<uint8_t>(bytes_[pos_++]);
-    return true;
-  }
-
-  // Shortest-form LEB128 only: a multi-byte varint may not end in a zero byte, and the
-  // tenth byte may carry only the top bit of a uint64.
-  bool varint(uint64_t* out) {
-    uint64_t v = 0;
-    for (int i = 0; i < 10; ++i) {
-      uint8_t b;
-      if (!u8(&b)) return false;
-      if (i == 9 && b > 1) return false;
-      v |= static_cast<uint64_t>(b & 0x7f) << (7 * i);
-      if ((b & 0x80) == 0) {
-        if (i > 0 && b == 0) return false;
-        *out = v;
-        return true;
-      }
-    }
-    return false;
-  }
-
-  bool u32(uint32_t* out) {
-    uint64_t v;
-    if (!varint(&v) || v > std::numeric_limits<uint32_t>::max()) return false;
-    *out = static_cast<uint32_t>(v);
-    return true;
-  }
-
-  // The length is checked against the bytes left before anything is allocated.
-  bool bytes(std::string* out) {
-    uint64_t n;
-    if (!varint(&n) || n > bytes_.size() - pos_) return false;
-    out->assign(bytes_.data() + pos_, n);
-    pos_ += n;
-    return true;
-  }
-
-  bool flag(bool* out) {
-    uint8_t b;
-    if (!u8(&b) || b > 1) return false;
-    *out = b == 1;
-    return true;
-  }
-
- private:
-  std::string_view bytes_;
-  size_t pos_ = 0;
-};
 
 std::string sizeReason(const char* what, size_t size, size_t limit) {
   return std::string(what) + " is " + std::to_string(size) + " bytes; the limit is " +
@@ -186,14 +116,14 @@ std::string encodeCommand(const KvCommand& cmd) {
   std::string out;
   out.reserve(32 + cmd.key.size() + cmd.value.size() + cmd.expected.size() +
               cmd.rangeEnd.size());
-  out.push_back(static_cast<char>(kCommandVersion));
-  out.push_back(static_cast<char>(cmd.op));
+  wire::putU8(out, kCommandVersion);
+  wire::putU8(out, static_cast<uint8_t>(cmd.op));
   putVarint(out, cmd.clientId);
   putVarint(out, cmd.requestId);
   putBytes(out, cmd.key);
   putBytes(out, cmd.value);
   putBytes(out, cmd.expected);
-  out.push_back(cmd.expectAbsent ? 1 : 0);
+  wire::putU8(out, cmd.expectAbsent ? 1 : 0);
   putBytes(out, cmd.rangeEnd);
   putVarint(out, cmd.limit);
   return out;
@@ -201,27 +131,27 @@ std::string encodeCommand(const KvCommand& cmd) {
 
 bool decodeCommand(std::string_view bytes, KvCommand* out) {
   if (bytes.size() > limits::kMaxCommandBytes) return false;
-  Reader in(bytes);
+  wire::Reader in(bytes);
   uint8_t version, op;
   if (!in.u8(&version) || version != kCommandVersion) return false;
   if (!in.u8(&op) || op > kLastOp) return false;
   out->op = static_cast<OpType>(op);
   return in.varint(&out->clientId) && in.varint(&out->requestId) && in.bytes(&out->key) &&
          in.bytes(&out->value) && in.bytes(&out->expected) && in.flag(&out->expectAbsent) &&
-         in.bytes(&out->rangeEnd) && in.u32(&out->limit) && in.done();
+         in.bytes(&out->rangeEnd) && in.varint32(&out->limit) && in.done();
 }
 
 std::string encodeReply(const KvReply& reply) {
   std::string out;
-  out.push_back(static_cast<char>(kReplyVersion));
-  out.push_back(static_cast<char>(reply.status));
+  wire::putU8(out, kReplyVersion);
+  wire::putU8(out, static_cast<uint8_t>(reply.status));
   putBytes(out, reply.value);
   putVarint(out, reply.kvs.size());
   for (const auto& [key, value] : reply.kvs) {
     putBytes(out, key);
     putBytes(out, value);
   }
-  out.push_back(reply.more ? 1 : 0);
+  wire::putU8(out, reply.more ? 1 : 0);
   putVarint(out, reply.clientId);
   putVarint(out, reply.leaderHint);
   putVarint(out, reply.index);
@@ -230,7 +160,7 @@ std::string encodeReply(const KvReply& reply) {
 
 bool decodeReply(std::string_view bytes, KvReply* out) {
   if (bytes.size() > kMaxReplyBytes) return false;
-  Reader in(bytes);
+  wire::Reader in(bytes);
   uint8_t version, status;
   if (!in.u8(&version) || version != kReplyVersion) return false;
   if (!in.u8(&status) || status > kLastStatus) return false;
@@ -245,7 +175,7 @@ bool decodeReply(std::string_view bytes, KvReply* out) {
     if (!in.bytes(&key) || !in.bytes(&value)) return false;
     out->kvs.emplace_back(std::move(key), std::move(value));
   }
-  return in.flag(&out->more) && in.varint(&out->clientId) && in.u32(&out->leaderHint) &&
+  return in.flag(&out->more) && in.varint(&out->clientId) && in.varint32(&out->leaderHint) &&
          in.varint(&out->index) && in.done();
 }
 

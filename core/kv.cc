@@ -5,13 +5,15 @@
 //   pairCount, (key, value)*            keys strictly ascending
 //   sessionCount, (clientId, lastRequestId, lastActive, encodeReply(lastReply))*
 //                                       client ids strictly ascending
-//   u64 little-endian FNV-1a of every byte before it
-// The digest is the same FNV-1a over the same body, without building the string.
+//   u64 little-endian XXH3-64 (core/hash.h) of every byte before it
+// The digest is the same hash of the same body.
 #include "core/kv.h"
 
 #include <kj/debug.h>
 
+#include "core/hash.h"
 #include "core/limits.h"
+#include "core/wire.h"
 
 namespace kvr {
 
@@ -20,90 +22,11 @@ namespace {
 constexpr char kSnapshotMagic[4] = {'K', 'V', 'S', 1};
 constexpr size_t kChecksumBytes = 8;
 
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
-constexpr uint64_t kFnvPrime = 0x100000001b3ull;
-
-struct StringSink {
-  std::string out;
-  void write(const char* p, size_t n) { out.append(p, n); }
-};
-
-struct HashSink {
-  uint64_t hash = kFnvOffset;
-  void write(const char* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) {
-      hash ^= static_cast<uint8_t>(p[i]);
-      hash *= kFnvPrime;
-    }
-  }
-};
-
-template <typename Sink>
-void writeVarint(Sink& sink, uint64_t v) {
-  char buf[10];
-  size_t n = 0;
-  while (v >= 0x80) {
-    buf[n++] = static_cast<char>((v & 0x7f) | 0x80);
-    v >>= 7;
-  }
-  buf[n++] = static_cast<char>(v);
-  sink.write(buf, n);
-}
-
-template <typename Sink>
-void writeBytes(Sink& sink, std::string_view s) {
-  writeVarint(sink, s.size());
-  sink.write(s.data(), s.size());
-}
-
-// Bounds-checked reader for the snapshot body (the same rules as the command codec:
-// shortest-form varints only, lengths checked before any allocation).
-class SnapshotReader {
- public:
-  explicit SnapshotReader(std::string_view bytes) : bytes_(bytes) {}
-
-  bool done() const { return pos_ == bytes_.size(); }
-
-  bool expect(std::string_view prefix) {
-    if (bytes_.substr(pos_, prefix.size()) != prefix) return false;
-    pos_ += prefix.size();
-    return true;
-  }
-
-  bool varint(uint64_t* out) {
-    uint64_t v = 0;
-    for (int i = 0; i < 10; ++i) {
-      if (pos_ >= bytes_.size()) return false;
-      const uint8_t b = static_cast<uint8_t>(bytes_[pos_++]);
-      if (i == 9 && b > 1) return false;
-      v |= static_cast<uint64_t>(b & 0x7f) << (7 * i);
-      if ((b & 0x80) == 0) {
-        if (i > 0 && b == 0) return false;
-        *out = v;
-        return true;
-      }
-    }
-    return false;
-  }
-
-  // Returns a view into the input; the caller copies only what it keeps.
-  bool bytes(std::string_view* out) {
-    uint64_t n;
-    if (!varint(&n) || n > bytes_.size() - pos_) return false;
-    *out = bytes_.substr(pos_, n);
-    pos_ += n;
-    return true;
-  }
-
- private:
-  std::string_view bytes_;
-  size_t pos_ = 0;
-};
-
-uint64_t fnv1a(std::string_view bytes) {
-  HashSink sink;
-  sink.write(bytes.data(), bytes.size());
-  return sink.hash;
+// What a command gets before it may touch the state: Invalid for a write where a read
+// belongs or the other way round, else what validate() says (Ok to go on).
+Status admit(const KvCommand& cmd, bool write) {
+  if (cmd.isWrite() != write) return Status::Invalid;
+  return validate(cmd, nullptr);
 }
 
 }  // namespace
@@ -120,17 +43,11 @@ KvReply KvStore::apply(Index index, const KvCommand& cmd) {
 
   KvReply reply;
   reply.index = index;
-  if (!cmd.isWrite()) {
-    // Reads never enter the log; one that does is a proposer bug, answered, not applied.
-    reply.status = Status::Invalid;
-    return reply;
-  }
-  // Validated at the leader already; re-checked so a bad entry cannot corrupt state.
-  const Status valid = validate(cmd, nullptr);
-  if (valid != Status::Ok) {
-    reply.status = valid;
-    return reply;
-  }
+  // Reads never enter the log; one that does is a proposer bug, answered, not applied.
+  // Writes were validated at the leader already; re-checked so a bad entry cannot
+  // corrupt state.
+  reply.status = admit(cmd, true);
+  if (reply.status != Status::Ok) return reply;
   if (cmd.op == OpType::OpenSession) {
     openSession(index);
     reply.clientId = index;
@@ -227,15 +144,8 @@ void KvStore::touchSession(uint64_t clientId, Session& session, Index index) {
 KvReply KvStore::read(const KvCommand& cmd) const {
   KvReply reply;
   reply.index = applied_;
-  if (cmd.op != OpType::Get && cmd.op != OpType::Range) {
-    reply.status = Status::Invalid;
-    return reply;
-  }
-  const Status valid = validate(cmd, nullptr);
-  if (valid != Status::Ok) {
-    reply.status = valid;
-    return reply;
-  }
+  reply.status = admit(cmd, false);
+  if (reply.status != Status::Ok) return reply;
 
   if (cmd.op == OpType::Get) {
     auto it = data_.find(cmd.key);
@@ -268,53 +178,47 @@ void KvStore::skip(Index index) {
   applied_ = index;
 }
 
-template <typename Sink>
-void KvStore::writeState(Sink& sink) const {
-  sink.write(kSnapshotMagic, sizeof(kSnapshotMagic));
-  writeVarint(sink, applied_);
-  writeVarint(sink, data_.size());
+void KvStore::writeState(std::string& out) const {
+  out.append(kSnapshotMagic, sizeof(kSnapshotMagic));
+  wire::putVarint(out, applied_);
+  wire::putVarint(out, data_.size());
   for (const auto& [key, value] : data_) {
-    writeBytes(sink, key);
-    writeBytes(sink, value);
+    wire::putBytes(out, key);
+    wire::putBytes(out, value);
   }
-  writeVarint(sink, sessions_.size());
+  wire::putVarint(out, sessions_.size());
   for (const auto& [clientId, session] : sessions_) {
-    writeVarint(sink, clientId);
-    writeVarint(sink, session.lastRequestId);
-    writeVarint(sink, session.lastActive);
-    writeBytes(sink, encodeReply(session.lastReply));
+    wire::putVarint(out, clientId);
+    wire::putVarint(out, session.lastRequestId);
+    wire::putVarint(out, session.lastActive);
+    wire::putBytes(out, encodeReply(session.lastReply));
   }
 }
 
 std::string KvStore::snapshot() const {
-  StringSink sink;
-  writeState(sink);
-  uint64_t sum = fnv1a(sink.out);
-  for (size_t i = 0; i < kChecksumBytes; ++i) {
-    sink.out.push_back(static_cast<char>(sum & 0xff));
-    sum >>= 8;
-  }
-  return std::move(sink.out);
+  std::string out;
+  writeState(out);
+  wire::putFixed64(out, hash64(out));
+  return out;
 }
 
 uint64_t KvStore::digest() const {
-  HashSink sink;
-  writeState(sink);
-  return sink.hash;
+  std::string body;
+  writeState(body);
+  return hash64(body);
 }
 
 bool KvStore::restore(std::string_view bytes) {
   if (bytes.size() < kChecksumBytes || bytes.size() > limits::kMaxSnapshotBytes) return false;
   const std::string_view body = bytes.substr(0, bytes.size() - kChecksumBytes);
   uint64_t sum = 0;
-  for (size_t i = 0; i < kChecksumBytes; ++i) {
-    sum |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[body.size() + i])) << (8 * i);
+  if (!wire::Reader(bytes.substr(body.size())).fixed64(&sum) || sum != hash64(body)) {
+    return false;
   }
-  if (sum != fnv1a(body)) return false;
 
   // Everything is decoded into fresh containers and swapped in only when all of it
   // checks out, so a bad snapshot leaves this store as it was.
-  SnapshotReader in(body);
+  wire::Reader in(body);
   uint64_t applied, pairCount, sessionCount;
   if (!in.expect(std::string_view(kSnapshotMagic, sizeof(kSnapshotMagic))) ||
       !in.varint(&applied) || !in.varint(&pairCount)) {

@@ -70,10 +70,9 @@ class KvStore {
   KvReply applyToData(Index index, const KvCommand& cmd);
   void openSession(Index index);
   void touchSession(uint64_t clientId, Session& session, Index index);
-  // Feeds the whole state, in map order, to a byte sink (the snapshot body and the
+  // Appends the whole state, in map order: the snapshot body (the snapshot and the
   // digest share this one definition of "the state").
-  template <typename Sink>
-  void writeState(Sink& sink) const;
+  void writeState(std::string& out) const;
 
   KvConfig config_;
   Index applied_ = 0;

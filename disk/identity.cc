@@ -1,6 +1,7 @@
 #include "disk/identity.h"
 
-#include "disk/byte_codec.h"
+#include "core/hash.h"
+#include "core/wire.h"
 #include "disk/disk_error.h"
 #include "disk/wal_record.h"
 
@@ -12,9 +13,9 @@ constexpr size_t kIdentityBytes = 8 + 8 + 4 + 8;
 
 std::string encodeIdentity(const NodeIdentity& id) {
   std::string out(kMagic);
-  putU64(out, id.clusterId);
-  putU32(out, id.nodeId);
-  putU64(out, checksum64(out));
+  wire::putFixed64(out, id.clusterId);
+  wire::putFixed32(out, id.nodeId);
+  wire::putFixed64(out, hash64(out));
   return out;
 }
 
@@ -44,12 +45,14 @@ void checkOrWriteIdentity(FileSystem& fs, const std::string& dir, const NodeIden
   if (bytes.size() != kIdentityBytes || std::string_view(bytes).substr(0, 8) != kMagic) {
     refuseToStart(path, 0, "the identity file is malformed");
   }
-  ByteReader r(bytes);
-  r.bytes(8);
+  wire::Reader r(bytes);
   NodeIdentity stored;
-  stored.clusterId = r.u64();
-  stored.nodeId = r.u32();
-  if (checksum64(std::string_view(bytes).substr(0, 20)) != r.u64()) {
+  uint64_t sum = 0;
+  r.expect(kMagic);
+  r.fixed64(&stored.clusterId);
+  r.fixed32(&stored.nodeId);
+  r.fixed64(&sum);
+  if (hash64(std::string_view(bytes).substr(0, 20)) != sum) {
     refuseToStart(path, 20, "the identity file's checksum does not match");
   }
   if (stored.clusterId != id.clusterId || stored.nodeId != id.nodeId) {

@@ -1,18 +1,20 @@
 #include "disk/snapshot_store.h"
 
-#include <xxhash.h>
-
 #include <cinttypes>
 #include <cstdio>
 
 #include <kj/debug.h>
 
+#include "core/hash.h"
 #include "core/limits.h"
-#include "disk/byte_codec.h"
+#include "core/wire.h"
 #include "disk/disk_error.h"
 
 namespace kvr::disk {
 namespace {
+
+using wire::putFixed32;
+using wire::putFixed64;
 
 constexpr std::string_view kMagic = "KVRSNAP1";
 constexpr size_t kMaxHeaderBytes = 8 + 8 + 4 + 4 * limits::kMaxNodes + 8 + 8;
@@ -20,16 +22,16 @@ constexpr size_t kWriteChunkBytes = 4u * 1024 * 1024;
 
 std::string encodeHeader(const SnapshotMeta& meta, uint64_t dataBytes, uint64_t dataSum) {
   std::string header;
-  putU64(header, meta.index);
-  putU64(header, meta.term);
-  putU32(header, static_cast<uint32_t>(meta.conf.voters.size()));
-  for (NodeId v : meta.conf.voters) putU32(header, v);
-  putU64(header, dataBytes);
-  putU64(header, dataSum);
+  putFixed64(header, meta.index);
+  putFixed64(header, meta.term);
+  putFixed32(header, static_cast<uint32_t>(meta.conf.voters.size()));
+  for (NodeId v : meta.conf.voters) putFixed32(header, v);
+  putFixed64(header, dataBytes);
+  putFixed64(header, dataSum);
   std::string out(kMagic);
-  putU32(out, static_cast<uint32_t>(header.size()));
+  putFixed32(out, static_cast<uint32_t>(header.size()));
   out += header;
-  putU64(out, checksum64(out));
+  putFixed64(out, hash64(out));
   return out;
 }
 
@@ -57,7 +59,7 @@ SnapshotMarker SnapshotStore::write(const Snapshot& snap, bool resetLog) {
   marker.meta = snap.meta;
   marker.resetLog = resetLog;
   marker.dataBytes = data.size();
-  marker.dataChecksum = XXH3_64bits(data.data(), data.size());
+  marker.dataChecksum = hash64(data);
 
   const std::string path = joinPath(dir_, fileName(snap.meta));
   const std::string tmp = path + ".tmp";
@@ -87,24 +89,32 @@ Snapshot SnapshotStore::load(const SnapshotMarker& marker) {
   if (prefix.size() < 12 || std::string_view(prefix).substr(0, 8) != kMagic) {
     refuseToStart(path, 0, "not a snapshot file (bad magic)");
   }
-  ByteReader lenReader(std::string_view(prefix).substr(8, 4));
-  const uint32_t headerBytes = lenReader.u32();
+  uint32_t headerBytes = 0;
+  wire::Reader(std::string_view(prefix).substr(8, 4)).fixed32(&headerBytes);
   if (headerBytes > kMaxHeaderBytes || prefix.size() < 12 + size_t(headerBytes) + 8) {
     refuseToStart(path, 8, "snapshot header length is impossible");
   }
   const size_t headerEnd = 12 + headerBytes;
-  ByteReader sumReader(std::string_view(prefix).substr(headerEnd, 8));
-  if (checksum64(std::string_view(prefix).substr(0, headerEnd)) != sumReader.u64()) {
+  uint64_t headerSum = 0;
+  wire::Reader(std::string_view(prefix).substr(headerEnd, 8)).fixed64(&headerSum);
+  if (hash64(std::string_view(prefix).substr(0, headerEnd)) != headerSum) {
     refuseToStart(path, headerEnd, "snapshot header checksum mismatch");
   }
-  ByteReader r(std::string_view(prefix).substr(12, headerBytes));
+  wire::Reader r(std::string_view(prefix).substr(12, headerBytes));
   SnapshotMeta meta;
-  meta.index = r.u64();
-  meta.term = r.u64();
-  uint32_t voters = r.u32();
-  for (uint32_t i = 0; i < voters && i <= limits::kMaxNodes; ++i) meta.conf.voters.push_back(r.u32());
-  uint64_t dataBytes = r.u64();
-  uint64_t dataSum = r.u64();
+  uint32_t voters = 0;
+  uint64_t dataBytes = 0;
+  uint64_t dataSum = 0;
+  r.fixed64(&meta.index);
+  r.fixed64(&meta.term);
+  r.fixed32(&voters);
+  for (uint32_t i = 0; i < voters && i <= limits::kMaxNodes; ++i) {
+    NodeId v = 0;
+    r.fixed32(&v);
+    meta.conf.voters.push_back(v);
+  }
+  r.fixed64(&dataBytes);
+  r.fixed64(&dataSum);
   if (!r.done() || !(meta == marker.meta) || dataBytes != marker.dataBytes ||
       dataSum != marker.dataChecksum) {
     refuseToStart(path, 12, "snapshot header does not match the WAL's snapshot marker");
@@ -116,7 +126,7 @@ Snapshot SnapshotStore::load(const SnapshotMarker& marker) {
                       std::to_string(dataStart + dataBytes));
   }
   std::string data = file->pread(dataStart, dataBytes);
-  if (data.size() != dataBytes || XXH3_64bits(data.data(), data.size()) != dataSum) {
+  if (data.size() != dataBytes || hash64(data) != dataSum) {
     refuseToStart(path, dataStart, "snapshot data checksum mismatch");
   }
   Snapshot snap;

@@ -1,21 +1,22 @@
 #include "disk/wal_record.h"
 
-#include <xxhash.h>
-
 #include <kj/debug.h>
 
+#include "core/hash.h"
 #include "core/limits.h"
-#include "disk/byte_codec.h"
+#include "core/wire.h"
 
 namespace kvr::disk {
 
-uint64_t checksum64(std::string_view bytes) { return XXH3_64bits(bytes.data(), bytes.size()); }
+using wire::putFixed32;
+using wire::putFixed64;
+using wire::putU8;
 
 std::string encodeHardState(const HardState& hs) {
   std::string out;
-  putU64(out, hs.term);
-  putU32(out, hs.vote);
-  putU64(out, hs.commit);
+  putFixed64(out, hs.term);
+  putFixed32(out, hs.vote);
+  putFixed64(out, hs.commit);
   return out;
 }
 
@@ -26,16 +27,16 @@ std::string encodeEntries(const std::vector<Entry>& entries) {
   for (const Entry& e : entries) bytes += 8 + 8 + 1 + 4 + e.data.size();
   std::string out;
   out.reserve(bytes);
-  putU32(out, static_cast<uint32_t>(entries.size()));
+  putFixed32(out, static_cast<uint32_t>(entries.size()));
   for (size_t i = 0; i < entries.size(); ++i) {
     const Entry& e = entries[i];
     KJ_REQUIRE(e.index == entries[0].index + i, "entries of a batch must be consecutive",
                entries[0].index, i, e.index);
     KJ_REQUIRE(e.data.size() <= UINT32_MAX);
-    putU64(out, e.term);
-    putU64(out, e.index);
+    putFixed64(out, e.term);
+    putFixed64(out, e.index);
     putU8(out, static_cast<uint8_t>(e.kind));
-    putU32(out, static_cast<uint32_t>(e.data.size()));
+    putFixed32(out, static_cast<uint32_t>(e.data.size()));
     out += e.data;
   }
   return out;
@@ -43,20 +44,20 @@ std::string encodeEntries(const std::vector<Entry>& entries) {
 
 std::string encodeTruncateSuffix(Index from) {
   std::string out;
-  putU64(out, from);
+  putFixed64(out, from);
   return out;
 }
 
 std::string encodeSnapshotMarker(const SnapshotMarker& m) {
   KJ_REQUIRE(m.meta.conf.voters.size() <= limits::kMaxNodes);
   std::string out;
-  putU64(out, m.meta.index);
-  putU64(out, m.meta.term);
-  putU32(out, static_cast<uint32_t>(m.meta.conf.voters.size()));
-  for (NodeId v : m.meta.conf.voters) putU32(out, v);
+  putFixed64(out, m.meta.index);
+  putFixed64(out, m.meta.term);
+  putFixed32(out, static_cast<uint32_t>(m.meta.conf.voters.size()));
+  for (NodeId v : m.meta.conf.voters) putFixed32(out, v);
   putU8(out, m.resetLog ? 1 : 0);
-  putU64(out, m.dataBytes);
-  putU64(out, m.dataChecksum);
+  putFixed64(out, m.dataBytes);
+  putFixed64(out, m.dataChecksum);
   return out;
 }
 
@@ -64,12 +65,13 @@ void appendFrame(std::string& out, RecordType type, bool continues, std::string_
   KJ_REQUIRE(payload.size() <= kMaxRecordPayloadBytes, "WAL record payload over the limit",
              payload.size(), kMaxRecordPayloadBytes);
   size_t start = out.size();
-  putU32(out, static_cast<uint32_t>(payload.size()));
-  putU64(out, 0);  // checksum, filled below
+  putFixed32(out, static_cast<uint32_t>(payload.size()));
+  putFixed64(out, 0);  // checksum, filled below
   putU8(out, static_cast<uint8_t>(type) | (continues ? kRecordContinues : 0));
   out += payload;
-  uint64_t sum = checksum64(std::string_view(out).substr(start + 12));
-  for (int i = 0; i < 8; ++i) out[start + 4 + i] = static_cast<char>((sum >> (8 * i)) & 0xff);
+  std::string sum;
+  putFixed64(sum, hash64(std::string_view(out).substr(start + 12)));
+  out.replace(start + 4, sum.size(), sum);
 }
 
 static bool knownType(uint8_t t) {
@@ -84,9 +86,13 @@ Frame readFrame(std::string_view bytes) {
     f.problem = "record header cut short";
     return f;
   }
-  uint64_t length = loadLe(bytes.data(), 4);
-  uint64_t stored = loadLe(bytes.data() + 4, 8);
-  uint8_t typeByte = static_cast<uint8_t>(bytes[12]);
+  wire::Reader header(bytes.substr(0, kRecordHeaderBytes));
+  uint32_t length = 0;
+  uint64_t stored = 0;
+  uint8_t typeByte = 0;
+  header.fixed32(&length);
+  header.fixed64(&stored);
+  header.u8(&typeByte);
   if (length > kMaxRecordPayloadBytes) {
     f.status = FrameStatus::Bad;
     f.problem = "record length over the limit";
@@ -102,7 +108,7 @@ Frame readFrame(std::string_view bytes) {
     f.problem = "record payload cut short";
     return f;
   }
-  if (checksum64(bytes.substr(12, 1 + length)) != stored) {
+  if (hash64(bytes.substr(12, 1 + length)) != stored) {
     f.status = FrameStatus::Bad;
     f.problem = "record checksum mismatch";
     return f;
@@ -117,18 +123,21 @@ Frame readFrame(std::string_view bytes) {
 
 std::optional<RecordBody> decodePayload(RecordType type, std::string_view payload,
                                         const char** problem) {
-  ByteReader r(payload);
+  // Outputs start at zero and a failed read leaves them so; the checks below then see
+  // zeros, and !r.done() rejects the record.
+  wire::Reader r(payload);
   switch (type) {
     case RecordType::HardState: {
       HardState hs;
-      hs.term = r.u64();
-      hs.vote = r.u32();
-      hs.commit = r.u64();
+      r.fixed64(&hs.term);
+      r.fixed32(&hs.vote);
+      r.fixed64(&hs.commit);
       if (!r.done()) break;
       return RecordBody(hs);
     }
     case RecordType::Entries: {
-      uint32_t count = r.u32();
+      uint32_t count = 0;
+      r.fixed32(&count);
       // Each entry takes at least 21 bytes: reject absurd counts before allocating.
       if (count == 0 || count > r.remaining() / 21) {
         *problem = "entries record with a bad count";
@@ -138,16 +147,20 @@ std::optional<RecordBody> decodePayload(RecordType type, std::string_view payloa
       entries.reserve(count);
       for (uint32_t i = 0; i < count && !r.failed(); ++i) {
         Entry e;
-        e.term = r.u64();
-        e.index = r.u64();
-        uint8_t kind = r.u8();
+        r.fixed64(&e.term);
+        r.fixed64(&e.index);
+        uint8_t kind = 0;
+        r.u8(&kind);
         if (kind > static_cast<uint8_t>(EntryKind::Command)) {
           *problem = "entry with an unknown kind";
           return std::nullopt;
         }
         e.kind = static_cast<EntryKind>(kind);
-        uint32_t len = r.u32();
-        e.data = std::string(r.bytes(len));
+        uint32_t len = 0;
+        std::string_view data;
+        r.fixed32(&len);
+        r.raw(len, &data);
+        e.data = std::string(data);
         if (!r.failed() && (e.index == 0 || (i > 0 && e.index != entries[0].index + i))) {
           *problem = "entries not consecutive";
           return std::nullopt;
@@ -158,24 +171,31 @@ std::optional<RecordBody> decodePayload(RecordType type, std::string_view payloa
       return RecordBody(std::move(entries));
     }
     case RecordType::TruncateSuffix: {
-      TruncateSuffix t{r.u64()};
+      TruncateSuffix t;
+      r.fixed64(&t.from);
       if (!r.done() || t.from == 0) break;
       return RecordBody(t);
     }
     case RecordType::SnapshotMarker: {
       SnapshotMarker m;
-      m.meta.index = r.u64();
-      m.meta.term = r.u64();
-      uint32_t voters = r.u32();
+      r.fixed64(&m.meta.index);
+      r.fixed64(&m.meta.term);
+      uint32_t voters = 0;
+      r.fixed32(&voters);
       if (voters > limits::kMaxNodes) {
         *problem = "snapshot marker with too many voters";
         return std::nullopt;
       }
-      for (uint32_t i = 0; i < voters; ++i) m.meta.conf.voters.push_back(r.u32());
-      uint8_t reset = r.u8();
+      for (uint32_t i = 0; i < voters; ++i) {
+        NodeId v = 0;
+        r.fixed32(&v);
+        m.meta.conf.voters.push_back(v);
+      }
+      uint8_t reset = 0;
+      r.u8(&reset);
       m.resetLog = reset == 1;
-      m.dataBytes = r.u64();
-      m.dataChecksum = r.u64();
+      r.fixed64(&m.dataBytes);
+      r.fixed64(&m.dataChecksum);
       if (!r.done() || reset > 1) break;
       return RecordBody(std::move(m));
     }

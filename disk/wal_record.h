@@ -58,8 +58,6 @@ struct TruncateSuffix {
 
 using RecordBody = std::variant<HardState, std::vector<Entry>, TruncateSuffix, SnapshotMarker>;
 
-uint64_t checksum64(std::string_view bytes);
-
 // Payload encoders. encodeEntries requires 1..N consecutive entries.
 std::string encodeHardState(const HardState& hs);
 std::string encodeEntries(const std::vector<Entry>& entries);

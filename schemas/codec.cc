@@ -372,27 +372,13 @@ bool fromCapnp(schema::Reply::Reader in, KvReply* out, std::string* error) {
   return guarded("reply", error, [&]() { return readReply(in, out, error); });
 }
 
-// ---- throwing readers ----
-
-Message fromCapnp(schema::Message::Reader in) {
-  Message m;
-  std::string error;
-  KJ_REQUIRE(fromCapnp(in, &m, &error), "invalid Raft message", error.c_str());
-  return m;
-}
+// ---- throwing reader ----
 
 KvCommand fromCapnp(schema::Command::Reader in) {
   KvCommand c;
   std::string error;
   KJ_REQUIRE(fromCapnp(in, &c, &error), "invalid KV command", error.c_str());
   return c;
-}
-
-KvReply fromCapnp(schema::Reply::Reader in) {
-  KvReply r;
-  std::string error;
-  KJ_REQUIRE(fromCapnp(in, &r, &error), "invalid KV reply", error.c_str());
-  return r;
 }
 
 // ---- envelopes and bytes ----
@@ -433,31 +419,6 @@ bool decodeMessageBytes(std::string_view bytes, uint64_t expectedClusterId, Mess
         }
         return readEnvelope(in, out, error);
       });
-}
-
-std::string encodeCommandBytes(const KvCommand& cmd) {
-  capnp::MallocMessageBuilder builder;
-  toCapnp(cmd, builder.initRoot<schema::Command>());
-  return wordsToString(capnp::messageToFlatArray(builder));
-}
-
-bool decodeCommandBytes(std::string_view bytes, KvCommand* out, std::string* error) {
-  return readBytes<schema::Command>(bytes, "command", error,
-                                    [&](schema::Command::Reader in) {
-                                      return readCommand(in, out, error);
-                                    });
-}
-
-std::string encodeReplyBytes(const KvReply& reply) {
-  capnp::MallocMessageBuilder builder;
-  toCapnp(reply, builder.initRoot<schema::Reply>());
-  return wordsToString(capnp::messageToFlatArray(builder));
-}
-
-bool decodeReplyBytes(std::string_view bytes, KvReply* out, std::string* error) {
-  return readBytes<schema::Reply>(bytes, "reply", error, [&](schema::Reply::Reader in) {
-    return readReply(in, out, error);
-  });
 }
 
 }  // namespace kvr::codec

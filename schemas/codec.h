@@ -8,7 +8,7 @@
 // exception Cap'n Proto raises on malformed input, and reports failure as `false` plus a
 // human readable reason. Only the functions documented as throwing ever throw.
 //
-// Wire form of the "bytes" helpers: one unpacked Cap'n Proto message (segment table and
+// Wire form of the message "bytes": one unpacked Cap'n Proto message (segment table and
 // segments, as capnp::messageToFlatArray writes it), with nothing after it.
 #pragma once
 
@@ -54,11 +54,10 @@ bool fromCapnp(schema::Command::Reader in, KvCommand* out, std::string* error);
 // Drops in.error (KvReply has no such field); read it from the reader if needed.
 bool fromCapnp(schema::Reply::Reader in, KvReply* out, std::string* error);
 
-// ---- throwing readers: the same checks, failure is a kj exception (KJ_FAIL_REQUIRE) ----
+// ---- throwing reader: the same checks, failure is a kj exception (KJ_FAIL_REQUIRE) ----
 
-Message fromCapnp(schema::Message::Reader in);
+// Only tests/cluster/kv_client_test.cc uses it; remove it with that use.
 KvCommand fromCapnp(schema::Command::Reader in);
-KvReply fromCapnp(schema::Reply::Reader in);
 
 // ---- whole peer envelopes ----
 
@@ -68,17 +67,11 @@ kj::Array<capnp::word> encodeEnvelope(uint64_t clusterId, const Message& msg);
 bool decodeEnvelope(kj::ArrayPtr<const capnp::word> words, uint64_t* clusterId,
                     Message* out, std::string* error);
 
-// ---- bytes: what the simulator passes through its network, and what disk/ may store ----
+// ---- bytes: what the simulator passes through its network ----
 
 std::string encodeMessageBytes(uint64_t clusterId, const Message& msg);
 // Rejects envelopes of any other cluster with an error naming both ids.
 bool decodeMessageBytes(std::string_view bytes, uint64_t expectedClusterId, Message* out,
                         std::string* error);
-
-std::string encodeCommandBytes(const KvCommand& cmd);
-bool decodeCommandBytes(std::string_view bytes, KvCommand* out, std::string* error);
-
-std::string encodeReplyBytes(const KvReply& reply);
-bool decodeReplyBytes(std::string_view bytes, KvReply* out, std::string* error);
 
 }  // namespace kvr::codec

@@ -1,16 +1,13 @@
 #include "sim/checker.h"
 
-#include <xxhash.h>
-
 #include <kj/debug.h>
 #include <kj/string.h>
 
+#include "core/hash.h"
+
 namespace kvr::sim {
 
-uint64_t hashBytes(const std::string& bytes) {
-  // XXH3: the same on every platform, and fast enough to hash every message sent.
-  return XXH3_64bits(bytes.data(), bytes.size());
-}
+uint64_t hashBytes(const std::string& bytes) { return hash64(bytes); }
 
 Checker::Checker(uint32_t nodes) : nodes_(nodes) {}
 
@@ -20,41 +17,47 @@ void Checker::fail(std::string property, std::string detail) {
 
 void Checker::afterEvent(const std::vector<const Replica*>& replicas) {
   for (size_t i = 0; i < replicas.size() && !violation_; ++i) {
-    const Replica* r = replicas[i];
-    if (r == nullptr) continue;
-    const Raft& raft = r->raft();
-    NodeId id = static_cast<NodeId>(i + 1);
-    NodeState& ns = nodes_[i];
-    if (raft.role() == Role::Leader) {
-      auto [it, inserted] = leaders_.emplace(raft.term(), id);
-      if (!inserted && it->second != id) {
-        fail("election_safety", kj::str("nodes ", it->second, " and ", id,
-                                         " both led term ", raft.term()).cStr());
-        return;
-      }
-      if (ns.leaderTermChecked != raft.term()) {
-        ns.leaderTermChecked = raft.term();
-        checkLeaderCompleteness(id, raft);
-      }
-    }
-    // Newly committed entries on this node join the global committed record, which
-    // they must agree with.
-    Index commit = raft.commitIndex();
-    if (commit < ns.checkedCommit) ns.checkedCommit = 0;  // restarted node
-    for (Index idx = std::max(ns.checkedCommit + 1, raft.firstIndex()); idx <= commit; ++idx) {
-      const Entry* e = raft.entryAt(idx);
-      if (e == nullptr) continue;
-      EntryId eid{e->term, hashBytes(e->data)};
-      auto [it, inserted] = committed_.emplace(idx, CommittedEntry{eid, raft.term()});
-      if (!inserted && !(it->second.id == eid)) {
-        fail("committed_entry_lost",
-             kj::str("node ", id, " committed index ", idx, " with term ", e->term,
-                     " but term ", it->second.id.term, " was committed there before").cStr());
-        return;
-      }
-    }
-    ns.checkedCommit = commit;
+    if (replicas[i] != nullptr) checkNode(static_cast<NodeId>(i + 1), replicas[i]->raft());
   }
+}
+
+void Checker::afterEvent(const std::vector<const Raft*>& rafts) {
+  for (size_t i = 0; i < rafts.size() && !violation_; ++i) {
+    if (rafts[i] != nullptr) checkNode(static_cast<NodeId>(i + 1), *rafts[i]);
+  }
+}
+
+void Checker::checkNode(NodeId id, const Raft& raft) {
+  NodeState& ns = nodes_[id - 1];
+  if (raft.role() == Role::Leader) {
+    auto [it, inserted] = leaders_.emplace(raft.term(), id);
+    if (!inserted && it->second != id) {
+      fail("election_safety", kj::str("nodes ", it->second, " and ", id,
+                                       " both led term ", raft.term()).cStr());
+      return;
+    }
+    if (ns.leaderTermChecked != raft.term()) {
+      ns.leaderTermChecked = raft.term();
+      checkLeaderCompleteness(id, raft);
+    }
+  }
+  // Newly committed entries on this node join the global committed record, which
+  // they must agree with.
+  Index commit = raft.commitIndex();
+  if (commit < ns.checkedCommit) ns.checkedCommit = 0;  // restarted node
+  for (Index idx = std::max(ns.checkedCommit + 1, raft.firstIndex()); idx <= commit; ++idx) {
+    const Entry* e = raft.entryAt(idx);
+    if (e == nullptr) continue;
+    EntryId eid{e->term, hashBytes(e->data)};
+    auto [it, inserted] = committed_.emplace(idx, CommittedEntry{eid, raft.term()});
+    if (!inserted && !(it->second.id == eid)) {
+      fail("committed_entry_lost",
+           kj::str("node ", id, " committed index ", idx, " with term ", e->term,
+                   " but term ", it->second.id.term, " was committed there before").cStr());
+      return;
+    }
+  }
+  ns.checkedCommit = commit;
 }
 
 void Checker::checkLeaderCompleteness(NodeId id, const Raft& raft) {

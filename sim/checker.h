@@ -24,6 +24,9 @@ class Checker {
 
   // After every event: `replicas[i]` is node i+1, or nullptr while it is down.
   void afterEvent(const std::vector<const Replica*>& replicas);
+  // The same over bare Raft state machines (for tests without replicas): `rafts[i]` is
+  // node i+1, or nullptr while it is down.
+  void afterEvent(const std::vector<const Raft*>& rafts);
   // Pairwise log matching and committed-prefix checks over whole logs (costlier).
   void fullCheck(const std::vector<const Replica*>& replicas);
   // Every applied entry, from the replica's apply observer. `effects` is the KV
@@ -56,6 +59,7 @@ class Checker {
   };
 
   void fail(std::string property, std::string detail);
+  void checkNode(NodeId id, const Raft& raft);
   void checkLeaderCompleteness(NodeId id, const Raft& raft);
 
   std::vector<NodeState> nodes_;

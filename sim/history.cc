@@ -4,6 +4,8 @@
 
 #include <utility>
 
+#include "core/text.h"
+
 namespace kvr::sim {
 
 const char* opKindName(OpKind k) {
@@ -84,25 +86,7 @@ bool validateOperation(const Operation& op, std::string* why) {
 
 namespace {
 
-// Quotes bytes for human eyes: printable ASCII as is, the rest as \xNN.
-std::string quoteForHumans(std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c >= 0x20 && c <= 0x7e) {
-      out += static_cast<char>(c);
-    } else {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  out += '"';
-  return out;
-}
+std::string quoteForHumans(std::string_view s) { return text::quoted(s, text::Quote::Human); }
 
 }  // namespace
 
@@ -258,28 +242,7 @@ bool History::isSettled(OpId id) const {
 namespace {
 
 void appendJsonString(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c >= 0x20 && c <= 0x7e) {
-          out += static_cast<char>(c);
-        } else {
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 15];
-        }
-    }
-  }
-  out += '"';
+  text::appendQuoted(out, s, text::Quote::Json);
 }
 
 }  // namespace

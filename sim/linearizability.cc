@@ -10,6 +10,8 @@
 #include <unordered_set>
 #include <utility>
 
+#include "core/text.h"
+
 namespace kvr::sim {
 
 const char* verdictName(Verdict v) {
@@ -630,20 +632,7 @@ std::vector<bool> minimizeViolation(const std::vector<KeyOp>& ops,
   return weak;
 }
 
-std::string quoted(std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c >= 0x20 && c <= 0x7e && c != '"' && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out + "\"";
-}
+std::string quoted(std::string_view s) { return text::quoted(s, text::Quote::Human); }
 
 constexpr size_t kMaxOpsListed = 40;
 

@@ -5,6 +5,7 @@
 
 #include <kj/debug.h>
 
+#include "core/hash.h"
 #include "schemas/codec.h"
 #include "sim/disk_store.h"
 #include "sim/linearizability.h"
@@ -145,7 +146,7 @@ class World {
   // checking
   void afterEvent();
   void trace(const std::string& line);
-  void mix(uint64_t v) { traceHash_ = (traceHash_ ^ v) * 0x100000001b3ull; }
+  void mix(uint64_t v) { traceHash_ = hashCombine(traceHash_, v); }
   std::vector<const Replica*> replicas() const;
   void fail(std::string property, std::string detail);
   bool allClientsIdle() const;
@@ -165,7 +166,7 @@ class World {
   History history_;
   Checker checker_;
   RunResult result_;
-  uint64_t traceHash_ = 0xcbf29ce484222325ull;
+  uint64_t traceHash_ = 0;
   std::unique_ptr<std::ofstream> traceFile_;
   uint32_t opsIssued_ = 0;
   bool chaos_ = true;
@@ -224,7 +225,7 @@ World::World(const Scenario& sc, const RunOptions& opts)
 }
 
 void World::trace(const std::string& line) {
-  for (unsigned char c : line) mix(c);
+  mix(hash64(line));
   if (traceFile_) {
     char buf[32];
     snprintf(buf, sizeof(buf), "%12.6f ", static_cast<double>(q_.now()) / 1e9);

@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "core/command.h"
+#include "core/hash.h"
 #include "core/kv.h"
+#include "core/wire.h"
 
 namespace kvr {
 
@@ -82,20 +84,12 @@ inline KvCommand openSession() {
   return c;
 }
 
-// The snapshot trailer is a little-endian FNV-1a of the body. Tests that want to reach
+// The snapshot trailer is the little-endian hash64 of the body. Tests that want to reach
 // the body's validation (not just the checksum) recompute it after a mutation.
 inline std::string reseal(std::string snapshot) {
   if (snapshot.size() < 8) return snapshot;
   snapshot.resize(snapshot.size() - 8);
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (char ch : snapshot) {
-    h ^= static_cast<uint8_t>(ch);
-    h *= 0x100000001b3ull;
-  }
-  for (int i = 0; i < 8; ++i) {
-    snapshot.push_back(static_cast<char>(h & 0xff));
-    h >>= 8;
-  }
+  wire::putFixed64(snapshot, hash64(snapshot));
   return snapshot;
 }
 

@@ -104,7 +104,10 @@ struct Client {
     codec::toCapnp(cmd, req.initCommand());
     req.setStale(stale);
     auto resp = req.send().wait(io.waitScope());
-    return {codec::fromCapnp(resp.getReply()), std::string(resp.getReply().getError())};
+    KvReply reply;
+    std::string why;
+    KJ_REQUIRE(codec::fromCapnp(resp.getReply(), &reply, &why), "malformed reply", why);
+    return {reply, std::string(resp.getReply().getError())};
   }
 
   UvAsyncIo& io;

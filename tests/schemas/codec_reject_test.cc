@@ -9,6 +9,7 @@
 #include <kj/exception.h>
 
 #include "schemas/codec.h"
+#include "tests/schemas/kv_bytes.h"
 
 namespace kvr {
 namespace {
@@ -252,14 +253,14 @@ TEST(CodecReject, AliasedPointersHitTraversalLimit) {
   ASSERT_LT(bytes.size(), limits::kMaxMessageBytes);
   KvCommand c;
   std::string error;
-  EXPECT_FALSE(codec::decodeCommandBytes(bytes, &c, &error));
+  EXPECT_FALSE(test::fromMessageBytes(bytes, &c, &error));
   EXPECT_NE(error.find("traversal limit"), std::string::npos) << error;
 }
 
 TEST(CodecReject, ThrowingReaderThrows) {
   capnp::MallocMessageBuilder builder;
-  auto b = builder.initRoot<schema::Message>();
-  b.setType(static_cast<schema::MsgType>(99));
+  auto b = builder.initRoot<schema::Command>();
+  b.setOp(static_cast<schema::OpType>(99));
   EXPECT_THROW(codec::fromCapnp(b.asReader()), kj::Exception);
 }
 
@@ -269,8 +270,7 @@ TEST(CodecReject, CommandAndReplyEnums) {
     builder.initRoot<schema::Command>().setOp(static_cast<schema::OpType>(6));
     KvCommand c;
     std::string error;
-    EXPECT_FALSE(codec::decodeCommandBytes(toBytes(capnp::messageToFlatArray(builder)), &c,
-                                           &error));
+    EXPECT_FALSE(codec::fromCapnp(builder.getRoot<schema::Command>().asReader(), &c, &error));
     EXPECT_NE(error.find("unknown operation 6"), std::string::npos) << error;
   }
   {
@@ -278,8 +278,7 @@ TEST(CodecReject, CommandAndReplyEnums) {
     builder.initRoot<schema::Reply>().setStatus(static_cast<schema::Status>(12));
     KvReply r;
     std::string error;
-    EXPECT_FALSE(
-        codec::decodeReplyBytes(toBytes(capnp::messageToFlatArray(builder)), &r, &error));
+    EXPECT_FALSE(codec::fromCapnp(builder.getRoot<schema::Reply>().asReader(), &r, &error));
     EXPECT_NE(error.find("unknown status 12"), std::string::npos) << error;
   }
 }
