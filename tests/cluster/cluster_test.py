@@ -10,6 +10,7 @@ printed when a scenario fails (and kept with --keep)."""
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -584,6 +585,29 @@ def scenario_wal_damage(c):
     check(c.kvctl_ok("get", "after-damage") == "ok\n", "the other two keep serving")
 
 
+def scenario_big_stdin_value(c):
+    """kvctl put K - with a value far over the limit on stdin reports the value's real
+    size (never the size of the prefix it kept), with or without the local check, and
+    writes nothing; a value of exactly the limit goes through."""
+    c.start()
+    c.wait_healthy()
+    limit = 1024 * 1024
+    huge = 64 * limit
+    for local in ([], ["--no-local-check"]):
+        rc, out, err = c.kvctl(*local, "put", "huge", "-", stdin=b"x" * huge)
+        sizes = {int(n) for n in re.findall(r"\d+", err)}
+        check(rc == 2, f"64 MiB value{' ' + local[0] if local else ''}: rc {rc} {err!r}")
+        check(str(huge) in err or "more than" in err,
+              f"64 MiB value: the error names neither its size nor 'more than': {err!r}")
+        wrong = sizes - {huge, limit}
+        check(not wrong, f"64 MiB value: the error reports a wrong size {sorted(wrong)}: {err!r}")
+        log(f"refused as expected: {err.strip()}")
+    rc, _, _ = c.kvctl("get", "huge")
+    check(rc == 1, f"a refused value was written: get rc {rc}")
+    c.kvctl_ok("put", "exact", "-", stdin=b"y" * limit)
+    out = c.kvctl_ok("get", "exact", timeout_ms=10000)
+    check(out == "y" * limit + "\n", f"a value of exactly the limit: got {len(out)} bytes back")
+
 SCENARIOS = {
     "replication": scenario_replication,
     "failover": scenario_failover,
@@ -593,6 +617,7 @@ SCENARIOS = {
     "whole_restart": scenario_whole_restart,
     "bad_input": scenario_bad_input,
     "wal_damage": scenario_wal_damage,
+    "big_stdin_value": scenario_big_stdin_value,
 }
 
 
