@@ -23,7 +23,8 @@ event ("kvnode 2 term 5: became leader").
 
   --id N                    this node's id, 1..7 (default 1)
   --data-dir DIR            WAL, snapshots and identity (default ./data); created if
-                            missing. A data dir of another node or cluster is refused.
+                            missing. A data dir of another node or cluster is refused,
+                            and so is one another process holds (DIR/LOCK, flock).
   --client-addr HOST:PORT   KvService for clients (default 127.0.0.1:<7000+id>)
   --raft-addr HOST:PORT     RaftPeer listen address (default: this node's --cluster
                             entry, else 127.0.0.1:<7100+id>)
@@ -44,7 +45,7 @@ event ("kvnode 2 term 5: became leader").
 Exit codes: 0 after SIGINT/SIGTERM (stops accepting, finishes the WAL write in
 flight, answers pending requests "shutting down"); 1 on a fatal error while running
 (a failed write or fsync: fail-stop); 2 on bad flags or when the node cannot start
-(corrupt data dir, identity mismatch, address in use).
+(corrupt data dir, identity mismatch, data dir in use, address in use).
 )";
 
 [[noreturn]] void usageError(const std::string& message) {

@@ -38,6 +38,9 @@ void Node::guarded(const char* what, Func&& func) {
 }
 
 void Node::openStorage() {
+  // First of all: a second process on a live node's data dir must change nothing in it
+  // (recovery would "repair" a tail the live node is writing, delete its snapshots).
+  dirLock_ = kj::heap<disk::DataDirLock>(config_.dataDir);
   auto recovered = disk::DiskStorage::open(fs_, config_.dataDir,
                                            disk::NodeIdentity{config_.clusterId, config_.id});
   storage_ = kj::heap<NodeStorage>(io_.uvLoop(), kj::mv(recovered.storage), [this](const std::string& why) {

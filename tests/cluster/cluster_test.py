@@ -608,6 +608,110 @@ def scenario_big_stdin_value(c):
     out = c.kvctl_ok("get", "exact", timeout_ms=10000)
     check(out == "y" * limit + "\n", f"a value of exactly the limit: got {len(out)} bytes back")
 
+def dir_contents(path):
+    """{file name: bytes} of every regular file in a directory."""
+    out = {}
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if os.path.isfile(full):
+            with open(full, "rb") as f:
+                out[name] = f.read()
+    return out
+
+
+def describe_dir_change(before, after):
+    changes = []
+    for name in sorted(set(before) | set(after)):
+        if name not in after:
+            changes.append(f"{name} deleted")
+        elif name not in before:
+            changes.append(f"{name} created ({len(after[name])} bytes)")
+        elif before[name] != after[name]:
+            changes.append(f"{name} changed ({len(before[name])} -> {len(after[name])} bytes)")
+    return "; ".join(changes)
+
+
+def scenario_datadir_lock(c):
+    """A second kvnode on a live node's data dir (same flags, or other ports) exits 2 at
+    once naming the holder's pid, and changes nothing: the dir is byte-identical when
+    quiet; under write load with frequent snapshots, the live node keeps serving and
+    later restarts from its data with every acknowledged write."""
+    c.node_flags += ["--snapshot-entries", "50"]
+    c.start()
+    c.wait_healthy()
+    for n in range(60):  # a snapshot, so there are snapshot files to lose
+        c.kvctl_ok("put", f"pre{n % 7}", str(n))
+    victim = 1
+    pid = c.procs[victim].pid
+    data = c.data_dir(victim)
+
+    def intrude(other_ports):
+        """Starts a second node {victim} on the live data dir; returns its output."""
+        if other_ports:
+            cp, rp = free_ports(2)
+            cmd = [ARGS.kvnode, "--id", str(victim), "--data-dir", data,
+                   "--client-addr", f"127.0.0.1:{cp}", "--raft-addr", f"127.0.0.1:{rp}",
+                   "--cluster", c.cluster_flag()] + c.node_flags
+        else:
+            cmd = c.node_command(victim)
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        c.others.append(p)
+        started = time.monotonic()
+        try:
+            out, _ = p.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, _ = p.communicate()
+            raise TestFailure(f"a second node {victim} on a live data dir (other ports: "
+                              f"{other_ports}) was still running after 5 s:\n"
+                              f"{out.decode(errors='replace')[-2000:]}")
+        text = out.decode(errors="replace")
+        took = time.monotonic() - started
+        check(p.returncode == 2, f"second node on a live data dir exited {p.returncode}:\n{text}")
+        check(str(pid) in text and "in use" in text,
+              f"the refusal does not say the data dir is in use by pid {pid}:\n{text}")
+        check(took < 2, f"the second node took {took:.1f} s to give up")
+        return text.strip()
+
+    # Quiet: the dir must stay byte-identical.
+    before = wait_until("node 1's data dir to settle", lambda: (
+        lambda a: a if (time.sleep(0.3) or dir_contents(data) == a) else None)(dir_contents(data)), 10)
+    for other_ports in (False, True):
+        log("refused: " + intrude(other_ports).splitlines()[-1])
+        after = dir_contents(data)
+        check(after == before, f"a refused second node changed node {victim}'s data dir: "
+                               f"{describe_dir_change(before, after)}")
+    check(c.alive(victim), f"node {victim} died")
+    lock_path = os.path.join(data, "LOCK")
+    with open(lock_path) as f:
+        check(f.read().strip() == str(pid), f"{lock_path} does not hold node {victim}'s pid {pid}")
+
+    # Under write load (snapshots every 50 entries): intruders again and again.
+    acks = os.path.join(c.root, "acks.txt")
+    stop = os.path.join(c.root, "stop")
+    load = c.start_load(acks, stop, extra=["--timeout", "5000"])
+    wait_until("the load to get going", lambda: count_acks(acks) >= 200, 20)
+    for k in range(10):
+        intrude(other_ports=k % 2 == 1)
+        check(c.alive(victim), f"node {victim} died:\n{c.read_log(victim)[-2000:]}")
+    n0 = count_acks(acks)
+    wait_until("writes to continue", lambda: count_acks(acks) >= n0 + 100, 20)
+    c.stop_load(load, stop)
+    wait_until(f"node {victim} to serve the last write", lambda: (
+        lambda a: a and c.stale_get(victim, a[-1][2]) == a[-1][3])(read_acks(acks)[0]), 10)
+    # Its files are its own: it restarts from them (no hole, no lost snapshot).
+    c.kill9(victim)
+    c.start_node(victim)
+    c.wait_healthy()
+    since = c.read_log(victim).split("---- start")[-1]
+    check(c.alive(victim) and "cannot start" not in since,
+          f"node {victim} does not restart from its data dir:\n{since[-2000:]}")
+    c.verify(acks)
+    for (_, _, key, value) in read_acks(acks)[0][-20:]:
+        got = c.stale_get(victim, key)
+        check(got == value, f"restarted node {victim}: {key} = {got!r}, want {value!r}")
+
 SCENARIOS = {
     "replication": scenario_replication,
     "failover": scenario_failover,
@@ -618,6 +722,7 @@ SCENARIOS = {
     "bad_input": scenario_bad_input,
     "wal_damage": scenario_wal_damage,
     "big_stdin_value": scenario_big_stdin_value,
+    "datadir_lock": scenario_datadir_lock,
 }
 
 
