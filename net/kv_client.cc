@@ -55,6 +55,17 @@ std::string describe(const kj::Exception& e) {
   return text;
 }
 
+// What went wrong talking to `address`, for Result::error. A node that refuses a
+// connection (too many) sends an OVERLOADED Abort with its reason: say so plainly.
+std::string describeFailure(const std::string& address, const kj::Exception& e) {
+  std::string text(e.getDescription().cStr());
+  if (e.getType() == kj::Exception::Type::OVERLOADED &&
+      text.rfind("remote exception: ", 0) == 0) {
+    return "node " + address + " refused the connection: " + describe(e);
+  }
+  return address + ": " + describe(e);
+}
+
 bool isTransient(Status s) {
   return s == Status::NotLeader || s == Status::Timeout || s == Status::Busy ||
          s == Status::TransferInProgress || s == Status::ShuttingDown;
@@ -346,7 +357,7 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
                 [findHint, redirect]() mutable { return redirect(findHint()); });
           },
           [this, &a, i, gen](kj::Exception&& e) -> kj::Promise<Step> {
-            a.lastError = state_[i]->address + ": " + describe(e);
+            a.lastError = describeFailure(state_[i]->address, e);
             a.lastStatus = Status::Ok;
             dropConnection(i, *gen);
             if (leaderGuess_ % state_.size() == i) leaderGuess_ = i + 1;
@@ -396,7 +407,9 @@ kj::Promise<EndpointStatus> ClusterChannel::statusOf(size_t i, kj::Duration time
             EndpointStatus st;
             st.endpoint = state_[i]->address;
             st.reachable = false;
-            st.error = describe(e);
+            st.error = e.getType() == kj::Exception::Type::OVERLOADED
+                           ? "refused the connection: " + describe(e)
+                           : describe(e);
             return st;
           })
       .attach(kj::mv(generation));

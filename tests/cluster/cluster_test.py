@@ -11,12 +11,15 @@ import argparse
 import json
 import os
 import re
+import resource
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ARGS = None
@@ -712,6 +715,188 @@ def scenario_datadir_lock(c):
         got = c.stale_get(victim, key)
         check(got == value, f"restarted node {victim}: {key} = {got!r}, want {value!r}")
 
+def raise_fd_limit(want):
+    """Raises this process's soft RLIMIT_NOFILE to `want` (capped by the hard limit);
+    the kvnode processes started after inherit it. Returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Squatters:
+    """Keeps `idle` idle TCP connections and `slow` connections that send a garbage byte
+    every 0.2 s open to each of `ports`, reopening within 0.1 s any the server closes
+    (or that could not connect because the node was down), until stop()."""
+
+    def __init__(self, ports, idle, slow):
+        self.want = [(port, kind) for port in ports
+                     for kind in ["idle"] * idle + ["slow"] * slow]
+        self.socks = [None] * len(self.want)
+        self.closed_by_server = 0
+        self.running = True
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def open_count(self):
+        return sum(1 for s in self.socks if s is not None)
+
+    def run(self):
+        last_garbage = 0.0
+        while self.running:
+            for k, (port, kind) in enumerate(self.want):
+                s = self.socks[k]
+                if s is not None:
+                    try:
+                        r, _, _ = select.select([s], [], [], 0)
+                        if r and not s.recv(65536):
+                            raise OSError("closed")
+                    except OSError:
+                        s.close()
+                        self.socks[k] = s = None
+                        self.closed_by_server += 1
+                if s is None:
+                    try:
+                        s = socket.create_connection(("127.0.0.1", port), timeout=0.2)
+                        s.setblocking(False)
+                        self.socks[k] = s
+                    except OSError:
+                        continue
+            now = time.monotonic()
+            if now - last_garbage >= 0.2:
+                last_garbage = now
+                for k, (port, kind) in enumerate(self.want):
+                    if kind == "slow" and self.socks[k] is not None:
+                        try:
+                            self.socks[k].send(os.urandom(1))
+                        except OSError:
+                            pass
+            time.sleep(0.1)
+
+    def stop(self):
+        self.running = False
+        self.thread.join(5)
+        for s in self.socks:
+            if s is not None:
+                s.close()
+
+
+def timed_put(c, key, value, limit_s, what):
+    started = time.monotonic()
+    rc, _, err = c.kvctl("put", key, value, timeout_ms=int(limit_s * 1000))
+    took = time.monotonic() - started
+    check(rc == 0, f"{what}: no successful write within {limit_s} s: {err.strip()}")
+    log(f"{what}: a write succeeded {took:.2f} s after")
+    return took
+
+
+def scenario_raft_flood(c):
+    """Strangers holding connections to every raft port (20 idle and 4 sending garbage
+    slowly per node, reopened as soon as they are closed) cannot keep the peers apart:
+    after a whole-cluster restart, and after the leader restarts, a leader exists and
+    writes succeed within a few seconds."""
+    limit_s = 5.0
+    c.start()
+    c.wait_healthy()
+    squat = Squatters(list(c.raft_ports.values()), idle=20, slow=4)
+    try:
+        wait_until("the strangers to connect", lambda: squat.open_count() >= len(squat.want), 10)
+        time.sleep(1)
+        timed_put(c, "flood0", "v", limit_s, "strangers on every raft port")
+        for i in range(1, c.size + 1):
+            c.kill9(i)
+        wait_until("the strangers to notice", lambda: squat.open_count() == 0, 10)
+        for i in range(1, c.size + 1):
+            c.start_node(i)
+        log("restarted every node")
+        timed_put(c, "flood1", "v", limit_s, "whole-cluster restart among strangers")
+        leader = c.leader()
+        check(leader is not None, "no leader after the write")
+        c.kill9(leader)
+        time.sleep(0.5)
+        c.start_node(leader)
+        log(f"restarted the leader, node {leader}")
+        timed_put(c, "flood2", "v", limit_s, "leader restart among strangers")
+        c.wait_healthy(timeout_s=limit_s)
+        for i in range(1, c.size + 1):
+            check(c.alive(i), f"node {i} died:\n{c.read_log(i)[-2000:]}")
+        log(f"{squat.closed_by_server} stranger connections were closed by the nodes; "
+            f"{squat.open_count()} open now")
+        check(c.kvctl_ok("get", "flood1") == "v\n", "get flood1")
+    finally:
+        squat.stop()
+
+
+def scenario_client_flood(c):
+    """1,100 idle TCP connections to one node's client port do not lock new clients out:
+    kvctl put and get through that node alone succeed promptly."""
+    want = 1100
+    limit = raise_fd_limit(want + 512)
+    check(limit >= want + 100, f"RLIMIT_NOFILE {limit} is too low for {want} connections")
+    c.start()
+    c.wait_healthy()
+    c.kvctl_ok("put", "before", "flood")
+    port = c.client_ports[1]
+    socks = []
+    try:
+        for _ in range(want):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError as e:
+                raise TestFailure(f"could not open connection {len(socks) + 1}: {e}")
+        log(f"{len(socks)} idle connections open to node 1's client port")
+        time.sleep(0.5)
+        started = time.monotonic()
+        rc, _, err = c.kvctl("put", "during", "flood", endpoints=c.endpoint(1), timeout_ms=3000)
+        check(rc == 0, f"put through node 1 with {want} idle connections on it: {err.strip()}")
+        rc, out, err = c.kvctl("get", "before", endpoints=c.endpoint(1), timeout_ms=3000)
+        check(rc == 0 and out == "flood\n", f"get through node 1: rc {rc} {out!r} {err.strip()}")
+        rc, _, err = c.kvctl("status", endpoints=c.endpoint(1), timeout_ms=3000)
+        check(rc == 0, f"status of node 1: {err.strip()}")
+        took = time.monotonic() - started
+        log(f"put, get and status through node 1 took {took:.2f} s")
+        check(took < 5, f"put, get and status through node 1 took {took:.1f} s")
+        check(c.alive(1), "node 1 died")
+    finally:
+        for s in socks:
+            s.close()
+
+
+def scenario_client_idle(c):
+    """A client connection with no request for --client-idle-timeout-ms is closed by the
+    node; one that keeps sending requests is not."""
+    c.node_flags += ["--client-idle-timeout-ms", "1000"]
+    c.start()
+    c.wait_healthy()
+    port = c.client_ports[1]
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(5)]
+    started = time.monotonic()
+
+    def all_closed():
+        for s in idle:
+            s.settimeout(0.01)
+            try:
+                if s.recv(1) != b"":
+                    return False
+            except socket.timeout:
+                return False
+            except OSError:
+                pass  # reset: closed
+        return True
+    wait_until("the node to close idle client connections", all_closed, 5)
+    log(f"idle connections closed after {time.monotonic() - started:.1f} s")
+    # A busy client (the load generator: requests all the time) is not cut off.
+    acks = os.path.join(c.root, "acks.txt")
+    stop = os.path.join(c.root, "stop")
+    load = c.start_load(acks, stop, clients=2, extra=["--timeout", "2000"])
+    time.sleep(3)
+    c.stop_load(load, stop)
+    acked, errs = read_acks(acks)
+    check(acked and not errs, f"writes over busy connections: {len(acked)} acked, {len(errs)} failed")
+    for s in idle:
+        s.close()
+
 SCENARIOS = {
     "replication": scenario_replication,
     "failover": scenario_failover,
@@ -723,6 +908,9 @@ SCENARIOS = {
     "wal_damage": scenario_wal_damage,
     "big_stdin_value": scenario_big_stdin_value,
     "datadir_lock": scenario_datadir_lock,
+    "raft_flood": scenario_raft_flood,
+    "client_flood": scenario_client_flood,
+    "client_idle": scenario_client_idle,
 }
 
 
