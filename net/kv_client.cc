@@ -5,6 +5,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/debug.h>
 
+#include "net/rpc_listener.h"  // kRefusedConnectionPrefix only
 #include "schemas/codec.h"
 #include "schemas/kv.capnp.h"
 
@@ -56,14 +57,12 @@ std::string describe(const kj::Exception& e) {
 }
 
 // What went wrong talking to `address`, for Result::error. A node that refuses a
-// connection (too many) sends an OVERLOADED Abort with its reason: say so plainly.
+// connection (too many) sends an Abort whose reason starts with kRefusedConnectionPrefix:
+// "node HOST:PORT refused the connection: too many client connections (...)".
 std::string describeFailure(const std::string& address, const kj::Exception& e) {
-  std::string text(e.getDescription().cStr());
-  if (e.getType() == kj::Exception::Type::OVERLOADED &&
-      text.rfind("remote exception: ", 0) == 0) {
-    return "node " + address + " refused the connection: " + describe(e);
-  }
-  return address + ": " + describe(e);
+  std::string text = describe(e);
+  if (text.rfind(net::kRefusedConnectionPrefix, 0) == 0) return "node " + address + " " + text;
+  return address + ": " + text;
 }
 
 bool isTransient(Status s) {
@@ -407,9 +406,7 @@ kj::Promise<EndpointStatus> ClusterChannel::statusOf(size_t i, kj::Duration time
             EndpointStatus st;
             st.endpoint = state_[i]->address;
             st.reachable = false;
-            st.error = e.getType() == kj::Exception::Type::OVERLOADED
-                           ? "refused the connection: " + describe(e)
-                           : describe(e);
+            st.error = describe(e);
             return st;
           })
       .attach(kj::mv(generation));

@@ -131,7 +131,7 @@ void RpcListener::refuse(kj::Own<kj::AsyncIoStream> stream) {
   // A Cap'n Proto Abort: the client's calls fail with our reason instead of a reset.
   auto message = kj::heap<capnp::MallocMessageBuilder>();
   auto abort = message->initRoot<capnp::rpc::Message>().initAbort();
-  abort.setReason(options_.refusalReason.c_str());
+  abort.setReason((kRefusedConnectionPrefix + options_.refusalReason).c_str());
   abort.setType(capnp::rpc::Exception::Type::OVERLOADED);
   kj::AsyncIoStream& s = *stream;
   auto done = capnp::writeMessage(s, *message)

@@ -12,8 +12,8 @@
 //  * Unidentified connections are capped (maxUnidentified). A newcomer that finds the
 //    cap full evicts the longest-idle unidentified connection with no call in flight;
 //    only when every one of them has a call in flight is the newcomer refused, with a
-//    Cap'n Proto Abort message carrying `refusalReason` (the client sees that sentence,
-//    not a bare reset).
+//    Cap'n Proto Abort message carrying kRefusedConnectionPrefix + `refusalReason` (the
+//    client sees that sentence, not a bare reset).
 //  * handshakeTimeout: an unidentified connection older than this is closed.
 //  * idleTimeout: an unidentified connection with no call in flight and none started
 //    for this long is closed.
@@ -31,6 +31,11 @@
 namespace kvr::net {
 
 class RpcListener;
+
+// A refused connection's Abort reason starts with this, then ListenerOptions::
+// refusalReason; the client library recognizes it (the exception type does not survive
+// an Abort in capnp 0.9).
+constexpr const char* kRefusedConnectionPrefix = "refused the connection: ";
 
 // What a service knows of the connection it serves (handed to the bootstrap factory).
 // Safe to use after the connection is gone: every call is then a no-op.
