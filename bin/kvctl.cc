@@ -1,6 +1,8 @@
 // kvctl: command-line client of the KV store (see usage()).
 //
 // Exit codes: 0 ok, 1 not found or cas mismatch, 2 error (message on stderr).
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -141,14 +143,34 @@ void needArgs(const std::vector<std::string>& cmd, size_t n, const char* shape) 
   if (cmd.size() != n) die(std::string("usage: kvctl ") + shape);
 }
 
+// A value on stdin is kept up to this many bytes: enough for the server to refuse an
+// oversized one itself (--no-local-check), never the whole of a huge input.
+constexpr size_t kMaxStdinKeptBytes = 2 * kvr::limits::kMaxValueBytes;
+// Past the kept bytes stdin is only counted (for an exact size in the error), up to here.
+constexpr uint64_t kMaxStdinCountedBytes = uint64_t(1) << 30;
+
 std::string readValue(const std::string& v) {
   if (v != "-") return v;
   std::string data;
+  uint64_t total = 0;
   char buf[65536];
   size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) {
-    data.append(buf, n);
-    if (data.size() > 2 * kvr::limits::kMaxValueBytes) break;  // enough to be refused
+    if (data.size() < kMaxStdinKeptBytes) {
+      data.append(buf, std::min(n, kMaxStdinKeptBytes - data.size()));
+    }
+    total += n;
+    if (total > kMaxStdinCountedBytes) break;
+  }
+  if (std::ferror(stdin)) die(std::string("reading the value from stdin: ") + std::strerror(errno));
+  KJ_ASSERT(data.size() == std::min<uint64_t>(total, kMaxStdinKeptBytes));
+  if (total > data.size()) {
+    // What we kept is not the value: never send it, never report its size as the value's.
+    std::string size = total > kMaxStdinCountedBytes
+                           ? "more than " + std::to_string(kMaxStdinCountedBytes) + " bytes"
+                           : std::to_string(total) + " bytes";
+    die("value on stdin is " + size + "; the limit is " +
+        std::to_string(kvr::limits::kMaxValueBytes) + " bytes");
   }
   return data;
 }

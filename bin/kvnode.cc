@@ -24,7 +24,8 @@ event ("kvnode 2 term 5: became leader").
 
   --id N                    this node's id, 1..7 (default 1)
   --data-dir DIR            WAL, snapshots and identity (default ./data); created if
-                            missing. A data dir of another node or cluster is refused.
+                            missing. A data dir of another node or cluster is refused,
+                            and so is one another process holds (DIR/LOCK, flock).
   --client-addr HOST:PORT   KvService for clients (default 127.0.0.1:<7000+id>)
   --raft-addr HOST:PORT     RaftPeer listen address (default: this node's --cluster
                             entry, else 127.0.0.1:<7100+id>)
@@ -40,12 +41,19 @@ event ("kvnode 2 term 5: became leader").
   --request-timeout-ms MS   a client request still pending after this is answered
                             "timeout" (default 2000)
   --snapshot-entries N      take a local snapshot every N applied entries (default 10000)
+  --max-client-connections N
+                            client connections open at once (default 1024); when full, a
+                            new one evicts the longest-idle one without a request in
+                            flight, and is refused (with that reason) only if there is none
+  --client-idle-timeout-ms MS
+                            close a client connection with no request for this long
+                            (default 300000; 0 = never)
   --help                    this text
 
 Exit codes: 0 after SIGINT/SIGTERM (stops accepting, finishes the WAL write in
 flight, answers pending requests "shutting down"); 1 on a fatal error while running
 (a failed write or fsync: fail-stop); 2 on bad flags or when the node cannot start
-(corrupt data dir, identity mismatch, address in use).
+(corrupt data dir, identity mismatch, data dir in use, address in use).
 )";
 
 [[noreturn]] void usageError(const std::string& message) {
@@ -66,7 +74,8 @@ T parseNumber(const char* flag, const char* text) {
 kvr::net::NodeConfig parseFlags(int argc, char** argv) {
   enum Opt {
     kId = 1000, kDataDir, kClientAddr, kRaftAddr, kCluster, kClusterId, kElection,
-    kHeartbeat, kTick, kRequestTimeout, kSnapshotEntries, kHelp
+    kHeartbeat, kTick, kRequestTimeout, kSnapshotEntries, kMaxClientConnections,
+    kClientIdleTimeout, kHelp
   };
   static const option options[] = {
       {"id", required_argument, nullptr, kId},
@@ -80,6 +89,8 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
       {"tick-ms", required_argument, nullptr, kTick},
       {"request-timeout-ms", required_argument, nullptr, kRequestTimeout},
       {"snapshot-entries", required_argument, nullptr, kSnapshotEntries},
+      {"max-client-connections", required_argument, nullptr, kMaxClientConnections},
+      {"client-idle-timeout-ms", required_argument, nullptr, kClientIdleTimeout},
       {"help", no_argument, nullptr, kHelp},
       {nullptr, 0, nullptr, 0},
   };
@@ -104,6 +115,12 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
         break;
       case kSnapshotEntries:
         c.snapshotEntries = parseNumber<uint64_t>("snapshot-entries", optarg);
+        break;
+      case kMaxClientConnections:
+        c.maxClientConnections = parseNumber<uint32_t>("max-client-connections", optarg);
+        break;
+      case kClientIdleTimeout:
+        c.clientIdleTimeoutMs = parseNumber<uint32_t>("client-idle-timeout-ms", optarg);
         break;
       case kHelp: std::fputs(kUsage, stdout); std::exit(0);
       default: usageError(std::string("unknown or incomplete option '") + flag + "'");

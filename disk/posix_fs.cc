@@ -2,11 +2,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include <kj/debug.h>
 
@@ -135,6 +137,38 @@ bool PosixFileSystem::exists(const std::string& path) {
   if (::stat(path.c_str(), &st) == 0) return true;
   if (errno == ENOENT) return false;
   KJ_FAIL_SYSCALL("stat", errno, path);
+}
+
+DataDirLock::DataDirLock(const std::string& dir) : path_(joinPath(dir, kFileName)) {
+  PosixFileSystem().createDir(dir);
+  // O_CREAT without O_TRUNC: opening must not touch the holder's pid before we own it.
+  KJ_SYSCALL(fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644), "open", path_);
+  int rc;
+  KJ_NONBLOCKING_SYSCALL(rc = ::flock(fd_, LOCK_EX | LOCK_NB), "flock", path_);
+  if (rc != 0) {
+    // EWOULDBLOCK: someone holds it. Its pid is in the file (unless it is just starting).
+    char buf[32] = {};
+    ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    std::string pid = n > 0 ? std::string(buf, size_t(n)) : std::string();
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    bool digits = !pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos;
+    std::string holder = digits ? "process " + pid : "another process (pid not known yet)";
+    kj::throwFatalException(KJ_EXCEPTION(
+        FAILED, kj::str("data dir ", dir, " is in use: ", holder.c_str(), " holds its lock ",
+                        path_.c_str(), "; stop that node first (or use another --data-dir). "
+                        "Nothing in the data dir was changed")));
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  KJ_SYSCALL(::ftruncate(fd_, 0), "ftruncate", path_);
+  ssize_t n;
+  KJ_SYSCALL(n = ::pwrite(fd_, pid.data(), pid.size(), 0), "pwrite", path_);
+  KJ_ASSERT(size_t(n) == pid.size(), "short write", path_);
+}
+
+DataDirLock::~DataDirLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock; the file stays (harmless)
 }
 
 }  // namespace kvr::disk

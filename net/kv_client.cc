@@ -5,6 +5,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/debug.h>
 
+#include "net/rpc_listener.h"  // kRefusedConnectionPrefix only
 #include "schemas/codec.h"
 #include "schemas/kv.capnp.h"
 
@@ -53,6 +54,15 @@ std::string describe(const kj::Exception& e) {
   }
   if (text.size() > 300) text.resize(300);
   return text;
+}
+
+// What went wrong talking to `address`, for Result::error. A node that refuses a
+// connection (too many) sends an Abort whose reason starts with kRefusedConnectionPrefix:
+// "node HOST:PORT refused the connection: too many client connections (...)".
+std::string describeFailure(const std::string& address, const kj::Exception& e) {
+  std::string text = describe(e);
+  if (text.rfind(net::kRefusedConnectionPrefix, 0) == 0) return "node " + address + " " + text;
+  return address + ": " + text;
 }
 
 bool isTransient(Status s) {
@@ -346,7 +356,7 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
                 [findHint, redirect]() mutable { return redirect(findHint()); });
           },
           [this, &a, i, gen](kj::Exception&& e) -> kj::Promise<Step> {
-            a.lastError = state_[i]->address + ": " + describe(e);
+            a.lastError = describeFailure(state_[i]->address, e);
             a.lastStatus = Status::Ok;
             dropConnection(i, *gen);
             if (leaderGuess_ % state_.size() == i) leaderGuess_ = i + 1;

@@ -44,9 +44,28 @@ std::string explainStatus(const KvReply& reply, const std::string& detail) {
 
 class KvService::Server final : public schema::KvService::Server {
  public:
-  explicit Server(KvService& service) : service_(service) {}
+  Server(KvService& service, kj::Own<ConnectionHandle> connection)
+      : service_(service), connection_(kj::mv(connection)) {}
 
   kj::Promise<void> call(CallContext context) override {
+    return tracked(answer(kj::mv(context)));
+  }
+
+  kj::Promise<void> status(StatusContext context) override {
+    connection_->callStarted();
+    codec::toCapnp(service_.replica_.status(), context.getResults().initStatus());
+    connection_->callFinished();
+    return kj::READY_NOW;
+  }
+
+ private:
+  // Marks the connection busy until `answered` completes or is cancelled.
+  kj::Promise<void> tracked(kj::Promise<void> answered) {
+    return answered.attach(kj::defer([c = kj::addRef(*connection_)]() mutable { c->callFinished(); }));
+  }
+
+  kj::Promise<void> answer(CallContext context) {
+    connection_->callStarted();
     ++service_.requests_;
     auto params = context.getParams();
     KvCommand cmd;
@@ -82,12 +101,6 @@ class KvService::Server final : public schema::KvService::Server {
     return paf.promise.then([context](KvReply reply) mutable { fill(context, reply, ""); });
   }
 
-  kj::Promise<void> status(StatusContext context) override {
-    codec::toCapnp(service_.replica_.status(), context.getResults().initStatus());
-    return kj::READY_NOW;
-  }
-
- private:
   static void fill(CallContext& context, const KvReply& reply, const std::string& detail) {
     auto out = context.getResults().initReply();
     codec::toCapnp(reply, out);
@@ -96,11 +109,14 @@ class KvService::Server final : public schema::KvService::Server {
   }
 
   KvService& service_;
+  kj::Own<ConnectionHandle> connection_;
 };
 
 KvService::KvService(Replica& replica, std::function<void()> afterInput, FatalFn fatal)
     : replica_(replica), afterInput_(std::move(afterInput)), fatal_(std::move(fatal)) {}
 
-capnp::Capability::Client KvService::newConnection() { return kj::heap<Server>(*this); }
+capnp::Capability::Client KvService::newConnection(kj::Own<ConnectionHandle> connection) {
+  return kj::heap<Server>(*this, kj::mv(connection));
+}
 
 }  // namespace kvr::net

@@ -11,6 +11,7 @@
 #include "core/command.h"
 #include "core/replica.h"
 #include "net/node_log.h"
+#include "net/rpc_listener.h"
 
 namespace kvr::net {
 
@@ -27,8 +28,10 @@ class KvService {
   KJ_DISALLOW_COPY(KvService);
 
   // The bootstrap capability for a client connection. Every connection shares this
-  // service; it must outlive them.
-  capnp::Capability::Client newConnection();
+  // service; it must outlive them. Each call on it is bracketed by
+  // connection->callStarted()/callFinished() (a connection waiting for an answer is
+  // not idle).
+  capnp::Capability::Client newConnection(kj::Own<ConnectionHandle> connection);
 
   // From now on requests are answered ShuttingDown without reaching the replica.
   void stop() { stopped_ = true; }

@@ -38,6 +38,9 @@ void Node::guarded(const char* what, Func&& func) {
 }
 
 void Node::openStorage() {
+  // First of all: a second process on a live node's data dir must change nothing in it
+  // (recovery would "repair" a tail the live node is writing, delete its snapshots).
+  dirLock_ = kj::heap<disk::DataDirLock>(config_.dataDir);
   auto recovered = disk::DiskStorage::open(fs_, config_.dataDir,
                                            disk::NodeIdentity{config_.clusterId, config_.id});
   storage_ = kj::heap<NodeStorage>(io_.uvLoop(), kj::mv(recovered.storage), [this](const std::string& why) {
@@ -87,15 +90,26 @@ kj::Promise<void> Node::start() {
   kj::String raftAddr = kj::str(config_.raftAddr);
   kj::String clientAddr = kj::str(config_.clientAddr);
   auto bindRaft = network.parseAddress(raftAddr).then([this](kj::Own<kj::NetworkAddress> addr) {
+    ListenerOptions options;
+    options.maxUnidentified = kMaxUnidentifiedPeerConnections;
+    options.handshakeTimeout = kPeerHandshakeTimeoutMs * kj::MILLISECONDS;
+    options.refusalReason = "too many connections that are not cluster peers";
     raftListener_ = kj::heap<RpcListener>(
-        addr->listen(), [this]() { return raftService_->newConnection(); },
-        // Peers: a few connections each, more only if something is wrong.
-        uint32_t(4 * config_.members.size() + 8), io_.timer());
+        addr->listen(),
+        [this](kj::Own<ConnectionHandle> c) { return raftService_->newConnection(kj::mv(c)); },
+        kj::mv(options), io_.timer());
   });
   auto bindClient = network.parseAddress(clientAddr).then([this](kj::Own<kj::NetworkAddress> addr) {
+    ListenerOptions options;
+    options.maxUnidentified = config_.maxClientConnections;
+    options.idleTimeout = config_.clientIdleTimeoutMs * kj::MILLISECONDS;
+    options.refusalReason = "too many client connections (" +
+                            std::to_string(config_.maxClientConnections) +
+                            " open, each with a request in flight)";
     clientListener_ = kj::heap<RpcListener>(
-        addr->listen(), [this]() { return kvService_->newConnection(); },
-        config_.maxClientConnections, io_.timer());
+        addr->listen(),
+        [this](kj::Own<ConnectionHandle> c) { return kvService_->newConnection(kj::mv(c)); },
+        kj::mv(options), io_.timer());
   });
   return bindRaft
       .catch_([raftAddr = kj::mv(raftAddr)](kj::Exception&& e) -> kj::Promise<void> {

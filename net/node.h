@@ -37,7 +37,8 @@ class Node {
   ~Node() noexcept(false);
   KJ_DISALLOW_COPY(Node);
 
-  // Opens the data dir (verifying identity and contents), binds both listeners, starts
+  // Locks the data dir (refusing to start if another process holds it, before reading
+  // or writing anything in it), opens it (verifying identity and contents), binds both listeners, starts
   // ticking and connecting to peers. Rejects with one operator-facing sentence (from
   // DiskStorage, or about an address) when the node cannot start.
   kj::Promise<void> start();
@@ -77,7 +78,9 @@ class Node {
   bool stopping_ = false;
 
   // Declaration order = construction order; destruction runs bottom-up, so listeners
-  // and services go before the replica, the replica before its storage and transport.
+  // and services go before the replica, the replica before its storage and transport,
+  // and the data dir lock is released last.
+  kj::Own<disk::DataDirLock> dirLock_;
   kj::Own<NodeStorage> storage_;
   kj::Own<PeerTransport> transport_;
   kj::Own<Replica> replica_;

@@ -81,6 +81,7 @@ std::string checkConfig(const NodeConfig& c) {
   }
   if (c.snapshotEntries == 0) return "snapshot-entries must be at least 1";
   if (c.requestTimeoutMs == 0) return "the request timeout must be positive";
+  if (c.maxClientConnections == 0) return "max-client-connections must be at least 1";
   return "";
 }
 

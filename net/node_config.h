@@ -11,6 +11,13 @@
 
 namespace kvr::net {
 
+// Raft port: a connection that has not said an accepted hello (a stranger) within this
+// long is closed, and at most this many strangers are open at once (a newcomer evicts the
+// longest-idle one). Identified peers are exempt from both: one connection per peer, a
+// newer one replaces the older.
+constexpr uint32_t kPeerHandshakeTimeoutMs = 2000;
+constexpr uint32_t kMaxUnidentifiedPeerConnections = 16;
+
 struct NodeConfig {
   NodeId id = 1;
   uint64_t clusterId = 0;       // 0: derived from `members` (defaultClusterId)
@@ -23,7 +30,11 @@ struct NodeConfig {
   uint32_t heartbeatMs = 30;
   uint32_t requestTimeoutMs = 2000;  // a client request pending this long times out
   uint64_t snapshotEntries = 10'000;
+  // Client connections open at once; when full, a newcomer evicts the longest-idle one
+  // with no request in flight (refused only if every one has a request in flight).
   uint32_t maxClientConnections = 1024;
+  // A client connection with no request for this long is closed (0: never).
+  uint32_t clientIdleTimeoutMs = 300'000;
   uint64_t rngSeed = 0;         // 0: taken from the clock and pid
   PeerTransportOptions peer;
 };

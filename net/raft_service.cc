@@ -11,7 +11,8 @@ namespace kvr::net {
 
 class RaftService::Connection final : public schema::RaftPeer::Server {
  public:
-  explicit Connection(RaftService& service) : service_(service) {}
+  Connection(RaftService& service, kj::Own<ConnectionHandle> connection)
+      : service_(service), connection_(kj::mv(connection)) {}
 
   kj::Promise<void> hello(HelloContext context) override {
     auto params = context.getParams();
@@ -19,20 +20,31 @@ class RaftService::Connection final : public schema::RaftPeer::Server {
     auto results = context.getResults();
     results.setOk(refusal.empty());
     results.setReason(refusal);
-    refusal_ = std::move(refusal);
+    if (refusal.empty()) {
+      KJ_REQUIRE(!accepted_ || from_ == params.getFrom(), "hello again as another node",
+                 from_, params.getFrom());
+      accepted_ = true;
+      from_ = params.getFrom();
+      connection_->identify(from_);
+    }
+    refusal_ = std::move(refusal);  // the latest hello decides
     return kj::READY_NOW;
   }
 
   kj::Promise<void> deliver(DeliverContext context) override {
     // A refused peer learns why on every call; its messages never reach the replica.
     KJ_REQUIRE(refusal_.empty(), "refused", refusal_);
+    KJ_REQUIRE(accepted_, "deliver before an accepted hello");
     service_.deliver(context.getParams().getBatch());
     return kj::READY_NOW;
   }
 
  private:
   RaftService& service_;
+  kj::Own<ConnectionHandle> connection_;
   std::string refusal_;
+  bool accepted_ = false;
+  NodeId from_ = kNoNode;
 };
 
 RaftService::RaftService(uint64_t clusterId, NodeId self, std::vector<NodeId> members,
@@ -46,8 +58,8 @@ RaftService::RaftService(uint64_t clusterId, NodeId self, std::vector<NodeId> me
       log_(std::move(log)),
       nowMs_(std::move(nowMs)) {}
 
-capnp::Capability::Client RaftService::newConnection() {
-  return kj::heap<Connection>(*this);
+capnp::Capability::Client RaftService::newConnection(kj::Own<ConnectionHandle> connection) {
+  return kj::heap<Connection>(*this, kj::mv(connection));
 }
 
 std::string RaftService::checkHello(uint64_t clusterId, NodeId from) {

@@ -5,7 +5,9 @@
 // cluster or one addressed to another node is counted, logged (rate-limited) and
 // dropped. hello() refuses a peer of another cluster or one that is not a member; the
 // refusal is logged once per remote cluster / node id, and the connection's later
-// deliver() calls fail.
+// deliver() calls fail. deliver() before an accepted hello fails too. An accepted hello
+// identifies the connection to the listener as that peer's (ConnectionHandle::identify):
+// it replaces the peer's older connection and no longer counts as a stranger.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,7 @@
 
 #include "core/types.h"
 #include "net/node_log.h"
+#include "net/rpc_listener.h"
 #include "schemas/raft.capnp.h"
 
 namespace kvr::net {
@@ -34,7 +37,7 @@ class RaftService {
   KJ_DISALLOW_COPY(RaftService);
 
   // The bootstrap capability for one new incoming connection.
-  capnp::Capability::Client newConnection();
+  capnp::Capability::Client newConnection(kj::Own<ConnectionHandle> connection);
 
   // From now on every delivered message is dropped (the node is shutting down).
   void stop() { stopped_ = true; }

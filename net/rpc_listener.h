@@ -2,24 +2,80 @@
 // capability per connection (so a service can keep per-connection state, such as the
 // result of RaftPeer.hello). Destroying the listener stops accepting and drops every
 // connection it accepted.
+//
+// Connections are bounded so that strangers can never lock out the ones that matter:
+//  * A connection starts unidentified. A service may identify it (ConnectionHandle::
+//    identify, e.g. a cluster peer after a good hello); an identified connection is
+//    exempt from the timeouts below and is never evicted for a newcomer, and a newer
+//    connection identified with the same key replaces it (a restarted peer's old socket
+//    goes away). So identified connections are bounded by the number of keys.
+//  * Unidentified connections are capped (maxUnidentified). A newcomer that finds the
+//    cap full evicts the longest-idle unidentified connection with no call in flight;
+//    only when every one of them has a call in flight is the newcomer refused, with a
+//    Cap'n Proto Abort message carrying kRefusedConnectionPrefix + `refusalReason` (the
+//    client sees that sentence, not a bare reset).
+//  * handshakeTimeout: an unidentified connection older than this is closed.
+//  * idleTimeout: an unidentified connection with no call in flight and none started
+//    for this long is closed.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <string>
 
 #include <capnp/capability.h>
 #include <kj/async-io.h>
+#include <kj/refcount.h>
 
 namespace kvr::net {
 
+class RpcListener;
+
+// A refused connection's Abort reason starts with this, then ListenerOptions::
+// refusalReason; the client library recognizes it (the exception type does not survive
+// an Abort in capnp 0.9).
+constexpr const char* kRefusedConnectionPrefix = "refused the connection: ";
+
+// What a service knows of the connection it serves (handed to the bootstrap factory).
+// Safe to use after the connection is gone: every call is then a no-op.
+class ConnectionHandle final : public kj::Refcounted {
+ public:
+  // The connection belongs to `key` (e.g. a peer's node id); see RpcListener.
+  void identify(uint64_t key);
+  // Brackets every call the service serves on this connection: a connection with a call
+  // in flight is neither idle nor evictable.
+  void callStarted();
+  void callFinished();
+  bool open() const { return listener_ != nullptr; }
+
+ private:
+  friend class RpcListener;
+  RpcListener* listener_ = nullptr;  // null once the connection is closed
+  uint64_t id_ = 0;
+};
+
+struct ListenerOptions {
+  uint32_t maxUnidentified = 1024;         // >= 1
+  kj::Duration handshakeTimeout = 0 * kj::SECONDS;  // 0: unidentified may stay
+  kj::Duration idleTimeout = 0 * kj::SECONDS;       // 0: never closed for idleness
+  std::string refusalReason = "too many connections";
+};
+
 class RpcListener final : private kj::TaskSet::ErrorHandler {
  public:
-  using BootstrapFactory = std::function<capnp::Capability::Client()>;
+  using BootstrapFactory = std::function<capnp::Capability::Client(kj::Own<ConnectionHandle>)>;
 
-  // `maxConnections` bounds the connections open at once; more are closed on accept.
+  // How long a refused connection is kept to read what its client sent (so that closing
+  // it does not reset the connection before the client read our Abort), and how many
+  // such connections at most at once (beyond that a refused one is just closed).
+  static constexpr kj::Duration kRefusalLinger = 1 * kj::SECONDS;
+  static constexpr uint32_t kMaxRefusing = 16;
+
   // A failed accept (e.g. out of file descriptors) is retried after a short pause.
   RpcListener(kj::Own<kj::ConnectionReceiver> receiver, BootstrapFactory factory,
-              uint32_t maxConnections, kj::Timer& timer);
+              ListenerOptions options, kj::Timer& timer);
+  ~RpcListener() noexcept(false);
   KJ_DISALLOW_COPY(RpcListener);
 
   uint getPort() const { return port_; }
@@ -29,23 +85,50 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
     accepting_ = nullptr;
     receiver_ = nullptr;
   }
-  uint32_t openConnections() const { return open_; }
+  uint32_t openConnections() const { return uint32_t(conns_.size()); }
+  uint32_t unidentifiedConnections() const { return unidentified_; }
   uint64_t refusedConnections() const { return refused_; }
+  uint64_t evictedConnections() const { return evicted_; }
+  uint64_t timedOutConnections() const { return timedOut_; }
+  uint64_t replacedConnections() const { return replaced_; }
   uint64_t acceptErrors() const { return acceptErrors_; }
 
  private:
+  friend class ConnectionHandle;
+  struct Conn;
+
   kj::Promise<void> acceptLoop();
+  void admit(kj::Own<kj::AsyncIoStream> stream);
+  void refuse(kj::Own<kj::AsyncIoStream> stream);
+  // The unidentified connection with no call in flight that has been idle longest.
+  kj::Maybe<uint64_t> longestIdle();
+  void close(uint64_t id);
+  void closeLater(uint64_t id);
+  kj::Promise<void> sweepLoop(kj::Duration interval);
+  void sweep();
+  void identify(uint64_t id, uint64_t key);
+  void callStarted(uint64_t id);
+  void callFinished(uint64_t id);
   void taskFailed(kj::Exception&& exception) override;
+  void checkInvariants() const;
 
   kj::Timer& timer_;
   kj::Own<kj::ConnectionReceiver> receiver_;
   BootstrapFactory factory_;
-  uint32_t maxConnections_;
+  ListenerOptions options_;
   uint port_;
-  uint32_t open_ = 0;
+  uint64_t nextId_ = 1;
+  std::map<uint64_t, kj::Own<Conn>> conns_;
+  std::map<uint64_t, uint64_t> byKey_;  // identity key -> connection id
+  uint32_t unidentified_ = 0;
+  uint32_t refusing_ = 0;
   uint64_t refused_ = 0;
+  uint64_t evicted_ = 0;
+  uint64_t timedOut_ = 0;
+  uint64_t replaced_ = 0;
   uint64_t acceptErrors_ = 0;
-  kj::TaskSet connections_;  // each task owns one connection until it disconnects
+  kj::TaskSet tasks_;  // deferred closes, refusals
+  kj::Promise<void> sweeping_ = nullptr;
   kj::Promise<void> accepting_ = nullptr;
 };
 

@@ -10,12 +10,16 @@ printed when a scenario fails (and kept with --keep)."""
 import argparse
 import json
 import os
+import re
+import resource
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ARGS = None
@@ -584,6 +588,317 @@ def scenario_wal_damage(c):
     check(c.kvctl_ok("get", "after-damage") == "ok\n", "the other two keep serving")
 
 
+def scenario_big_stdin_value(c):
+    """kvctl put K - with a value far over the limit on stdin reports the value's real
+    size (never the size of the prefix it kept), with or without the local check, and
+    writes nothing; a value of exactly the limit goes through."""
+    c.start()
+    c.wait_healthy()
+    limit = 1024 * 1024
+    huge = 64 * limit
+    for local in ([], ["--no-local-check"]):
+        rc, out, err = c.kvctl(*local, "put", "huge", "-", stdin=b"x" * huge)
+        sizes = {int(n) for n in re.findall(r"\d+", err)}
+        check(rc == 2, f"64 MiB value{' ' + local[0] if local else ''}: rc {rc} {err!r}")
+        check(str(huge) in err or "more than" in err,
+              f"64 MiB value: the error names neither its size nor 'more than': {err!r}")
+        wrong = sizes - {huge, limit}
+        check(not wrong, f"64 MiB value: the error reports a wrong size {sorted(wrong)}: {err!r}")
+        log(f"refused as expected: {err.strip()}")
+    rc, _, _ = c.kvctl("get", "huge")
+    check(rc == 1, f"a refused value was written: get rc {rc}")
+    c.kvctl_ok("put", "exact", "-", stdin=b"y" * limit)
+    out = c.kvctl_ok("get", "exact", timeout_ms=10000)
+    check(out == "y" * limit + "\n", f"a value of exactly the limit: got {len(out)} bytes back")
+
+def dir_contents(path):
+    """{file name: bytes} of every regular file in a directory."""
+    out = {}
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if os.path.isfile(full):
+            with open(full, "rb") as f:
+                out[name] = f.read()
+    return out
+
+
+def describe_dir_change(before, after):
+    changes = []
+    for name in sorted(set(before) | set(after)):
+        if name not in after:
+            changes.append(f"{name} deleted")
+        elif name not in before:
+            changes.append(f"{name} created ({len(after[name])} bytes)")
+        elif before[name] != after[name]:
+            changes.append(f"{name} changed ({len(before[name])} -> {len(after[name])} bytes)")
+    return "; ".join(changes)
+
+
+def scenario_datadir_lock(c):
+    """A second kvnode on a live node's data dir (same flags, or other ports) exits 2 at
+    once naming the holder's pid, and changes nothing: the dir is byte-identical when
+    quiet; under write load with frequent snapshots, the live node keeps serving and
+    later restarts from its data with every acknowledged write."""
+    c.node_flags += ["--snapshot-entries", "50"]
+    c.start()
+    c.wait_healthy()
+    for n in range(60):  # a snapshot, so there are snapshot files to lose
+        c.kvctl_ok("put", f"pre{n % 7}", str(n))
+    victim = 1
+    pid = c.procs[victim].pid
+    data = c.data_dir(victim)
+
+    def intrude(other_ports):
+        """Starts a second node {victim} on the live data dir; returns its output."""
+        if other_ports:
+            cp, rp = free_ports(2)
+            cmd = [ARGS.kvnode, "--id", str(victim), "--data-dir", data,
+                   "--client-addr", f"127.0.0.1:{cp}", "--raft-addr", f"127.0.0.1:{rp}",
+                   "--cluster", c.cluster_flag()] + c.node_flags
+        else:
+            cmd = c.node_command(victim)
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        c.others.append(p)
+        started = time.monotonic()
+        try:
+            out, _ = p.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, _ = p.communicate()
+            raise TestFailure(f"a second node {victim} on a live data dir (other ports: "
+                              f"{other_ports}) was still running after 5 s:\n"
+                              f"{out.decode(errors='replace')[-2000:]}")
+        text = out.decode(errors="replace")
+        took = time.monotonic() - started
+        check(p.returncode == 2, f"second node on a live data dir exited {p.returncode}:\n{text}")
+        check(str(pid) in text and "in use" in text,
+              f"the refusal does not say the data dir is in use by pid {pid}:\n{text}")
+        check(took < 2, f"the second node took {took:.1f} s to give up")
+        return text.strip()
+
+    # Quiet: the dir must stay byte-identical.
+    before = wait_until("node 1's data dir to settle", lambda: (
+        lambda a: a if (time.sleep(0.3) or dir_contents(data) == a) else None)(dir_contents(data)), 10)
+    for other_ports in (False, True):
+        log("refused: " + intrude(other_ports).splitlines()[-1])
+        after = dir_contents(data)
+        check(after == before, f"a refused second node changed node {victim}'s data dir: "
+                               f"{describe_dir_change(before, after)}")
+    check(c.alive(victim), f"node {victim} died")
+    lock_path = os.path.join(data, "LOCK")
+    with open(lock_path) as f:
+        check(f.read().strip() == str(pid), f"{lock_path} does not hold node {victim}'s pid {pid}")
+
+    # Under write load (snapshots every 50 entries): intruders again and again.
+    acks = os.path.join(c.root, "acks.txt")
+    stop = os.path.join(c.root, "stop")
+    load = c.start_load(acks, stop, extra=["--timeout", "5000"])
+    wait_until("the load to get going", lambda: count_acks(acks) >= 200, 20)
+    for k in range(10):
+        intrude(other_ports=k % 2 == 1)
+        check(c.alive(victim), f"node {victim} died:\n{c.read_log(victim)[-2000:]}")
+    n0 = count_acks(acks)
+    wait_until("writes to continue", lambda: count_acks(acks) >= n0 + 100, 20)
+    c.stop_load(load, stop)
+    wait_until(f"node {victim} to serve the last write", lambda: (
+        lambda a: a and c.stale_get(victim, a[-1][2]) == a[-1][3])(read_acks(acks)[0]), 10)
+    # Its files are its own: it restarts from them (no hole, no lost snapshot).
+    c.kill9(victim)
+    c.start_node(victim)
+    c.wait_healthy()
+    since = c.read_log(victim).split("---- start")[-1]
+    check(c.alive(victim) and "cannot start" not in since,
+          f"node {victim} does not restart from its data dir:\n{since[-2000:]}")
+    c.verify(acks)
+    for (_, _, key, value) in read_acks(acks)[0][-20:]:
+        got = c.stale_get(victim, key)
+        check(got == value, f"restarted node {victim}: {key} = {got!r}, want {value!r}")
+
+def raise_fd_limit(want):
+    """Raises this process's soft RLIMIT_NOFILE to `want` (capped by the hard limit);
+    the kvnode processes started after inherit it. Returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Squatters:
+    """Keeps `idle` idle TCP connections and `slow` connections that send a garbage byte
+    every 0.2 s open to each of `ports`, reopening within 0.1 s any the server closes
+    (or that could not connect because the node was down), until stop()."""
+
+    def __init__(self, ports, idle, slow):
+        self.want = [(port, kind) for port in ports
+                     for kind in ["idle"] * idle + ["slow"] * slow]
+        self.socks = [None] * len(self.want)
+        self.closed_by_server = 0
+        self.running = True
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def open_count(self):
+        return sum(1 for s in self.socks if s is not None)
+
+    def run(self):
+        last_garbage = 0.0
+        while self.running:
+            for k, (port, kind) in enumerate(self.want):
+                s = self.socks[k]
+                if s is not None:
+                    try:
+                        r, _, _ = select.select([s], [], [], 0)
+                        if r and not s.recv(65536):
+                            raise OSError("closed")
+                    except OSError:
+                        s.close()
+                        self.socks[k] = s = None
+                        self.closed_by_server += 1
+                if s is None:
+                    try:
+                        s = socket.create_connection(("127.0.0.1", port), timeout=0.2)
+                        s.setblocking(False)
+                        self.socks[k] = s
+                    except OSError:
+                        continue
+            now = time.monotonic()
+            if now - last_garbage >= 0.2:
+                last_garbage = now
+                for k, (port, kind) in enumerate(self.want):
+                    if kind == "slow" and self.socks[k] is not None:
+                        try:
+                            self.socks[k].send(os.urandom(1))
+                        except OSError:
+                            pass
+            time.sleep(0.1)
+
+    def stop(self):
+        self.running = False
+        self.thread.join(5)
+        for s in self.socks:
+            if s is not None:
+                s.close()
+
+
+def timed_put(c, key, value, limit_s, what):
+    started = time.monotonic()
+    rc, _, err = c.kvctl("put", key, value, timeout_ms=int(limit_s * 1000))
+    took = time.monotonic() - started
+    check(rc == 0, f"{what}: no successful write within {limit_s} s: {err.strip()}")
+    log(f"{what}: a write succeeded {took:.2f} s after")
+    return took
+
+
+def scenario_raft_flood(c):
+    """Strangers holding connections to every raft port (20 idle and 4 sending garbage
+    slowly per node, reopened as soon as they are closed) cannot keep the peers apart:
+    after a whole-cluster restart, and after the leader restarts, a leader exists and
+    writes succeed within a few seconds."""
+    limit_s = 5.0
+    c.start()
+    c.wait_healthy()
+    squat = Squatters(list(c.raft_ports.values()), idle=20, slow=4)
+    try:
+        wait_until("the strangers to connect", lambda: squat.open_count() >= len(squat.want), 10)
+        time.sleep(1)
+        timed_put(c, "flood0", "v", limit_s, "strangers on every raft port")
+        for i in range(1, c.size + 1):
+            c.kill9(i)
+        wait_until("the strangers to notice", lambda: squat.open_count() == 0, 10)
+        for i in range(1, c.size + 1):
+            c.start_node(i)
+        log("restarted every node")
+        timed_put(c, "flood1", "v", limit_s, "whole-cluster restart among strangers")
+        leader = c.leader()
+        check(leader is not None, "no leader after the write")
+        c.kill9(leader)
+        time.sleep(0.5)
+        c.start_node(leader)
+        log(f"restarted the leader, node {leader}")
+        timed_put(c, "flood2", "v", limit_s, "leader restart among strangers")
+        c.wait_healthy(timeout_s=limit_s)
+        for i in range(1, c.size + 1):
+            check(c.alive(i), f"node {i} died:\n{c.read_log(i)[-2000:]}")
+        log(f"{squat.closed_by_server} stranger connections were closed by the nodes; "
+            f"{squat.open_count()} open now")
+        check(c.kvctl_ok("get", "flood1") == "v\n", "get flood1")
+    finally:
+        squat.stop()
+
+
+def scenario_client_flood(c):
+    """1,100 idle TCP connections to the leader's client port do not lock new clients
+    out: kvctl put, get and status through that node alone succeed promptly."""
+    want = 1100
+    limit = raise_fd_limit(want + 512)
+    check(limit >= want + 100, f"RLIMIT_NOFILE {limit} is too low for {want} connections")
+    c.start()
+    c.wait_healthy()
+    c.kvctl_ok("put", "before", "flood")
+    target = c.leader()  # writes need it: a client of it alone cannot go elsewhere
+    check(target is not None, "no leader")
+    port = c.client_ports[target]
+    socks = []
+    try:
+        for _ in range(want):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError as e:
+                raise TestFailure(f"could not open connection {len(socks) + 1}: {e}")
+        log(f"{len(socks)} idle connections open to node {target}'s client port")
+        time.sleep(0.5)
+        started = time.monotonic()
+        rc, _, err = c.kvctl("put", "during", "flood", endpoints=c.endpoint(target), timeout_ms=3000)
+        check(rc == 0, f"put through node {target} with {want} idle connections on it: {err.strip()}")
+        rc, out, err = c.kvctl("get", "before", endpoints=c.endpoint(target), timeout_ms=3000)
+        check(rc == 0 and out == "flood\n", f"get through node {target}: rc {rc} {out!r} {err.strip()}")
+        rc, _, err = c.kvctl("status", endpoints=c.endpoint(target), timeout_ms=3000)
+        check(rc == 0, f"status of node {target}: {err.strip()}")
+        took = time.monotonic() - started
+        log(f"put, get and status through node {target} took {took:.2f} s")
+        check(took < 5, f"put, get and status through node {target} took {took:.1f} s")
+        check(c.alive(target), f"node {target} died")
+    finally:
+        for s in socks:
+            s.close()
+
+
+def scenario_client_idle(c):
+    """A client connection with no request for --client-idle-timeout-ms is closed by the
+    node; one that keeps sending requests is not."""
+    c.node_flags += ["--client-idle-timeout-ms", "1000"]
+    c.start()
+    c.wait_healthy()
+    port = c.client_ports[1]
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(5)]
+    started = time.monotonic()
+
+    def all_closed():
+        for s in idle:
+            s.settimeout(0.01)
+            try:
+                if s.recv(1) != b"":
+                    return False
+            except socket.timeout:
+                return False
+            except OSError:
+                pass  # reset: closed
+        return True
+    wait_until("the node to close idle client connections", all_closed, 5)
+    log(f"idle connections closed after {time.monotonic() - started:.1f} s")
+    # A busy client (the load generator: requests all the time) is not cut off.
+    acks = os.path.join(c.root, "acks.txt")
+    stop = os.path.join(c.root, "stop")
+    load = c.start_load(acks, stop, clients=2, extra=["--timeout", "2000"])
+    time.sleep(3)
+    c.stop_load(load, stop)
+    acked, errs = read_acks(acks)
+    check(acked and not errs, f"writes over busy connections: {len(acked)} acked, {len(errs)} failed")
+    for s in idle:
+        s.close()
+
 SCENARIOS = {
     "replication": scenario_replication,
     "failover": scenario_failover,
@@ -593,6 +908,11 @@ SCENARIOS = {
     "whole_restart": scenario_whole_restart,
     "bad_input": scenario_bad_input,
     "wal_damage": scenario_wal_damage,
+    "big_stdin_value": scenario_big_stdin_value,
+    "datadir_lock": scenario_datadir_lock,
+    "raft_flood": scenario_raft_flood,
+    "client_flood": scenario_client_flood,
+    "client_idle": scenario_client_idle,
 }
 
 

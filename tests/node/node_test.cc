@@ -218,6 +218,21 @@ TEST_F(NodeTest, RestartKeepsDataAndRefusesAnotherIdentity) {
     EXPECT_EQ(c.call(get("a")).first.value, "12");
   }
 
+  // While the node runs, a second node on its data dir is refused by the lock.
+  NodeConfig twin = cluster.configs[0];
+  twin.clientAddr = "127.0.0.1:0";
+  twin.raftAddr = "127.0.0.1:0";
+  {
+    Node second(io, twin, [](const std::string&) {}, [](const std::string&) {});
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { second.start().wait(io.waitScope()); })) {
+      EXPECT_NE(std::string(e->getDescription().cStr()).find("is in use"), std::string::npos)
+          << e->getDescription().cStr();
+    } else {
+      ADD_FAILURE() << "a second node started on a live node's data dir";
+    }
+  }
+
+  cluster.stopNode(0);
   NodeConfig other = cluster.configs[0];
   other.clusterId = 12345;
   other.clientAddr = "127.0.0.1:0";

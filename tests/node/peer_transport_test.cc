@@ -45,8 +45,12 @@ struct Receiver {
             [this]() { ++batches; }, [this](const std::string& l) { log.push_back(l); },
             []() { return uint64_t(0); }) {
     auto addr = io.network().parseAddress("127.0.0.1", port).wait(io.waitScope());
+    ListenerOptions options;
+    options.maxUnidentified = 16;
     listener = kj::heap<RpcListener>(
-        addr->listen(), [this]() { return service.newConnection(); }, 16, io.timer());
+        addr->listen(),
+        [this](kj::Own<ConnectionHandle> c) { return service.newConnection(kj::mv(c)); },
+        options, io.timer());
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(listener->getPort()); }
 
@@ -115,7 +119,8 @@ TEST_F(PeerTransportTest, RaftServiceChecksHelloAndEveryEnvelope) {
     auto resp = req.send().wait(ws);
     return std::make_pair(resp.getOk(), std::string(resp.getReason()));
   };
-  EXPECT_EQ(hello(9, 1), std::make_pair(true, std::string()));
+  // (As node 3: a later connection that says hello as node 1 must not replace this one.)
+  EXPECT_EQ(hello(9, 3), std::make_pair(true, std::string()));
   auto notMember = hello(9, 5);
   EXPECT_FALSE(notMember.first);
   EXPECT_NE(notMember.second.find("node 5 is not a peer"), std::string::npos);

@@ -1,0 +1,156 @@
+// RpcListener's connection bounds with a fake KvService on loopback: a full listener
+// evicts the longest-idle connection without a call in flight, refuses (with its
+// reason, as a Cap'n Proto Abort) only when every connection is busy; idle and
+// handshake timeouts; an identified connection is replaced by a newer one with the same
+// key and is exempt from the timeouts.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include "net/rpc_listener.h"
+#include "net/uv_io.h"
+#include "schemas/kv.capnp.h"
+#include "tests/net/uv_loop_fixture.h"
+
+namespace kvr::net {
+namespace {
+
+// call() hangs until release(); status() identifies the connection with key 1.
+struct FakeService {
+  std::vector<kj::Own<kj::PromiseFulfiller<void>>> held;
+  void release() {
+    for (auto& f : held) f->fulfill();
+    held.clear();
+  }
+};
+
+class FakeKv final : public schema::KvService::Server {
+ public:
+  FakeKv(FakeService& s, kj::Own<ConnectionHandle> c) : s_(s), c_(kj::mv(c)) {}
+  kj::Promise<void> call(CallContext) override {
+    c_->callStarted();
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    s_.held.push_back(kj::mv(paf.fulfiller));
+    return paf.promise.attach(kj::defer([c = kj::addRef(*c_)]() mutable { c->callFinished(); }));
+  }
+  kj::Promise<void> status(StatusContext) override {
+    c_->identify(1);
+    return kj::READY_NOW;
+  }
+
+ private:
+  FakeService& s_;
+  kj::Own<ConnectionHandle> c_;
+};
+
+struct Client {
+  Client(UvAsyncIo& io, uint port)
+      : stream(io.network().parseAddress("127.0.0.1", port).wait(io.waitScope())->connect().wait(
+            io.waitScope())),
+        rpc(*stream),
+        kv(rpc.bootstrap().castAs<schema::KvService>()) {}
+  kj::Promise<void> call() { return kv.callRequest().send().ignoreResult(); }
+  kj::Promise<void> status() { return kv.statusRequest().send().ignoreResult(); }
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyClient rpc;
+  schema::KvService::Client kv;
+};
+
+class RpcListenerTest : public testing::UvLoopTest {};
+
+kj::Own<RpcListener> listen(UvAsyncIo& io, FakeService& service, ListenerOptions options) {
+  auto addr = io.network().parseAddress("127.0.0.1", 0).wait(io.waitScope());
+  return kj::heap<RpcListener>(
+      addr->listen(),
+      [&service](kj::Own<ConnectionHandle> c) -> capnp::Capability::Client {
+        return kj::heap<FakeKv>(service, kj::mv(c));
+      },
+      kj::mv(options), io.timer());
+}
+
+// Runs the loop until `p` settles or `ms` pass; "ok", "timeout" or the error text.
+std::string settle(UvAsyncIo& io, kj::Promise<void> p, int ms = 2000) {
+  return io.timer()
+      .timeoutAfter(ms * kj::MILLISECONDS, kj::mv(p))
+      .then([]() { return std::string("ok"); },
+            [](kj::Exception&& e) {
+              std::string text = e.getDescription().cStr();
+              return text.find("timed out") != std::string::npos ? std::string("timeout") : text;
+            })
+      .wait(io.waitScope());
+}
+
+TEST_F(RpcListenerTest, FullListenerEvictsTheLongestIdleAndRefusesOnlyWhenAllAreBusy) {
+  UvAsyncIo io(loop());
+  FakeService service;
+  ListenerOptions options;
+  options.maxUnidentified = 2;
+  options.refusalReason = "too many client connections";
+  auto listener = listen(io, service, options);
+
+  Client a(io, listener->getPort());
+  Client b(io, listener->getPort());
+  auto busyA = a.call().fork();
+  auto busyB = b.call().fork();
+  EXPECT_EQ(settle(io, busyA.addBranch(), 100), "timeout");  // both held: busy
+  EXPECT_EQ(listener->openConnections(), 2u);
+
+  Client c(io, listener->getPort());
+  std::string refused = settle(io, c.status());
+  EXPECT_NE(refused.find("refused the connection: too many client connections"),
+            std::string::npos) << refused;
+  EXPECT_EQ(listener->refusedConnections(), 1u);
+
+  service.release();  // a and b answered: now idle, a the longest
+  EXPECT_EQ(settle(io, busyA.addBranch()), "ok");
+  EXPECT_EQ(settle(io, busyB.addBranch()), "ok");
+  Client d(io, listener->getPort());
+  auto dCall = d.call();
+  EXPECT_EQ(settle(io, io.timer().afterDelay(50 * kj::MILLISECONDS)), "ok");
+  EXPECT_EQ(listener->evictedConnections(), 1u);
+  EXPECT_EQ(listener->openConnections(), 2u);
+  EXPECT_NE(settle(io, a.call()), "timeout");  // a was evicted: its call fails at once
+  service.release();
+  EXPECT_EQ(settle(io, kj::mv(dCall)), "ok");
+}
+
+TEST_F(RpcListenerTest, TimeoutsCloseStrangersAndANewerIdentifiedConnectionReplaces) {
+  UvAsyncIo io(loop());
+  FakeService service;
+  ListenerOptions options;
+  options.maxUnidentified = 4;
+  options.handshakeTimeout = 300 * kj::MILLISECONDS;
+  auto listener = listen(io, service, options);
+
+  Client peer(io, listener->getPort());
+  EXPECT_EQ(settle(io, peer.status()), "ok");  // identified as key 1
+  Client stranger(io, listener->getPort());
+  EXPECT_EQ(settle(io, io.timer().afterDelay(50 * kj::MILLISECONDS)), "ok");
+  EXPECT_EQ(listener->unidentifiedConnections(), 1u);
+  EXPECT_EQ(settle(io, io.timer().afterDelay(600 * kj::MILLISECONDS)), "ok");
+  EXPECT_EQ(listener->timedOutConnections(), 1u);
+  EXPECT_EQ(listener->openConnections(), 1u);
+  EXPECT_NE(settle(io, stranger.status()), "ok");
+  EXPECT_EQ(settle(io, peer.status()), "ok");  // the identified one outlives the timeout
+
+  Client again(io, listener->getPort());
+  EXPECT_EQ(settle(io, again.status()), "ok");  // key 1 again: replaces `peer`
+  EXPECT_EQ(listener->replacedConnections(), 1u);
+  EXPECT_NE(settle(io, peer.status()), "ok");
+  EXPECT_EQ(listener->openConnections(), 1u);
+
+  ListenerOptions idle;
+  idle.idleTimeout = 200 * kj::MILLISECONDS;
+  auto idleListener = listen(io, service, idle);
+  Client quiet(io, idleListener->getPort());
+  EXPECT_EQ(settle(io, io.timer().afterDelay(500 * kj::MILLISECONDS)), "ok");
+  EXPECT_EQ(idleListener->timedOutConnections(), 1u);
+  EXPECT_NE(settle(io, quiet.status()), "ok");
+}
+
+}  // namespace
+}  // namespace kvr::net
