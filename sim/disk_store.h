@@ -27,7 +27,9 @@ class DiskStore final : public NodeStore {
   // Flips a bit somewhere a checksum must catch it and recovery cannot mistake it for a
   // torn tail: WAL segments other than the newest, and snapshot files. False if there
   // is no such place yet.
-  bool flipBitAtRest(Rng& rng);
+  bool flipBitAtRest(Rng& rng) override;
+  bool corrupted() const override { return fs_.faults().bitFlips > 0; }
+  uint64_t tornFiles() const override { return fs_.faults().tornFiles; }
 
   static constexpr const char* kDir = "data";
 

@@ -24,6 +24,14 @@ class NodeStore : public Storage {
   // Reads everything back as a restarting node would. Throws (refuses to start) on
   // corruption it detects.
   virtual RecoveredState recover() = 0;
+
+  // Storage faults at rest, for stores that model a disk (the in-memory one has none).
+  // Flips a bit where a checksum must catch it; false if there is no such place yet.
+  virtual bool flipBitAtRest(Rng&) { return false; }
+  // Whether a fault that recovery may rightly refuse (a flip at rest) was injected.
+  virtual bool corrupted() const { return false; }
+  // Files whose unsynced writes were partly kept at a crash.
+  virtual uint64_t tornFiles() const { return 0; }
 };
 
 }  // namespace kvr::sim

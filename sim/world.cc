@@ -174,7 +174,8 @@ class World {
   uint64_t livenessDeadline_ = 0;
   uint64_t leaderDeadline_ = 0;
   bool leaderSeen_ = false;
-  uint64_t flakyUntil_ = 0;  // until then, every new leader is cut off (isolate_leader)
+  uint64_t flakyUntil_ = 0;
+  uint64_t quietUntil_ = 0;  // clients issue nothing new until then (a workload lull)  // until then, every new leader is cut off (isolate_leader)
   bool delayTrouble_ = false;               // the last sampled delay was a fault
   std::vector<uint64_t> nodeTrouble_;       // per node: last time (or until) a fault touched it
   std::vector<std::vector<uint64_t>> linkTrouble_;  // [from][to]: last lost/late message
@@ -260,6 +261,12 @@ void World::startNode(Node& n) {
     if (!n.corruptible) {
       fail("storage", kj::str("node ", n.id, " (no corruption injected) cannot recover: ",
                               e->getDescription()).cStr());
+    } else if (!e->getDescription().startsWith("disk: refusing to start: ") ||
+               !n.store->corrupted()) {
+      // Only its own disk's damage may keep a node down: any other exception in recovery
+      // is a bug, not a finding to discard.
+      fail("storage", kj::str("node ", n.id, " failed to recover, and not by refusing a ",
+                              "damaged disk: ", e->getDescription()).cStr());
     }
     return;
   }
@@ -524,6 +531,13 @@ void World::deliver(NodeId from, uint64_t inc, NodeId to, std::string bytes) {
 
 void World::clientNext(Client& c) {
   if (stop_ || c.busy) return;
+  if (chaos_ && quietUntil_ > q_.now()) {
+    // A lull in the workload: logs stop growing, so a node that missed heartbeats has
+    // an up-to-date log and only the leader lease stands between it and an election.
+    q_.at(quietUntil_ + clientRng_.below(5 * kMs),
+          [this, cid = c.id]() { clientNext(clients_[cid - 1]); });
+    return;
+  }
   if (c.session == 0) {
     c.busy = true;
     c.opening = true;
@@ -726,6 +740,11 @@ void World::injectFault() {
                   Fault::BitFlip, Fault::FsyncError, Fault::IsolateLeader}) {
     if (sc_.faults.has(f)) kinds.push_back(f);
   }
+  if (faultRng_.chance(0.08)) {
+    quietUntil_ = q_.now() + faultRng_.between(200 * kMs, 3000 * kMs);
+    trace("workload lull");
+    return;
+  }
   // An operator's leadership transfer now and then, between the faults.
   if (faultRng_.chance(0.1)) {
     for (auto& ln : nodes_) {
@@ -810,13 +829,11 @@ void World::injectFault() {
       return;
     }
     case Fault::BitFlip: {
-      if (opts_.memStore) return;
       // Only the minority allowed to suffer unrecoverable faults.
       NodeId v = static_cast<NodeId>(faultRng_.between(1, std::max<uint32_t>(1, (sc_.nodes - 1) / 2)));
       Node& cn = node(v);
       if (!cn.corruptible || cn.dead) return;
-      auto* ds = static_cast<DiskStore*>(cn.store.get());
-      if (!ds->flipBitAtRest(faultRng_)) return;
+      if (!cn.store->flipBitAtRest(faultRng_)) return;
       count(f);
       trace(kj::str("n", v, " bit flip at rest").cStr());
       // Restart it soon so recovery meets the flip.
@@ -866,7 +883,11 @@ void World::cutOffLeader(NodeId leader) {
   trace(kj::str("partition: leader n", leader, " cut off with ", companions, " others").cStr());
   uint64_t inc = node(leader).incarnation;
   bool crash = sc_.faults.has(Fault::Crash) && faultRng_.chance(0.7);
-  q_.after(faultRng_.between(1 * kMs, 150 * kMs), [this, leader, inc, crash]() {
+  // Crashing: soon, before its entries spread. Otherwise long enough for the majority
+  // to elect someone else while clients still talk to the old leader.
+  uint64_t hold = crash ? faultRng_.between(1 * kMs, 150 * kMs)
+                        : faultRng_.between(1, 8) * sc_.electionTicks * kTickNs;
+  q_.after(hold, [this, leader, inc, crash]() {
     if (!chaos_) return;
     Node& ln = node(leader);
     if (crash && ln.up && ln.incarnation == inc) {
@@ -1061,8 +1082,6 @@ RunResult World::run() {
         break;
       }
       if (allClientsIdle() && opsIssued_ >= sc_.ops && leaderExists()) {
-        bool sessionsOpen = true;
-        for (auto& c : clients_) sessionsOpen = sessionsOpen && c.session != 0;
         if (!finalReadsIssued) {
           // Read every key once more: acknowledged writes must all have survived.
           finalReadsIssued = true;
@@ -1081,7 +1100,7 @@ RunResult World::run() {
           }
           continue;
         }
-        if (sessionsOpen || finalReadsIssued) break;
+        break;  // the final reads are done
       }
     }
   }
@@ -1109,11 +1128,8 @@ RunResult World::run() {
     std::ofstream out(opts_.historyPath, std::ios::trunc);
     out << toJsonLines(history_);
   }
-  if (auto* ds = opts_.memStore ? nullptr : &nodes_) {
-    for (auto& n : *ds) {
-      auto& st = static_cast<DiskStore*>(n.store.get())->fs().faults();
-      result_.faults[static_cast<size_t>(Fault::TornWrite)] += st.tornFiles;
-    }
+  for (auto& n : nodes_) {
+    result_.faults[static_cast<size_t>(Fault::TornWrite)] += n.store->tornFiles();
   }
   result_.traceHash = traceHash_;
   if (traceFile_) traceFile_->flush();
