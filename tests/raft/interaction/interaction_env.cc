@@ -337,14 +337,14 @@ size_t InteractionEnv::deliver(const std::function<bool(const Message&)>& select
     std::string reason;
     auto it = nodes_.find(m.to);
     if (dropTo.count(m.to)) {
-      reason = "dropped";
+      reason = "-";
     } else if (linkCut(m.from, m.to)) {
       reason = "partition";
     } else if (it == nodes_.end() || it->second.down) {
       reason = str(m.to) + " down";
     }
     if (!reason.empty()) {
-      out += line + " DROPPED (" + reason + ")\n";
+      out += line + (reason == "-" ? std::string(" DROPPED") : " DROPPED (" + reason + ")") + "\n";
       continue;
     }
     out += line + "\n";
@@ -477,15 +477,21 @@ std::string InteractionEnv::cmdSetState(const dd::Command& c) {
 std::string InteractionEnv::cmdCampaign(const dd::Command& c) {
   if (c.positional.size() != 1) throw Error{"usage: campaign ID"};
   Node& n = upNode(parseId(c.positional[0]));
-  if (n.raft->role() != Role::Follower) throw Error{"campaign: node is not a follower (tick it instead)"};
+  const Role role = n.raft->role();
+  const Term term = n.raft->term();
+  if (role != Role::Follower && role != Role::Candidate) {
+    throw Error{"campaign: node is a " + std::string(roleName(role)) + " (tick it instead)"};
+  }
   std::string out;
-  // The core has no "campaign now" input: tick until the election timer fires.
+  // The core has no "campaign now" input: tick until the election timer fires (a
+  // follower changes role, a candidate starts the next term).
+  auto fired = [&] { return n.raft->role() != role || n.raft->term() != term; };
   const uint32_t limit = 2 * config_.electionTicks + 1;
-  for (uint32_t i = 0; i < limit && n.raft->role() == Role::Follower; ++i) {
+  for (uint32_t i = 0; i < limit && !fired(); ++i) {
     n.raft->tick();
     noteChanges(n, "", out);
   }
-  if (n.raft->role() == Role::Follower) throw Error{"campaign: still a follower after " + str(limit) + " ticks"};
+  if (!fired()) throw Error{"campaign: no election after " + str(limit) + " ticks"};
   return out;
 }
 
