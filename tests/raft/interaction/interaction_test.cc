@@ -79,6 +79,28 @@ TEST(InteractionHarness, FindsTheTestdata) {
   EXPECT_GE(testFiles().size(), 10u) << "no scenario files under " << testdataDir();
 }
 
+TEST(InteractionHarness, RewriteFillsInAndKeepsComments) {
+  const std::string path = ::testing::TempDir() + "/interaction_rewrite.txt";
+  {
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f << "# a comment\n\necho one\n\n\n# another\necho two\n----\nstale\n\necho\n";
+  }
+  auto echo = [](const dd::Command& c) {
+    std::string out;
+    for (auto& p : c.positional) out += p + "\n";
+    return out;
+  };
+  dd::FileResult r = dd::runFile(path, echo);
+  EXPECT_EQ(r.failures.size(), 3u) << "two commands without expected output, one stale";
+  EXPECT_EQ(r.rewritten,
+            "# a comment\n\necho one\n----\none\n\n\n# another\necho two\n----\ntwo\n\n"
+            "echo\n----\nok\n");
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << r.rewritten;
+  dd::FileResult again = dd::runFile(path, echo);
+  EXPECT_TRUE(again.failures.empty());
+  EXPECT_FALSE(again.changed);
+}
+
 TEST(InteractionHarness, DiffMarksChangedLines) {
   EXPECT_EQ(dd::lineDiff("a\nb\nc", "a\nx\nc"), "  a\n- b\n+ x\n  c\n");
 }
