@@ -28,6 +28,7 @@ class DiskStore final : public NodeStore {
   // torn tail: WAL segments other than the newest, and snapshot files. False if there
   // is no such place yet.
   bool flipBitAtRest(Rng& rng) override;
+  const RecoveredState& durableState() const override { return shadow_.durable(); }
   bool corrupted() const override { return fs_.faults().bitFlips > 0; }
   uint64_t tornFiles() const override { return fs_.faults().tornFiles; }
 

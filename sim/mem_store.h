@@ -19,6 +19,7 @@ class MemStore final : public NodeStore {
   RecoveredState recover() override;
 
   const RecoveredState& durable() const { return durable_; }
+  const RecoveredState& durableState() const override { return durable_; }
   // Replaces the durable state (after a crash whose outcome another store decided).
   void reset(const RecoveredState& state) {
     durable_ = state;

@@ -24,6 +24,9 @@ class NodeStore : public Storage {
   // Reads everything back as a restarting node would. Throws (refuses to start) on
   // corruption it detects.
   virtual RecoveredState recover() = 0;
+  // What is durable right now: what recover() would return after a crash that lost
+  // every write not yet fsynced.
+  virtual const RecoveredState& durableState() const = 0;
 
   // Storage faults at rest, for stores that model a disk (the in-memory one has none).
   // Flips a bit where a checksum must catch it; false if there is no such place yet.

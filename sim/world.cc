@@ -28,6 +28,9 @@ constexpr uint64_t kMaxChaosNs = 120'000 * kMs;  // chaos ends by then even if o
 // dead and a stale log among the rest, an election may need a few rounds.
 constexpr uint64_t kLeaderAfterHealTimeouts = 30;
 constexpr uint64_t kMaxEventsPerRun = 4'000'000;   // a run past this is a hang, not a verdict
+// A healthy cluster runs a few thousand events per simulated 10 ms.
+constexpr uint64_t kStormWindowNs = 10 * kMs;
+constexpr uint64_t kMaxEventsPerStormWindow = 200'000;
 
 }  // namespace
 
@@ -124,6 +127,7 @@ class World {
   void observeRoles();
   void checkDisruption(NodeId who, Term newTerm, bool stepDown);
   bool quietSince(NodeId id, uint64_t since) const;
+  void checkPersistenceRule(NodeId from, const Message& m);
   void deliver(NodeId from, uint64_t senderIncarnation, NodeId to, std::string bytes);
 
   // clients
@@ -175,7 +179,9 @@ class World {
   uint64_t leaderDeadline_ = 0;
   bool leaderSeen_ = false;
   uint64_t flakyUntil_ = 0;
-  uint64_t quietUntil_ = 0;  // clients issue nothing new until then (a workload lull)  // until then, every new leader is cut off (isolate_leader)
+  uint64_t quietUntil_ = 0;
+  uint64_t stormWindowStart_ = 0;
+  uint64_t stormWindowEvents_ = 0;  // clients issue nothing new until then (a workload lull)  // until then, every new leader is cut off (isolate_leader)
   bool delayTrouble_ = false;               // the last sampled delay was a fault
   std::vector<uint64_t> nodeTrouble_;       // per node: last time (or until) a fault touched it
   std::vector<std::vector<uint64_t>> linkTrouble_;  // [from][to]: last lost/late message
@@ -466,6 +472,7 @@ void World::sendMessage(NodeId from, Message&& msg) {
   // Every message crosses the wire codec, so encoding is tested with everything else.
   std::string bytes = codec::encodeMessageBytes(kClusterId, msg);
   uint64_t inc = node(from).incarnation;
+  checkPersistenceRule(from, msg);
   mix(hashBytes(bytes));
   if (traceFile_) {
     trace(kj::str("n", from, " -> n", to, " ", msgTypeName(msg.type), " t", msg.term,
@@ -500,6 +507,37 @@ void World::sendMessage(NodeId from, Message&& msg) {
     q_.after(delay, [this, from, inc, to, b = std::move(copy)]() mutable {
       deliver(from, inc, to, std::move(b));
     });
+  }
+}
+
+void World::checkPersistenceRule(NodeId from, const Message& m) {
+  // Checked where the message leaves, against what the node's disk holds right now: a
+  // message that claims durable state may leave only once that state is durable.
+  const RecoveredState& d = node(from).store->durableState();
+  const char* broken = nullptr;
+  switch (m.type) {
+    case MsgType::Vote:
+    case MsgType::VoteResp:
+    case MsgType::HeartbeatResp:
+    case MsgType::AppendResp:
+    case MsgType::SnapshotResp:
+      if (d.hardState.term < m.term) broken = "its term is not durable";
+      break;
+    default:
+      return;
+  }
+  NodeId votedFor = m.type == MsgType::Vote ? from : m.type == MsgType::VoteResp ? m.to : kNoNode;
+  if (!broken && votedFor != kNoNode && !m.reject && d.hardState.term == m.term &&
+      d.hardState.vote != votedFor) {
+    broken = "its vote is not durable";
+  }
+  if (!broken && m.type == MsgType::AppendResp && !m.reject) {
+    Index durableLast = d.entries.empty() ? d.snapshot.meta.index : d.entries.back().index;
+    if (m.index > durableLast) broken = "the entries it acknowledges are not durable";
+  }
+  if (broken) {
+    fail("persistence", kj::str("n", from, " sent ", msgTypeName(m.type), " t", m.term, " i",
+                                m.index, " to n", m.to, " but ", broken).cStr());
   }
 }
 
@@ -1051,6 +1089,15 @@ RunResult World::run() {
   while (!stop_) {
     if (q_.now() > opts_.maxSimNs) {
       fail("liveness", "simulated time limit reached");
+      break;
+    }
+    if (q_.now() >= stormWindowStart_ + kStormWindowNs) {
+      stormWindowStart_ = q_.now();
+      stormWindowEvents_ = 0;
+    } else if (++stormWindowEvents_ > kMaxEventsPerStormWindow) {
+      fail("liveness", kj::str("event storm: more than ", kMaxEventsPerStormWindow,
+                               " events within ", kStormWindowNs / kMs,
+                               " simulated ms (messages answering each other forever)").cStr());
       break;
     }
     if (q_.executed() >= kMaxEventsPerRun) {
