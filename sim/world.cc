@@ -1,7 +1,9 @@
 #include "sim/world.h"
 
 #include <cstdio>
+#include <deque>
 #include <fstream>
+#include <map>
 
 #include <kj/debug.h>
 
@@ -30,6 +32,7 @@ constexpr uint64_t kLeaderAfterHealTimeouts = 30;
 constexpr uint64_t kMaxEventsPerRun = 4'000'000;   // a run past this is a hang, not a verdict
 // A healthy cluster runs a few thousand events per simulated 10 ms.
 constexpr uint64_t kStormWindowNs = 10 * kMs;
+constexpr size_t kRecentPerNode = 32;  // messages kept per node for replay after a restart
 constexpr uint64_t kMaxEventsPerStormWindow = 200'000;
 
 }  // namespace
@@ -128,6 +131,7 @@ class World {
   void checkDisruption(NodeId who, Term newTerm, bool stepDown);
   bool quietSince(NodeId id, uint64_t since) const;
   void checkPersistenceRule(NodeId from, const Message& m);
+  void replayToRestarted(NodeId id);
   void deliver(NodeId from, uint64_t senderIncarnation, NodeId to, std::string bytes);
 
   // clients
@@ -180,6 +184,9 @@ class World {
   bool leaderSeen_ = false;
   uint64_t flakyUntil_ = 0;
   uint64_t quietUntil_ = 0;
+  std::map<std::pair<NodeId, Term>, NodeId> votes_;  // (voter, term) -> candidate granted
+  // Per node: the last messages addressed to it, for replay after it restarts.
+  std::vector<std::deque<std::pair<NodeId, std::string>>> recentTo_;
   uint64_t stormWindowStart_ = 0;
   uint64_t stormWindowEvents_ = 0;  // clients issue nothing new until then (a workload lull)  // until then, every new leader is cut off (isolate_leader)
   bool delayTrouble_ = false;               // the last sampled delay was a fault
@@ -206,6 +213,7 @@ World::World(const Scenario& sc, const RunOptions& opts)
   nodeTrouble_.assign(sc_.nodes + 1, 0);
   linkTrouble_.assign(sc_.nodes + 1, std::vector<uint64_t>(sc_.nodes + 1, 0));
   prevRole_.assign(sc_.nodes + 1, Role::Follower);
+  recentTo_.resize(sc_.nodes + 1);
   prevTerm_.assign(sc_.nodes + 1, 0);
   leaderSince_.assign(sc_.nodes + 1, 0);
   // Unrecoverable storage faults stay within a minority, so the cluster can live.
@@ -316,6 +324,7 @@ void World::startNode(Node& n) {
   n.wasLeader = false;
   n.leaderCommitSeen = 0;
   checker_.onState(id, n.appliedSeen, n.replica->kv().digest(), "restarting from its snapshot");
+  if (chaos_ && sc_.replayP > 0 && faultRng_.chance(0.5)) replayToRestarted(n.id);
   trace(kj::str("n", n.id, " start term=", n.replica->raft().term(), " vote=",
                 n.replica->raft().vote(), " snapshot=", snapIndex,
                 " last=", n.replica->raft().lastIndex()).cStr());
@@ -493,6 +502,11 @@ void World::sendMessage(NodeId from, Message&& msg) {
     copies = 2;
     count(Fault::Duplicate);
   }
+  if (sc_.replayP > 0) {
+    auto& recent = recentTo_[to];
+    recent.emplace_back(from, bytes);
+    if (recent.size() > kRecentPerNode) recent.pop_front();
+  }
   if (chaos_ && sc_.replayP > 0 && netRng_.chance(sc_.replayP)) {
     // A stale copy, delivered long after everything around it (old votes, Appends and
     // read answers must be recognised as old).
@@ -507,6 +521,20 @@ void World::sendMessage(NodeId from, Message&& msg) {
     q_.after(delay, [this, from, inc, to, b = std::move(copy)]() mutable {
       deliver(from, inc, to, std::move(b));
     });
+  }
+}
+
+void World::replayToRestarted(NodeId id) {
+  // Answers meant for the previous incarnation arriving at the new one (a peer's queue
+  // flushed into the new connection): read answers, acks and votes it never asked for.
+  auto& recent = recentTo_[id];
+  uint32_t n = static_cast<uint32_t>(faultRng_.below(recent.size() + 1));
+  for (uint32_t k = 0; k < n; ++k) {
+    auto& [from, bytes] = recent[faultRng_.below(recent.size())];
+    count(Fault::Replay);
+    uint64_t inc = node(from).incarnation;
+    q_.after(faultRng_.between(1 * kMs, 30 * kMs),
+             [this, from = from, inc, id, b = bytes]() mutable { deliver(from, inc, id, std::move(b)); });
   }
 }
 
@@ -534,6 +562,15 @@ void World::checkPersistenceRule(NodeId from, const Message& m) {
   if (!broken && m.type == MsgType::AppendResp && !m.reject) {
     Index durableLast = d.entries.empty() ? d.snapshot.meta.index : d.entries.back().index;
     if (m.index > durableLast) broken = "the entries it acknowledges are not durable";
+  }
+  if (!broken && m.type == MsgType::VoteResp && !m.reject) {
+    // §5.2: at most one vote per term, across restarts too (a granted vote is durable).
+    auto [it, fresh] = votes_.emplace(std::make_pair(from, m.term), m.to);
+    if (!fresh && it->second != m.to) {
+      fail("double_vote", kj::str("n", from, " voted for n", it->second, " and for n", m.to,
+                                  " in term ", m.term).cStr());
+      return;
+    }
   }
   if (broken) {
     fail("persistence", kj::str("n", from, " sent ", msgTypeName(m.type), " t", m.term, " i",
