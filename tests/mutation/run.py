@@ -68,9 +68,12 @@ def check_mutations(tree, mutations):
             continue
         with open(path) as f:
             n = f.read().count(m.old)
-        if n != 1:
-            problems.append(f'{m.name}: the text to replace occurs {n} times in {m.file}, not once '
-                            f'(the code it mutates changed: update tests/mutation/run.py): {m.old!r}')
+        if n == 0:
+            problems.append(f'{m.name}: the text to replace is not in {m.file} (the code it mutates '
+                            f'changed: update tests/mutation/run.py): {m.old!r}')
+        elif n > 1:
+            problems.append(f'{m.name}: the text to replace occurs {n} times in {m.file}; make it '
+                            f'unique (take in a neighbouring line): {m.old!r}')
     if problems:
         fail('bad mutations:\n  ' + '\n  '.join(problems))
 
