@@ -26,6 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -110,6 +112,56 @@ RunResult runSeed(const Scenario& sc, const RunOptions& opts, bool inWorker) {
   }
   if (inWorker && testHooks.crashSeed == sc.seed) raise(SIGKILL);
   return r;
+}
+
+// SIGTERM/SIGINT/SIGHUP (a time limit, Ctrl-C): say which seeds were running, so that a
+// run stopped for taking too long names the seed that hangs.
+volatile sig_atomic_t gStopSignal = 0;
+volatile sig_atomic_t gParallel = 0;
+std::atomic<uint64_t> gSerialSeed{0};
+constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGHUP};
+
+void appendNumber(char* buf, size_t* len, uint64_t v) {  // async-signal-safe
+  char digits[24];
+  size_t n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  while (n > 0) buf[(*len)++] = digits[--n];
+}
+
+void onStopSignal(int sig) {
+  if (gParallel) {
+    gStopSignal = sig;  // the parent's loop reports and stops
+    return;
+  }
+  char buf[128];
+  size_t len = 0;
+  for (const char* t = "\nkvsim: stopped by signal "; *t; ++t) buf[len++] = *t;
+  appendNumber(buf, &len, static_cast<uint64_t>(sig));
+  for (const char* t = "; seeds running: "; *t; ++t) buf[len++] = *t;
+  appendNumber(buf, &len, gSerialSeed.load());
+  buf[len++] = '\n';
+  ssize_t ignored = write(2, buf, len);
+  (void)ignored;
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void installStopHandlers() {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = onStopSignal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : kStopSignals) sigaction(sig, &sa, nullptr);
+}
+
+sigset_t stopSignalSet() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : kStopSignals) sigaddset(&set, sig);
+  return set;
 }
 
 // Prints what a serial run prints for each seed, and keeps the totals.
@@ -262,6 +314,9 @@ struct Worker {
 [[noreturn]] void workerMain(int taskFd, int resultFd, const ScenarioPins& pins,
                              const RunOptions& opts) {
   signal(SIGPIPE, SIG_DFL);
+  for (int sig : kStopSignals) signal(sig, SIG_DFL);
+  sigset_t stops = stopSignalSet();
+  sigprocmask(SIG_UNBLOCK, &stops, nullptr);
   for (;;) {
     uint64_t seed = 0;
     if (!readAll(taskFd, &seed, sizeof seed)) _exit(0);  // the parent closed: done
@@ -318,11 +373,41 @@ std::string describeStatus(int status) {
   return "ended with status " + std::to_string(status);
 }
 
+// Reports the seeds the workers were running, ends them and dies of `sig`.
+[[noreturn]] void stopWorkers(std::vector<Worker>& workers, Reporter& reporter, int sig) {
+  std::vector<uint64_t> running;
+  for (Worker& w : workers) {
+    if (w.pid <= 0) continue;
+    if (!w.inFlight.empty()) running.push_back(w.inFlight.front());
+    kill(w.pid, SIGKILL);
+    int status = 0;
+    waitpid(w.pid, &status, 0);
+  }
+  std::sort(running.begin(), running.end());
+  std::string list;
+  for (uint64_t s : running) list += (list.empty() ? "" : ", ") + std::to_string(s);
+  fprintf(stderr, "\nkvsim: stopped by signal %d after %" PRIu64 " seeds; seeds running: %s\n",
+          sig, reporter.summary().runs, list.c_str());
+  fflush(stderr);
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, nullptr);
+  raise(sig);
+  _exit(128 + sig);
+}
+
 // Runs first..last in `jobs` workers; reports in seed order.
 void runParallel(uint64_t first, uint64_t last, uint32_t jobs, const ScenarioPins& pins,
                  const RunOptions& opts, Reporter& reporter) {
   constexpr size_t kInFlight = 2;
   signal(SIGPIPE, SIG_IGN);  // a worker that died shows up as an end of file instead
+  // Stop signals are taken only inside ppoll, so none slips in between the check of
+  // gStopSignal and the wait.
+  sigset_t stops = stopSignalSet(), waitMask;
+  sigprocmask(SIG_BLOCK, &stops, &waitMask);
+  gParallel = 1;
   std::vector<Worker> workers(jobs);
   for (size_t i = 0; i < jobs; ++i) startWorker(workers, i, pins, opts);
 
@@ -372,12 +457,18 @@ void runParallel(uint64_t first, uint64_t last, uint32_t jobs, const ScenarioPin
       fprintf(stderr, "kvsim: no workers left\n");
       exit(3);
     }
-    int n = poll(fds.data(), fds.size(), -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
+    int n = ppoll(fds.data(), fds.size(), nullptr, &waitMask);
+    if (n < 0 && errno != EINTR) {
       perror("kvsim: poll");
       exit(3);
     }
+    sigset_t pending;
+    sigpending(&pending);
+    for (int sig : kStopSignals) {
+      if (sigismember(&pending, sig)) gStopSignal = sig;
+    }
+    if (gStopSignal != 0) stopWorkers(workers, reporter, gStopSignal);
+    if (n < 0) continue;
     for (size_t k = 0; k < fds.size(); ++k) {
       if (fds[k].revents == 0) continue;
       size_t i = owner[k];
@@ -404,6 +495,16 @@ void runParallel(uint64_t first, uint64_t last, uint32_t jobs, const ScenarioPin
       int status = 0;
       kill(w.pid, SIGKILL);
       waitpid(w.pid, &status, 0);
+      w.pid = -1;
+      if (WIFSIGNALED(status)) {
+        for (int sig : kStopSignals) {
+          // Ctrl-C reaches the workers too: a stop, not a crash of the seed.
+          if (WTERMSIG(status) == sig) {
+            w.inFlight.clear();
+            stopWorkers(workers, reporter, sig);
+          }
+        }
+      }
       if (!w.inFlight.empty()) {
         RunResult crash;
         crash.ok = false;
@@ -426,6 +527,8 @@ void runParallel(uint64_t first, uint64_t last, uint32_t jobs, const ScenarioPin
       else ++emitSeed;
     }
   }
+  gParallel = 0;
+  sigprocmask(SIG_SETMASK, &waitMask, nullptr);
   for (Worker& w : workers) {
     if (w.pid <= 0) continue;
     close(w.taskFd);  // end of file: the worker exits
@@ -560,6 +663,7 @@ int main(int argc, char** argv) {
   if (shrink) jobs = 1;  // shrinking runs right after its violation, in order
   if (last - first + 1 < jobs) jobs = static_cast<uint32_t>(last - first + 1);
 
+  installStopHandlers();
   Reporter reporter(first, last, pins, quiet);
   Summary& summary = reporter.summary();
   summary.pins = kvr::sim::pinFlags(pins) + (opts.memStore ? " --mem-store" : "");
@@ -567,6 +671,7 @@ int main(int argc, char** argv) {
     runParallel(first, last, jobs, pins, opts, reporter);
   } else {
     for (uint64_t seed = first;; ++seed) {
+      gSerialSeed = seed;
       Scenario sc = Scenario::draw(seed, pins);
       RunResult r = runSeed(sc, opts, false);
       reporter.record(seed, sc, r);

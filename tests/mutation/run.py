@@ -79,19 +79,28 @@ def check_mutations(tree, mutations):
 
 
 def run_kvsim(kvsim, seeds, jobs, timeout):
-    """Runs the seeds; returns (status, violations, seconds) with status 'ok', 'hung' or
-    'error: ...' and violations a list of (seed, property, excerpt) in seed order."""
+    """Runs the seeds; returns (status, violations, seconds) with status 'ok', 'hung ...'
+    or 'error: ...' and violations a list of (seed, property, excerpt) in seed order (for a
+    hung run, those reported before it was stopped)."""
     cmd = [kvsim, '--seeds', seeds, '--quiet'] + (['--jobs', str(jobs)] if jobs else [])
     start = time.monotonic()
     # A session of its own, so that a hung run's workers go down with it.
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          errors='replace', start_new_session=True)
+    status = 'ok'
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.communicate()
-        return 'hung', [], time.monotonic() - start
+        # SIGTERM first: kvsim then names the seeds it was running, and ends its workers.
+        p.send_signal(signal.SIGTERM)
+        try:
+            out, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+        m = re.search(r'seeds running: ([0-9, ]*)', err)
+        running = m.group(1).strip() if m else ''
+        status = 'hung' + (f'; seeds running: {running}' if running else '')
     seconds = time.monotonic() - start
     violations = []
     lines = err.splitlines()
@@ -101,11 +110,13 @@ def run_kvsim(kvsim, seeds, jobs, timeout):
             detail = lines[i + 1].strip() if i + 1 < len(lines) else ''
             excerpt = f'{m.group(1)} at event {m.group(2)} (seed {m.group(3)}): {detail}'
             violations.append((int(m.group(3)), m.group(1), excerpt))
+    if status != 'ok':
+        return status, violations, seconds
     if p.returncode not in (0, 1):
         why = f'signal {-p.returncode}' if p.returncode < 0 else f'exit {p.returncode}'
         tail = err.strip().splitlines()[-1:] or ['']
         return f'error: kvsim {why}: {tail[0][:100]}', violations, seconds
-    return 'ok', violations, seconds
+    return status, violations, seconds
 
 
 def cell(text, limit=None):
@@ -208,8 +219,9 @@ def main():
             if status == 'ok':
                 verdict = 'caught' if len(hits) >= args.min_hits else 'NOT caught'
                 excerpt = counted[0][2] if counted else ''
-            elif status == 'hung':
-                verdict = f'hung (> {args.timeout:.0f} s)'
+            elif status.startswith('hung'):
+                verdict = f'hung (> {args.timeout:g} s{status[4:]})'
+                excerpt = counted[0][2] if counted else ''
             elif status == 'does not build':
                 verdict = 'does not build'
             else:
