@@ -373,8 +373,13 @@ std::string describeStatus(int status) {
   return "ended with status " + std::to_string(status);
 }
 
-// Reports the seeds the workers were running, ends them and dies of `sig`.
-[[noreturn]] void stopWorkers(std::vector<Worker>& workers, Reporter& reporter, int sig) {
+// Reports the seeds the workers were running, ends them and dies of `sig`. Results that
+// were waiting for an earlier seed are reported first (their violation lines), so that
+// a run stopped behind one hung seed still shows what the seeds after it found.
+[[noreturn]] void stopWorkers(std::vector<Worker>& workers, Reporter& reporter,
+                              const std::map<uint64_t, RunResult>& early,
+                              const ScenarioPins& pins, int sig) {
+  for (const auto& [seed, r] : early) reporter.record(seed, Scenario::draw(seed, pins), r);
   std::vector<uint64_t> running;
   for (Worker& w : workers) {
     if (w.pid <= 0) continue;
@@ -467,7 +472,7 @@ void runParallel(uint64_t first, uint64_t last, uint32_t jobs, const ScenarioPin
     for (int sig : kStopSignals) {
       if (sigismember(&pending, sig)) gStopSignal = sig;
     }
-    if (gStopSignal != 0) stopWorkers(workers, reporter, gStopSignal);
+    if (gStopSignal != 0) stopWorkers(workers, reporter, early, pins, gStopSignal);
     if (n < 0) continue;
     for (size_t k = 0; k < fds.size(); ++k) {
       if (fds[k].revents == 0) continue;
@@ -501,7 +506,7 @@ void runParallel(uint64_t first, uint64_t last, uint32_t jobs, const ScenarioPin
           // Ctrl-C reaches the workers too: a stop, not a crash of the seed.
           if (WTERMSIG(status) == sig) {
             w.inFlight.clear();
-            stopWorkers(workers, reporter, sig);
+            stopWorkers(workers, reporter, early, pins, sig);
           }
         }
       }
