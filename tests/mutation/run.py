@@ -1,57 +1,260 @@
 #!/usr/bin/env python3
-"""Mutation check of the simulator: removes one Raft rule at a time from a copy of the
-tree, builds kvsim there and counts the seeds that catch it. A rule the swarm never
-catches is a gap in the nemesis (the targeted gtests in tests/raft catch them all).
+"""Mutation score of the simulator: plants one bug at a time in a copy of the tree,
+rebuilds kvsim there and counts the seeds whose run reports a violation. A mutant is
+caught when at least --min-hits seeds catch it; one the swarm never catches is a gap in
+the nemesis or the checkers.
 
-usage: python3 tests/mutation/run.py [--seeds 1..300] [--only NAME,...]
-Not part of ./dev test: each mutation is a rebuild and a few hundred seeds."""
-import argparse, os, shutil, subprocess, sys, tempfile
+usage: python3 tests/mutation/run.py [--seeds 1..300] [--only NAME,...] [--list]
+           [--timeout SEC] [--min-hits 3] [--jobs N] [--markdown FILE] [--require-all]
+       ./dev mutants [the same arguments]
 
-# name -> (text in core/raft.cc, replacement)
-MUTATIONS = {
-    'up_to_date_check': ("  if (canVote && isUpToDate(m.index, m.logTerm)) {", "  if (canVote) {"),
-    'figure8_commit_rule': ("  if (q <= commit_ || termAt(q) != term_) return;", "  if (q <= commit_) return;"),
-    'vote_before_persist': ("    case MsgType::VoteResp:\n", ""),
-    'ack_before_persist': ("    case MsgType::AppendResp:\n", ""),
-    'leader_counts_unsynced_self': ("  progress_[config_.id].match = stable_;",
-                                    "  progress_[config_.id].match = lastIndex();"),
-    'read_without_quorum': ("    if (readRounds_[i].acks.size() >= quorum()) confirmed = i + 1;",
-                            "    confirmed = i + 1;"),
-}
+Not part of ./dev test: each mutant is a rebuild and a few hundred seeds. The working
+tree is copied as it is (uncommitted changes included; build*/, .git and data/ left
+out), built once unmutated, and the unmutated kvsim runs the seeds first: a seed that
+fails without any mutation does not count for a mutant. Exit status 0 unless the
+script itself fails (a measurement, not a test); --require-all exits 1 when a mutant
+is not caught."""
+import argparse, collections, os, re, shlex, shutil, signal, subprocess, sys, tempfile, time
+
+Mutation = collections.namedtuple('Mutation', 'name file bug old new')
+
+
+def M(name, file, bug, old, new):
+    return Mutation(name, file, bug, old, new)
+
+
+# One mutant each: name and file, the class of bug it plants (one line), the exact text
+# to replace (it must occur exactly once in the file), and its replacement.
+MUTATIONS = [
+    M('up_to_date_check', 'core/raft.cc',
+      'vote granted without the up-to-date log check (election restriction, §5.4.1)',
+      "  if (canVote && isUpToDate(m.index, m.logTerm)) {", "  if (canVote) {"),
+    M('figure8_commit_rule', 'core/raft.cc',
+      'leader commits an older-term entry by counting replicas (Figure 8, §5.4.2)',
+      "  if (q <= commit_ || termAt(q) != term_) return;", "  if (q <= commit_) return;"),
+    M('vote_before_persist', 'core/raft.cc',
+      'vote sent before the vote is durable (persistence rule)',
+      "    case MsgType::VoteResp:\n", ""),
+    M('ack_before_persist', 'core/raft.cc',
+      'append acknowledged before the entries are durable (persistence rule)',
+      "    case MsgType::AppendResp:\n", ""),
+    M('leader_counts_unsynced_self', 'core/raft.cc',
+      'leader counts its own unsynced log toward the quorum (thesis §10.2.1)',
+      "  progress_[config_.id].match = stable_;", "  progress_[config_.id].match = lastIndex();"),
+    M('read_without_quorum', 'core/raft.cc',
+      'ReadIndex read served without a heartbeat quorum (stale read from a deposed leader)',
+      "    if (readRounds_[i].acks.size() >= quorum()) confirmed = i + 1;",
+      "    confirmed = i + 1;"),
+]
+
+VIOLATION = re.compile(r'VIOLATION (\S+) at event (\d+) \(seed (\d+)')
+
+
+def fail(message):
+    print(f'mutation: {message}', file=sys.stderr)
+    sys.exit(2)
+
+
+def check_mutations(tree, mutations):
+    """Every mutant's text must occur exactly once in its file."""
+    problems = []
+    names = [m.name for m in MUTATIONS]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f'{dup}: the name is used twice')
+    for m in mutations:
+        path = os.path.join(tree, m.file)
+        if not os.path.isfile(path):
+            problems.append(f'{m.name}: {m.file} does not exist')
+            continue
+        with open(path) as f:
+            n = f.read().count(m.old)
+        if n == 0:
+            problems.append(f'{m.name}: the text to replace is not in {m.file} (the code it mutates '
+                            f'changed: update tests/mutation/run.py): {m.old!r}')
+        elif n > 1:
+            problems.append(f'{m.name}: the text to replace occurs {n} times in {m.file}; make it '
+                            f'unique (take in a neighbouring line): {m.old!r}')
+    if problems:
+        fail('bad mutations:\n  ' + '\n  '.join(problems))
+
+
+def run_kvsim(kvsim, seeds, jobs, timeout):
+    """Runs the seeds; returns (status, violations, seconds) with status 'ok', 'hung ...'
+    or 'error: ...' and violations a list of (seed, property, excerpt) in seed order (for a
+    hung run, those reported before it was stopped)."""
+    cmd = [kvsim, '--seeds', seeds, '--quiet'] + (['--jobs', str(jobs)] if jobs else [])
+    start = time.monotonic()
+    # A session of its own, so that a hung run's workers go down with it.
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         errors='replace', start_new_session=True)
+    status = 'ok'
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # SIGTERM first: kvsim then names the seeds it was running, and ends its workers.
+        p.send_signal(signal.SIGTERM)
+        try:
+            out, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+        m = re.search(r'seeds running: ([0-9, ]*)', err)
+        running = m.group(1).strip() if m else ''
+        status = 'hung' + (f'; seeds running: {running}' if running else '')
+    seconds = time.monotonic() - start
+    violations = []
+    lines = err.splitlines()
+    for i, line in enumerate(lines):
+        m = VIOLATION.search(line)
+        if m:
+            detail = lines[i + 1].strip() if i + 1 < len(lines) else ''
+            excerpt = f'{m.group(1)} at event {m.group(2)} (seed {m.group(3)}): {detail}'
+            violations.append((int(m.group(3)), m.group(1), excerpt))
+    if status != 'ok':
+        return status, violations, seconds
+    if p.returncode not in (0, 1):
+        why = f'signal {-p.returncode}' if p.returncode < 0 else f'exit {p.returncode}'
+        tail = err.strip().splitlines()[-1:] or ['']
+        return f'error: kvsim {why}: {tail[0][:100]}', violations, seconds
+    return status, violations, seconds
+
+
+def cell(text, limit=None):
+    text = ' '.join(str(text).split())
+    if limit and len(text) > limit:
+        text = text[:limit - 1] + '…'
+    return text.replace('|', '\\|')
+
+
+def seed_list(seeds, shown=6):
+    s = ', '.join(str(x) for x in seeds[:shown])
+    return s + (', …' if len(seeds) > shown else '')
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--seeds', default='1..300')
-    p.add_argument('--only', default='')
+    p.add_argument('--seeds', default='1..300', help='seed range A..B (default 1..300)')
+    p.add_argument('--only', default='', help='comma-separated mutant names')
+    p.add_argument('--list', action='store_true', help='list the mutants and exit')
+    p.add_argument('--timeout', type=float, default=300,
+                   help='seconds a mutant\'s kvsim run may take; longer counts as hung (default 300)')
+    p.add_argument('--min-hits', type=int, default=3,
+                   help='violating seeds needed to count a mutant as caught (default 3)')
+    p.add_argument('--jobs', type=int, default=0,
+                   help='kvsim --jobs (default: kvsim\'s own, one worker per core)')
+    p.add_argument('--markdown', metavar='FILE', help='also write the table to FILE')
+    p.add_argument('--require-all', action='store_true', help='exit 1 if a mutant is not caught')
+    p.add_argument('--no-baseline', action='store_true',
+                   help='skip the unmutated run (its failing seeds then count for the mutants)')
     args = p.parse_args()
-    top = subprocess.run(['git', 'rev-parse', '--show-toplevel'], capture_output=True,
-                         text=True, check=True).stdout.strip()
-    names = [n for n in MUTATIONS if not args.only or n in args.only.split(',')]
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    top = subprocess.run(['git', 'rev-parse', '--show-toplevel'], capture_output=True, text=True,
+                         cwd=here, check=True).stdout.strip()
+    if args.list:
+        for m in MUTATIONS:
+            print(f'{m.name:32} {m.file:18} {m.bug}')
+        return 0
+    if not re.fullmatch(r'\d+\.\.\d+', args.seeds):
+        fail(f'--seeds wants A..B, got {args.seeds!r}')
+    wanted = [n for n in args.only.split(',') if n]
+    unknown = [n for n in wanted if n not in {m.name for m in MUTATIONS}]
+    if unknown:
+        fail(f'no mutant named {", ".join(unknown)} (see --list)')
+    mutations = [m for m in MUTATIONS if not wanted or m.name in wanted]
+    check_mutations(top, mutations)
+    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
+                            cwd=top).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                           capture_output=True, text=True, cwd=top).stdout.strip()
+
+    rows = []
     with tempfile.TemporaryDirectory(prefix='kvmut-') as tmp:
         src = os.path.join(tmp, 'src')
-        shutil.copytree(top, src, ignore=shutil.ignore_patterns('build*', '.git', 'data'))
+        shutil.copytree(top, src, ignore=shutil.ignore_patterns('build*', '.git', 'data', '__pycache__'))
         build = os.path.join(tmp, 'b')
-        subprocess.run(['meson', 'setup', build, src, '--buildtype=debugoptimized'],
-                       check=True, capture_output=True)
-        raft = os.path.join(src, 'core', 'raft.cc')
-        original = open(raft).read()
-        caught = 0
-        for name in names:
-            old, new = MUTATIONS[name]
-            if old not in original:
-                print(f'{name}: the code it mutates is gone; update this script')
-                return 2
-            open(raft, 'w').write(original.replace(old, new, 1))
-            subprocess.run(['ninja', '-C', build, 'bin/kvsim'], check=True, capture_output=True)
-            r = subprocess.run([os.path.join(build, 'bin', 'kvsim'), '--seeds', args.seeds, '--quiet'],
-                               capture_output=True, text=True)
-            hits = [l for l in r.stderr.splitlines() if l.startswith('VIOLATION')]
-            caught += bool(hits)
-            first = hits[0][:110] if hits else ''
-            print(f'{name:30} {len(hits):4} violating seeds  {first}', flush=True)
-        open(raft, 'w').write(original)
-        print(f'{caught} of {len(names)} mutations caught by seeds {args.seeds}')
+        kvsim = os.path.join(build, 'bin', 'kvsim')
+
+        def ninja():
+            return subprocess.run(['ninja', '-C', build, 'bin/kvsim'], capture_output=True, text=True)
+
+        print(f'mutation: building kvsim in {build}', file=sys.stderr, flush=True)
+        r = subprocess.run(['meson', 'setup', build, src, '--buildtype=debugoptimized'],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            fail('meson setup failed:\n' + r.stdout[-3000:] + r.stderr[-3000:])
+        r = ninja()
+        if r.returncode != 0:
+            fail('the unmutated tree does not build:\n' + r.stdout[-3000:])
+
+        baseline = set()
+        if not args.no_baseline:
+            status, violations, seconds = run_kvsim(kvsim, args.seeds, args.jobs, args.timeout)
+            baseline = {v[0] for v in violations}
+            print(f'{"(unmutated)":32} {len(baseline):4} violating seeds  {status}  {seconds:.0f}s'
+                  + (f'  {violations[0][2][:90]}' if violations else ''), flush=True)
+            if status != 'ok':
+                fail(f'the unmutated kvsim run did not finish cleanly: {status}')
+
+        for m in mutations:
+            path = os.path.join(src, m.file)
+            with open(path) as f:
+                original = f.read()
+            try:
+                with open(path, 'w') as f:
+                    f.write(original.replace(m.old, m.new, 1))
+                built = ninja()
+                if built.returncode != 0:
+                    errors = [l for l in built.stdout.splitlines() if 'error' in l]
+                    status, violations, seconds = 'does not build', [], 0.0
+                    excerpt = errors[0] if errors else built.stdout.strip()[-200:]
+                else:
+                    status, violations, seconds = run_kvsim(kvsim, args.seeds, args.jobs, args.timeout)
+                    excerpt = ''
+            finally:
+                with open(path, 'w') as f:
+                    f.write(original)
+            counted = [v for v in violations if v[0] not in baseline]
+            hits = sorted({v[0] for v in counted})
+            if status == 'ok':
+                verdict = 'caught' if len(hits) >= args.min_hits else 'NOT caught'
+                excerpt = counted[0][2] if counted else ''
+            elif status.startswith('hung'):
+                verdict = f'hung (> {args.timeout:g} s{status[4:]})'
+                excerpt = counted[0][2] if counted else ''
+            elif status == 'does not build':
+                verdict = 'does not build'
+            else:
+                verdict = status
+                excerpt = counted[0][2] if counted else ''
+            rows.append((m, hits, excerpt, verdict, seconds))
+            print(f'{m.name:32} {len(hits):4} violating seeds  {verdict}  {seconds:.0f}s'
+                  + (f'  {excerpt[:90]}' if excerpt else ''), flush=True)
+
+    caught = sum(1 for r in rows if r[3] == 'caught')
+    out = [
+        f'Mutants in seeds {args.seeds} (kvsim at {commit}{" with uncommitted changes" if dirty else ""}; '
+        f'caught = at least {args.min_hits} violating seeds'
+        + (f', not counting the {len(baseline)} seeds that fail unmutated' if baseline else '') + ')',
+        '',
+        '| mutation | file | bug class | violating seeds | first violation | verdict |',
+        '|---|---|---|---|---|---|',
+    ]
+    for m, hits, excerpt, verdict, _ in rows:
+        seeds = f'{len(hits)}' + (f' ({seed_list(hits)})' if hits else '')
+        out.append(f'| `{m.name}` | `{m.file}` | {cell(m.bug)} | {seeds} | {cell(excerpt, 140)} | {verdict} |')
+    out.append('')
+    out.append(f'score: {caught} of {len(rows)} mutations caught (>= {args.min_hits} seeds each) '
+               f'in seeds {args.seeds}')
+    text = '\n'.join(out)
+    print()
+    print(text)
+    if args.markdown:
+        with open(args.markdown, 'w') as f:
+            f.write(text + '\n\nCommand: `' + ' '.join(['python3', 'tests/mutation/run.py'] +
+                                                        [shlex.quote(a) for a in sys.argv[1:]]) + '`\n')
+    if args.require_all and caught < len(rows):
+        return 1
     return 0
 
 

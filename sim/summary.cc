@@ -1,0 +1,467 @@
+#include "sim/summary.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace kvr::sim {
+
+namespace {
+
+std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string format(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  va_list copy;
+  va_copy(copy, ap);
+  int n = vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
+  std::string s(static_cast<size_t>(n), '\0');
+  vsnprintf(s.data(), s.size() + 1, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
+std::string jsonString(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c >= 0x7f) {
+      out += format("\\u%04x", c);
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+// A small JSON reader: enough for the summary object (and strict about its syntax).
+struct Json {
+  enum Kind { Null, Bool, Number, String, Array, Object } kind = Null;
+  bool boolean = false;
+  std::string text;  // a number's literal text, or a string's value
+  std::vector<Json> items;
+  std::vector<std::pair<std::string, Json>> members;
+
+  const Json* get(const std::string& key) const {
+    for (const auto& [k, v] : members) {
+      if (k == key) return &v;
+    }
+    return nullptr;
+  }
+};
+
+class Reader {
+ public:
+  explicit Reader(const std::string& s) : s_(s) {}
+
+  bool document(Json* out, std::string* error) {
+    skipSpace();
+    if (!value(out, 0)) {
+      *error = error_ + " at offset " + std::to_string(pos_);
+      return false;
+    }
+    skipSpace();
+    if (pos_ != s_.size()) {
+      *error = "trailing text at offset " + std::to_string(pos_);
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  bool fail(const char* why) {
+    if (error_.empty()) error_ = why;
+    return false;
+  }
+  void skipSpace() {
+    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' ||
+                                s_[pos_] == '\r')) {
+      ++pos_;
+    }
+  }
+  bool literal(const char* word) {
+    size_t n = strlen(word);
+    if (s_.compare(pos_, n, word) != 0) return fail("unexpected character");
+    pos_ += n;
+    return true;
+  }
+  bool value(Json* out, int depth) {
+    if (depth > 32) return fail("nested too deeply");
+    if (pos_ >= s_.size()) return fail("unexpected end");
+    char c = s_[pos_];
+    if (c == '{') return object(out, depth);
+    if (c == '[') return array(out, depth);
+    if (c == '"') {
+      out->kind = Json::String;
+      return string(&out->text);
+    }
+    if (c == 't') {
+      out->kind = Json::Bool;
+      out->boolean = true;
+      return literal("true");
+    }
+    if (c == 'f') {
+      out->kind = Json::Bool;
+      return literal("false");
+    }
+    if (c == 'n') {
+      out->kind = Json::Null;
+      return literal("null");
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+      size_t start = pos_;
+      while (pos_ < s_.size() && strchr("+-.eE0123456789", s_[pos_]) != nullptr) ++pos_;
+      out->kind = Json::Number;
+      out->text = s_.substr(start, pos_ - start);
+      return true;
+    }
+    return fail("unexpected character");
+  }
+  bool string(std::string* out) {
+    ++pos_;  // the opening quote
+    while (pos_ < s_.size() && s_[pos_] != '"') {
+      char c = s_[pos_++];
+      if (static_cast<unsigned char>(c) < 0x20) return fail("control character in a string");
+      if (c != '\\') {
+        *out += c;
+        continue;
+      }
+      if (pos_ >= s_.size()) return fail("unexpected end");
+      char e = s_[pos_++];
+      switch (e) {
+        case '"': case '\\': case '/': *out += e; break;
+        case 'b': *out += '\b'; break;
+        case 'f': *out += '\f'; break;
+        case 'n': *out += '\n'; break;
+        case 'r': *out += '\r'; break;
+        case 't': *out += '\t'; break;
+        case 'u': {
+          if (pos_ + 4 > s_.size()) return fail("short \\u escape");
+          unsigned v = 0;
+          for (int i = 0; i < 4; ++i) {
+            char h = s_[pos_++];
+            v <<= 4;
+            if (h >= '0' && h <= '9') v |= static_cast<unsigned>(h - '0');
+            else if (h >= 'a' && h <= 'f') v |= static_cast<unsigned>(h - 'a' + 10);
+            else if (h >= 'A' && h <= 'F') v |= static_cast<unsigned>(h - 'A' + 10);
+            else return fail("bad \\u escape");
+          }
+          if (v > 0xff) return fail("\\u escape beyond one byte");  // we only write bytes
+          *out += static_cast<char>(v);
+          break;
+        }
+        default: return fail("bad escape");
+      }
+    }
+    if (pos_ >= s_.size()) return fail("unterminated string");
+    ++pos_;  // the closing quote
+    return true;
+  }
+  bool object(Json* out, int depth) {
+    out->kind = Json::Object;
+    ++pos_;
+    skipSpace();
+    if (pos_ < s_.size() && s_[pos_] == '}') {
+      ++pos_;
+      return true;
+    }
+    for (;;) {
+      skipSpace();
+      if (pos_ >= s_.size() || s_[pos_] != '"') return fail("expected a key");
+      std::string key;
+      if (!string(&key)) return false;
+      skipSpace();
+      if (pos_ >= s_.size() || s_[pos_] != ':') return fail("expected ':'");
+      ++pos_;
+      skipSpace();
+      Json v;
+      if (!value(&v, depth + 1)) return false;
+      if (out->get(key) != nullptr) return fail("duplicate key");
+      out->members.emplace_back(std::move(key), std::move(v));
+      skipSpace();
+      if (pos_ < s_.size() && s_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (pos_ < s_.size() && s_[pos_] == '}') {
+        ++pos_;
+        return true;
+      }
+      return fail("expected ',' or '}'");
+    }
+  }
+  bool array(Json* out, int depth) {
+    out->kind = Json::Array;
+    ++pos_;
+    skipSpace();
+    if (pos_ < s_.size() && s_[pos_] == ']') {
+      ++pos_;
+      return true;
+    }
+    for (;;) {
+      skipSpace();
+      Json v;
+      if (!value(&v, depth + 1)) return false;
+      out->items.push_back(std::move(v));
+      skipSpace();
+      if (pos_ < s_.size() && s_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (pos_ < s_.size() && s_[pos_] == ']') {
+        ++pos_;
+        return true;
+      }
+      return fail("expected ',' or ']'");
+    }
+  }
+
+  const std::string& s_;
+  size_t pos_ = 0;
+  std::string error_;
+};
+
+bool getU64(const Json& obj, const std::string& key, uint64_t* out, std::string* error) {
+  const Json* v = obj.get(key);
+  if (v == nullptr) {
+    *error = "no '" + key + "'";
+    return false;
+  }
+  if (v->kind != Json::Number || v->text.empty() ||
+      v->text.find_first_not_of("0123456789") != std::string::npos) {
+    *error = "'" + key + "' is not a non-negative integer";
+    return false;
+  }
+  errno = 0;
+  *out = strtoull(v->text.c_str(), nullptr, 10);
+  if (errno != 0) {
+    *error = "'" + key + "' is out of range";
+    return false;
+  }
+  return true;
+}
+
+bool getString(const Json& obj, const std::string& key, std::string* out, std::string* error) {
+  const Json* v = obj.get(key);
+  if (v == nullptr || v->kind != Json::String) {
+    *error = v == nullptr ? "no '" + key + "'" : "'" + key + "' is not a string";
+    return false;
+  }
+  *out = v->text;
+  return true;
+}
+
+}  // namespace
+
+void Summary::add(uint64_t seed, const RunResult& r) {
+  if (runs == 0) seedsFrom = seed;
+  seedsTo = seed;
+  ++runs;
+  simNs += r.simNs;
+  events += r.events;
+  messages += r.messages;
+  transfers += r.transfers;
+  traceHash ^= r.traceHash;
+  for (size_t i = 0; i < kFaultCount; ++i) faults[i] += r.faults[i];
+  if (!r.ok) {
+    ++failures;
+    if (firstFailure.empty()) firstFailure = r.property + " seed " + std::to_string(seed);
+  }
+}
+
+std::string Summary::text() const {
+  double wall = wallSeconds;
+  std::string s = format(
+      "runs=%" PRIu64 " failures=%" PRIu64 " sim_time=%.1fs events=%" PRIu64
+      " events_per_s=%.0f seeds_per_min=%.1f accel=%.1fx trace_hash=%016" PRIx64 "\n",
+      runs, failures, static_cast<double>(simNs) / 1e9, events,
+      wall > 0 ? static_cast<double>(events) / wall : 0,
+      wall > 0 ? static_cast<double>(runs) * 60 / wall : 0,
+      wall > 0 ? static_cast<double>(simNs) / 1e9 / wall : 0, traceHash);
+  s += "faults:";
+  for (size_t i = 0; i < kFaultCount; ++i) {
+    s += format(" %s=%" PRIu64, faultName(static_cast<Fault>(i)), faults[i]);
+  }
+  s += format(" transfer=%" PRIu64 "\n", transfers);
+  return s;
+}
+
+std::string Summary::json() const {
+  double wall = wallSeconds;
+  std::string s = format(
+      "{\"runs\":%" PRIu64 ",\"failures\":%" PRIu64 ",\"sim_seconds\":%.3f,\"events\":%" PRIu64
+      ",\"messages\":%" PRIu64 ",\"wall_seconds\":%.3f,\"events_per_second\":%.0f,"
+      "\"seeds_per_minute\":%.1f,\"acceleration\":%.1f,\"trace_hash\":\"%016" PRIx64 "\","
+      "\"first_failure\":",
+      runs, failures, static_cast<double>(simNs) / 1e9, events, messages, wall,
+      wall > 0 ? static_cast<double>(events) / wall : 0,
+      wall > 0 ? static_cast<double>(runs) * 60 / wall : 0,
+      wall > 0 ? static_cast<double>(simNs) / 1e9 / wall : 0, traceHash);
+  s += jsonString(firstFailure);
+  s += ",\"faults\":{";
+  for (size_t i = 0; i < kFaultCount; ++i) {
+    s += format("%s\"%s\":%" PRIu64, i ? "," : "", faultName(static_cast<Fault>(i)), faults[i]);
+  }
+  s += format(",\"transfer\":%" PRIu64 "},\"seeds_from\":%" PRIu64 ",\"seeds_to\":%" PRIu64
+              ",\"sim_ns\":%" PRIu64 ",\"pins\":",
+              transfers, seedsFrom, seedsTo, simNs);
+  s += jsonString(pins);
+  s += "}";
+  return s;
+}
+
+bool Summary::parse(const std::string& text, Summary* out, std::string* error) {
+  Json doc;
+  std::string why;
+  if (!Reader(text).document(&doc, &why)) {
+    *error = "not a kvsim summary (not a JSON object: " + why + ")";
+    return false;
+  }
+  if (doc.kind != Json::Object) {
+    *error = "not a JSON object";
+    return false;
+  }
+  // Everything a kvsim summary has had from the start: without these it is not one.
+  for (const char* key : {"runs", "failures", "events", "messages", "trace_hash", "faults"}) {
+    if (doc.get(key) == nullptr) {
+      *error = std::string("not a kvsim summary (no '") + key + "')";
+      return false;
+    }
+  }
+  if (doc.get("seeds_from") == nullptr || doc.get("seeds_to") == nullptr ||
+      doc.get("sim_ns") == nullptr || doc.get("pins") == nullptr) {
+    *error = "a kvsim summary without seeds_from/seeds_to/sim_ns/pins (written by an older "
+             "kvsim?); rerun that shard with this kvsim";
+    return false;
+  }
+  Summary s;
+  if (!getU64(doc, "runs", &s.runs, error) || !getU64(doc, "failures", &s.failures, error) ||
+      !getU64(doc, "events", &s.events, error) || !getU64(doc, "messages", &s.messages, error) ||
+      !getU64(doc, "seeds_from", &s.seedsFrom, error) ||
+      !getU64(doc, "seeds_to", &s.seedsTo, error) || !getU64(doc, "sim_ns", &s.simNs, error) ||
+      !getString(doc, "first_failure", &s.firstFailure, error) ||
+      !getString(doc, "pins", &s.pins, error)) {
+    return false;
+  }
+  std::string hash;
+  if (!getString(doc, "trace_hash", &hash, error)) return false;
+  if (hash.size() != 16 || hash.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    *error = "'trace_hash' is not 16 hex digits";
+    return false;
+  }
+  s.traceHash = strtoull(hash.c_str(), nullptr, 16);
+  const Json* f = doc.get("faults");
+  if (f->kind != Json::Object) {
+    *error = "'faults' is not an object";
+    return false;
+  }
+  for (size_t i = 0; i < kFaultCount; ++i) {
+    std::string name = faultName(static_cast<Fault>(i));
+    if (!getU64(*f, name, &s.faults[i], error)) {
+      *error = "faults: " + *error;
+      return false;
+    }
+  }
+  if (!getU64(*f, "transfer", &s.transfers, error)) {
+    *error = "faults: " + *error;
+    return false;
+  }
+  if (f->members.size() != kFaultCount + 1) {
+    *error = "'faults' has kinds this kvsim does not know";
+    return false;
+  }
+  if (const Json* w = doc.get("wall_seconds"); w != nullptr && w->kind == Json::Number) {
+    s.wallSeconds = strtod(w->text.c_str(), nullptr);
+  }
+  if (s.seedsTo < s.seedsFrom || s.runs != s.seedsTo - s.seedsFrom + 1) {
+    *error = "inconsistent: runs=" + std::to_string(s.runs) + " for seeds " +
+             std::to_string(s.seedsFrom) + ".." + std::to_string(s.seedsTo);
+    return false;
+  }
+  if (s.failures > s.runs || (s.failures == 0) != s.firstFailure.empty()) {
+    *error = "inconsistent: failures=" + std::to_string(s.failures) + " with first_failure '" +
+             s.firstFailure + "'";
+    return false;
+  }
+  *out = std::move(s);
+  return true;
+}
+
+bool mergeSummaries(std::vector<NamedSummary> shards, Summary* out, std::string* error) {
+  if (shards.empty()) {
+    *error = "nothing to merge";
+    return false;
+  }
+  std::stable_sort(shards.begin(), shards.end(), [](const NamedSummary& a, const NamedSummary& b) {
+    return a.summary.seedsFrom < b.summary.seedsFrom;
+  });
+  auto range = [](const NamedSummary& n) {
+    return n.name + " (seeds " + std::to_string(n.summary.seedsFrom) + ".." +
+           std::to_string(n.summary.seedsTo) + ")";
+  };
+  Summary m;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    const Summary& s = shards[i].summary;
+    if (i > 0) {
+      const NamedSummary& prev = shards[i - 1];
+      if (s.seedsFrom <= prev.summary.seedsTo) {
+        *error = range(prev) + " and " + range(shards[i]) + " overlap";
+        return false;
+      }
+      if (s.seedsFrom != prev.summary.seedsTo + 1) {
+        *error = "seeds " + std::to_string(prev.summary.seedsTo + 1) + ".." +
+                 std::to_string(s.seedsFrom - 1) + " are missing between " + range(prev) +
+                 " and " + range(shards[i]);
+        return false;
+      }
+      if (s.pins != m.pins) {
+        *error = range(shards[0]) + " ran with flags '" + m.pins + "' but " + range(shards[i]) +
+                 " with '" + s.pins + "'";
+        return false;
+      }
+    } else {
+      m.seedsFrom = s.seedsFrom;
+      m.pins = s.pins;
+    }
+    m.seedsTo = s.seedsTo;
+    m.runs += s.runs;
+    m.failures += s.failures;
+    m.simNs += s.simNs;
+    m.events += s.events;
+    m.messages += s.messages;
+    m.transfers += s.transfers;
+    m.traceHash ^= s.traceHash;
+    for (size_t k = 0; k < kFaultCount; ++k) m.faults[k] += s.faults[k];
+    if (m.firstFailure.empty()) m.firstFailure = s.firstFailure;
+    m.wallSeconds += s.wallSeconds;
+  }
+  *out = std::move(m);
+  return true;
+}
+
+std::string summaryObjectOf(const std::string& fileText) {
+  size_t b = fileText.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  size_t e = fileText.find_last_not_of(" \t\r\n");
+  std::string trimmed = fileText.substr(b, e - b + 1);
+  if (trimmed.front() == '{' && trimmed.back() == '}') {
+    // One object, possibly pretty-printed; a whole kvsim output starts with "runs=".
+    Json doc;
+    std::string error;
+    if (Reader(trimmed).document(&doc, &error)) return trimmed;
+  }
+  size_t nl = trimmed.find_last_of('\n');
+  std::string last = nl == std::string::npos ? trimmed : trimmed.substr(nl + 1);
+  if (!last.empty() && last.back() == '\r') last.pop_back();
+  return last;
+}
+
+}  // namespace kvr::sim
