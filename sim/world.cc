@@ -1,205 +1,15 @@
-#include "sim/world.h"
+#include "sim/world_impl.h"
 
 #include <cstdio>
-#include <deque>
 #include <fstream>
-#include <map>
 
 #include <kj/debug.h>
 
 #include "core/hash.h"
 #include "schemas/codec.h"
-#include "sim/disk_store.h"
 #include "sim/linearizability.h"
-#include "sim/mem_store.h"
 
 namespace kvr::sim {
-
-namespace {
-
-constexpr uint64_t kMs = 1'000'000;
-constexpr uint64_t kTickNs = 10 * kMs;
-constexpr uint64_t kClusterId = 0x6b767261667431ull;
-constexpr uint64_t kClientTimeoutNs = 400 * kMs;
-constexpr uint32_t kMaxAttemptsInChaos = 40;
-constexpr uint64_t kLivenessBudgetNs = 60'000 * kMs;  // a healed cluster must finish within
-constexpr uint64_t kFullCheckEvery = 512;
-constexpr uint64_t kMaxChaosNs = 120'000 * kMs;  // chaos ends by then even if ops remain
-// After healing, a leader must exist within this many of the longest election timeouts
-// (a randomized timeout is at most 2 x electionTicks ticks). Generous: with a minority
-// dead and a stale log among the rest, an election may need a few rounds.
-constexpr uint64_t kLeaderAfterHealTimeouts = 30;
-constexpr uint64_t kMaxEventsPerRun = 4'000'000;   // a run past this is a hang, not a verdict
-// A healthy cluster runs a few thousand events per simulated 10 ms.
-constexpr uint64_t kStormWindowNs = 10 * kMs;
-constexpr size_t kRecentPerNode = 32;  // messages kept per node for replay after a restart
-constexpr uint64_t kMaxEventsPerStormWindow = 200'000;
-
-}  // namespace
-
-class World {
- public:
-  World(const Scenario& sc, const RunOptions& opts);
-  RunResult run();
-  // What is known of a run that stopped on an exception.
-  RunResult partialResult() {
-    result_.simNs = q_.now();
-    result_.events = q_.executed();
-    result_.failedAtEvent = q_.executed();
-    result_.traceHash = traceHash_;
-    return result_;
-  }
-
- private:
-  struct Node;
-  class NodeTransport final : public Transport {
-   public:
-    NodeTransport(World& w, NodeId id) : world_(w), id_(id) {}
-    void send(Message&& msg) override { world_.sendMessage(id_, std::move(msg)); }
-
-   private:
-    World& world_;
-    NodeId id_;
-  };
-  class StorageProxy final : public Storage {
-   public:
-    StorageProxy(World& w, NodeId id) : world_(w), id_(id) {}
-    void persist(PersistBatch&& batch) override { world_.persist(id_, std::move(batch)); }
-
-   private:
-    World& world_;
-    NodeId id_;
-  };
-  struct Node {
-    NodeId id = 0;
-    std::unique_ptr<NodeStore> store;
-    std::unique_ptr<NodeTransport> transport;
-    std::unique_ptr<StorageProxy> storage;
-    std::unique_ptr<Replica> replica;
-    bool up = false;
-    bool dead = false;         // refused to start: stays down for good
-    bool corruptible = false;  // may suffer unrecoverable storage faults
-    uint64_t pausedUntil = 0;
-    uint64_t incarnation = 0;
-    double drift = 1.0;        // tick period multiplier
-    bool flushScheduled = false;
-    bool flushing = false;
-    bool failNextFsync = false;
-    uint64_t restartAt = 0;
-    NodeId persistedVote = kNoNode;  // last vote handed to storage
-    Term persistedTerm = 0;
-    bool voteInFlush = false;        // the queued writes carry a new vote
-    Index appliedSeen = 0;           // applied index after the last observed apply
-    bool wasLeader = false;          // for the flaky-leader nemesis
-    uint64_t lostOutbox = 0;         // messages sent by this incarnation are lost
-    Index leaderCommitSeen = 0;
-  };
-  struct Client {
-    uint32_t id = 0;
-    uint64_t session = 0;
-    uint64_t nextRequest = 1;
-    NodeId target = 1;
-    bool busy = false;
-    bool opening = false;       // the current request opens a session
-    KvCommand cmd;
-    History::OpId hop = 0;
-    uint64_t attemptSeq = 0;    // replies to older attempts are ignored
-    uint32_t attempts = 0;
-    bool finalRead = false;
-  };
-
-  // nodes
-  void startNode(Node& n);
-  void crashNode(Node& n, const char* why);
-  void scheduleTick(Node& n);
-  void persist(NodeId id, PersistBatch&& batch);
-  void scheduleFlush(Node& n);
-  void flush(Node& n, uint64_t incarnation);
-  Node& node(NodeId id) { return nodes_[id - 1]; }
-  bool reachable(NodeId from, NodeId to) const;
-
-  // network
-  void sendMessage(NodeId from, Message&& msg);
-  uint64_t sampleDelay();
-  // Availability under pre-vote and check-quorum: a leader with a quorum that no fault
-  // touched for a while must not be deposed (the leader lease's whole point).
-  void noteNodeTrouble(NodeId id, uint64_t until) {
-    nodeTrouble_[id] = std::max(nodeTrouble_[id], until);
-  }
-  void noteLinkTrouble(NodeId a, NodeId b) { linkTrouble_[a][b] = q_.now(); }
-  void observeRoles();
-  void checkDisruption(NodeId who, Term newTerm, bool stepDown);
-  bool quietSince(NodeId id, uint64_t since) const;
-  void checkPersistenceRule(NodeId from, const Message& m);
-  void replayToRestarted(NodeId id);
-  void deliver(NodeId from, uint64_t senderIncarnation, NodeId to, std::string bytes);
-
-  // clients
-  void clientNext(Client& c);
-  void clientSend(Client& c);
-  void clientReply(uint32_t client, uint64_t attemptSeq, KvReply reply);
-  void clientRetry(Client& c, NodeId hint, uint64_t delay);
-  void clientFinish(Client& c);
-  void finishOp(Client& c, const KvReply& reply);
-
-  // faults
-  void scheduleFault();
-  void injectFault();
-  void healAll();
-  void isolateLeader();
-  void cutOffLeader(NodeId leader);
-  void watchLeaders();
-  void count(Fault f) { ++result_.faults[static_cast<size_t>(f)]; }
-
-  // checking
-  void afterEvent();
-  void trace(const std::string& line);
-  void mix(uint64_t v) { traceHash_ = hashCombine(traceHash_, v); }
-  std::vector<const Replica*> replicas() const;
-  void fail(std::string property, std::string detail);
-  bool allClientsIdle() const;
-  bool leaderExists() const;
-
-  Scenario sc_;
-  RunOptions opts_;
-  Rng rng_;
-  Rng faultRng_;
-  Rng netRng_;
-  Rng clientRng_;
-  Rng fsRng_;
-  EventQueue q_;
-  std::vector<Node> nodes_;
-  std::vector<Client> clients_;
-  std::vector<std::vector<bool>> blocked_;  // blocked_[from][to]
-  History history_;
-  Checker checker_;
-  RunResult result_;
-  uint64_t traceHash_ = 0;
-  std::unique_ptr<std::ofstream> traceFile_;
-  uint32_t opsIssued_ = 0;
-  bool chaos_ = true;
-  bool finalPhase_ = false;
-  uint64_t livenessDeadline_ = 0;
-  uint64_t leaderDeadline_ = 0;
-  bool leaderSeen_ = false;
-  uint64_t flakyUntil_ = 0;
-  uint64_t quietUntil_ = 0;
-  std::map<std::pair<NodeId, Term>, NodeId> votes_;  // (voter, term) -> candidate granted
-  // Per node: the last messages addressed to it, for replay after it restarts.
-  std::vector<std::deque<std::pair<NodeId, std::string>>> recentTo_;
-  uint64_t stormWindowStart_ = 0;
-  uint64_t stormWindowEvents_ = 0;  // clients issue nothing new until then (a workload lull)  // until then, every new leader is cut off (isolate_leader)
-  bool delayTrouble_ = false;               // the last sampled delay was a fault
-  std::vector<uint64_t> nodeTrouble_;       // per node: last time (or until) a fault touched it
-  std::vector<std::vector<uint64_t>> linkTrouble_;  // [from][to]: last lost/late message
-  uint64_t lastTransferNs_ = 0;
-  std::vector<Role> prevRole_;
-  std::vector<Term> prevTerm_;
-  std::vector<uint64_t> leaderSince_;
-  bool stop_ = false;
-  std::vector<uint64_t> lastEffects_;  // per node: the KV effect counter at its last apply
-  std::vector<const Replica*> replicaView_;
-};
 
 World::World(const Scenario& sc, const RunOptions& opts)
     : sc_(sc), opts_(opts), rng_(sc.seed), faultRng_(rng_.fork()), netRng_(rng_.fork()),
@@ -524,60 +334,6 @@ void World::sendMessage(NodeId from, Message&& msg) {
   }
 }
 
-void World::replayToRestarted(NodeId id) {
-  // Answers meant for the previous incarnation arriving at the new one (a peer's queue
-  // flushed into the new connection): read answers, acks and votes it never asked for.
-  auto& recent = recentTo_[id];
-  uint32_t n = static_cast<uint32_t>(faultRng_.below(recent.size() + 1));
-  for (uint32_t k = 0; k < n; ++k) {
-    auto& [from, bytes] = recent[faultRng_.below(recent.size())];
-    count(Fault::Replay);
-    uint64_t inc = node(from).incarnation;
-    q_.after(faultRng_.between(1 * kMs, 30 * kMs),
-             [this, from = from, inc, id, b = bytes]() mutable { deliver(from, inc, id, std::move(b)); });
-  }
-}
-
-void World::checkPersistenceRule(NodeId from, const Message& m) {
-  // Checked where the message leaves, against what the node's disk holds right now: a
-  // message that claims durable state may leave only once that state is durable.
-  const RecoveredState& d = node(from).store->durableState();
-  const char* broken = nullptr;
-  switch (m.type) {
-    case MsgType::Vote:
-    case MsgType::VoteResp:
-    case MsgType::HeartbeatResp:
-    case MsgType::AppendResp:
-    case MsgType::SnapshotResp:
-      if (d.hardState.term < m.term) broken = "its term is not durable";
-      break;
-    default:
-      return;
-  }
-  NodeId votedFor = m.type == MsgType::Vote ? from : m.type == MsgType::VoteResp ? m.to : kNoNode;
-  if (!broken && votedFor != kNoNode && !m.reject && d.hardState.term == m.term &&
-      d.hardState.vote != votedFor) {
-    broken = "its vote is not durable";
-  }
-  if (!broken && m.type == MsgType::AppendResp && !m.reject) {
-    Index durableLast = d.entries.empty() ? d.snapshot.meta.index : d.entries.back().index;
-    if (m.index > durableLast) broken = "the entries it acknowledges are not durable";
-  }
-  if (!broken && m.type == MsgType::VoteResp && !m.reject) {
-    // §5.2: at most one vote per term, across restarts too (a granted vote is durable).
-    auto [it, fresh] = votes_.emplace(std::make_pair(from, m.term), m.to);
-    if (!fresh && it->second != m.to) {
-      fail("double_vote", kj::str("n", from, " voted for n", it->second, " and for n", m.to,
-                                  " in term ", m.term).cStr());
-      return;
-    }
-  }
-  if (broken) {
-    fail("persistence", kj::str("n", from, " sent ", msgTypeName(m.type), " t", m.term, " i",
-                                m.index, " to n", m.to, " but ", broken).cStr());
-  }
-}
-
 void World::deliver(NodeId from, uint64_t inc, NodeId to, std::string bytes) {
   Node& n = node(to);
   if (!n.up || node(from).lostOutbox == inc) return;
@@ -799,320 +555,7 @@ bool World::leaderExists() const {
 
 // ------------------------------------------------------------------ faults
 
-void World::scheduleFault() {
-  uint64_t delay = faultRng_.below(2 * sc_.faultEveryNs) + 1;
-  q_.after(delay, [this]() {
-    if (!chaos_ || stop_) return;
-    injectFault();
-    scheduleFault();
-  });
-}
-
-void World::injectFault() {
-  // Pick among the enabled scheduled fault kinds.
-  std::vector<Fault> kinds;
-  for (Fault f : {Fault::Partition, Fault::Crash, Fault::Pause, Fault::ClockDrift,
-                  Fault::BitFlip, Fault::FsyncError, Fault::IsolateLeader}) {
-    if (sc_.faults.has(f)) kinds.push_back(f);
-  }
-  if (faultRng_.chance(0.08)) {
-    quietUntil_ = q_.now() + faultRng_.between(200 * kMs, 3000 * kMs);
-    trace("workload lull");
-    return;
-  }
-  // An operator's leadership transfer now and then, between the faults.
-  if (faultRng_.chance(0.1)) {
-    for (auto& ln : nodes_) {
-      if (!ln.up || ln.replica->raft().role() != Role::Leader || sc_.nodes == 1) continue;
-      NodeId target = static_cast<NodeId>(faultRng_.between(1, sc_.nodes));
-      if (target == ln.id) continue;
-      lastTransferNs_ = q_.now();
-      if (ln.replica->transferLeadership(target)) {
-        ++result_.transfers;
-        trace(kj::str("n", ln.id, " transfers leadership to n", target).cStr());
-      }
-      break;
-    }
-    return;
-  }
-  if (kinds.empty()) return;
-  Fault f = kinds[faultRng_.below(kinds.size())];
-  NodeId victim = static_cast<NodeId>(faultRng_.between(1, sc_.nodes));
-  Node& n = node(victim);
-  switch (f) {
-    case Fault::Partition: {
-      count(f);
-      uint32_t kind = static_cast<uint32_t>(faultRng_.below(3));
-      for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
-      if (kind == 0) {
-        // Symmetric split into two random sides.
-        std::vector<bool> side(sc_.nodes + 1);
-        for (uint32_t i = 1; i <= sc_.nodes; ++i) side[i] = faultRng_.chance(0.5);
-        for (uint32_t a = 1; a <= sc_.nodes; ++a)
-          for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[a][b] = side[a] != side[b];
-        trace("partition symmetric");
-      } else if (kind == 1) {
-        // One-way: the victim's messages to everyone are lost, theirs still arrive.
-        for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[victim][b] = b != victim;
-        trace(kj::str("partition one-way from n", victim).cStr());
-      } else {
-        // Bridge: two sides that see only the victim, which sees both.
-        std::vector<bool> side(sc_.nodes + 1);
-        for (uint32_t i = 1; i <= sc_.nodes; ++i) side[i] = faultRng_.chance(0.5);
-        for (uint32_t a = 1; a <= sc_.nodes; ++a)
-          for (uint32_t b = 1; b <= sc_.nodes; ++b)
-            blocked_[a][b] = a != victim && b != victim && side[a] != side[b];
-        trace(kj::str("partition bridge via n", victim).cStr());
-      }
-      q_.after(faultRng_.between(50 * kMs, 3000 * kMs), [this]() {
-        if (!chaos_) return;
-        for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
-        trace("partition healed");
-      });
-      return;
-    }
-    case Fault::Crash: {
-      // Half the time the nemesis goes for the leader: leadership changes are where
-      // Raft's subtle rules (Figure 8, completeness) are exercised.
-      if (faultRng_.chance(0.5)) {
-        for (auto& ln : nodes_) {
-          if (ln.up && ln.replica->raft().role() == Role::Leader) victim = ln.id;
-        }
-      }
-      Node& n = node(victim);
-      if (!n.up) return;
-      count(f);
-      crashNode(n, "injected");
-      q_.after(faultRng_.between(10 * kMs, 2000 * kMs), [this, victim]() {
-        Node& n = node(victim);
-        if (!n.up && !n.dead) startNode(n);
-      });
-      return;
-    }
-    case Fault::Pause: {
-      if (!n.up || n.pausedUntil > q_.now()) return;
-      count(f);
-      n.pausedUntil = q_.now() + faultRng_.between(10 * kMs, 1000 * kMs);
-      noteNodeTrouble(victim, n.pausedUntil);
-      trace(kj::str("n", victim, " paused").cStr());
-      return;
-    }
-    case Fault::ClockDrift: {
-      count(f);
-      n.drift = 0.5 + 1.0 * static_cast<double>(faultRng_.below(1000)) / 1000.0;
-      trace(kj::str("n", victim, " drift ", static_cast<uint64_t>(n.drift * 1000)).cStr());
-      return;
-    }
-    case Fault::BitFlip: {
-      // Only the minority allowed to suffer unrecoverable faults.
-      NodeId v = static_cast<NodeId>(faultRng_.between(1, std::max<uint32_t>(1, (sc_.nodes - 1) / 2)));
-      Node& cn = node(v);
-      if (!cn.corruptible || cn.dead) return;
-      if (!cn.store->flipBitAtRest(faultRng_)) return;
-      count(f);
-      trace(kj::str("n", v, " bit flip at rest").cStr());
-      // Restart it soon so recovery meets the flip.
-      if (cn.up) crashNode(cn, "after bit flip");
-      q_.after(faultRng_.between(10 * kMs, 500 * kMs), [this, v]() {
-        Node& n = node(v);
-        if (!n.up && !n.dead) startNode(n);
-      });
-      return;
-    }
-    case Fault::FsyncError: {
-      if (!n.up) return;
-      n.failNextFsync = true;
-      return;
-    }
-    case Fault::IsolateLeader:
-      isolateLeader();
-      return;
-    default:
-      return;
-  }
-}
-
-void World::isolateLeader() {
-  // Figure 8's schedule, repeated: for a while every new leader is cut off with a
-  // minority as soon as it takes office, so it appends only there, and usually dies.
-  // Entries of several terms pile up on different minorities; a leader that later
-  // commits one of them by counting replicas (not through an entry of its own term) is
-  // crashed at once, so a rival holding a later-term entry there can overwrite it.
-  if (sc_.nodes < 3) return;
-  count(Fault::IsolateLeader);
-  flakyUntil_ = q_.now() + faultRng_.between(300 * kMs, 3000 * kMs);
-  trace("nemesis: flaky leaders");
-  for (auto& ln : nodes_) {
-    if (ln.up && ln.replica->raft().role() == Role::Leader) cutOffLeader(ln.id);
-  }
-}
-
-void World::cutOffLeader(NodeId leader) {
-  std::vector<bool> side(sc_.nodes + 1, false);
-  side[leader] = true;
-  uint32_t companions = static_cast<uint32_t>(faultRng_.below((sc_.nodes - 1) / 2 + 1));
-  for (uint32_t k = 0; k < companions; ++k) side[faultRng_.between(1, sc_.nodes)] = true;
-  for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
-  for (uint32_t a = 1; a <= sc_.nodes; ++a)
-    for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[a][b] = side[a] != side[b];
-  trace(kj::str("partition: leader n", leader, " cut off with ", companions, " others").cStr());
-  uint64_t inc = node(leader).incarnation;
-  bool crash = sc_.faults.has(Fault::Crash) && faultRng_.chance(0.7);
-  // Crashing: soon, before its entries spread. Otherwise long enough for the majority
-  // to elect someone else while clients still talk to the old leader.
-  uint64_t hold = crash ? faultRng_.between(1 * kMs, 150 * kMs)
-                        : faultRng_.between(1, 8) * sc_.electionTicks * kTickNs;
-  q_.after(hold, [this, leader, inc, crash]() {
-    if (!chaos_) return;
-    Node& ln = node(leader);
-    if (crash && ln.up && ln.incarnation == inc) {
-      crashNode(ln, "cut-off leader");
-      q_.after(faultRng_.between(5 * kMs, 300 * kMs), [this, leader]() {
-        Node& n = node(leader);
-        if (!n.up && !n.dead) startNode(n);
-      });
-    }
-    q_.after(faultRng_.between(0, 100 * kMs), [this]() {
-      if (!chaos_) return;
-      for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
-      trace("partition healed");
-    });
-  });
-}
-
-void World::watchLeaders() {
-  for (auto& n : nodes_) {
-    if (!n.up) continue;
-    const Raft& r = n.replica->raft();
-    bool leads = r.role() == Role::Leader;
-    Index commit = r.commitIndex();
-    if (leads && !n.wasLeader) {
-      n.leaderCommitSeen = commit;  // inherited: what it commits from here on counts
-      cutOffLeader(n.id);
-    }
-    n.wasLeader = leads;
-    if (!leads) continue;
-    if (commit > n.leaderCommitSeen) {
-      n.leaderCommitSeen = commit;
-      const Entry* e = r.entryAt(commit);
-      if (e != nullptr && e->term < r.term() && sc_.faults.has(Fault::Crash)) {
-        count(Fault::Crash);
-        NodeId id = n.id;
-        // Power loss: what it had sent but the network had not delivered is gone too,
-        // and the leaders after it are left alone to finish the story.
-        n.lostOutbox = n.incarnation;
-        crashNode(n, "leader committed an older term's entry");
-        flakyUntil_ = q_.now();
-        q_.after(faultRng_.between(5 * kMs, 300 * kMs), [this, id]() {
-          Node& m = node(id);
-          if (!m.up && !m.dead) startNode(m);
-        });
-      }
-    }
-  }
-}
-
-void World::observeRoles() {
-  for (auto& n : nodes_) {
-    Role role = n.up ? n.replica->raft().role() : Role::Follower;
-    Term term = n.up ? n.replica->raft().term() : 0;
-    Role was = prevRole_[n.id];
-    Term wasTerm = prevTerm_[n.id];
-    prevRole_[n.id] = role;
-    prevTerm_[n.id] = term;
-    if (!n.up || stop_) continue;
-    if (role == Role::Candidate && (was != Role::Candidate || wasTerm != term)) {
-      checkDisruption(n.id, term, false);
-    } else if (was == Role::Leader && role != Role::Leader && term == wasTerm) {
-      checkDisruption(n.id, term + 1, true);
-    }
-    if (role == Role::Leader && (was != Role::Leader || wasTerm != term)) {
-      leaderSince_[n.id] = q_.now();
-    }
-  }
-}
-
-bool World::quietSince(NodeId id, uint64_t since) const {
-  const Node& n = nodes_[id - 1];
-  return n.up && n.drift == 1.0 && nodeTrouble_[id] < since && n.pausedUntil <= q_.now();
-}
-
-void World::checkDisruption(NodeId who, Term newTerm, bool stepDown) {
-  const char* what = stepDown ? "stepped down" : "started an election";
-  // The window in which a fault can still explain an election: two of the longest
-  // election timeouts (a slow clock stretches one to 3 x electionTicks ticks), plus
-  // the longest late message.
-  uint64_t window = 2 * 3 * sc_.electionTicks * kTickNs + 500 * kMs;
-  if (q_.now() < window) return;
-  uint64_t since = q_.now() - window;
-  if (lastTransferNs_ >= since) return;
-  NodeId leader = kNoNode;
-  for (auto& n : nodes_) {
-    if (n.up && n.replica->raft().role() == Role::Leader && n.replica->raft().term() + 1 == newTerm) {
-      leader = n.id;
-    }
-  }
-  if (stepDown) leader = who;
-  if (leader == kNoNode || !quietSince(leader, since)) return;
-  if (leaderSince_[leader] >= since) return;
-  uint32_t healthy = 1;
-  for (auto& f : nodes_) {
-    if (f.id == leader || !quietSince(f.id, since)) continue;
-    if (blocked_[leader][f.id] || blocked_[f.id][leader]) continue;
-    if (linkTrouble_[leader][f.id] >= since || linkTrouble_[f.id][leader] >= since) continue;
-    ++healthy;
-  }
-  if (healthy < sc_.nodes / 2 + 1) return;
-  fail("availability", kj::str("n", who, " ", what, " (term ", newTerm, ") while leader n",
-                               leader, " had a quorum that no fault touched for ",
-                               window / kMs, " ms").cStr());
-}
-
-void World::healAll() {
-  chaos_ = false;
-  for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
-  sc_.dropP = 0;
-  sc_.duplicateP = 0;
-  sc_.reorderP = 0;
-  sc_.slowFsyncP = 0;
-  trace("heal: liveness phase");
-  for (auto& n : nodes_) {
-    n.pausedUntil = 0;
-    n.failNextFsync = false;
-    n.drift = 1.0;  // every fault stops, clock drift included
-    if (!n.up && !n.dead) startNode(n);
-  }
-  livenessDeadline_ = q_.now() + kLivenessBudgetNs;
-  leaderDeadline_ = q_.now() + kLeaderAfterHealTimeouts * 2 * sc_.electionTicks * kTickNs;
-}
-
 // ------------------------------------------------------------------ run
-
-void World::afterEvent() {
-  if (stop_) return;
-  // First: it may crash a node, and the checks below must see the world after that.
-  if (chaos_ && q_.now() < flakyUntil_) watchLeaders();
-  // Refilled in place: this runs after every event.
-  std::vector<const Replica*>& reps = replicaView_;
-  reps.clear();
-  for (auto& n : nodes_) reps.push_back(n.up ? n.replica.get() : nullptr);
-  checker_.afterEvent(reps);
-  if (sc_.preVote && sc_.checkQuorum) observeRoles();
-  for (auto& n : nodes_) {
-    // An applied index that moved without an apply: a snapshot was installed. Its
-    // state must be what the replicas that applied up to there had.
-    if (!n.up) continue;
-    Index applied = n.replica->kv().appliedIndex();
-    if (applied != n.appliedSeen) {
-      n.appliedSeen = applied;
-      checker_.onState(n.id, applied, n.replica->kv().digest(), "installing a snapshot");
-    }
-  }
-  if (q_.executed() % kFullCheckEvery == 0) checker_.fullCheck(reps);
-  if (checker_.failed()) {
-    fail(checker_.violation()->property, checker_.violation()->detail);
-  }
-}
 
 RunResult World::run() {
   lastEffects_.assign(sc_.nodes, 0);
@@ -1122,26 +565,7 @@ RunResult World::run() {
     q_.after(clientRng_.below(10 * kMs), [this, cid = c.id]() { clientNext(clients_[cid - 1]); });
   }
   if (chaos_) scheduleFault();
-  bool finalReadsIssued = false;
-  while (!stop_) {
-    if (q_.now() > opts_.maxSimNs) {
-      fail("liveness", "simulated time limit reached");
-      break;
-    }
-    if (q_.now() >= stormWindowStart_ + kStormWindowNs) {
-      stormWindowStart_ = q_.now();
-      stormWindowEvents_ = 0;
-    } else if (++stormWindowEvents_ > kMaxEventsPerStormWindow) {
-      fail("liveness", kj::str("event storm: more than ", kMaxEventsPerStormWindow,
-                               " events within ", kStormWindowNs / kMs,
-                               " simulated ms (messages answering each other forever)").cStr());
-      break;
-    }
-    if (q_.executed() >= kMaxEventsPerRun) {
-      fail("liveness", kj::str("event budget of ", kMaxEventsPerRun,
-                               " exhausted: the run makes no progress").cStr());
-      break;
-    }
+  while (!stop_ && withinBudget()) {
     if (!q_.runOne()) {
       fail("liveness", "event queue ran dry");
       break;
@@ -1149,45 +573,74 @@ RunResult World::run() {
     afterEvent();
     if (stop_) break;
     if (chaos_ && (opsIssued_ >= sc_.ops || q_.now() > kMaxChaosNs)) healAll();
-    if (!chaos_) {
-      if (!leaderSeen_ && leaderExists()) leaderSeen_ = true;
-      if (!leaderSeen_ && q_.now() > leaderDeadline_) {
-        fail("availability", kj::str("no leader ", kLeaderAfterHealTimeouts,
-                                     " election timeouts after healing").cStr());
-        break;
-      }
-      if (q_.now() > livenessDeadline_) {
-        std::string who;
-        for (auto& c : clients_) {
-          if (c.busy) who += kj::str(" c", c.id, c.opening ? "(session)" : "").cStr();
-        }
-        fail("liveness", kj::str("60 s after healing: leader=", leaderExists() ? "yes" : "no",
-                                 ", clients still waiting:", who.c_str()).cStr());
-        break;
-      }
-      if (allClientsIdle() && opsIssued_ >= sc_.ops && leaderExists()) {
-        if (!finalReadsIssued) {
-          // Read every key once more: acknowledged writes must all have survived.
-          finalReadsIssued = true;
-          for (uint32_t k = 0; k < sc_.keys; ++k) {
-            Client& c = clients_[k % clients_.size()];
-            if (c.busy) continue;
-            c.finalRead = true;
-            c.busy = true;
-            c.opening = false;
-            c.attempts = 0;
-            c.cmd = KvCommand{};
-            c.cmd.op = OpType::Get;
-            c.cmd.key = "k" + std::to_string(k);
-            c.hop = history_.invokeGet(c.id, c.cmd.key, q_.now());
-            clientSend(c);
-          }
-          continue;
-        }
-        break;  // the final reads are done
-      }
-    }
+    if (!chaos_ && livenessStep()) break;
   }
+  return finishRun();
+}
+
+bool World::withinBudget() {
+  if (q_.now() > opts_.maxSimNs) {
+    fail("liveness", "simulated time limit reached");
+    return false;
+  }
+  if (q_.now() >= stormWindowStart_ + kStormWindowNs) {
+    stormWindowStart_ = q_.now();
+    stormWindowEvents_ = 0;
+  } else if (++stormWindowEvents_ > kMaxEventsPerStormWindow) {
+    fail("liveness", kj::str("event storm: more than ", kMaxEventsPerStormWindow,
+                             " events within ", kStormWindowNs / kMs,
+                             " simulated ms (messages answering each other forever)").cStr());
+    return false;
+  }
+  if (q_.executed() >= kMaxEventsPerRun) {
+    fail("liveness", kj::str("event budget of ", kMaxEventsPerRun,
+                             " exhausted: the run makes no progress").cStr());
+    return false;
+  }
+  return true;
+}
+
+bool World::livenessStep() {
+  if (!leaderSeen_ && leaderExists()) leaderSeen_ = true;
+  if (!leaderSeen_ && q_.now() > leaderDeadline_) {
+    fail("availability", kj::str("no leader ", kLeaderAfterHealTimeouts,
+                                 " election timeouts after healing").cStr());
+    return true;
+  }
+  if (q_.now() > livenessDeadline_) {
+    std::string who;
+    for (auto& c : clients_) {
+      if (c.busy) who += kj::str(" c", c.id, c.opening ? "(session)" : "").cStr();
+    }
+    fail("liveness", kj::str("60 s after healing: leader=", leaderExists() ? "yes" : "no",
+                             ", clients still waiting:", who.c_str()).cStr());
+    return true;
+  }
+  if (!allClientsIdle() || opsIssued_ < sc_.ops || !leaderExists()) return false;
+  if (finalReadsIssued_) return true;  // the final reads are done
+  issueFinalReads();
+  return false;
+}
+
+void World::issueFinalReads() {
+  // Read every key once more: acknowledged writes must all have survived.
+  finalReadsIssued_ = true;
+  for (uint32_t k = 0; k < sc_.keys; ++k) {
+    Client& c = clients_[k % clients_.size()];
+    if (c.busy) continue;
+    c.finalRead = true;
+    c.busy = true;
+    c.opening = false;
+    c.attempts = 0;
+    c.cmd = KvCommand{};
+    c.cmd.op = OpType::Get;
+    c.cmd.key = "k" + std::to_string(k);
+    c.hop = history_.invokeGet(c.id, c.cmd.key, q_.now());
+    clientSend(c);
+  }
+}
+
+RunResult World::finishRun() {
   result_.simNs = q_.now();
   result_.events = q_.executed();
   result_.maxCommit = checker_.maxCommitted();

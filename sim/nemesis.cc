@@ -1,0 +1,266 @@
+// The fault schedule: random faults between events, and the targeted nemeses.
+#include "sim/world_impl.h"
+
+#include <kj/debug.h>
+
+namespace kvr::sim {
+
+void World::scheduleFault() {
+  uint64_t delay = faultRng_.below(2 * sc_.faultEveryNs) + 1;
+  q_.after(delay, [this]() {
+    if (!chaos_ || stop_) return;
+    injectFault();
+    scheduleFault();
+  });
+}
+
+void World::injectFault() {
+  // Pick among the enabled scheduled fault kinds.
+  std::vector<Fault> kinds;
+  for (Fault f : {Fault::Partition, Fault::Crash, Fault::Pause, Fault::ClockDrift,
+                  Fault::BitFlip, Fault::FsyncError, Fault::IsolateLeader}) {
+    if (sc_.faults.has(f)) kinds.push_back(f);
+  }
+  if (faultRng_.chance(0.08)) {
+    quietUntil_ = q_.now() + faultRng_.between(200 * kMs, 3000 * kMs);
+    trace("workload lull");
+    return;
+  }
+  // An operator's leadership transfer now and then, between the faults.
+  if (faultRng_.chance(0.1)) {
+    startTransfer();
+    return;
+  }
+  if (kinds.empty()) return;
+  Fault f = kinds[faultRng_.below(kinds.size())];
+  NodeId victim = static_cast<NodeId>(faultRng_.between(1, sc_.nodes));
+  Node& n = node(victim);
+  switch (f) {
+    case Fault::Partition:
+      partitionFault(victim);
+      return;
+    case Fault::Crash:
+      crashFault(victim);
+      return;
+    case Fault::Pause: {
+      if (!n.up || n.pausedUntil > q_.now()) return;
+      count(f);
+      n.pausedUntil = q_.now() + faultRng_.between(10 * kMs, 1000 * kMs);
+      noteNodeTrouble(victim, n.pausedUntil);
+      trace(kj::str("n", victim, " paused").cStr());
+      return;
+    }
+    case Fault::ClockDrift: {
+      count(f);
+      n.drift = 0.5 + 1.0 * static_cast<double>(faultRng_.below(1000)) / 1000.0;
+      trace(kj::str("n", victim, " drift ", static_cast<uint64_t>(n.drift * 1000)).cStr());
+      return;
+    }
+    case Fault::BitFlip:
+      bitFlipFault();
+      return;
+    case Fault::FsyncError: {
+      if (!n.up) return;
+      n.failNextFsync = true;
+      return;
+    }
+    case Fault::IsolateLeader:
+      isolateLeader();
+      return;
+    default:
+      return;
+  }
+}
+
+void World::startTransfer() {
+  for (auto& ln : nodes_) {
+    if (!ln.up || ln.replica->raft().role() != Role::Leader || sc_.nodes == 1) continue;
+    NodeId target = static_cast<NodeId>(faultRng_.between(1, sc_.nodes));
+    if (target == ln.id) continue;
+    lastTransferNs_ = q_.now();
+    if (ln.replica->transferLeadership(target)) {
+      ++result_.transfers;
+      trace(kj::str("n", ln.id, " transfers leadership to n", target).cStr());
+    }
+    break;
+  }
+}
+
+void World::partitionFault(NodeId victim) {
+  count(Fault::Partition);
+  uint32_t kind = static_cast<uint32_t>(faultRng_.below(3));
+  for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  if (kind == 0) {
+    // Symmetric split into two random sides.
+    std::vector<bool> side(sc_.nodes + 1);
+    for (uint32_t i = 1; i <= sc_.nodes; ++i) side[i] = faultRng_.chance(0.5);
+    for (uint32_t a = 1; a <= sc_.nodes; ++a)
+      for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[a][b] = side[a] != side[b];
+    trace("partition symmetric");
+  } else if (kind == 1) {
+    // One-way: the victim's messages to everyone are lost, theirs still arrive.
+    for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[victim][b] = b != victim;
+    trace(kj::str("partition one-way from n", victim).cStr());
+  } else {
+    // Bridge: two sides that see only the victim, which sees both.
+    std::vector<bool> side(sc_.nodes + 1);
+    for (uint32_t i = 1; i <= sc_.nodes; ++i) side[i] = faultRng_.chance(0.5);
+    for (uint32_t a = 1; a <= sc_.nodes; ++a)
+      for (uint32_t b = 1; b <= sc_.nodes; ++b)
+        blocked_[a][b] = a != victim && b != victim && side[a] != side[b];
+    trace(kj::str("partition bridge via n", victim).cStr());
+  }
+  q_.after(faultRng_.between(50 * kMs, 3000 * kMs), [this]() {
+    if (!chaos_) return;
+    for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+    trace("partition healed");
+  });
+}
+
+void World::crashFault(NodeId victim) {
+  // Half the time the nemesis goes for the leader: leadership changes are where
+  // Raft's subtle rules (Figure 8, completeness) are exercised.
+  if (faultRng_.chance(0.5)) {
+    for (auto& ln : nodes_) {
+      if (ln.up && ln.replica->raft().role() == Role::Leader) victim = ln.id;
+    }
+  }
+  Node& n = node(victim);
+  if (!n.up) return;
+  count(Fault::Crash);
+  crashNode(n, "injected");
+  q_.after(faultRng_.between(10 * kMs, 2000 * kMs), [this, victim]() {
+    Node& n = node(victim);
+    if (!n.up && !n.dead) startNode(n);
+  });
+}
+
+void World::bitFlipFault() {
+  // Only the minority allowed to suffer unrecoverable faults.
+  NodeId v = static_cast<NodeId>(faultRng_.between(1, std::max<uint32_t>(1, (sc_.nodes - 1) / 2)));
+  Node& cn = node(v);
+  if (!cn.corruptible || cn.dead) return;
+  if (!cn.store->flipBitAtRest(faultRng_)) return;
+  count(Fault::BitFlip);
+  trace(kj::str("n", v, " bit flip at rest").cStr());
+  // Restart it soon so recovery meets the flip.
+  if (cn.up) crashNode(cn, "after bit flip");
+  q_.after(faultRng_.between(10 * kMs, 500 * kMs), [this, v]() {
+    Node& n = node(v);
+    if (!n.up && !n.dead) startNode(n);
+  });
+}
+
+void World::isolateLeader() {
+  // Figure 8's schedule, repeated: for a while every new leader is cut off with a
+  // minority as soon as it takes office, so it appends only there, and usually dies.
+  // Entries of several terms pile up on different minorities; a leader that later
+  // commits one of them by counting replicas (not through an entry of its own term) is
+  // crashed at once, so a rival holding a later-term entry there can overwrite it.
+  if (sc_.nodes < 3) return;
+  count(Fault::IsolateLeader);
+  flakyUntil_ = q_.now() + faultRng_.between(300 * kMs, 3000 * kMs);
+  trace("nemesis: flaky leaders");
+  for (auto& ln : nodes_) {
+    if (ln.up && ln.replica->raft().role() == Role::Leader) cutOffLeader(ln.id);
+  }
+}
+
+void World::cutOffLeader(NodeId leader) {
+  std::vector<bool> side(sc_.nodes + 1, false);
+  side[leader] = true;
+  uint32_t companions = static_cast<uint32_t>(faultRng_.below((sc_.nodes - 1) / 2 + 1));
+  for (uint32_t k = 0; k < companions; ++k) side[faultRng_.between(1, sc_.nodes)] = true;
+  for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  for (uint32_t a = 1; a <= sc_.nodes; ++a)
+    for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[a][b] = side[a] != side[b];
+  trace(kj::str("partition: leader n", leader, " cut off with ", companions, " others").cStr());
+  uint64_t inc = node(leader).incarnation;
+  bool crash = sc_.faults.has(Fault::Crash) && faultRng_.chance(0.7);
+  // Crashing: soon, before its entries spread. Otherwise long enough for the majority
+  // to elect someone else while clients still talk to the old leader.
+  uint64_t hold = crash ? faultRng_.between(1 * kMs, 150 * kMs)
+                        : faultRng_.between(1, 8) * sc_.electionTicks * kTickNs;
+  q_.after(hold, [this, leader, inc, crash]() {
+    if (!chaos_) return;
+    Node& ln = node(leader);
+    if (crash && ln.up && ln.incarnation == inc) {
+      crashNode(ln, "cut-off leader");
+      q_.after(faultRng_.between(5 * kMs, 300 * kMs), [this, leader]() {
+        Node& n = node(leader);
+        if (!n.up && !n.dead) startNode(n);
+      });
+    }
+    q_.after(faultRng_.between(0, 100 * kMs), [this]() {
+      if (!chaos_) return;
+      for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+      trace("partition healed");
+    });
+  });
+}
+
+void World::watchLeaders() {
+  for (auto& n : nodes_) {
+    if (!n.up) continue;
+    const Raft& r = n.replica->raft();
+    bool leads = r.role() == Role::Leader;
+    Index commit = r.commitIndex();
+    if (leads && !n.wasLeader) {
+      n.leaderCommitSeen = commit;  // inherited: what it commits from here on counts
+      cutOffLeader(n.id);
+    }
+    n.wasLeader = leads;
+    if (!leads) continue;
+    if (commit > n.leaderCommitSeen) {
+      n.leaderCommitSeen = commit;
+      const Entry* e = r.entryAt(commit);
+      if (e != nullptr && e->term < r.term() && sc_.faults.has(Fault::Crash)) {
+        count(Fault::Crash);
+        NodeId id = n.id;
+        // Power loss: what it had sent but the network had not delivered is gone too,
+        // and the leaders after it are left alone to finish the story.
+        n.lostOutbox = n.incarnation;
+        crashNode(n, "leader committed an older term's entry");
+        flakyUntil_ = q_.now();
+        q_.after(faultRng_.between(5 * kMs, 300 * kMs), [this, id]() {
+          Node& m = node(id);
+          if (!m.up && !m.dead) startNode(m);
+        });
+      }
+    }
+  }
+}
+
+void World::replayToRestarted(NodeId id) {
+  // Answers meant for the previous incarnation arriving at the new one (a peer's queue
+  // flushed into the new connection): read answers, acks and votes it never asked for.
+  auto& recent = recentTo_[id];
+  uint32_t n = static_cast<uint32_t>(faultRng_.below(recent.size() + 1));
+  for (uint32_t k = 0; k < n; ++k) {
+    auto& [from, bytes] = recent[faultRng_.below(recent.size())];
+    count(Fault::Replay);
+    uint64_t inc = node(from).incarnation;
+    q_.after(faultRng_.between(1 * kMs, 30 * kMs),
+             [this, from = from, inc, id, b = bytes]() mutable { deliver(from, inc, id, std::move(b)); });
+  }
+}
+
+void World::healAll() {
+  chaos_ = false;
+  for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  sc_.dropP = 0;
+  sc_.duplicateP = 0;
+  sc_.reorderP = 0;
+  sc_.slowFsyncP = 0;
+  trace("heal: liveness phase");
+  for (auto& n : nodes_) {
+    n.pausedUntil = 0;
+    n.failNextFsync = false;
+    n.drift = 1.0;  // every fault stops, clock drift included
+    if (!n.up && !n.dead) startNode(n);
+  }
+  livenessDeadline_ = q_.now() + kLivenessBudgetNs;
+  leaderDeadline_ = q_.now() + kLeaderAfterHealTimeouts * 2 * sc_.electionTicks * kTickNs;
+}
+
+}  // namespace kvr::sim

@@ -1,0 +1,131 @@
+// Checks made from outside the nodes on every event and every message: the persistence
+// rule, one vote per term, availability, and the checker's per-event pass.
+#include "sim/world_impl.h"
+
+#include <kj/debug.h>
+
+namespace kvr::sim {
+
+void World::checkPersistenceRule(NodeId from, const Message& m) {
+  // Checked where the message leaves, against what the node's disk holds right now: a
+  // message that claims durable state may leave only once that state is durable.
+  const RecoveredState& d = node(from).store->durableState();
+  const char* broken = nullptr;
+  switch (m.type) {
+    case MsgType::Vote:
+    case MsgType::VoteResp:
+    case MsgType::HeartbeatResp:
+    case MsgType::AppendResp:
+    case MsgType::SnapshotResp:
+      if (d.hardState.term < m.term) broken = "its term is not durable";
+      break;
+    default:
+      return;
+  }
+  NodeId votedFor = m.type == MsgType::Vote ? from : m.type == MsgType::VoteResp ? m.to : kNoNode;
+  if (!broken && votedFor != kNoNode && !m.reject && d.hardState.term == m.term &&
+      d.hardState.vote != votedFor) {
+    broken = "its vote is not durable";
+  }
+  if (!broken && m.type == MsgType::AppendResp && !m.reject) {
+    Index durableLast = d.entries.empty() ? d.snapshot.meta.index : d.entries.back().index;
+    if (m.index > durableLast) broken = "the entries it acknowledges are not durable";
+  }
+  if (!broken && m.type == MsgType::VoteResp && !m.reject) {
+    // §5.2: at most one vote per term, across restarts too (a granted vote is durable).
+    auto [it, fresh] = votes_.emplace(std::make_pair(from, m.term), m.to);
+    if (!fresh && it->second != m.to) {
+      fail("double_vote", kj::str("n", from, " voted for n", it->second, " and for n", m.to,
+                                  " in term ", m.term).cStr());
+      return;
+    }
+  }
+  if (broken) {
+    fail("persistence", kj::str("n", from, " sent ", msgTypeName(m.type), " t", m.term, " i",
+                                m.index, " to n", m.to, " but ", broken).cStr());
+  }
+}
+
+void World::observeRoles() {
+  for (auto& n : nodes_) {
+    Role role = n.up ? n.replica->raft().role() : Role::Follower;
+    Term term = n.up ? n.replica->raft().term() : 0;
+    Role was = prevRole_[n.id];
+    Term wasTerm = prevTerm_[n.id];
+    prevRole_[n.id] = role;
+    prevTerm_[n.id] = term;
+    if (!n.up || stop_) continue;
+    if (role == Role::Candidate && (was != Role::Candidate || wasTerm != term)) {
+      checkDisruption(n.id, term, false);
+    } else if (was == Role::Leader && role != Role::Leader && term == wasTerm) {
+      checkDisruption(n.id, term + 1, true);
+    }
+    if (role == Role::Leader && (was != Role::Leader || wasTerm != term)) {
+      leaderSince_[n.id] = q_.now();
+    }
+  }
+}
+
+bool World::quietSince(NodeId id, uint64_t since) const {
+  const Node& n = nodes_[id - 1];
+  return n.up && n.drift == 1.0 && nodeTrouble_[id] < since && n.pausedUntil <= q_.now();
+}
+
+void World::checkDisruption(NodeId who, Term newTerm, bool stepDown) {
+  const char* what = stepDown ? "stepped down" : "started an election";
+  // The window in which a fault can still explain an election: two of the longest
+  // election timeouts (a slow clock stretches one to 3 x electionTicks ticks), plus
+  // the longest late message.
+  uint64_t window = 2 * 3 * sc_.electionTicks * kTickNs + 500 * kMs;
+  if (q_.now() < window) return;
+  uint64_t since = q_.now() - window;
+  if (lastTransferNs_ >= since) return;
+  NodeId leader = kNoNode;
+  for (auto& n : nodes_) {
+    if (n.up && n.replica->raft().role() == Role::Leader && n.replica->raft().term() + 1 == newTerm) {
+      leader = n.id;
+    }
+  }
+  if (stepDown) leader = who;
+  if (leader == kNoNode || !quietSince(leader, since)) return;
+  if (leaderSince_[leader] >= since) return;
+  uint32_t healthy = 1;
+  for (auto& f : nodes_) {
+    if (f.id == leader || !quietSince(f.id, since)) continue;
+    if (blocked_[leader][f.id] || blocked_[f.id][leader]) continue;
+    if (linkTrouble_[leader][f.id] >= since || linkTrouble_[f.id][leader] >= since) continue;
+    ++healthy;
+  }
+  if (healthy < sc_.nodes / 2 + 1) return;
+  fail("availability", kj::str("n", who, " ", what, " (term ", newTerm, ") while leader n",
+                               leader, " had a quorum that no fault touched for ",
+                               window / kMs, " ms").cStr());
+}
+
+void World::afterEvent() {
+  if (stop_) return;
+  // First: it may crash a node, and the checks below must see the world after that.
+  if (chaos_ && q_.now() < flakyUntil_) watchLeaders();
+  // Refilled in place: this runs after every event.
+  std::vector<const Replica*>& reps = replicaView_;
+  reps.clear();
+  for (auto& n : nodes_) reps.push_back(n.up ? n.replica.get() : nullptr);
+  checker_.afterEvent(reps);
+  if (sc_.preVote && sc_.checkQuorum) observeRoles();
+  for (auto& n : nodes_) {
+    // An applied index that moved without an apply: a snapshot was installed. Its
+    // state must be what the replicas that applied up to there had.
+    if (!n.up) continue;
+    Index applied = n.replica->kv().appliedIndex();
+    if (applied != n.appliedSeen) {
+      n.appliedSeen = applied;
+      checker_.onState(n.id, applied, n.replica->kv().digest(), "installing a snapshot");
+    }
+  }
+  if (q_.executed() % kFullCheckEvery == 0) checker_.fullCheck(reps);
+  if (checker_.failed()) {
+    fail(checker_.violation()->property, checker_.violation()->detail);
+  }
+}
+
+}  // namespace kvr::sim

@@ -1,0 +1,216 @@
+// The simulated world's internals, shared by world.cc (nodes, network, clients, the
+// run), nemesis.cc (the fault schedule) and world_checks.cc (checks made from outside
+// the nodes). Not for use outside sim/.
+#pragma once
+
+#include "sim/world.h"
+
+#include <deque>
+#include <fstream>
+#include <map>
+#include <memory>
+
+#include "core/hash.h"
+#include "sim/disk_store.h"
+#include "sim/mem_store.h"
+
+namespace kvr::sim {
+
+namespace world {
+
+constexpr uint64_t kMs = 1'000'000;
+constexpr uint64_t kTickNs = 10 * kMs;
+constexpr uint64_t kClusterId = 0x6b767261667431ull;
+constexpr uint64_t kClientTimeoutNs = 400 * kMs;
+constexpr uint32_t kMaxAttemptsInChaos = 40;
+constexpr uint64_t kLivenessBudgetNs = 60'000 * kMs;  // a healed cluster must finish within
+constexpr uint64_t kFullCheckEvery = 512;
+constexpr uint64_t kMaxChaosNs = 120'000 * kMs;  // chaos ends by then even if ops remain
+// After healing, a leader must exist within this many of the longest election timeouts
+// (a randomized timeout is at most 2 x electionTicks ticks). Generous: with a minority
+// dead and a stale log among the rest, an election may need a few rounds.
+constexpr uint64_t kLeaderAfterHealTimeouts = 30;
+constexpr uint64_t kMaxEventsPerRun = 4'000'000;   // a run past this is a hang, not a verdict
+// A healthy cluster runs a few thousand events per simulated 10 ms.
+constexpr uint64_t kStormWindowNs = 10 * kMs;
+constexpr size_t kRecentPerNode = 32;  // messages kept per node for replay after a restart
+constexpr uint64_t kMaxEventsPerStormWindow = 200'000;
+
+}  // namespace world
+
+using namespace world;  // NOLINT: the constants above are the world's vocabulary
+
+class World {
+ public:
+  World(const Scenario& sc, const RunOptions& opts);
+  RunResult run();
+  // What is known of a run that stopped on an exception.
+  RunResult partialResult() {
+    result_.simNs = q_.now();
+    result_.events = q_.executed();
+    result_.failedAtEvent = q_.executed();
+    result_.traceHash = traceHash_;
+    return result_;
+  }
+
+ private:
+  struct Node;
+  class NodeTransport final : public Transport {
+   public:
+    NodeTransport(World& w, NodeId id) : world_(w), id_(id) {}
+    void send(Message&& msg) override { world_.sendMessage(id_, std::move(msg)); }
+
+   private:
+    World& world_;
+    NodeId id_;
+  };
+  class StorageProxy final : public Storage {
+   public:
+    StorageProxy(World& w, NodeId id) : world_(w), id_(id) {}
+    void persist(PersistBatch&& batch) override { world_.persist(id_, std::move(batch)); }
+
+   private:
+    World& world_;
+    NodeId id_;
+  };
+  struct Node {
+    NodeId id = 0;
+    std::unique_ptr<NodeStore> store;
+    std::unique_ptr<NodeTransport> transport;
+    std::unique_ptr<StorageProxy> storage;
+    std::unique_ptr<Replica> replica;
+    bool up = false;
+    bool dead = false;         // refused to start: stays down for good
+    bool corruptible = false;  // may suffer unrecoverable storage faults
+    uint64_t pausedUntil = 0;
+    uint64_t incarnation = 0;
+    double drift = 1.0;        // tick period multiplier
+    bool flushScheduled = false;
+    bool flushing = false;
+    bool failNextFsync = false;
+    uint64_t restartAt = 0;
+    NodeId persistedVote = kNoNode;  // last vote handed to storage
+    Term persistedTerm = 0;
+    bool voteInFlush = false;        // the queued writes carry a new vote
+    Index appliedSeen = 0;           // applied index after the last observed apply
+    bool wasLeader = false;          // for the flaky-leader nemesis
+    uint64_t lostOutbox = 0;         // messages sent by this incarnation are lost
+    Index leaderCommitSeen = 0;
+  };
+  struct Client {
+    uint32_t id = 0;
+    uint64_t session = 0;
+    uint64_t nextRequest = 1;
+    NodeId target = 1;
+    bool busy = false;
+    bool opening = false;       // the current request opens a session
+    KvCommand cmd;
+    History::OpId hop = 0;
+    uint64_t attemptSeq = 0;    // replies to older attempts are ignored
+    uint32_t attempts = 0;
+    bool finalRead = false;
+  };
+
+  // nodes
+  void startNode(Node& n);
+  void crashNode(Node& n, const char* why);
+  void scheduleTick(Node& n);
+  void persist(NodeId id, PersistBatch&& batch);
+  void scheduleFlush(Node& n);
+  void flush(Node& n, uint64_t incarnation);
+  Node& node(NodeId id) { return nodes_[id - 1]; }
+  bool reachable(NodeId from, NodeId to) const;
+
+  // network
+  void sendMessage(NodeId from, Message&& msg);
+  uint64_t sampleDelay();
+  // Availability under pre-vote and check-quorum: a leader with a quorum that no fault
+  // touched for a while must not be deposed (the leader lease's whole point).
+  void noteNodeTrouble(NodeId id, uint64_t until) {
+    nodeTrouble_[id] = std::max(nodeTrouble_[id], until);
+  }
+  void noteLinkTrouble(NodeId a, NodeId b) { linkTrouble_[a][b] = q_.now(); }
+  void observeRoles();
+  void checkDisruption(NodeId who, Term newTerm, bool stepDown);
+  bool quietSince(NodeId id, uint64_t since) const;
+  void checkPersistenceRule(NodeId from, const Message& m);
+  void replayToRestarted(NodeId id);
+  void deliver(NodeId from, uint64_t senderIncarnation, NodeId to, std::string bytes);
+
+  // clients
+  void clientNext(Client& c);
+  void clientSend(Client& c);
+  void clientReply(uint32_t client, uint64_t attemptSeq, KvReply reply);
+  void clientRetry(Client& c, NodeId hint, uint64_t delay);
+  void clientFinish(Client& c);
+  void finishOp(Client& c, const KvReply& reply);
+
+  // faults
+  void scheduleFault();
+  void injectFault();
+  void startTransfer();
+  void partitionFault(NodeId victim);
+  void crashFault(NodeId victim);
+  void bitFlipFault();
+  void healAll();
+  void isolateLeader();
+  void cutOffLeader(NodeId leader);
+  void watchLeaders();
+  void count(Fault f) { ++result_.faults[static_cast<size_t>(f)]; }
+
+  // checking
+  void afterEvent();
+  bool withinBudget();      // false (and failed) when the run exceeds a budget
+  bool livenessStep();      // true when the liveness phase is over (or failed)
+  void issueFinalReads();
+  RunResult finishRun();
+  void trace(const std::string& line);
+  void mix(uint64_t v) { traceHash_ = hashCombine(traceHash_, v); }
+  std::vector<const Replica*> replicas() const;
+  void fail(std::string property, std::string detail);
+  bool allClientsIdle() const;
+  bool leaderExists() const;
+
+  Scenario sc_;
+  RunOptions opts_;
+  Rng rng_;
+  Rng faultRng_;
+  Rng netRng_;
+  Rng clientRng_;
+  Rng fsRng_;
+  EventQueue q_;
+  std::vector<Node> nodes_;
+  std::vector<Client> clients_;
+  std::vector<std::vector<bool>> blocked_;  // blocked_[from][to]
+  History history_;
+  Checker checker_;
+  RunResult result_;
+  uint64_t traceHash_ = 0;
+  std::unique_ptr<std::ofstream> traceFile_;
+  uint32_t opsIssued_ = 0;
+  bool chaos_ = true;
+  bool finalPhase_ = false;
+  uint64_t livenessDeadline_ = 0;
+  uint64_t leaderDeadline_ = 0;
+  bool leaderSeen_ = false;
+  bool finalReadsIssued_ = false;
+  uint64_t flakyUntil_ = 0;
+  uint64_t quietUntil_ = 0;
+  std::map<std::pair<NodeId, Term>, NodeId> votes_;  // (voter, term) -> candidate granted
+  // Per node: the last messages addressed to it, for replay after it restarts.
+  std::vector<std::deque<std::pair<NodeId, std::string>>> recentTo_;
+  uint64_t stormWindowStart_ = 0;
+  uint64_t stormWindowEvents_ = 0;  // clients issue nothing new until then (a workload lull)  // until then, every new leader is cut off (isolate_leader)
+  bool delayTrouble_ = false;               // the last sampled delay was a fault
+  std::vector<uint64_t> nodeTrouble_;       // per node: last time (or until) a fault touched it
+  std::vector<std::vector<uint64_t>> linkTrouble_;  // [from][to]: last lost/late message
+  uint64_t lastTransferNs_ = 0;
+  std::vector<Role> prevRole_;
+  std::vector<Term> prevTerm_;
+  std::vector<uint64_t> leaderSince_;
+  bool stop_ = false;
+  std::vector<uint64_t> lastEffects_;  // per node: the KV effect counter at its last apply
+  std::vector<const Replica*> replicaView_;
+};
+
+}  // namespace kvr::sim
