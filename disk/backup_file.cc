@@ -20,6 +20,18 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
+// kj describes a failed syscall as "<call>: <strerror>; <call name>; <params>"; an
+// operator wants only the strerror part.
+std::string syscallError(const kj::Exception& e) {
+  std::string text = e.getDescription().cStr();
+  size_t colon = text.find("): ");
+  if (colon == std::string::npos) return text;
+  text.erase(0, colon + 3);
+  size_t semi = text.find(';');
+  if (semi != std::string::npos) text.resize(semi);
+  return text;
+}
+
 std::string parentDir(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
@@ -126,7 +138,7 @@ std::string readWholeFile(const std::string& path) {
                 uint64_t size = file->size();
                 out = file->pread(0, static_cast<size_t>(size));
               })) {
-    throwDiskError("cannot read " + path + ": " + e->getDescription().cStr());
+    throwDiskError("cannot read " + path + ": " + syscallError(*e));
   }
   return out;
 }
@@ -150,7 +162,7 @@ void writeFileAtomically(const std::string& path, std::string_view bytes) {
     if (created) {
       kj::runCatchingExceptions([&]() { fs.remove(tmp); });
     }
-    throwDiskError("cannot write " + path + ": " + e->getDescription().cStr());
+    throwDiskError("cannot write " + path + ": " + syscallError(*e));
   }
 }
 
