@@ -20,10 +20,15 @@ namespace stdfs = std::filesystem;
 
 [[noreturn]] void refuse(const std::string& message) { throwDiskError("restore: " + message); }
 
-std::string parentOf(const std::string& dir) {
+// "a/b/" and "a/./b" -> "a/b": the dir's own name, so that siblings can be named after it.
+std::string normalized(const std::string& dir) {
   stdfs::path p = stdfs::path(dir).lexically_normal();
-  if (!p.has_filename()) p = p.parent_path();  // "a/b/" -> "a/b"
-  stdfs::path parent = p.parent_path();
+  if (!p.has_filename() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
+  return p.string();
+}
+
+std::string parentOf(const std::string& dir) {
+  stdfs::path parent = stdfs::path(normalized(dir)).parent_path();
   return parent.empty() ? "." : parent.string();
 }
 
@@ -63,6 +68,10 @@ RestoreResult restoreDataDir(const std::string& backupPath, const std::string& d
   bytes.shrink_to_fit();
 
   // 2. The target must be new.
+  const std::string target = normalized(dataDir);
+  if (target.empty() || target == "/" || target == "." || target == "..") {
+    refuse("data dir '" + dataDir + "' cannot be restored into; name a new directory");
+  }
   std::error_code ec;
   const stdfs::file_status st = stdfs::status(dataDir, ec);
   if (stdfs::exists(st)) {
@@ -74,7 +83,7 @@ RestoreResult restoreDataDir(const std::string& backupPath, const std::string& d
   }
 
   // 3. Build it next to the target, verify it, rename it into place.
-  const std::string tmp = stdfs::path(dataDir).lexically_normal().string() + ".restore.tmp";
+  const std::string tmp = target + ".restore.tmp";
   removeTempDir(tmp);  // a leftover of an interrupted restore
   if (stdfs::exists(tmp, ec)) refuse(tmp + " exists and is not a leftover of a restore; remove it");
   PosixFileSystem fs;
@@ -108,8 +117,8 @@ RestoreResult restoreDataDir(const std::string& backupPath, const std::string& d
                 }
                 fs.remove(joinPath(tmp, DataDirLock::kFileName));
                 fs.syncDir(tmp);
-                fs.rename(tmp, dataDir);  // replaces an empty dir atomically
-                fs.syncDir(parentOf(dataDir));
+                fs.rename(tmp, target);  // replaces an empty dir atomically
+                fs.syncDir(parentOf(target));
               })) {
     removeTempDir(tmp);
     refuse("cannot create data dir " + dataDir + ": " + e->getDescription().cStr() +

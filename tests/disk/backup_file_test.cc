@@ -188,6 +188,15 @@ TEST_F(RestoreTest, AnEmptyExistingDirIsFine) {
   EXPECT_TRUE(stdfs::exists(dir + "/identity"));
 }
 
+TEST_F(RestoreTest, ATrailingSlashNamesTheSameDir) {
+  std::string backup = writeBackup(sampleFile(sampleStore(1)));
+  EXPECT_EQ(restoreError(backup, root + "/slash/"), "");
+  EXPECT_TRUE(stdfs::exists(root + "/slash/identity"));
+  EXPECT_FALSE(stdfs::exists(root + "/slash/.restore.tmp"));
+  EXPECT_FALSE(stdfs::exists(root + "/slash.restore.tmp"));
+  EXPECT_NE(restoreError(backup, "/").find("cannot be restored into"), std::string::npos);
+}
+
 TEST_F(RestoreTest, ABadFileOrANonEmptyDirLeavesNothingBehind) {
   std::string good = sampleFile(sampleStore(2));
   std::string dir = root + "/node2";
