@@ -15,6 +15,7 @@
 #include <kj/debug.h>
 #include <kj/exception.h>
 
+#include "bin/kvctl_snapshot.h"
 #include "core/limits.h"
 #include "core/text.h"
 #include "net/kv_client.h"
@@ -56,6 +57,8 @@ void usage(FILE* out) {
       "  status                     every endpoint: id, role, term, leader, commit, applied\n"
       "  health                     exit 0 if a leader exists and every endpoint answers\n"
       "  session                    open a session and print its client id\n"
+      "  snapshot save FILE         write a consistent copy of the cluster's data to FILE\n"
+      "  snapshot status FILE       print a backup file's index, term, size, keys, checksum\n"
       "\n"
       "exit codes: 0 ok, 1 not found or cas mismatch, 2 error (message on stderr)\n",
       out);
@@ -284,6 +287,9 @@ int printStatus(const Args& a, const std::vector<EndpointStatus>& all) {
 }
 
 int run(const Args& a) {
+  if (a.command[0] == "snapshot") {
+    return kvctl::snapshotCommand(a.endpoints, a.options, a.json, a.command);
+  }
   KvClient client(a.endpoints, a.options);
   const auto& cmd = a.command;
   const std::string& op = cmd[0];

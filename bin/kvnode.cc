@@ -9,6 +9,7 @@
 
 #include <kj/debug.h>
 
+#include "bin/kvnode_restore.h"
 #include "core/text.h"
 #include "net/node.h"
 #include "net/node_config.h"
@@ -48,6 +49,12 @@ event ("kvnode 2 term 5: became leader").
   --client-idle-timeout-ms MS
                             close a client connection with no request for this long
                             (default 300000; 0 = never)
+  --restore FILE            seed a NEW data dir (missing or empty) from a backup file
+                            written by `kvctl snapshot save`, then exit 0 (2 if the file
+                            is corrupt or the dir is not empty; nothing is left behind).
+                            Restore every member of the new cluster from the same file
+                            with its own --id/--data-dir and the new --cluster (and
+                            --cluster-id), then start each without --restore.
   --help                    this text
 
 Exit codes: 0 after SIGINT/SIGTERM (stops accepting, finishes the WAL write in
@@ -71,11 +78,13 @@ T parseNumber(const char* flag, const char* text) {
   return static_cast<T>(value);
 }
 
+std::string gRestoreFile;  // --restore FILE
+
 kvr::net::NodeConfig parseFlags(int argc, char** argv) {
   enum Opt {
     kId = 1000, kDataDir, kClientAddr, kRaftAddr, kCluster, kClusterId, kElection,
     kHeartbeat, kTick, kRequestTimeout, kSnapshotEntries, kMaxClientConnections,
-    kClientIdleTimeout, kHelp
+    kClientIdleTimeout, kHelp, kRestore
   };
   static const option options[] = {
       {"id", required_argument, nullptr, kId},
@@ -92,6 +101,7 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
       {"max-client-connections", required_argument, nullptr, kMaxClientConnections},
       {"client-idle-timeout-ms", required_argument, nullptr, kClientIdleTimeout},
       {"help", no_argument, nullptr, kHelp},
+      {"restore", required_argument, nullptr, kRestore},
       {nullptr, 0, nullptr, 0},
   };
   kvr::net::NodeConfig c;
@@ -123,6 +133,7 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
         c.clientIdleTimeoutMs = parseNumber<uint32_t>("client-idle-timeout-ms", optarg);
         break;
       case kHelp: std::fputs(kUsage, stdout); std::exit(0);
+      case kRestore: gRestoreFile = optarg; break;
       default: usageError(std::string("unknown or incomplete option '") + flag + "'");
     }
   }
@@ -172,6 +183,7 @@ void onSignal(uv_signal_t* handle, int signum) {
 
 int main(int argc, char** argv) {
   kvr::net::NodeConfig config = parseFlags(argc, argv);
+  if (!gRestoreFile.empty()) return kvnode::restoreFromBackup(config, gRestoreFile);
   ::signal(SIGPIPE, SIG_IGN);  // a peer closing its socket must not kill us
 
   uv_loop_t loop;

@@ -269,4 +269,9 @@ bool KvStore::restore(std::string_view bytes) {
   return true;
 }
 
+void KvStore::dropSessions() {
+  sessions_.clear();
+  byActivity_.clear();
+}
+
 }  // namespace kvr

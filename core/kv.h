@@ -45,6 +45,10 @@ class KvStore {
   std::string snapshot() const;
   bool restore(std::string_view bytes);
 
+  // Forgets every client session; data and applied index stay. A cluster restored from
+  // a backup is a new cluster: its clients open new sessions (disk/restore.h).
+  void dropSessions();
+
   // Order-independent-of-memory digest of the whole state, for checkers.
   uint64_t digest() const;
 

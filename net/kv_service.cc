@@ -51,6 +51,12 @@ class KvService::Server final : public schema::KvService::Server {
     return tracked(answer(kj::mv(context)));
   }
 
+  kj::Promise<void> snapshot(SnapshotContext context) override {
+    connection_->callStarted();
+    return tracked(service_.snapshots_.serve(kj::mv(context), kj::addRef(*connection_),
+                                             service_.stopped_));
+  }
+
   kj::Promise<void> status(StatusContext context) override {
     connection_->callStarted();
     codec::toCapnp(service_.replica_.status(), context.getResults().initStatus());
@@ -112,8 +118,12 @@ class KvService::Server final : public schema::KvService::Server {
   kj::Own<ConnectionHandle> connection_;
 };
 
-KvService::KvService(Replica& replica, std::function<void()> afterInput, FatalFn fatal)
-    : replica_(replica), afterInput_(std::move(afterInput)), fatal_(std::move(fatal)) {}
+KvService::KvService(Replica& replica, std::function<void()> afterInput, FatalFn fatal,
+                     uint64_t clusterId)
+    : replica_(replica),
+      afterInput_(std::move(afterInput)),
+      fatal_(std::move(fatal)),
+      snapshots_(replica, clusterId, afterInput_, fatal_) {}
 
 capnp::Capability::Client KvService::newConnection(kj::Own<ConnectionHandle> connection) {
   return kj::heap<Server>(*this, kj::mv(connection));

@@ -10,6 +10,7 @@
 
 #include "core/command.h"
 #include "core/replica.h"
+#include "net/backup_service.h"
 #include "net/node_log.h"
 #include "net/rpc_listener.h"
 
@@ -24,7 +25,9 @@ class KvService {
  public:
   // `afterInput` runs after each request has been handed to the replica (the node logs
   // status changes). An exception from the replica (a broken invariant) goes to `fatal`.
-  KvService(Replica& replica, std::function<void()> afterInput, FatalFn fatal);
+  // `clusterId` goes into the info of served snapshots (KvService.snapshot).
+  KvService(Replica& replica, std::function<void()> afterInput, FatalFn fatal,
+            uint64_t clusterId = 0);
   KJ_DISALLOW_COPY(KvService);
 
   // The bootstrap capability for a client connection. Every connection shares this
@@ -47,6 +50,7 @@ class KvService {
   FatalFn fatal_;
   bool stopped_ = false;
   uint64_t requests_ = 0;
+  SnapshotSource snapshots_;
 };
 
 }  // namespace kvr::net

@@ -78,7 +78,8 @@ void Node::openStorage() {
   kvService_ = kj::heap<KvService>(*replica_, [this]() { afterInput(); },
                                    [this](const std::string& why) {
                                      fatal_("kvnode " + std::to_string(config_.id) + ": " + why);
-                                   });
+                                   },
+                                   config_.clusterId);
 }
 
 kj::Promise<void> Node::start() {

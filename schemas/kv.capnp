@@ -86,6 +86,22 @@ struct NodeStatus {
   snapshotIndex @7 :UInt64;
 }
 
+# Backup (kvctl snapshot save): what the served snapshot is.
+struct SnapshotInfo {
+  clusterId @0 :UInt64;
+  nodeId @1 :UInt32;       # the node that serves it
+  index @2 :UInt64;        # the KV state is exactly the state after this log index
+  term @3 :UInt64;         # term of the entry at that index
+  size @4 :UInt64;         # bytes of the KV snapshot (core/kv.cc format)
+}
+
+# One snapshot held by the server for one client, read in bounded chunks. Dropping the
+# capability (or the connection) frees it.
+interface SnapshotStream {
+  # Up to maxBytes (at most 1 MiB) from offset; fewer only at the end, none past it.
+  read @0 (offset :UInt64, maxBytes :UInt32) -> (data :Data);
+}
+
 interface KvService {
   # Runs one operation. Failures are reported in reply.status / reply.error, never as
   # an RPC exception, so clients handle one shape of answer.
@@ -93,4 +109,11 @@ interface KvService {
 
   # What this node knows about itself and the cluster (for kvctl and tests).
   status @1 () -> (status :NodeStatus);
+
+  # A consistent, linearizable copy of the whole KV state: the node first confirms a
+  # read index (as for a linearizable get; a follower asks the leader), then copies its
+  # state once it has applied that index, so the copy holds every write acknowledged
+  # before the call. reply.status is ok (then info and stream are set), or why not
+  # (notLeader with a hint, timeout, busy: too many snapshots open, shuttingDown).
+  snapshot @2 () -> (reply :Reply, info :SnapshotInfo, stream :SnapshotStream);
 }

@@ -899,6 +899,167 @@ def scenario_client_idle(c):
     for s in idle:
         s.close()
 
+def restore_node(c, i, backup, extra=()):
+    """kvnode --restore for node i of cluster c: (exit code, output)."""
+    r = subprocess.run(c.node_command(i, ["--restore", backup] + list(extra)),
+                       capture_output=True, timeout=60)
+    return r.returncode, (r.stdout + r.stderr).decode(errors="replace")
+
+
+def snapshot_status(c, path):
+    rc, out, err = c.kvctl("--json", "snapshot", "status", path)
+    try:
+        info = json.loads(out)
+    except ValueError:
+        info = {}
+    return rc, info, err
+
+
+def scenario_backup_restore(c):
+    """kvctl snapshot save of a live 3-node cluster (through a follower), kill it, restore
+    three fresh data dirs from the file, start a new cluster on them: every key written
+    before the save is there, the one written after is not, writes work, sessions of the
+    old cluster are gone."""
+    c.node_flags += ["--snapshot-entries", "100"]  # the saved state spans local snapshots
+    c.start()
+    leader = c.wait_healthy()
+    keys = {f"key{n:03d}": f"value{n}" for n in range(60)}
+    for k, v in keys.items():
+        c.kvctl_ok("put", k, v)
+    c.kvctl_ok("del", "key059")
+    del keys["key059"]
+    acks = os.path.join(c.root, "acks.txt")
+    stop = os.path.join(c.root, "stop")
+    load = c.start_load(acks, stop, extra=["--max-writes", "400", "--prefix", "load"])
+    wait_until("400 writes", lambda: load.poll() is not None, 60)
+    c.stop_load(load, stop)
+    acked, errs = read_acks(acks)
+    check(len(acked) == 400 and not errs, f"load: {len(acked)} acked, {len(errs)} failed")
+    session = c.kvctl_ok("session").strip()
+    last = json.loads(c.kvctl_ok("--json", "put", "last-before-save", "yes"))
+    keys["last-before-save"] = "yes"
+
+    follower = next(i for i in range(1, c.size + 1) if i != leader)
+    backup = os.path.join(c.root, "backup.kvb")
+    out = c.kvctl_ok("--json", "snapshot", "save", backup, endpoints=c.endpoint(follower))
+    saved = json.loads(out)
+    log(f"saved through follower node {follower}: {saved}")
+    check(saved["node"] == follower, f"saved by node {saved['node']}, asked node {follower}")
+    check(saved["index"] >= last["index"],
+          f"snapshot index {saved['index']} is older than an acknowledged write at {last['index']}")
+    check(not os.path.exists(backup + ".tmp"), "temp file left behind")
+    expected_keys = len(keys) + len(acked)
+    check(saved["keys"] == expected_keys, f"saved {saved['keys']} keys, want {expected_keys}")
+    rc, info, err = snapshot_status(c, backup)
+    check(rc == 0 and info.get("checksum") == "ok" and info.get("valid") is True,
+          f"snapshot status: rc {rc} {info} {err!r}")
+    check(info["index"] == saved["index"] and info["term"] == saved["term"] and
+          info["keys"] == expected_keys and info["size"] == saved["size"] and
+          info["fileBytes"] == os.path.getsize(backup),
+          f"snapshot status {info} disagrees with save {saved}")
+    rc, text, err = c.kvctl("snapshot", "status", backup)
+    check(rc == 0 and f"index      {saved['index']}\n" in text and
+          f"keys       {expected_keys}\n" in text and "checksum   ok" in text,
+          f"snapshot status text: rc {rc} {text!r} {err!r}")
+    c.kvctl_ok("put", "after-save", "must not survive")
+    c.kill_all()
+    log("old cluster killed")
+
+    new = Cluster(os.path.join(c.root, "restored"))
+    os.makedirs(new.root)
+    for i in range(1, new.size + 1):
+        rc, text = restore_node(new, i, backup)
+        log(text.strip())
+        check(rc == 0, f"restore of node {i} exited {rc}: {text}")
+        check(f"index {saved['index']}" in text, f"restore output: {text}")
+    try:
+        new.start()
+        new.wait_healthy(timeout_s=20)
+        got = new.kvctl_ok("range", "", "", "--limit", "10000")
+        want = "".join(f"{k}\t{v}\n" for k, v in sorted(
+            list(keys.items()) + [(a[2], a[3]) for a in acked]))
+        check(got == want, f"restored data differs: {len(got.splitlines())} pairs, "
+                           f"want {len(want.splitlines())}")
+        for k in ("key000", "key058", "last-before-save"):
+            out = new.kvctl_ok("get", k)
+            check(out == keys[k] + "\n", f"get {k}: {out!r}")
+        rc, _, _ = new.kvctl("get", "after-save")
+        check(rc == 1, f"a key written after the save is present (rc {rc})")
+        rc, _, _ = new.kvctl("get", "key059")
+        check(rc == 1, f"a key deleted before the save is present (rc {rc})")
+        new.verify(acks)
+        # The old cluster's sessions are gone: a client must open a new one.
+        rc, _, err = new.kvctl("--client-id", session, "--request-id", "1", "put", "x", "y")
+        check(rc == 2 and "session" in err, f"old session still works: rc {rc} {err!r}")
+        new.kvctl_ok("put", "after-restore", "works")
+        check(new.kvctl_ok("get", "after-restore") == "works\n", "write after restore")
+        st = {s["id"]: s for s in new.status() if s.get("reachable")}
+        check(all(s["commit"] > saved["index"] for s in st.values()),
+              f"the new log does not continue after the snapshot index: {st}")
+        # Restarted normally (no --restore), the data is still there.
+        for i in range(1, new.size + 1):
+            new.terminate(i)
+            new.start_node(i)
+        new.wait_healthy(timeout_s=20)
+        check(new.kvctl_ok("get", "key000") == "value0\n", "data after restarting")
+    finally:
+        new.kill_all()
+
+
+def scenario_backup_refusals(c):
+    """A truncated backup, one with a flipped byte, a missing one: snapshot status and
+    kvnode --restore refuse them naming the file and what is wrong, exit 2, and leave no
+    data dir; a non-empty data dir is refused and left as it was."""
+    c.start()
+    c.wait_healthy()
+    for n in range(20):
+        c.kvctl_ok("put", f"k{n}", f"v{n}")
+    good = os.path.join(c.root, "good.kvb")
+    saved = json.loads(c.kvctl_ok("--json", "snapshot", "save", good))
+    data = open(good, "rb").read()
+    cut = len(data) - 100
+    truncated = os.path.join(c.root, "truncated.kvb")
+    with open(truncated, "wb") as f:
+        f.write(data[:cut])
+    flipped = os.path.join(c.root, "flipped.kvb")
+    with open(flipped, "wb") as f:
+        f.write(data[:60] + bytes([data[60] ^ 0x04]) + data[61:])
+    badmagic = os.path.join(c.root, "badmagic.kvb")
+    with open(badmagic, "wb") as f:
+        f.write(b"X" + data[1:])
+    missing = os.path.join(c.root, "missing.kvb")
+    cases = [(truncated, f"truncated at byte {cut}"), (flipped, "checksum mismatch"),
+             (badmagic, "bad magic"), (missing, "cannot read")]
+    new = Cluster(os.path.join(c.root, "restored"))
+    os.makedirs(new.root)
+    for path, what in cases:
+        rc, info, err = snapshot_status(c, path)
+        check(rc == 2 and path in err and what in err,
+              f"snapshot status {os.path.basename(path)}: rc {rc} {err!r}, want {what!r}")
+        if path == flipped:
+            check(info.get("checksum") == "bad" and info.get("index") == saved["index"],
+                  f"status of a flipped byte: {info}")
+        rc, text = restore_node(new, 1, path)
+        check(rc == 2 and path in text and what in text,
+              f"restore from {os.path.basename(path)}: rc {rc} {text!r}, want {what!r}")
+        check(not os.path.exists(new.data_dir(1)) and
+              not os.path.exists(new.data_dir(1) + ".restore.tmp"),
+              f"restore from {os.path.basename(path)} left a data dir behind")
+        log(f"refused {os.path.basename(path)}: {text.strip()}")
+    # A data dir that holds anything is refused and left alone.
+    os.makedirs(new.data_dir(2))
+    marker = os.path.join(new.data_dir(2), "keep-me")
+    with open(marker, "w") as f:
+        f.write("old")
+    rc, text = restore_node(new, 2, good)
+    check(rc == 2 and "not empty" in text, f"restore into a non-empty dir: rc {rc} {text!r}")
+    check(os.listdir(new.data_dir(2)) == ["keep-me"] and open(marker).read() == "old",
+          "a refused restore changed the non-empty data dir")
+    # The good file restores.
+    rc, text = restore_node(new, 3, good)
+    check(rc == 0, f"restore of the good file: rc {rc} {text!r}")
+
+
 SCENARIOS = {
     "replication": scenario_replication,
     "failover": scenario_failover,
@@ -913,6 +1074,8 @@ SCENARIOS = {
     "raft_flood": scenario_raft_flood,
     "client_flood": scenario_client_flood,
     "client_idle": scenario_client_idle,
+    "backup_restore": scenario_backup_restore,
+    "backup_refusals": scenario_backup_refusals,
 }
 
 
