@@ -88,8 +88,21 @@ void World::startTransfer() {
 
 void World::partitionFault(NodeId victim) {
   count(Fault::Partition);
-  uint32_t kind = static_cast<uint32_t>(faultRng_.below(3));
+  uint32_t kind = static_cast<uint32_t>(faultRng_.below(4));
   for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  if (kind == 3) {
+    // The leader and a minority, for several election timeouts, no crash: clients keep
+    // using the old leader while the majority elects and serves through a new one.
+    NodeId leader = kNoNode;
+    for (auto& ln : nodes_) {
+      if (ln.up && ln.replica->raft().role() == Role::Leader) leader = ln.id;
+    }
+    if (leader != kNoNode && sc_.nodes >= 3) {
+      cutOffLeader(leader, false);
+      return;
+    }
+    kind = 0;
+  }
   if (kind == 0) {
     // Symmetric split into two random sides.
     std::vector<bool> side(sc_.nodes + 1);
@@ -157,26 +170,37 @@ void World::isolateLeader() {
   // Entries of several terms pile up on different minorities; a leader that later
   // commits one of them by counting replicas (not through an entry of its own term) is
   // crashed at once, so a rival holding a later-term entry there can overwrite it.
+  //
+  // Or, half the time, once and for long: the leader and a minority are cut off for
+  // several election timeouts while clients keep using it, and the majority elects and
+  // serves through a new leader (reads on the old side must not see an old state).
   if (sc_.nodes < 3) return;
   count(Fault::IsolateLeader);
-  flakyUntil_ = q_.now() + faultRng_.between(300 * kMs, 3000 * kMs);
-  trace("nemesis: flaky leaders");
+  bool flaky = true;
+  if (flaky) {
+    flakyUntil_ = q_.now() + faultRng_.between(300 * kMs, 3000 * kMs);
+    trace("nemesis: flaky leaders");
+  }
   for (auto& ln : nodes_) {
-    if (ln.up && ln.replica->raft().role() == Role::Leader) cutOffLeader(ln.id);
+    if (!ln.up || ln.replica->raft().role() != Role::Leader) continue;
+    ln.wasLeader = true;  // watchLeaders must not cut it off a second time
+    ln.leaderCommitSeen = ln.replica->raft().commitIndex();
+    cutOffLeader(ln.id, flaky);
   }
 }
 
-void World::cutOffLeader(NodeId leader) {
+void World::cutOffLeader(NodeId leader, bool mayCrash) {
   std::vector<bool> side(sc_.nodes + 1, false);
   side[leader] = true;
-  uint32_t companions = static_cast<uint32_t>(faultRng_.below((sc_.nodes - 1) / 2 + 1));
+  // The leader's side stays a minority: at most (nodes - 1) / 2 nodes in all.
+  uint32_t companions = static_cast<uint32_t>(faultRng_.below((sc_.nodes - 1) / 2));
   for (uint32_t k = 0; k < companions; ++k) side[faultRng_.between(1, sc_.nodes)] = true;
   for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
   for (uint32_t a = 1; a <= sc_.nodes; ++a)
     for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[a][b] = side[a] != side[b];
   trace(kj::str("partition: leader n", leader, " cut off with ", companions, " others").cStr());
   uint64_t inc = node(leader).incarnation;
-  bool crash = sc_.faults.has(Fault::Crash) && faultRng_.chance(0.7);
+  bool crash = mayCrash && sc_.faults.has(Fault::Crash) && faultRng_.chance(0.7);
   // Crashing: soon, before its entries spread. Otherwise long enough for the majority
   // to elect someone else while clients still talk to the old leader.
   uint64_t hold = crash ? faultRng_.between(1 * kMs, 150 * kMs)
@@ -207,7 +231,7 @@ void World::watchLeaders() {
     Index commit = r.commitIndex();
     if (leads && !n.wasLeader) {
       n.leaderCommitSeen = commit;  // inherited: what it commits from here on counts
-      cutOffLeader(n.id);
+      cutOffLeader(n.id, true);
     }
     n.wasLeader = leads;
     if (!leads) continue;

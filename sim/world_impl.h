@@ -154,7 +154,7 @@ class World {
   void bitFlipFault();
   void healAll();
   void isolateLeader();
-  void cutOffLeader(NodeId leader);
+  void cutOffLeader(NodeId leader, bool mayCrash);
   void watchLeaders();
   void count(Fault f) { ++result_.faults[static_cast<size_t>(f)]; }
 
