@@ -11,6 +11,7 @@ void World::checkPersistenceRule(NodeId from, const Message& m) {
   // message that claims durable state may leave only once that state is durable.
   const RecoveredState& d = node(from).store->durableState();
   const char* broken = nullptr;
+  kj::String detail = kj::str("");
   switch (m.type) {
     case MsgType::Vote:
     case MsgType::VoteResp:
@@ -27,9 +28,15 @@ void World::checkPersistenceRule(NodeId from, const Message& m) {
       d.hardState.vote != votedFor) {
     broken = "its vote is not durable";
   }
-  if (!broken && m.type == MsgType::AppendResp && !m.reject) {
+  // An acknowledgement of an older term may leave after the node moved on and a new
+  // leader cut the acknowledged entries: the claim was true (and durable) in its term.
+  if (!broken && m.type == MsgType::AppendResp && !m.reject && d.hardState.term == m.term) {
     Index durableLast = d.entries.empty() ? d.snapshot.meta.index : d.entries.back().index;
-    if (m.index > durableLast) broken = "the entries it acknowledges are not durable";
+    if (m.index > durableLast) {
+      broken = "the entries it acknowledges are not durable";
+      detail = kj::str(" (durable: snapshot ", d.snapshot.meta.index, ", log to ", durableLast,
+                       ", term ", d.hardState.term, ")");
+    }
   }
   if (!broken && m.type == MsgType::VoteResp && !m.reject) {
     // §5.2: at most one vote per term, across restarts too (a granted vote is durable).
@@ -42,7 +49,7 @@ void World::checkPersistenceRule(NodeId from, const Message& m) {
   }
   if (broken) {
     fail("persistence", kj::str("n", from, " sent ", msgTypeName(m.type), " t", m.term, " i",
-                                m.index, " to n", m.to, " but ", broken).cStr());
+                                m.index, " to n", m.to, " but ", broken, detail).cStr());
   }
 }
 
