@@ -264,7 +264,7 @@ void World::replayToRestarted(NodeId id) {
     auto& [from, bytes] = recent[faultRng_.below(recent.size())];
     count(Fault::Replay);
     uint64_t inc = node(from).incarnation;
-    q_.after(faultRng_.between(1 * kMs, 30 * kMs),
+    q_.after(faultRng_.between(5 * kMs, 500 * kMs),
              [this, from = from, inc, id, b = bytes]() mutable { deliver(from, inc, id, std::move(b)); });
   }
 }
