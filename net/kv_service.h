@@ -11,6 +11,7 @@
 #include "core/command.h"
 #include "core/replica.h"
 #include "net/node_log.h"
+#include "net/node_metrics.h"
 #include "net/rpc_listener.h"
 
 namespace kvr::net {
@@ -38,6 +39,10 @@ class KvService {
 
   uint64_t requests() const { return requests_; }
 
+  // Counts requests by op and status, their latency and pending writes (optional; the
+  // metrics must outlive the service).
+  void setMetrics(ClientMetrics* metrics) { metrics_ = metrics; }
+
  private:
   class Server;
   friend class Server;
@@ -47,6 +52,7 @@ class KvService {
   FatalFn fatal_;
   bool stopped_ = false;
   uint64_t requests_ = 0;
+  ClientMetrics* metrics_ = nullptr;
 };
 
 }  // namespace kvr::net
