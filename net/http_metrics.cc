@@ -52,7 +52,8 @@ class MetricsServer::Service final : public kj::HttpService {
 
 MetricsServer::MetricsServer(kj::Timer& timer, kj::Own<kj::ConnectionReceiver> receiver,
                              RenderFn render)
-    : receiver_(kj::mv(receiver)),
+    : timer_(timer),
+      receiver_(kj::mv(receiver)),
       port_(receiver_->getPort()),
       render_(std::move(render)),
       headerTable_(kj::heap<kj::HttpHeaderTable>()),
@@ -62,9 +63,7 @@ MetricsServer::MetricsServer(kj::Timer& timer, kj::Own<kj::ConnectionReceiver> r
   settings.headerTimeout = 5 * kj::SECONDS;
   settings.pipelineTimeout = 5 * kj::SECONDS;
   server_ = kj::heap<kj::HttpServer>(timer, *headerTable_, *service_, settings);
-  accepting_ = acceptLoop().eagerlyEvaluate([](kj::Exception&& e) {
-    KJ_LOG(WARNING, "metrics listener stopped", e);
-  });
+  accepting_ = acceptLoop().eagerlyEvaluate(nullptr);
 }
 
 MetricsServer::~MetricsServer() noexcept(false) {
@@ -74,15 +73,21 @@ MetricsServer::~MetricsServer() noexcept(false) {
 void MetricsServer::stopAccepting() { accepting_ = nullptr; }
 
 kj::Promise<void> MetricsServer::acceptLoop() {
-  return receiver_->accept().then([this](kj::Own<kj::AsyncIoStream> connection) {
-    if (open_ < kMaxConnections) {
-      ++open_;
-      connections_.add(server_->listenHttp(kj::mv(connection))
-                           .attach(kj::defer([this]() { --open_; })));
-    }
-    // else: `connection` is dropped here, which closes it.
-    return acceptLoop();
-  });
+  return receiver_->accept().then(
+      [this](kj::Own<kj::AsyncIoStream> connection) {
+        if (open_ < kMaxConnections) {
+          ++open_;
+          connections_.add(server_->listenHttp(kj::mv(connection))
+                               .attach(kj::defer([this]() { --open_; })));
+        }
+        // else: `connection` is dropped here, which closes it.
+        return acceptLoop();
+      },
+      [this](kj::Exception&& e) {
+        // E.g. out of file descriptors: keep serving once the pressure is gone.
+        KJ_LOG(WARNING, "metrics listener: accept failed; retrying in 1 s", e.getDescription());
+        return timer_.afterDelay(1 * kj::SECONDS).then([this]() { return acceptLoop(); });
+      });
 }
 
 void MetricsServer::taskFailed(kj::Exception&& exception) {

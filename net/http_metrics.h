@@ -37,6 +37,7 @@ class MetricsServer final : private kj::TaskSet::ErrorHandler {
   kj::Promise<void> acceptLoop();
   void taskFailed(kj::Exception&& exception) override;
 
+  kj::Timer& timer_;
   kj::Own<kj::ConnectionReceiver> receiver_;
   uint port_;
   RenderFn render_;
