@@ -11,6 +11,7 @@
 
 #include "bin/kvnode_restore.h"
 #include "core/text.h"
+#include "net/log.h"
 #include "net/node.h"
 #include "net/node_config.h"
 #include "net/node_log.h"
@@ -21,7 +22,8 @@ namespace {
 constexpr const char* kUsage = R"(usage: kvnode [options]
 
 Runs one node of a Raft-replicated key-value store. Logs go to stderr, one line per
-event ("kvnode 2 term 5: became leader").
+event with its time (UTC) and level (info, warn, error):
+"2024-05-01T12:00:00.123Z info kvnode 2 term 5: became leader".
 
   --id N                    this node's id, 1..7 (default 1)
   --data-dir DIR            WAL, snapshots and identity (default ./data); created if
@@ -55,6 +57,10 @@ event ("kvnode 2 term 5: became leader").
                             Restore every member of the new cluster from the same file
                             with its own --id/--data-dir and the new --cluster (and
                             --cluster-id), then start each without --restore.
+  --metrics-addr HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics
+                            (default: none)
+  --log-format text|json    json: one object per line with ts, level, node, term
+                            (null until known) and msg (default text)
   --help                    this text
 
 Exit codes: 0 after SIGINT/SIGTERM (stops accepting, finishes the WAL write in
@@ -84,7 +90,7 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
   enum Opt {
     kId = 1000, kDataDir, kClientAddr, kRaftAddr, kCluster, kClusterId, kElection,
     kHeartbeat, kTick, kRequestTimeout, kSnapshotEntries, kMaxClientConnections,
-    kClientIdleTimeout, kHelp, kRestore
+    kClientIdleTimeout, kMetricsAddr, kLogFormat, kHelp, kRestore
   };
   static const option options[] = {
       {"id", required_argument, nullptr, kId},
@@ -100,6 +106,8 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
       {"snapshot-entries", required_argument, nullptr, kSnapshotEntries},
       {"max-client-connections", required_argument, nullptr, kMaxClientConnections},
       {"client-idle-timeout-ms", required_argument, nullptr, kClientIdleTimeout},
+      {"metrics-addr", required_argument, nullptr, kMetricsAddr},
+      {"log-format", required_argument, nullptr, kLogFormat},
       {"help", no_argument, nullptr, kHelp},
       {"restore", required_argument, nullptr, kRestore},
       {nullptr, 0, nullptr, 0},
@@ -132,6 +140,15 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
       case kClientIdleTimeout:
         c.clientIdleTimeoutMs = parseNumber<uint32_t>("client-idle-timeout-ms", optarg);
         break;
+      case kMetricsAddr: c.metricsAddr = optarg; break;
+      case kLogFormat: {
+        kvr::net::LogFormat format;
+        if (!kvr::net::parseLogFormat(optarg, &format)) {
+          usageError(std::string("--log-format expects text or json, got '") + optarg + "'");
+        }
+        kvr::net::setLogFormat(format);
+        break;
+      }
       case kHelp: std::fputs(kUsage, stdout); std::exit(0);
       case kRestore: gRestoreFile = optarg; break;
       default: usageError(std::string("unknown or incomplete option '") + flag + "'");
@@ -165,14 +182,16 @@ void onSignal(uv_signal_t* handle, int signum) {
   auto* s = static_cast<Shutdown*>(handle->data);
   if (s == nullptr) return;
   if (++s->signals > 1) {
-    kvr::net::failStop("kvnode: second signal " + std::to_string(signum) +
+    kvr::net::failStop("second signal " + std::to_string(signum) +
                        " during shutdown; exiting now");
   }
   uv_loop_t* loop = handle->loop;
   s->done = s->node->shutdown()
                 .then([loop]() { uv_stop(loop); },
                       [loop](kj::Exception&& e) {
-                        kvr::net::writeLogLine(std::string("kvnode: shutdown failed: ") +
+                        kvr::net::logEvent(kvr::net::LogLevel::Error, kvr::net::logNode(),
+                                           std::nullopt,
+                                           std::string("shutdown failed: ") +
                                                e.getDescription().cStr());
                         uv_stop(loop);
                       })
@@ -183,6 +202,8 @@ void onSignal(uv_signal_t* handle, int signum) {
 
 int main(int argc, char** argv) {
   kvr::net::NodeConfig config = parseFlags(argc, argv);
+  kvr::net::setLogNode(config.id);
+  kvr::net::KjLogRedirect kjLog;  // kj's and capnp's own warnings in the same format
   if (!gRestoreFile.empty()) return kvnode::restoreFromBackup(config, gRestoreFile);
   ::signal(SIGPIPE, SIG_IGN);  // a peer closing its socket must not kill us
 
@@ -192,8 +213,8 @@ int main(int argc, char** argv) {
     kvr::net::UvAsyncIo io(&loop);
     kvr::net::Node node(io, config);
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { node.start().wait(io.waitScope()); })) {
-      kvr::net::writeLogLine("kvnode " + std::to_string(config.id) +
-                             ": cannot start: " + e->getDescription().cStr());
+      kvr::net::logEvent(kvr::net::LogLevel::Error, config.id, std::nullopt,
+                         std::string("cannot start: ") + e->getDescription().cStr());
       ::_exit(2);  // nothing to clean up that matters; the data dir was not changed
     }
 
@@ -210,7 +231,8 @@ int main(int argc, char** argv) {
 
     uv_run(&loop, UV_RUN_DEFAULT);
     shutdown.done = nullptr;
-    kvr::net::writeLogLine("kvnode " + std::to_string(config.id) + ": stopped");
+    kvr::net::logEvent(kvr::net::LogLevel::Info, config.id,
+                       uint64_t(node.replica().status().term), "stopped");
   }
   for (int i = 0; i < 10 && uv_run(&loop, UV_RUN_NOWAIT) != 0; ++i) {
   }

@@ -77,7 +77,11 @@ class KvService::Server final : public schema::KvService::Server {
     KvCommand cmd;
     std::string why;
     KvReply early;
-    if (!codec::fromCapnp(params.getCommand(), &cmd, &why)) {
+    bool decoded = codec::fromCapnp(params.getCommand(), &cmd, &why);
+    ClientMetrics* metrics = service_.metrics_;
+    ClientMetrics::Request metered;
+    if (metrics != nullptr) metered = metrics->started(decoded ? &cmd : nullptr);
+    if (!decoded) {
       early.status = Status::Invalid;
     } else if (service_.stopped_) {
       early.status = Status::ShuttingDown;
@@ -85,6 +89,7 @@ class KvService::Server final : public schema::KvService::Server {
       early.status = validate(cmd, &why);
     }
     if (early.status != Status::Ok) {
+      if (metrics != nullptr) metrics->finished(metered, early.status);
       fill(context, early, why);
       return kj::READY_NOW;
     }
@@ -95,8 +100,10 @@ class KvService::Server final : public schema::KvService::Server {
     auto fulfiller =
         std::make_shared<kj::Own<kj::PromiseFulfiller<KvReply>>>(kj::mv(paf.fulfiller));
     ReadMode mode = params.getStale() ? ReadMode::Stale : ReadMode::Linearizable;
+    if (metrics != nullptr) metrics->submitted(metered);
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                  service_.replica_.submit(cmd, mode, [fulfiller](KvReply reply) {
+                  service_.replica_.submit(cmd, mode, [fulfiller, metrics, metered](KvReply reply) {
+                    if (metrics != nullptr) metrics->finished(metered, reply.status);
                     (*fulfiller)->fulfill(std::move(reply));
                   });
                 })) {

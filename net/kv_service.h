@@ -12,6 +12,7 @@
 #include "core/replica.h"
 #include "net/backup_service.h"
 #include "net/node_log.h"
+#include "net/node_metrics.h"
 #include "net/rpc_listener.h"
 
 namespace kvr::net {
@@ -41,6 +42,10 @@ class KvService {
 
   uint64_t requests() const { return requests_; }
 
+  // Counts requests by op and status, their latency and pending writes (optional; the
+  // metrics must outlive the service).
+  void setMetrics(ClientMetrics* metrics) { metrics_ = metrics; }
+
  private:
   class Server;
   friend class Server;
@@ -51,6 +56,7 @@ class KvService {
   bool stopped_ = false;
   uint64_t requests_ = 0;
   SnapshotSource snapshots_;
+  ClientMetrics* metrics_ = nullptr;
 };
 
 }  // namespace kvr::net

@@ -4,6 +4,7 @@
 
 #include <kj/debug.h>
 
+#include "core/limits.h"
 #include "core/raft.h"
 #include "disk/disk_storage.h"
 
@@ -19,21 +20,37 @@ Node::Node(UvAsyncIo& io, NodeConfig config, FatalFn fatal, LogFn log)
 Node::~Node() noexcept(false) {
   // Listeners first (they hold connections into the services), then the rest in reverse
   // order of construction. A WAL write must not be in flight (shutdown() waits for it).
+  metricsServer_ = nullptr;
   clientListener_ = nullptr;
   raftListener_ = nullptr;
   tickTimer_ = nullptr;
 }
 
-void Node::log(const std::string& text) {
+void Node::log(const std::string& text, LogLevel level) {
   Term term = replica_.get() != nullptr ? replica_->status().term : 0;
+  if (!log_) {
+    logEvent(level, config_.id,
+             replica_.get() != nullptr ? std::optional<uint64_t>(term) : std::nullopt, text);
+    return;
+  }
   log_("kvnode " + std::to_string(config_.id) + " term " + std::to_string(term) + ": " + text);
+}
+
+void Node::fatal(const std::string& text) {
+  if (fatal_) {
+    fatal_("kvnode " + std::to_string(config_.id) + ": " + text);
+    return;
+  }
+  std::optional<uint64_t> term;
+  if (replica_.get() != nullptr) term = replica_->status().term;
+  logEvent(LogLevel::Error, config_.id, term, text);
+  ::_exit(1);
 }
 
 template <typename Func>
 void Node::guarded(const char* what, Func&& func) {
   KJ_IF_MAYBE(e, kj::runCatchingExceptions(kj::fwd<Func>(func))) {
-    fatal_("kvnode " + std::to_string(config_.id) + ": internal error in " + what + ": " +
-           e->getDescription().cStr());
+    fatal(std::string("internal error in ") + what + ": " + e->getDescription().cStr());
   }
 }
 
@@ -41,10 +58,10 @@ void Node::openStorage() {
   // First of all: a second process on a live node's data dir must change nothing in it
   // (recovery would "repair" a tail the live node is writing, delete its snapshots).
   dirLock_ = kj::heap<disk::DataDirLock>(config_.dataDir);
-  auto recovered = disk::DiskStorage::open(fs_, config_.dataDir,
+  auto recovered = disk::DiskStorage::open(meteredFs_, config_.dataDir,
                                            disk::NodeIdentity{config_.clusterId, config_.id});
   storage_ = kj::heap<NodeStorage>(io_.uvLoop(), kj::mv(recovered.storage), [this](const std::string& why) {
-    fatal_("kvnode " + std::to_string(config_.id) + ": " + why);
+    fatal(why);
   });
   storage_->setDurableCallback([this](uint64_t seq) {
     guarded("onPersisted", [&]() { replica_->onPersisted(seq); });
@@ -54,8 +71,14 @@ void Node::openStorage() {
   std::map<NodeId, std::string> peers = config_.members;
   peers.erase(config_.id);
   transport_ = kj::heap<PeerTransport>(io_.network(), io_.timer(), config_.clusterId, config_.id,
-                                       peers, [this](const std::string& line) { log(line); },
+                                       peers,
+                                       [this](const std::string& line) {
+                                         log(line, componentLineLevel(line));
+                                       },
                                        config_.peer);
+  transport_->setRoundTripObserver([this](NodeId peer, uint64_t nanos) {
+    if (peer <= limits::kMaxNodes) metrics_.peers.roundTripSeconds[peer].observe(double(nanos) / 1e9);
+  });
 
   uint64_t seed = config_.rngSeed;
   if (seed == 0) seed = uv_hrtime() ^ (uint64_t(::getpid()) << 32) ^ config_.id;
@@ -73,13 +96,15 @@ void Node::openStorage() {
   raftService_ = kj::heap<RaftService>(
       config_.clusterId, config_.id, members,
       [this](Message&& msg) { guarded("receive", [&]() { replica_->receive(std::move(msg)); }); },
-      [this]() { afterInput(); }, [this](const std::string& line) { log(line); },
+      [this]() { afterInput(); },
+      [this](const std::string& line) { log(line, componentLineLevel(line)); },
       [this]() { return uint64_t(uv_now(io_.uvLoop())); });
   kvService_ = kj::heap<KvService>(*replica_, [this]() { afterInput(); },
                                    [this](const std::string& why) {
-                                     fatal_("kvnode " + std::to_string(config_.id) + ": " + why);
+                                     fatal(why);
                                    },
                                    config_.clusterId);
+  kvService_->setMetrics(&metrics_.client);
 }
 
 kj::Promise<void> Node::start() {
@@ -123,6 +148,7 @@ kj::Promise<void> Node::start() {
                                               ": ", e.getDescription()));
         });
       })
+      .then([this]() { return startMetrics(); })
       .then([this]() {
         log("listening: clients on " + config_.clientAddr + " (port " +
             std::to_string(clientPort()) + "), peers on " + config_.raftAddr + " (port " +
@@ -135,6 +161,27 @@ kj::Promise<void> Node::start() {
 uint Node::clientPort() const {
   return clientListener_.get() != nullptr ? clientListener_->getPort() : 0;
 }
+uint Node::metricsPort() const {
+  return metricsServer_.get() != nullptr ? metricsServer_->getPort() : 0;
+}
+
+kj::Promise<void> Node::startMetrics() {
+  if (config_.metricsAddr.empty()) return kj::READY_NOW;
+  kj::String addr = kj::str(config_.metricsAddr);
+  return io_.network()
+      .parseAddress(addr)
+      .then([this](kj::Own<kj::NetworkAddress> address) {
+        metricsServer_ = kj::heap<MetricsServer>(io_.timer(), address->listen(),
+                                                 [this]() { return renderNodeMetrics(*this); });
+        log("metrics on http://" + config_.metricsAddr + "/metrics (port " +
+            std::to_string(metricsPort()) + ")");
+      })
+      .catch_([addr = kj::mv(addr)](kj::Exception&& e) -> kj::Promise<void> {
+        return KJ_EXCEPTION(FAILED, kj::str("cannot listen on metrics address ", addr, ": ",
+                                            e.getDescription()));
+      });
+}
+
 uint Node::raftPort() const { return raftListener_.get() != nullptr ? raftListener_->getPort() : 0; }
 
 void Node::startTicking() {
@@ -163,6 +210,7 @@ void Node::afterInput() {
   ReplicaStatus now = replica_->status();
   ReplicaStatus before = last_;
   last_ = now;
+  metrics_.server.observe(before, now);
   auto node = [](NodeId id) {
     return id == kNoNode ? std::string("unknown") : "node " + std::to_string(id);
   };
@@ -195,6 +243,7 @@ kj::Promise<void> Node::shutdown() {
   log("shutting down");
   tickTimer_ = nullptr;
   if (clientListener_.get() != nullptr) clientListener_->stopAccepting();
+  if (metricsServer_.get() != nullptr) metricsServer_->stopAccepting();
   if (raftListener_.get() != nullptr) raftListener_->stopAccepting();
   if (raftService_.get() != nullptr) raftService_->stop();
   if (storage_.get() == nullptr) return kj::READY_NOW;

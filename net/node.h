@@ -18,9 +18,13 @@
 #include "core/replica.h"
 #include "disk/posix_fs.h"
 #include "net/clock.h"
+#include "net/http_metrics.h"
 #include "net/kv_service.h"
+#include "net/log.h"
+#include "net/metered_fs.h"
 #include "net/node_config.h"
 #include "net/node_log.h"
+#include "net/node_metrics.h"
 #include "net/node_storage.h"
 #include "net/peer_transport.h"
 #include "net/raft_service.h"
@@ -32,8 +36,10 @@ namespace kvr::net {
 
 class Node {
  public:
-  // `config` must pass checkConfig. Nothing happens until start().
-  Node(UvAsyncIo& io, NodeConfig config, FatalFn fatal = failStop, LogFn log = writeLogLine);
+  // `config` must pass checkConfig. Nothing happens until start(). Without `fatal` /
+  // `log`, events go to stderr through logEvent (net/log.h) and fatal means exit(1);
+  // with them, each gets one "kvnode N term T: ..." / "kvnode N: ..." line.
+  Node(UvAsyncIo& io, NodeConfig config, FatalFn fatal = nullptr, LogFn log = nullptr);
   ~Node() noexcept(false);
   KJ_DISALLOW_COPY(Node);
 
@@ -49,6 +55,8 @@ class Node {
 
   uint clientPort() const;
   uint raftPort() const;
+  // The metrics endpoint's port (0 without config().metricsAddr).
+  uint metricsPort() const;
   const NodeConfig& config() const { return config_; }
   uint64_t clusterId() const { return config_.clusterId; }
   // Valid after start().
@@ -56,6 +64,7 @@ class Node {
   PeerTransport& transport() { return *transport_; }
   NodeStorage& storage() { return *storage_; }
   RaftService& raftService() { return *raftService_; }
+  const NodeMetrics& metrics() const { return metrics_; }
 
  private:
   void openStorage();
@@ -63,7 +72,10 @@ class Node {
   void onTick();
   // After every input: log notable status changes.
   void afterInput();
-  void log(const std::string& text);
+  void log(const std::string& text, LogLevel level = LogLevel::Info);
+  // Logs `text` as an error and stops the process (or hands it to the test's FatalFn).
+  void fatal(const std::string& text);
+  kj::Promise<void> startMetrics();
   // Runs a replica call; an exception from it is fatal.
   template <typename Func>
   void guarded(const char* what, Func&& func);
@@ -73,6 +85,8 @@ class Node {
   FatalFn fatal_;
   LogFn log_;
   disk::PosixFileSystem fs_;
+  NodeMetrics metrics_;
+  MeteredFileSystem meteredFs_{fs_, metrics_.disk};
   ReplicaStatus last_;
   bool started_ = false;
   bool stopping_ = false;
@@ -88,6 +102,7 @@ class Node {
   kj::Own<KvService> kvService_;
   kj::Own<RpcListener> raftListener_;
   kj::Own<RpcListener> clientListener_;
+  kj::Own<MetricsServer> metricsServer_;
   kj::Own<UvHandle<uv_timer_t>> tickTimer_;
   kj::Maybe<TickSchedule> schedule_;
 };

@@ -24,6 +24,7 @@ struct NodeConfig {
   std::string dataDir = "data";
   std::string clientAddr;       // host:port for KvService
   std::string raftAddr;         // host:port this node listens on for RaftPeer
+  std::string metricsAddr;      // host:port for HTTP GET /metrics (empty: no endpoint)
   std::map<NodeId, std::string> members;  // raft address of every voter, self included
   uint32_t tickMs = 10;
   uint32_t electionTimeoutMs = 150;  // randomized in [x, 2x) by the core

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 
+#include "net/log.h"
+
 namespace kvr::net {
 
 void writeLogLine(const std::string& line) {
@@ -17,7 +19,7 @@ void writeLogLine(const std::string& line) {
 }
 
 void failStop(const std::string& line) {
-  writeLogLine(line);
+  logEvent(LogLevel::Error, logNode(), std::nullopt, line);
   ::_exit(1);
 }
 

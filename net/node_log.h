@@ -20,7 +20,7 @@ using FatalFn = std::function<void(const std::string& line)>;
 // sharing a terminal do not interleave mid-line.
 void writeLogLine(const std::string& line);
 
-// Logs `line` and ends the process with exit code 1, without running destructors (the
+// Logs `line` (as an error, through logEvent: net/log.h) and ends the process with exit code 1, without running destructors (the
 // node's state may be inconsistent; what is durable is all that counts).
 [[noreturn]] void failStop(const std::string& line);
 

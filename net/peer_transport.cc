@@ -7,6 +7,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/debug.h>
 
+#include "net/metrics.h"
 #include "schemas/codec.h"
 #include "schemas/raft.capnp.h"
 
@@ -184,8 +185,10 @@ class PeerTransport::Peer {
         ++conn.inflight;
         conn.inflightMessages += count;
         kj::Promise<void> sent = request.send().ignoreResult();
+        uint64_t sentNs = metrics::monotonicNanos();
         conn.calls.add(t_.timer_.timeoutAfter(t_.options_.callTimeout, kj::mv(sent))
-                           .then([this, &conn, count]() {
+                           .then([this, &conn, count, sentNs]() {
+                             if (t_.roundTrip_) t_.roundTrip_(id_, metrics::monotonicNanos() - sentNs);
                              --conn.inflight;
                              conn.inflightMessages -= count;
                              stats_.sentMessages += count;

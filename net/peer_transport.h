@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -62,6 +63,10 @@ class PeerTransport final : public Transport {
   // Closes every connection and drops every queued message; send() drops from now on.
   void stop();
 
+  // Called with the time (ns) from sending each deliver call to its successful return.
+  using RoundTripFn = std::function<void(NodeId peer, uint64_t nanos)>;
+  void setRoundTripObserver(RoundTripFn observer) { roundTrip_ = std::move(observer); }
+
   bool isUp(NodeId peer) const;
   PeerStats stats(NodeId peer) const;
   uint64_t droppedUnknownPeer() const { return droppedUnknown_; }
@@ -78,6 +83,7 @@ class PeerTransport final : public Transport {
   PeerTransportOptions options_;
   bool stopped_ = false;
   uint64_t droppedUnknown_ = 0;
+  RoundTripFn roundTrip_;
   std::map<NodeId, kj::Own<Peer>> peers_;
 };
 

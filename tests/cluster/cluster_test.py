@@ -1060,6 +1060,291 @@ def scenario_backup_refusals(c):
     check(rc == 0, f"restore of the good file: rc {rc} {text!r}")
 
 
+# ---------------------------------------------------------------- observability
+
+METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+SAMPLE_LINE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)\Z")
+LABEL_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|\Z)')
+TS_RFC3339_MS_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\Z")
+
+
+def parse_value(text, where):
+    if text in ("+Inf", "-Inf", "NaN"):
+        return float(text.replace("Inf", "inf").replace("NaN", "nan"))
+    check(re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", text) is not None,
+          f"{where}: bad sample value {text!r}")
+    return float(text)
+
+
+def parse_labels(text, where):
+    labels = {}
+    pos = 0
+    while pos < len(text):
+        m = LABEL_PAIR.match(text, pos)
+        check(m is not None, f"{where}: bad labels {{{text}}}")
+        check(m.group(1) not in labels, f"{where}: label {m.group(1)} twice")
+        labels[m.group(1)] = re.sub(r"\\(.)", lambda x: "\n" if x.group(1) == "n" else x.group(1),
+                                    m.group(2))
+        if m.group(3) == "" and m.end() != len(text):
+            raise TestFailure(f"{where}: bad labels {{{text}}}")
+        pos = m.end()
+    return labels
+
+
+def parse_exposition(text):
+    """Parses Prometheus text format 0.0.4 strictly. Returns {family: {"type", "samples":
+    [(name, labels, value)]}}. Fails on anything malformed: a sample line that is not
+    `name{labels} value`, a sample before its family's # TYPE, a family typed twice,
+    non-cumulative histogram buckets, a histogram without +Inf or with _count != +Inf."""
+    check(text.endswith("\n"), "exposition does not end with a newline")
+    families = {}
+    for n, line in enumerate(text[:-1].split("\n"), 1):
+        where = f"line {n} {line!r}"
+        check(line != "", f"{where}: empty line")
+        if line.startswith("# TYPE "):
+            parts = line.split(" ")
+            check(len(parts) == 4, f"{where}: bad TYPE line")
+            name, kind = parts[2], parts[3]
+            check(METRIC_NAME.match(name), f"{where}: bad metric name")
+            check(kind in ("counter", "gauge", "histogram", "summary", "untyped"),
+                  f"{where}: bad type")
+            check(name not in families, f"{where}: {name} typed twice")
+            families[name] = {"type": kind, "samples": []}
+            continue
+        if line.startswith("# HELP "):
+            check(METRIC_NAME.match(line.split(" ")[2]), f"{where}: bad HELP line")
+            continue
+        check(not line.startswith("#"), f"{where}: unexpected comment")
+        m = SAMPLE_LINE.match(line)
+        check(m is not None, f"{where}: not `name{{labels}} value`")
+        name, labels, value = m.group(1), parse_labels(m.group(2) or "", where), \
+            parse_value(m.group(3), where)
+        family = name
+        if name not in families:
+            for suffix in ("_bucket", "_sum", "_count"):
+                if name.endswith(suffix) and name[:-len(suffix)] in families:
+                    family = name[:-len(suffix)]
+        check(family in families, f"{where}: sample without a # TYPE before it")
+        check(family == name or families[family]["type"] == "histogram",
+              f"{where}: suffixed sample of a non-histogram")
+        check(family == list(families)[-1], f"{where}: samples of {family} are not together")
+        families[family]["samples"].append((name, labels, value))
+    for family, f in families.items():
+        check(family.startswith("kvraft_"), f"{family}: no kvraft_ prefix")
+        check(f["samples"] or f["type"] == "histogram", f"{family}: no samples")
+        if f["type"] == "counter":
+            check(family.endswith("_total"), f"counter {family} does not end in _total")
+            check(all(v >= 0 for _, _, v in f["samples"]), f"{family}: negative counter")
+        if f["type"] != "histogram":
+            continue
+        series = {}
+        for name, labels, value in f["samples"]:
+            key = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+            h = series.setdefault(key, {"buckets": [], "sum": None, "count": None})
+            if name.endswith("_bucket"):
+                check("le" in labels, f"{family}{dict(key)}: bucket without le")
+                h["buckets"].append((parse_value(labels["le"], family), value))
+            elif name.endswith("_sum"):
+                h["sum"] = value
+            else:
+                h["count"] = value
+        for key, h in series.items():
+            where = f"{family}{dict(key)}"
+            b = h["buckets"]
+            check(b and b[-1][0] == float("inf"), f"{where}: buckets do not end with +Inf")
+            check(all(b[i][0] < b[i + 1][0] for i in range(len(b) - 1)),
+                  f"{where}: le not increasing")
+            check(all(b[i][1] <= b[i + 1][1] for i in range(len(b) - 1)),
+                  f"{where}: buckets not cumulative")
+            check(h["sum"] is not None and h["count"] is not None, f"{where}: no _sum/_count")
+            check(h["count"] == b[-1][1], f"{where}: _count {h['count']} != +Inf {b[-1][1]}")
+    return families
+
+
+def metric(families, name, **labels):
+    """The value of one sample (labels must match exactly; le excluded for histograms)."""
+    family = name
+    for suffix in ("_count", "_sum"):
+        if name.endswith(suffix) and name[:-len(suffix)] in families:
+            family = name[:-len(suffix)]
+    check(family in families, f"metric {name} is missing")
+    for n, l, v in families[family]["samples"]:
+        if n == name and l == labels:
+            return v
+    raise TestFailure(f"metric {name}{labels} is missing")
+
+
+def http_get(url, method="GET"):
+    """(status, headers, body) of one HTTP request."""
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def with_metrics(c, log_format):
+    """Gives every node --metrics-addr (fresh ports) and --log-format; returns the URLs."""
+    ports = dict(zip(range(1, c.size + 1), free_ports(c.size)))
+    base = c.node_command
+    c.node_command = lambda i, extra=(): base(i, extra) + [
+        "--metrics-addr", f"127.0.0.1:{ports[i]}", "--log-format", log_format]
+    return {i: f"http://127.0.0.1:{ports[i]}/metrics" for i in ports}
+
+
+def scrape(url):
+    status, headers, body = http_get(url)
+    check(status == 200, f"GET {url}: {status}")
+    check(headers.get("Content-Type", "").startswith("text/plain; version=0.0.4"),
+          f"GET {url}: content type {headers.get('Content-Type')}")
+    return parse_exposition(body)
+
+
+def scenario_metrics(c):
+    """/metrics on every node parses strictly and its values move with the workload."""
+    urls = with_metrics(c, "text")
+    c.start()
+    leader = c.wait_healthy()
+    before = {i: scrape(urls[i]) for i in urls}
+    leaders = [i for i in urls if metric(before[i], "kvraft_server_is_leader") == 1]
+    check(len(leaders) == 1, f"nodes reporting leader: {leaders}")
+    check(leaders == [leader], f"metrics say node {leaders} leads, kvctl says {leader}")
+    for i, m in before.items():
+        term = metric(m, "kvraft_server_term")
+        check(term > 0, f"node {i}: term {term}")
+        roles = {l["role"]: v for n, l, v in m["kvraft_server_role"]["samples"]}
+        check(sum(roles.values()) == 1 and roles["leader"] == (i == leader),
+              f"node {i}: roles {roles}")
+
+    writes = 25
+    for k in range(writes):
+        c.kvctl_ok("put", f"m{k}", f"v{k}", endpoints=c.endpoint(leader))
+    for k in range(5):
+        c.kvctl_ok("get", f"m{k}", endpoints=c.endpoint(leader))
+    rc, _, _ = c.kvctl("get", "absent", endpoints=c.endpoint(leader))
+    check(rc == 1, f"get of an absent key exited {rc}")
+
+    def moved():
+        after = {i: scrape(urls[i]) for i in urls}
+        for i in urls:
+            grown = (metric(after[i], "kvraft_server_proposals_committed_total") -
+                     metric(before[i], "kvraft_server_proposals_committed_total"))
+            applied = metric(after[i], "kvraft_server_applied_index")
+            if grown < writes or applied < metric(after[leader], "kvraft_server_commit_index"):
+                return None
+        return after
+    after = wait_until("every node to see the writes committed", moved, 10, 0.2)
+
+    puts = sum(metric(after[i], "kvraft_client_requests_total", op="put", status="ok") -
+               metric(before[i], "kvraft_client_requests_total", op="put", status="ok")
+               for i in urls)
+    check(puts == writes, f"put/ok counted {puts} times for {writes} puts")
+    gets = metric(after[leader], "kvraft_client_requests_total", op="get", status="ok")
+    check(gets >= 5, f"get/ok counted {gets}")
+    missing = metric(after[leader], "kvraft_client_requests_total", op="get", status="not_found")
+    check(missing >= 1, f"get/not_found counted {missing}")
+    lat = metric(after[leader], "kvraft_client_request_duration_seconds_count", op="put")
+    check(lat >= writes, f"put latency observations {lat}")
+    check(metric(after[leader], "kvraft_server_proposals_pending") == 0, "proposals pending")
+    for i in urls:
+        m = after[i]
+        check(metric(m, "kvraft_disk_wal_fsync_duration_seconds_count") > 0,
+              f"node {i}: no fsync observed")
+        check(metric(m, "kvraft_disk_wal_written_bytes_total") > 0, f"node {i}: no WAL bytes")
+        check(metric(m, "kvraft_disk_wal_writes_total") > 0, f"node {i}: no WAL writes")
+        check(metric(m, "kvraft_disk_wal_batches_total") >=
+              metric(m, "kvraft_disk_wal_writes_total"), f"node {i}: batches < writes")
+        check(metric(m, "kvraft_server_commit_index") >= writes, f"node {i}: commit index")
+        check(metric(m, "kvraft_process_resident_memory_bytes") > 1 << 20, f"node {i}: RSS")
+        start = metric(m, "kvraft_process_start_time_seconds")
+        check(time.time() - 600 < start <= time.time() + 1, f"node {i}: start time {start}")
+        check(metric(m, "kvraft_server_leader_changes_seen_total") >= 1,
+              f"node {i}: no leader change seen")
+        for j in urls:
+            if j == i:
+                continue
+            check(metric(m, "kvraft_network_peer_up", peer=str(j)) == 1,
+                  f"node {i}: peer {j} not up")
+            rtts = metric(m, "kvraft_network_peer_round_trip_time_seconds_count", peer=str(j))
+            check(i != leader or rtts > 0, f"leader: no round trips to peer {j}")
+    log(f"metrics moved: {puts} puts counted, leader fsyncs "
+        f"{metric(after[leader], 'kvraft_disk_wal_fsync_duration_seconds_count'):.0f}")
+
+    # A stopped peer shows as down.
+    victim = next(i for i in urls if i != leader)
+    c.kill9(victim)
+    wait_until(f"node {leader} to report peer {victim} down",
+               lambda: metric(scrape(urls[leader]), "kvraft_network_peer_up",
+                              peer=str(victim)) == 0, 10, 0.2)
+
+    status, _, _ = http_get(urls[leader].replace("/metrics", "/nope"))
+    check(status == 404, f"GET /nope: {status}")
+    status, headers, _ = http_get(urls[leader], method="POST")
+    check(status == 405 and headers.get("Allow") == "GET", f"POST /metrics: {status}")
+    status, _, _ = http_get(urls[leader], method="DELETE")
+    check(status == 405, f"DELETE /metrics: {status}")
+
+    # Text logs: every line a node wrote has a timestamp and a level.
+    text_line = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (info|warn|error) "
+                           r"kvnode \d+( term \d+)?: .")
+    for i in urls:
+        for line in c.read_log(i).splitlines():
+            if line.startswith("---- start"):
+                continue  # written by this script
+            check(text_line.match(line), f"node {i}: log line without time/level: {line!r}")
+
+
+def scenario_json_logs(c):
+    """--log-format json: every line of every node's stderr is one JSON object."""
+    with_metrics(c, "json")
+    c.start()
+    leader = c.wait_healthy()
+    for k in range(10):
+        c.kvctl_ok("put", f"j{k}", "x")
+    victim = next(i for i in range(1, c.size + 1) if i != leader)
+    c.kill9(victim)          # the others log "peer N down" (a warning)
+    time.sleep(0.5)
+    survivor = next(i for i in range(1, c.size + 1) if i not in (leader, victim))
+    rc = c.terminate(survivor)  # logs "shutting down" and "stopped"
+    check(rc == 0, f"node {survivor} exited {rc} on SIGTERM")
+    c.start_node(survivor)
+    c.wait_healthy(endpoints=",".join(c.endpoint(i) for i in (leader, survivor)))
+    time.sleep(0.3)
+    c.terminate(leader)
+
+    seen = {}
+    for i in range(1, c.size + 1):
+        for n, line in enumerate(c.read_log(i).splitlines(), 1):
+            if line.startswith("---- start"):
+                continue  # written by this script
+            where = f"node {i} line {n} {line!r}"
+            try:
+                event = json.loads(line)
+            except ValueError:
+                raise TestFailure(f"{where}: not JSON")
+            check(isinstance(event, dict) and
+                  sorted(event) == ["level", "msg", "node", "term", "ts"],
+                  f"{where}: wrong keys")
+            check(TS_RFC3339_MS_UTC.match(event["ts"]), f"{where}: ts not RFC 3339 UTC ms")
+            check(event["level"] in ("info", "warn", "error"), f"{where}: level")
+            check(event["node"] == i, f"{where}: node")
+            check(event["term"] is None or (isinstance(event["term"], int) and
+                                            event["term"] >= 0), f"{where}: term")
+            check(isinstance(event["msg"], str) and event["msg"], f"{where}: msg")
+            seen.setdefault(i, []).append(event)
+    became = [e for e in seen[leader] if e["msg"] == "became leader"]
+    check(became and became[0]["term"] > 0, f"node {leader}: no 'became leader' with a term")
+    down = [e for e in seen[leader] if e["msg"].startswith(f"peer {victim} down")]
+    check(down and all(e["level"] == "warn" for e in down),
+          f"node {leader}: 'peer {victim} down' missing or not a warning")
+    msgs = [e["msg"] for e in seen[survivor]]
+    check("shutting down" in msgs and "stopped" in msgs,
+          f"node {survivor}: no shutdown lines: {msgs}")
+    log(f"{sum(len(v) for v in seen.values())} JSON log lines parsed")
+
 SCENARIOS = {
     "replication": scenario_replication,
     "failover": scenario_failover,
@@ -1076,6 +1361,8 @@ SCENARIOS = {
     "client_idle": scenario_client_idle,
     "backup_restore": scenario_backup_restore,
     "backup_refusals": scenario_backup_refusals,
+    "metrics": scenario_metrics,
+    "json_logs": scenario_json_logs,
 }
 
 
