@@ -8,6 +8,7 @@
 //   kvsim --seed S --shrink        minimize a failing scenario
 //   kvsim --seeds A..B --jobs N    the seeds in N worker processes (default: one per core)
 //   kvsim --merge FILE...          one summary from the --json summaries of shards
+//   kvsim ... --require-probes     fail unless every coverage probe (core/probe.h) was hit
 //
 // --jobs: the parent forks N workers before running anything and hands out seeds one
 // at a time over a pipe per worker (at most two in flight each, so a slow seed does not
@@ -62,7 +63,7 @@ namespace {
   fprintf(stderr,
           "usage: kvsim (--seed S | --seeds A..B) [--nodes N] [--clients C] [--ops K] [--keys N]\n"
           "             [--faults all|none|LIST] [--trace FILE] [--history FILE]\n"
-          "             [--json] [--shrink] [--quiet] [--jobs N]\n"
+          "             [--json] [--shrink] [--quiet] [--jobs N] [--require-probes]\n"
           "       kvsim --merge FILE...   (the --json summaries of shards of one seed range)\n"
           "faults: drop delay reorder duplicate partition crash pause clock_drift\n"
           "        torn_write bit_flip fsync_error slow_fsync client_loss\n"
@@ -261,6 +262,7 @@ std::string encodeResult(uint64_t seed, const RunResult& r) {
     w.u64(v);
   }
   for (uint64_t v : r.faults) w.u64(v);
+  for (uint64_t v : r.probes) w.u64(v);
   return w.bytes();
 }
 
@@ -275,6 +277,7 @@ bool decodeResult(const std::string& bytes, uint64_t* seed, RunResult* r) {
     *v = rd.u64();
   }
   for (uint64_t& v : r->faults) v = rd.u64();
+  for (uint64_t& v : r->probes) v = rd.u64();
   return rd.ok();
 }
 
@@ -584,7 +587,7 @@ int mergeMain(const std::vector<std::string>& files) {
 
 int main(int argc, char** argv) {
   uint64_t first = 0, last = 0;
-  bool haveSeed = false, json = false, shrink = false, quiet = false;
+  bool haveSeed = false, json = false, shrink = false, quiet = false, requireProbes = false;
   uint32_t jobs = 0;  // 0: the default
   bool merge = false;
   std::vector<std::string> mergeFiles;
@@ -636,6 +639,8 @@ int main(int argc, char** argv) {
       shrink = true;
     } else if (a == "--quiet") {
       quiet = true;
+    } else if (a == "--require-probes") {
+      requireProbes = true;
     } else if (a == "--jobs" || a == "-j") {
       uint64_t j = parseU64("--jobs", next());
       if (j < 1 || j > 1024) usage("--jobs must be 1..1024");
@@ -699,5 +704,12 @@ int main(int argc, char** argv) {
   summary.wallSeconds = reporter.elapsed();
   fputs(summary.text().c_str(), stdout);
   if (json) printf("%s\n", summary.json().c_str());
+  std::string missed = summary.missedProbes();
+  if (requireProbes && !missed.empty()) {
+    // A path of the core that no seed in the range takes is a rule the range does not
+    // test: grow the nemesis (or the range) until it does.
+    fprintf(stderr, "kvsim: coverage probes no seed reached: %s\n", missed.c_str());
+    return 1;
+  }
   return summary.failures == 0 ? 0 : 1;
 }

@@ -13,6 +13,7 @@
 
 #include "core/hash.h"
 #include "core/limits.h"
+#include "core/probe.h"
 #include "core/wire.h"
 
 namespace kvr {
@@ -60,7 +61,10 @@ KvReply KvStore::apply(Index index, const KvCommand& cmd) {
     return reply;
   }
   Session& session = it->second;
-  if (cmd.requestId == session.lastRequestId) return session.lastReply;
+  if (cmd.requestId == session.lastRequestId) {
+    hitProbe(Probe::SessionRetryAnswered);
+    return session.lastReply;
+  }
   if (cmd.requestId < session.lastRequestId) {
     reply.status = Status::StaleRequest;
     return reply;
@@ -129,6 +133,7 @@ void KvStore::openSession(Index index) {
     // The new session is the most recently active, so it is never the one evicted.
     auto oldest = byActivity_.begin();
     KJ_ASSERT(oldest->second != index);
+    hitProbe(Probe::SessionEvicted);
     sessions_.erase(oldest->second);
     byActivity_.erase(oldest);
   }

@@ -4,6 +4,8 @@
 
 #include <kj/debug.h>
 
+#include "core/probe.h"
+
 namespace kvr {
 
 const char* roleName(Role r) {
@@ -117,6 +119,7 @@ Index Raft::findConflictByTerm(Index index, Term term) const {
 void Raft::truncateFrom(Index index) {
   KJ_ASSERT(index > commit_, "truncating committed entries", index, commit_);
   KJ_ASSERT(index > logOffset_);
+  if (lastIndex() >= index) hitProbe(Probe::SuffixTruncated);
   while (lastIndex() >= index) log_.pop_back();
   stable_ = std::min(stable_, index - 1);
   unstableFrom_ = std::min(unstableFrom_, index);
@@ -270,6 +273,7 @@ void Raft::tick() {
       if (active < quorum()) {
         // Cut off from a majority: stop leading (and serving reads) before a new
         // leader can be elected elsewhere.
+        hitProbe(Probe::StepDownCheckQuorum);
         becomeFollower(term_, kNoNode);
       }
     }
@@ -308,6 +312,7 @@ void Raft::step(Message m) {
       // candidate cannot depose it, unless the leader itself asked for the transfer.
       bool inLease = config_.checkQuorum && leader_ != kNoNode &&
                      electionElapsed_ < config_.electionTicks;
+      if (inLease && m.context != kCampaignTransfer) hitProbe(Probe::VoteRefusedByLease);
       if (inLease && m.context != kCampaignTransfer) return;
     }
     if (m.type == MsgType::PreVote || (m.type == MsgType::PreVoteResp && !m.reject)) {
@@ -339,6 +344,7 @@ void Raft::step(Message m) {
     } else if (m.type == MsgType::ReadIndexResp && m.reject) {
       // Our read was refused by a leader that has since been superseded: fail it now
       // rather than leave it to time out.
+      hitProbe(Probe::ReadIndexRejected);
       outReads_.push_back(ReadState{m.context, 0, true});
     }
     return;
@@ -373,6 +379,7 @@ void Raft::handleVoteRequest(Message& m) {
   Message r;
   r.type = preVote ? MsgType::PreVoteResp : MsgType::VoteResp;
   r.to = m.from;
+  if (canVote && !isUpToDate(m.index, m.logTerm)) hitProbe(Probe::VoteRefusedStaleLog);
   if (canVote && isUpToDate(m.index, m.logTerm)) {
     r.term = m.term;
     if (!preVote) {
@@ -441,6 +448,7 @@ void Raft::stepFollower(Message& m) {
       handleSnapshotChunk(m);
       return;
     case MsgType::ReadIndexResp:
+      hitProbe(m.reject ? Probe::ReadIndexRejected : Probe::FollowerRead);
       outReads_.push_back(ReadState{m.context, m.index, m.reject});
       return;
     default:
@@ -559,11 +567,14 @@ void Raft::installSnapshot(Snapshot snap) {
   KJ_ASSERT(meta.index > commit_);
   if (matchTerm(meta.index, meta.term)) {
     // Raft Figure 13, step 6: our log already holds the snapshot's last entry, so the
-    // suffix after it is consistent and stays; entries up to it are now committed.
+    // suffix after it stays (the next Append replaces any part of it that conflicts);
+    // entries up to it are now committed.
+    hitProbe(Probe::SnapshotKeptSuffix);
     commit_ = meta.index;
     return;
   }
   // Step 7: discard the whole log and reset the state machine from the snapshot.
+  if (meta.index <= lastIndex()) hitProbe(Probe::SnapshotOverConflict);
   log_.clear();
   logOffset_ = meta.index;
   logOffsetTerm_ = meta.term;
@@ -599,6 +610,7 @@ void Raft::handleAppendResp(Message& m) {
     if (stale || pr.state == ProgressState::Snapshot) return;
     Index probe = m.rejectHint;
     if (m.logTerm > 0) probe = findConflictByTerm(m.rejectHint, m.logTerm);
+    if (probe < m.rejectHint) hitProbe(Probe::RejectBackupByTerm);
     pr.next = std::max(std::min(m.index, probe + 1), pr.match + 1);
     pr.state = ProgressState::Probe;
     pr.inflight.clear();
@@ -621,6 +633,7 @@ void Raft::handleAppendResp(Message& m) {
     pr.probeSent = false;
   }
   if (transferTarget_ == m.from && pr.match == lastIndex()) {
+    hitProbe(Probe::TransferTimeoutNow);
     Message t;
     t.type = MsgType::TimeoutNow;
     t.to = m.from;
@@ -773,6 +786,7 @@ void Raft::maybeCommit() {
   Index q = matches[quorum() - 1];
   // Only an entry of the current term commits by counting replicas (Figure 8).
   if (q <= commit_ || termAt(q) != term_) return;
+  if (termAt(commit_ + 1) != term_) hitProbe(Probe::CommitOldTermViaNewer);
   for (Index i = commit_ + 1; i <= q; ++i) {
     size_t b = entryBytes(*entryAt(i));
     uncommittedBytes_ = uncommittedBytes_ > b ? uncommittedBytes_ - b : 0;
@@ -813,6 +827,7 @@ void Raft::handleReadIndexRequest(NodeId from, uint64_t context) {
   }
   if (termAt(commit_) != term_) {
     // Until an entry of this term commits, the leader's commit index may be behind.
+    hitProbe(Probe::ReadDeferredToTermCommit);
     deferredReads_.emplace_back(from, context);
     return;
   }

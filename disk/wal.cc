@@ -5,6 +5,7 @@
 
 #include <kj/debug.h>
 
+#include "core/probe.h"
 #include "disk/disk_error.h"
 
 namespace kvr::disk {
@@ -181,6 +182,7 @@ WalWriter::WalWriter(FileSystem& fs, std::string dir, WalOptions options,
   file_ = fs_.open(joinPath(dir_, segmentName(newest.firstSeq)), OpenMode::Append);
   if (replay.newestFileBytes > newest.bytes) {
     // Torn tail: never reported durable, so cutting it loses nothing acknowledged.
+    hitProbe(Probe::WalTornTailTruncated);
     file_->truncate(newest.bytes);
     file_->datasync();
   }

@@ -15,6 +15,8 @@ void World::scheduleFault() {
 }
 
 void World::injectFault() {
+  // A targeted nemesis is playing out: nothing else may cut its story short.
+  if (q_.now() < nemesisUntil_) return;
   // Pick among the enabled scheduled fault kinds.
   std::vector<Fault> kinds;
   for (Fault f : {Fault::Partition, Fault::Crash, Fault::Pause, Fault::ClockDrift,
@@ -86,17 +88,42 @@ void World::startTransfer() {
   }
 }
 
+NodeId World::currentLeader() const {
+  // The leader of the highest term: an older one may not know yet that it was deposed.
+  NodeId leader = kNoNode;
+  Term best = 0;
+  for (auto& n : nodes_) {
+    if (!n.up || n.replica->raft().role() != Role::Leader) continue;
+    if (n.replica->raft().term() > best) {
+      best = n.replica->raft().term();
+      leader = n.id;
+    }
+  }
+  return leader;
+}
+
+void World::healPartitionAfter(uint64_t delay, uint64_t gen) {
+  if (gen == 0) gen = ++partitionGen_;
+  q_.after(delay, [this, gen]() {
+    // Only the partition it was scheduled for: a later one keeps its own duration.
+    if (!chaos_ || gen != partitionGen_) return;
+    for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+    trace("partition healed");
+  });
+}
+
 void World::partitionFault(NodeId victim) {
   count(Fault::Partition);
-  uint32_t kind = static_cast<uint32_t>(faultRng_.below(4));
+  uint32_t kind = static_cast<uint32_t>(faultRng_.below(5));
   for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  if (kind == 4) {
+    if (deafenFollower(victim)) return;
+    kind = 1;
+  }
   if (kind == 3) {
     // The leader and a minority, for several election timeouts, no crash: clients keep
     // using the old leader while the majority elects and serves through a new one.
-    NodeId leader = kNoNode;
-    for (auto& ln : nodes_) {
-      if (ln.up && ln.replica->raft().role() == Role::Leader) leader = ln.id;
-    }
+    NodeId leader = currentLeader();
     if (leader != kNoNode && sc_.nodes >= 3) {
       cutOffLeader(leader, false);
       return;
@@ -123,11 +150,7 @@ void World::partitionFault(NodeId victim) {
         blocked_[a][b] = a != victim && b != victim && side[a] != side[b];
     trace(kj::str("partition bridge via n", victim).cStr());
   }
-  q_.after(faultRng_.between(50 * kMs, 3000 * kMs), [this]() {
-    if (!chaos_) return;
-    for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
-    trace("partition healed");
-  });
+  healPartitionAfter(faultRng_.between(50 * kMs, 3000 * kMs));
 }
 
 void World::crashFault(NodeId victim) {
@@ -176,7 +199,7 @@ void World::isolateLeader() {
   // serves through a new leader (reads on the old side must not see an old state).
   if (sc_.nodes < 3) return;
   count(Fault::IsolateLeader);
-  bool flaky = true;
+  bool flaky = faultRng_.chance(0.5);
   if (flaky) {
     flakyUntil_ = q_.now() + faultRng_.between(300 * kMs, 3000 * kMs);
     trace("nemesis: flaky leaders");
@@ -189,23 +212,72 @@ void World::isolateLeader() {
   }
 }
 
+bool World::deafenFollower(NodeId victim) {
+  // The disruptive server (thesis §4.2.3, §9.6): a follower that no longer hears the
+  // leader (one link lost one way) but talks to everyone else. Its election timer
+  // fires; with the lease, its (pre-)votes must be refused while the leader is alive
+  // and well. A workload lull keeps its log up to date, so only the lease stands
+  // between it and a needless election.
+  NodeId leader = currentLeader();
+  if (leader == kNoNode || leader == victim || sc_.nodes < 3) return false;
+  // Calm weather first, long enough that no earlier fault can explain an election,
+  // then the one lost link, still in calm weather.
+  uint64_t calmFor = disruptionWindow();
+  uint64_t hold = faultRng_.between(2, 6) * sc_.electionTicks * kTickNs;
+  uint64_t end = q_.now() + calmFor + hold;
+  nemesisUntil_ = std::max(nemesisUntil_, end);
+  calmUntil_ = std::max(calmUntil_, end);
+  if (faultRng_.chance(0.7)) quietUntil_ = std::max(quietUntil_, end);
+  trace("nemesis: calm, then a lost link");
+  q_.after(calmFor, [this, leader, victim, hold]() {
+    if (!chaos_ || node(leader).replica == nullptr || !node(leader).up) return;
+    for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+    blocked_[leader][victim] = true;
+    trace(kj::str("partition: n", victim, " no longer hears leader n", leader).cStr());
+    healPartitionAfter(hold);
+  });
+  return true;
+}
+
 void World::cutOffLeader(NodeId leader, bool mayCrash) {
+  KJ_ASSERT(sc_.nodes >= 3);
   std::vector<bool> side(sc_.nodes + 1, false);
   side[leader] = true;
-  // The leader's side stays a minority: at most (nodes - 1) / 2 nodes in all.
-  uint32_t companions = static_cast<uint32_t>(faultRng_.below((sc_.nodes - 1) / 2));
-  for (uint32_t k = 0; k < companions; ++k) side[faultRng_.between(1, sc_.nodes)] = true;
+  uint64_t inc = node(leader).incarnation;
+  uint64_t gen = ++partitionGen_;
+  bool crash = mayCrash && sc_.faults.has(Fault::Crash) && faultRng_.chance(0.7);
+  // The leader's side stays a minority: at most (nodes - 1) / 2 nodes in all. A leader
+  // kept alive gets at least one companion when there is room: its acks are what let a
+  // deposed leader that skips the quorum check serve reads, and the companion's log is
+  // the divergent suffix a later snapshot must replace.
+  uint32_t room = (sc_.nodes - 1) / 2 - 1;
+  uint32_t companions = static_cast<uint32_t>(faultRng_.below(room + 1));
+  if (!crash && room > 0 && companions == 0) companions = 1;
+  for (uint32_t k = 0; k < companions; ++k) {
+    NodeId c = static_cast<NodeId>(faultRng_.between(1, sc_.nodes));
+    while (side[c]) c = c % sc_.nodes + 1;  // distinct companions
+    side[c] = true;
+  }
   for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
   for (uint32_t a = 1; a <= sc_.nodes; ++a)
     for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[a][b] = side[a] != side[b];
   trace(kj::str("partition: leader n", leader, " cut off with ", companions, " others").cStr());
-  uint64_t inc = node(leader).incarnation;
-  bool crash = mayCrash && sc_.faults.has(Fault::Crash) && faultRng_.chance(0.7);
+  if (!crash && sc_.faults.has(Fault::ClockDrift) && faultRng_.chance(0.5)) {
+    // Its clock also runs slow, so its check-quorum fires late: the window in which
+    // it still believes it leads overlaps the new leader's term.
+    Node& ln = node(leader);
+    ln.drift = 1.0 + static_cast<double>(faultRng_.between(200, 500)) / 1000.0;
+    count(Fault::ClockDrift);
+    trace(kj::str("n", leader, " drift ", static_cast<uint64_t>(ln.drift * 1000)).cStr());
+  }
   // Crashing: soon, before its entries spread. Otherwise long enough for the majority
-  // to elect someone else while clients still talk to the old leader.
+  // to elect someone else (its followers wait out the lease, then a randomized
+  // timeout, then maybe a split vote) and serve while clients still talk to the old
+  // leader.
   uint64_t hold = crash ? faultRng_.between(1 * kMs, 150 * kMs)
-                        : faultRng_.between(1, 8) * sc_.electionTicks * kTickNs;
-  q_.after(hold, [this, leader, inc, crash]() {
+                        : faultRng_.between(3, 12) * sc_.electionTicks * kTickNs;
+  if (!mayCrash) nemesisUntil_ = std::max(nemesisUntil_, q_.now() + hold);
+  q_.after(hold, [this, leader, inc, crash, gen]() {
     if (!chaos_) return;
     Node& ln = node(leader);
     if (crash && ln.up && ln.incarnation == inc) {
@@ -215,11 +287,7 @@ void World::cutOffLeader(NodeId leader, bool mayCrash) {
         if (!n.up && !n.dead) startNode(n);
       });
     }
-    q_.after(faultRng_.between(0, 100 * kMs), [this]() {
-      if (!chaos_) return;
-      for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
-      trace("partition healed");
-    });
+    healPartitionAfter(faultRng_.between(0, 100 * kMs), gen);
   });
 }
 
@@ -259,7 +327,10 @@ void World::replayToRestarted(NodeId id) {
   // Answers meant for the previous incarnation arriving at the new one (a peer's queue
   // flushed into the new connection): read answers, acks and votes it never asked for.
   auto& recent = recentTo_[id];
-  uint32_t n = static_cast<uint32_t>(faultRng_.below(recent.size() + 1));
+  // Often all of them, so an answer to an early request of the old incarnation (a read
+  // index for its read 1) is among them.
+  uint32_t n = static_cast<uint32_t>(faultRng_.chance(0.5) ? recent.size()
+                                                            : faultRng_.below(recent.size() + 1));
   for (uint32_t k = 0; k < n; ++k) {
     auto& [from, bytes] = recent[faultRng_.below(recent.size())];
     count(Fault::Replay);
@@ -277,6 +348,15 @@ void World::healAll() {
   sc_.reorderP = 0;
   sc_.slowFsyncP = 0;
   trace("heal: liveness phase");
+  if (sc_.faults.has(Fault::Crash) && sc_.nodes >= 3 && faultRng_.chance(0.25)) {
+    // A power outage ends the chaos: every node goes down at once and all come back
+    // together, their clocks in step. Only randomized election timeouts get them out
+    // of split votes from there (a fixed timeout livelocks).
+    trace("power outage: all nodes restart together");
+    for (auto& n : nodes_) {
+      if (n.up) crashNode(n, "power outage");
+    }
+  }
   for (auto& n : nodes_) {
     n.pausedUntil = 0;
     n.failNextFsync = false;

@@ -271,6 +271,7 @@ void Summary::add(uint64_t seed, const RunResult& r) {
   transfers += r.transfers;
   traceHash ^= r.traceHash;
   for (size_t i = 0; i < kFaultCount; ++i) faults[i] += r.faults[i];
+  for (size_t i = 0; i < kProbeCount; ++i) probeSeeds[i] += r.probes[i] > 0 ? 1 : 0;
   if (!r.ok) {
     ++failures;
     if (firstFailure.empty()) firstFailure = r.property + " seed " + std::to_string(seed);
@@ -291,6 +292,11 @@ std::string Summary::text() const {
     s += format(" %s=%" PRIu64, faultName(static_cast<Fault>(i)), faults[i]);
   }
   s += format(" transfer=%" PRIu64 "\n", transfers);
+  s += "probes (seeds reaching each):";
+  for (size_t i = 0; i < kProbeCount; ++i) {
+    s += format(" %s=%" PRIu64, probeName(static_cast<Probe>(i)), probeSeeds[i]);
+  }
+  s += "\n";
   return s;
 }
 
@@ -310,9 +316,13 @@ std::string Summary::json() const {
   for (size_t i = 0; i < kFaultCount; ++i) {
     s += format("%s\"%s\":%" PRIu64, i ? "," : "", faultName(static_cast<Fault>(i)), faults[i]);
   }
-  s += format(",\"transfer\":%" PRIu64 "},\"seeds_from\":%" PRIu64 ",\"seeds_to\":%" PRIu64
+  s += format(",\"transfer\":%" PRIu64 "},\"probes\":{", transfers);
+  for (size_t i = 0; i < kProbeCount; ++i) {
+    s += format("%s\"%s\":%" PRIu64, i ? "," : "", probeName(static_cast<Probe>(i)), probeSeeds[i]);
+  }
+  s += format("},\"seeds_from\":%" PRIu64 ",\"seeds_to\":%" PRIu64
               ",\"sim_ns\":%" PRIu64 ",\"pins\":",
-              transfers, seedsFrom, seedsTo, simNs);
+              seedsFrom, seedsTo, simNs);
   s += jsonString(pins);
   s += "}";
   return s;
@@ -378,6 +388,22 @@ bool Summary::parse(const std::string& text, Summary* out, std::string* error) {
     *error = "'faults' has kinds this kvsim does not know";
     return false;
   }
+  const Json* pr = doc.get("probes");
+  if (pr == nullptr || pr->kind != Json::Object) {
+    *error = "a kvsim summary without 'probes' (written by an older kvsim?); rerun that shard "
+             "with this kvsim";
+    return false;
+  }
+  for (size_t i = 0; i < kProbeCount; ++i) {
+    if (!getU64(*pr, probeName(static_cast<Probe>(i)), &s.probeSeeds[i], error)) {
+      *error = "probes: " + *error;
+      return false;
+    }
+  }
+  if (pr->members.size() != kProbeCount) {
+    *error = "'probes' has names this kvsim does not know";
+    return false;
+  }
   if (const Json* w = doc.get("wall_seconds"); w != nullptr && w->kind == Json::Number) {
     s.wallSeconds = strtod(w->text.c_str(), nullptr);
   }
@@ -440,11 +466,22 @@ bool mergeSummaries(std::vector<NamedSummary> shards, Summary* out, std::string*
     m.transfers += s.transfers;
     m.traceHash ^= s.traceHash;
     for (size_t k = 0; k < kFaultCount; ++k) m.faults[k] += s.faults[k];
+    for (size_t k = 0; k < kProbeCount; ++k) m.probeSeeds[k] += s.probeSeeds[k];
     if (m.firstFailure.empty()) m.firstFailure = s.firstFailure;
     m.wallSeconds += s.wallSeconds;
   }
   *out = std::move(m);
   return true;
+}
+
+std::string Summary::missedProbes() const {
+  std::string out;
+  for (size_t i = 0; i < kProbeCount; ++i) {
+    if (probeSeeds[i] > 0) continue;
+    if (!out.empty()) out += ",";
+    out += probeName(static_cast<Probe>(i));
+  }
+  return out;
 }
 
 std::string summaryObjectOf(const std::string& fileText) {

@@ -22,6 +22,7 @@ struct Summary {
   // later switch to an order-dependent combination stays deterministic.
   uint64_t traceHash = 0;
   std::array<uint64_t, kFaultCount> faults{};
+  std::array<uint64_t, kProbeCount> probeSeeds{};  // seeds whose run hit each probe
   std::string firstFailure;  // "<property> seed <S>" of the lowest failing seed, or ""
   // The flags that pinned the scenarios (pinFlags, plus " --mem-store"); shards can
   // only be merged when they agree.
@@ -31,16 +32,20 @@ struct Summary {
   // Adds the run of `seed`; seeds must come in increasing order.
   void add(uint64_t seed, const RunResult& r);
 
-  // The two text lines (totals, faults), each ending in '\n'.
+  // The text lines (totals, faults, probes), each ending in '\n'.
   std::string text() const;
   // The --json object, one line without the '\n'. Keys: runs, failures, sim_seconds,
   // events, messages, wall_seconds, events_per_second, seeds_per_minute, acceleration,
-  // trace_hash, first_failure, faults{...,transfer}, seeds_from, seeds_to, sim_ns, pins.
+  // trace_hash, first_failure, faults{...,transfer}, probes{...}, seeds_from, seeds_to,
+  // sim_ns, pins.
   std::string json() const;
 
   // Parses a --json object (surrounding whitespace allowed). False, with a reason in
   // *error, if it is not a complete kvsim summary.
   static bool parse(const std::string& text, Summary* out, std::string* error);
+
+  // Probes no seed reached, comma-separated ("" when every probe was hit).
+  std::string missedProbes() const;
 };
 
 struct NamedSummary {

@@ -206,7 +206,7 @@ void World::flush(Node& n, uint64_t inc) {
   // fsync takes 50 us to 2 ms: long enough, next to sub-millisecond messages, that a
   // crash often lands while acknowledgements wait for it.
   uint64_t latency = 50'000 + netRng_.below(netRng_.chance(0.5) ? 150'000 : 2'000'000);
-  if (sc_.slowFsyncP > 0 && faultRng_.chance(sc_.slowFsyncP)) {
+  if (!calm() && sc_.slowFsyncP > 0 && faultRng_.chance(sc_.slowFsyncP)) {
     latency += faultRng_.between(10 * kMs, 200 * kMs);
     count(Fault::SlowFsync);
     noteNodeTrouble(n.id, q_.now() + latency);  // acks and heartbeat replies wait for it
@@ -216,7 +216,7 @@ void World::flush(Node& n, uint64_t inc) {
   // crash there far more often than at an ordinary flush.
   double crashP = n.voteInFlush ? 0.25 : 0.03;
   n.voteInFlush = false;
-  if (chaos_ && sc_.faults.has(Fault::Crash) && faultRng_.chance(crashP)) {
+  if (chaos_ && !calm() && sc_.faults.has(Fault::Crash) && faultRng_.chance(crashP)) {
     // Power loss between the write and its fsync: the moment the persistence rule is
     // about (a vote or an ack must not have left before this completes).
     q_.after(faultRng_.below(latency), [this, id, inc]() {
@@ -270,13 +270,13 @@ bool World::reachable(NodeId from, NodeId to) const { return !blocked_[from][to]
 uint64_t World::sampleDelay() {
   delayTrouble_ = false;
   uint64_t base = sc_.meanDelayNs / 2 + netRng_.below(sc_.meanDelayNs);
-  if (sc_.faults.has(Fault::Delay) && netRng_.chance(0.02)) {
+  if (!calm() && sc_.faults.has(Fault::Delay) && netRng_.chance(0.02)) {
     // Heavy tail: a few messages take 10-100x longer.
     base *= netRng_.between(10, 100);
     count(Fault::Delay);
     delayTrouble_ = true;
   }
-  if (sc_.reorderP > 0 && netRng_.chance(sc_.reorderP)) {
+  if (!calm() && sc_.reorderP > 0 && netRng_.chance(sc_.reorderP)) {
     base += netRng_.below(20 * kMs);
     count(Fault::Reorder);
     delayTrouble_ = true;
@@ -302,13 +302,13 @@ void World::sendMessage(NodeId from, Message&& msg) {
     noteLinkTrouble(from, to);
     return;
   }
-  if (sc_.dropP > 0 && netRng_.chance(sc_.dropP)) {
+  if (!calm() && sc_.dropP > 0 && netRng_.chance(sc_.dropP)) {
     count(Fault::Drop);
     noteLinkTrouble(from, to);
     return;
   }
   int copies = 1;
-  if (sc_.duplicateP > 0 && netRng_.chance(sc_.duplicateP)) {
+  if (!calm() && sc_.duplicateP > 0 && netRng_.chance(sc_.duplicateP)) {
     copies = 2;
     count(Fault::Duplicate);
   }
@@ -317,7 +317,7 @@ void World::sendMessage(NodeId from, Message&& msg) {
     recent.emplace_back(from, bytes);
     if (recent.size() > kRecentPerNode) recent.pop_front();
   }
-  if (chaos_ && sc_.replayP > 0 && netRng_.chance(sc_.replayP)) {
+  if (chaos_ && !calm() && sc_.replayP > 0 && netRng_.chance(sc_.replayP)) {
     // A stale copy, delivered long after everything around it (old votes, Appends and
     // read answers must be recognised as old).
     count(Fault::Replay);
@@ -559,6 +559,7 @@ bool World::leaderExists() const {
 
 RunResult World::run() {
   lastEffects_.assign(sc_.nodes, 0);
+  ProbeCounts::global().reset();  // the probes this run reaches
   trace(sc_.describe());
   for (auto& n : nodes_) startNode(n);
   for (auto& c : clients_) {
@@ -641,6 +642,7 @@ void World::issueFinalReads() {
 }
 
 RunResult World::finishRun() {
+  result_.probes = ProbeCounts::global().snapshot();
   result_.simNs = q_.now();
   result_.events = q_.executed();
   result_.maxCommit = checker_.maxCommitted();

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/probe.h"
 #include "core/replica.h"
 #include "sim/checker.h"
 #include "sim/event_queue.h"
@@ -32,6 +33,7 @@ struct RunResult {
   uint64_t messages = 0;
   uint64_t transfers = 0;  // leadership transfers requested
   uint64_t maxCommit = 0;
+  std::array<uint64_t, kProbeCount> probes{};  // coverage probe hits in this run
 };
 
 struct RunOptions {

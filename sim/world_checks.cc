@@ -83,7 +83,7 @@ void World::checkDisruption(NodeId who, Term newTerm, bool stepDown) {
   // The window in which a fault can still explain an election: two of the longest
   // election timeouts (a slow clock stretches one to 3 x electionTicks ticks), plus
   // the longest late message.
-  uint64_t window = 2 * 3 * sc_.electionTicks * kTickNs + 500 * kMs;
+  uint64_t window = disruptionWindow();
   if (q_.now() < window) return;
   uint64_t since = q_.now() - window;
   if (lastTransferNs_ >= since) return;

@@ -50,6 +50,7 @@ class World {
     result_.events = q_.executed();
     result_.failedAtEvent = q_.executed();
     result_.traceHash = traceHash_;
+    result_.probes = ProbeCounts::global().snapshot();
     return result_;
   }
 
@@ -132,6 +133,8 @@ class World {
   void noteLinkTrouble(NodeId a, NodeId b) { linkTrouble_[a][b] = q_.now(); }
   void observeRoles();
   void checkDisruption(NodeId who, Term newTerm, bool stepDown);
+  // How long before an election a fault can still explain it (checkDisruption).
+  uint64_t disruptionWindow() const { return 2 * 3 * sc_.electionTicks * kTickNs + 500 * kMs; }
   bool quietSince(NodeId id, uint64_t since) const;
   void checkPersistenceRule(NodeId from, const Message& m);
   void replayToRestarted(NodeId id);
@@ -155,6 +158,10 @@ class World {
   void healAll();
   void isolateLeader();
   void cutOffLeader(NodeId leader, bool mayCrash);
+  bool deafenFollower(NodeId victim);
+  NodeId currentLeader() const;
+  // Ends the partition made last (generation `gen`, or a new one) after `delay`.
+  void healPartitionAfter(uint64_t delay, uint64_t gen = 0);
   void watchLeaders();
   void count(Fault f) { ++result_.faults[static_cast<size_t>(f)]; }
 
@@ -195,6 +202,12 @@ class World {
   bool leaderSeen_ = false;
   bool finalReadsIssued_ = false;
   uint64_t flakyUntil_ = 0;
+  uint64_t partitionGen_ = 0;
+  uint64_t nemesisUntil_ = 0;  // no random fault until then (a targeted one is running)
+  // Until then no message, disk or crash fault either: a targeted nemesis wants a clean
+  // background so the availability check can decide.
+  uint64_t calmUntil_ = 0;
+  bool calm() const { return q_.now() < calmUntil_; }  // which partition a scheduled heal belongs to
   uint64_t quietUntil_ = 0;
   std::map<std::pair<NodeId, Term>, NodeId> votes_;  // (voter, term) -> candidate granted
   // Per node: the last messages addressed to it, for replay after it restarts.
