@@ -265,6 +265,17 @@ void World::cutOffLeader(NodeId leader, bool mayCrash) {
   for (uint32_t a = 1; a <= sc_.nodes; ++a)
     for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[a][b] = side[a] != side[b];
   trace(kj::str("partition: leader n", leader, " cut off with ", companions, " others").cStr());
+  if (!crash) {
+    // Clients on both sides: half keep using the old leader, half are near the
+    // majority, which elects and serves through a new one.
+    std::vector<NodeId> majority;
+    for (NodeId id = 1; id <= sc_.nodes; ++id) {
+      if (!side[id]) majority.push_back(id);
+    }
+    for (auto& c : clients_) {
+      c.target = faultRng_.chance(0.5) ? leader : majority[faultRng_.below(majority.size())];
+    }
+  }
   if (!crash && sc_.faults.has(Fault::ClockDrift) && faultRng_.chance(0.7)) {
     // Its clock also runs slow (a VM starved of CPU, a timer source gone wrong), so its
     // check-quorum fires late: the window in which it still believes it leads overlaps
@@ -331,6 +342,13 @@ void World::replayToRestarted(NodeId id) {
   // Answers meant for the previous incarnation arriving at the new one (a peer's queue
   // flushed into the new connection): read answers, acks and votes it never asked for.
   auto& recent = recentTo_[id];
+  // Answers to the previous incarnation's first reads, late: read ids must not repeat.
+  for (auto& [from, bytes] : earlyReadAnswers_[id]) {
+    count(Fault::Replay);
+    uint64_t inc = node(from).incarnation;
+    q_.after(faultRng_.between(1 * kMs, 300 * kMs),
+             [this, from = from, inc, id, b = bytes]() mutable { deliver(from, inc, id, std::move(b)); });
+  }
   // Often all of them, so an answer to an early request of the old incarnation (a read
   // index for its read 1) is among them.
   uint32_t n = static_cast<uint32_t>(faultRng_.chance(0.5) ? recent.size()

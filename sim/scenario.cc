@@ -105,6 +105,7 @@ Scenario Scenario::draw(uint64_t seed, const ScenarioPins& pins) {
                                                                 : rng.between(512, 8192));
   sc.compactionKeepEntries = static_cast<uint32_t>(rng.below(sc.snapshotEvery / 2 + 1));
   sc.replayP = sc.faults.has(Fault::Replay) ? 0.0005 * static_cast<double>(rng.between(1, 20)) : 0;
+  sc.stickyClients = rng.chance(0.5) ? 1 : 0;
   return sc;
 }
 

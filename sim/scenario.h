@@ -70,6 +70,10 @@ struct Scenario {
   uint32_t snapshotChunkBytes = 1024;
   uint32_t compactionKeepEntries = 50;
   double replayP = 0;                    // per delivered message: replay it later
+  // Share of clients that retry the same node after a timeout (one endpoint known):
+  // all of them grow a cut-off leader's divergent log; none of them move on to the new
+  // leader and write there while others still read from the old one.
+  double stickyClients = 0;
 
   // Draws everything not pinned from `seed`.
   static Scenario draw(uint64_t seed, const ScenarioPins& pins);

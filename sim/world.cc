@@ -24,6 +24,7 @@ World::World(const Scenario& sc, const RunOptions& opts)
   linkTrouble_.assign(sc_.nodes + 1, std::vector<uint64_t>(sc_.nodes + 1, 0));
   prevRole_.assign(sc_.nodes + 1, Role::Follower);
   recentTo_.resize(sc_.nodes + 1);
+  earlyReadAnswers_.resize(sc_.nodes + 1);
   prevTerm_.assign(sc_.nodes + 1, 0);
   leaderSince_.assign(sc_.nodes + 1, 0);
   // Unrecoverable storage faults stay within a minority, so the cluster can live.
@@ -46,6 +47,7 @@ World::World(const Scenario& sc, const RunOptions& opts)
   for (uint32_t i = 0; i < sc_.clients; ++i) {
     clients_[i].id = i + 1;
     clients_[i].target = static_cast<NodeId>(clientRng_.between(1, sc_.nodes));
+    clients_[i].sticky = clientRng_.chance(sc_.stickyClients);
   }
 }
 
@@ -135,6 +137,7 @@ void World::startNode(Node& n) {
   n.leaderCommitSeen = 0;
   checker_.onState(id, n.appliedSeen, n.replica->kv().digest(), "restarting from its snapshot");
   if (chaos_ && sc_.replayP > 0 && faultRng_.chance(0.5)) replayToRestarted(n.id);
+  earlyReadAnswers_[n.id].clear();  // the new incarnation collects its own
   trace(kj::str("n", n.id, " start term=", n.replica->raft().term(), " vote=",
                 n.replica->raft().vote(), " snapshot=", snapIndex,
                 " last=", n.replica->raft().lastIndex()).cStr());
@@ -316,6 +319,12 @@ void World::sendMessage(NodeId from, Message&& msg) {
     auto& recent = recentTo_[to];
     recent.emplace_back(from, bytes);
     if (recent.size() > kRecentPerNode) recent.pop_front();
+    // The first read answers of each incarnation: a later incarnation numbering its
+    // reads from the same place would take them for its own.
+    auto& early = earlyReadAnswers_[to];
+    if (msg.type == MsgType::ReadIndexResp && early.size() < kEarlyReadAnswers) {
+      early.emplace_back(from, bytes);
+    }
   }
   if (chaos_ && !calm() && sc_.replayP > 0 && netRng_.chance(sc_.replayP)) {
     // A stale copy, delivered long after everything around it (old votes, Appends and
@@ -450,7 +459,13 @@ void World::clientSend(Client& c) {
   q_.after(kClientTimeoutNs, [this, cid, seq]() {
     Client& c = clients_[cid - 1];
     if (!c.busy || c.attemptSeq != seq) return;
-    clientRetry(c, kNoNode, 0);
+    // A sticky client (it knows one endpoint) tries the same node again: a cut-off
+    // leader keeps appending its retries, so its minority's divergent suffix grows, and
+    // keeps reading there while the others move on and write through a new leader.
+    // Sticky only through the chaos: a real client with one endpoint would hang on a
+    // dead node for good, which says nothing about the cluster.
+    bool same = c.sticky && chaos_ && !node(c.target).dead;
+    clientRetry(c, same ? c.target : kNoNode, 0);
   });
 }
 
