@@ -13,6 +13,8 @@ constexpr const char* kProbeNames[kProbeCount] = {
 
 const char* probeName(Probe p) { return kProbeNames[static_cast<size_t>(p)]; }
 
+bool probeRequired(Probe p) { return p != Probe::SnapshotKeptSuffix; }
+
 ProbeCounts& ProbeCounts::global() {
   static ProbeCounts counts;
   return counts;

@@ -477,7 +477,7 @@ bool mergeSummaries(std::vector<NamedSummary> shards, Summary* out, std::string*
 std::string Summary::missedProbes() const {
   std::string out;
   for (size_t i = 0; i < kProbeCount; ++i) {
-    if (probeSeeds[i] > 0) continue;
+    if (probeSeeds[i] > 0 || !probeRequired(static_cast<Probe>(i))) continue;
     if (!out.empty()) out += ",";
     out += probeName(static_cast<Probe>(i));
   }

@@ -44,7 +44,7 @@ struct Summary {
   // *error, if it is not a complete kvsim summary.
   static bool parse(const std::string& text, Summary* out, std::string* error);
 
-  // Probes no seed reached, comma-separated ("" when every probe was hit).
+  // Required probes no seed reached, comma-separated ("" when every one was hit).
   std::string missedProbes() const;
 };
 
