@@ -342,13 +342,6 @@ void World::replayToRestarted(NodeId id) {
   // Answers meant for the previous incarnation arriving at the new one (a peer's queue
   // flushed into the new connection): read answers, acks and votes it never asked for.
   auto& recent = recentTo_[id];
-  // Answers to the previous incarnation's first reads, late: read ids must not repeat.
-  for (auto& [from, bytes] : earlyReadAnswers_[id]) {
-    count(Fault::Replay);
-    uint64_t inc = node(from).incarnation;
-    q_.after(faultRng_.between(1 * kMs, 300 * kMs),
-             [this, from = from, inc, id, b = bytes]() mutable { deliver(from, inc, id, std::move(b)); });
-  }
   // Often all of them, so an answer to an early request of the old incarnation (a read
   // index for its read 1) is among them.
   uint32_t n = static_cast<uint32_t>(faultRng_.chance(0.5) ? recent.size()

@@ -24,7 +24,8 @@ World::World(const Scenario& sc, const RunOptions& opts)
   linkTrouble_.assign(sc_.nodes + 1, std::vector<uint64_t>(sc_.nodes + 1, 0));
   prevRole_.assign(sc_.nodes + 1, Role::Follower);
   recentTo_.resize(sc_.nodes + 1);
-  earlyReadAnswers_.resize(sc_.nodes + 1);
+  readAnswers_.resize(sc_.nodes + 1);
+  staleReadAnswers_.resize(sc_.nodes + 1);
   prevTerm_.assign(sc_.nodes + 1, 0);
   leaderSince_.assign(sc_.nodes + 1, 0);
   // Unrecoverable storage faults stay within a minority, so the cluster can live.
@@ -137,7 +138,13 @@ void World::startNode(Node& n) {
   n.leaderCommitSeen = 0;
   checker_.onState(id, n.appliedSeen, n.replica->kv().digest(), "restarting from its snapshot");
   if (chaos_ && sc_.replayP > 0 && faultRng_.chance(0.5)) replayToRestarted(n.id);
-  earlyReadAnswers_[n.id].clear();  // the new incarnation collects its own
+  // What the previous incarnations were told about their reads is now stale.
+  // The oldest answer per id stays: the older, the staler the state it points at.
+  for (auto& [ctx, answer] : readAnswers_[n.id]) staleReadAnswers_[n.id].emplace(ctx, std::move(answer));
+  readAnswers_[n.id].clear();
+  while (staleReadAnswers_[n.id].size() > kReadAnswersKept) {
+    staleReadAnswers_[n.id].erase(staleReadAnswers_[n.id].begin());
+  }
   trace(kj::str("n", n.id, " start term=", n.replica->raft().term(), " vote=",
                 n.replica->raft().vote(), " snapshot=", snapIndex,
                 " last=", n.replica->raft().lastIndex()).cStr());
@@ -319,11 +326,24 @@ void World::sendMessage(NodeId from, Message&& msg) {
     auto& recent = recentTo_[to];
     recent.emplace_back(from, bytes);
     if (recent.size() > kRecentPerNode) recent.pop_front();
-    // The first read answers of each incarnation: a later incarnation numbering its
-    // reads from the same place would take them for its own.
-    auto& early = earlyReadAnswers_[to];
-    if (msg.type == MsgType::ReadIndexResp && early.size() < kEarlyReadAnswers) {
-      early.emplace_back(from, bytes);
+    if (msg.type == MsgType::ReadIndexResp) {
+      // Kept by read id: a later incarnation that reuses an id gets this answer late.
+      auto& answers = readAnswers_[to];
+      answers[msg.context] = {from, bytes};
+      if (answers.size() > kReadAnswersKept) answers.erase(answers.begin());
+    }
+  }
+  if (chaos_ && !calm() && sc_.replayP > 0 && msg.type == MsgType::ReadIndex) {
+    // The worst moment for an old answer: right when a read with its id is asked.
+    auto& stale = staleReadAnswers_[from];
+    auto it = stale.find(msg.context);
+    if (it != stale.end()) {
+      count(Fault::Replay);
+      auto [sender, answer] = std::move(it->second);
+      stale.erase(it);
+      q_.after(sampleDelay() / 2, [this, sender = sender, from, b = std::move(answer)]() mutable {
+        deliver(sender, node(sender).incarnation, from, std::move(b));
+      });
     }
   }
   if (chaos_ && !calm() && sc_.replayP > 0 && netRng_.chance(sc_.replayP)) {

@@ -34,7 +34,7 @@ constexpr uint64_t kMaxEventsPerRun = 4'000'000;   // a run past this is a hang,
 // A healthy cluster runs a few thousand events per simulated 10 ms.
 constexpr uint64_t kStormWindowNs = 10 * kMs;
 constexpr size_t kRecentPerNode = 32;  // messages kept per node for replay after a restart
-constexpr size_t kEarlyReadAnswers = 4;  // first read answers kept per incarnation
+constexpr size_t kReadAnswersKept = 64;  // read answers kept per node, by read id
 constexpr uint64_t kMaxEventsPerStormWindow = 200'000;
 
 }  // namespace world
@@ -214,9 +214,11 @@ class World {
   std::map<std::pair<NodeId, Term>, NodeId> votes_;  // (voter, term) -> candidate granted
   // Per node: the last messages addressed to it, for replay after it restarts.
   std::vector<std::deque<std::pair<NodeId, std::string>>> recentTo_;
-  // Per node: the first read answers sent to its current incarnation (cleared when it
-  // starts again, after they were replayed).
-  std::vector<std::vector<std::pair<NodeId, std::string>>> earlyReadAnswers_;
+  // Per node, by read id: the read answers sent to its current incarnation, and those
+  // sent to earlier ones (replayed when a read with the same id is asked again).
+  using ReadAnswers = std::map<uint64_t, std::pair<NodeId, std::string>>;
+  std::vector<ReadAnswers> readAnswers_;
+  std::vector<ReadAnswers> staleReadAnswers_;
   uint64_t stormWindowStart_ = 0;
   uint64_t stormWindowEvents_ = 0;  // clients issue nothing new until then (a workload lull)  // until then, every new leader is cut off (isolate_leader)
   bool delayTrouble_ = false;               // the last sampled delay was a fault
