@@ -39,7 +39,7 @@ size_t entryBytes(const Entry& e) { return e.data.size() + 24; }
 
 }  // namespace
 
-Raft::Raft(const RaftConfig& config, Rng rng, const ConfState& bootstrapConf,
+Raft::Raft(const RaftConfig& config, const Rng& rng, const ConfState& bootstrapConf,
            RecoveredState recovered)
     : config_(config), rng_(rng) {
   KJ_REQUIRE(config_.id != kNoNode, "node id must be non-zero");
@@ -372,7 +372,7 @@ void Raft::step(Message m) {
   }
 }
 
-void Raft::handleVoteRequest(Message& m) {
+void Raft::handleVoteRequest(const Message& m) {
   bool preVote = m.type == MsgType::PreVote;
   bool canVote = vote_ == m.from || (vote_ == kNoNode && leader_ == kNoNode) ||
                  (preVote && m.term > term_);
@@ -497,7 +497,7 @@ void Raft::handleAppend(Message& m) {
   send(std::move(r));
 }
 
-void Raft::handleHeartbeat(Message& m) {
+void Raft::handleHeartbeat(const Message& m) {
   Index newCommit = std::min(m.commit, lastIndex());
   if (newCommit > commit_) commit_ = newCommit;
   Message r;
@@ -601,7 +601,7 @@ void Raft::stepLeader(Message& m) {
   }
 }
 
-void Raft::handleAppendResp(Message& m) {
+void Raft::handleAppendResp(const Message& m) {
   Progress& pr = progress_[m.from];
   pr.recentActive = true;
   if (m.reject) {
@@ -660,7 +660,7 @@ void Raft::handleHeartbeatResp(Message& m) {
   }
 }
 
-void Raft::handleSnapshotResp(Message& m) {
+void Raft::handleSnapshotResp(const Message& m) {
   Progress& pr = progress_[m.from];
   pr.recentActive = true;
   if (pr.state != ProgressState::Snapshot || m.index != pr.snapIndex) return;
@@ -884,7 +884,7 @@ bool Raft::transferLeadership(NodeId target) {
   if (role_ != Role::Leader || target == config_.id || !isVoter(target)) return false;
   transferTarget_ = target;
   transferElapsed_ = 0;
-  Progress& pr = progress_[target];
+  const Progress& pr = progress_[target];
   if (pr.match == lastIndex()) {
     Message t;
     t.type = MsgType::TimeoutNow;

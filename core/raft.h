@@ -55,7 +55,8 @@ enum class ProposeError : uint8_t { None = 0, NotLeader, TransferInProgress, Bus
 
 class Raft {
  public:
-  Raft(const RaftConfig& config, Rng rng, const ConfState& bootstrapConf, RecoveredState recovered);
+  Raft(const RaftConfig& config, const Rng& rng, const ConfState& bootstrapConf,
+       RecoveredState recovered);
 
   // ---- inputs ----
   void tick();
@@ -140,13 +141,13 @@ class Raft {
   void stepLeader(Message& msg);
   void stepFollower(Message& msg);
   void stepCandidate(Message& msg);
-  void handleVoteRequest(Message& msg);
+  void handleVoteRequest(const Message& msg);
   void handleAppend(Message& msg);
-  void handleHeartbeat(Message& msg);
+  void handleHeartbeat(const Message& msg);
   void handleSnapshotChunk(Message& msg);
-  void handleAppendResp(Message& msg);
+  void handleAppendResp(const Message& msg);
   void handleHeartbeatResp(Message& msg);
-  void handleSnapshotResp(Message& msg);
+  void handleSnapshotResp(const Message& msg);
   void handleReadIndexRequest(NodeId from, uint64_t context);
   bool wellFormed(const Message& msg) const;
 

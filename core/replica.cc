@@ -4,6 +4,8 @@
 
 namespace kvr {
 
+// The constructor draws from its own copy of rng (fork(), next()): by value on purpose.
+// cppcheck-suppress passedByValue
 Replica::Replica(ReplicaConfig config, Rng rng, Transport& transport, Storage& storage,
                  RecoveredState recovered)
     : config_(std::move(config)),
@@ -205,7 +207,7 @@ void Replica::process() {
   }
 }
 
-void Replica::applyCommitted(std::vector<Entry>& committed) {
+void Replica::applyCommitted(const std::vector<Entry>& committed) {
   for (const Entry& e : committed) {
     KJ_ASSERT(e.index == kv_.appliedIndex() + 1, "apply out of order", e.index,
               kv_.appliedIndex());

@@ -86,7 +86,7 @@ class Replica {
   };
 
   void process();
-  void applyCommitted(std::vector<Entry>& committed);
+  void applyCommitted(const std::vector<Entry>& committed);
   void serveReads();
   void maybeSnapshot();
   void expireRequests();

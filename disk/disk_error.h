@@ -12,7 +12,7 @@ namespace kvr::disk {
 constexpr const char* kRestoreAdvice =
     "restore this node from a peer: remove the data dir and restart it empty";
 
-[[noreturn]] inline void throwDiskError(std::string message) {
+[[noreturn]] inline void throwDiskError(const std::string& message) {
   kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
                                         kj::heapString(message.data(), message.size())));
 }

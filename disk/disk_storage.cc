@@ -6,7 +6,7 @@
 
 namespace kvr::disk {
 
-DiskStorage::DiskStorage(FileSystem& fs, std::string dir, WalOptions options,
+DiskStorage::DiskStorage(FileSystem& fs, const std::string& dir, WalOptions options,
                          const WalReplay& replay)
     : encodedSnapshotIndex_(replay.state.snapshotIndex()),
       encodedLastIndex_(replay.state.lastIndex()),

@@ -62,7 +62,8 @@ class DiskStorage final : public Storage {
   // Single-threaded hosts.
   std::vector<uint64_t> flush() { return write(takeQueued()); }
 
-  DiskStorage(FileSystem& fs, std::string dir, WalOptions options, const WalReplay& replay);
+  DiskStorage(FileSystem& fs, const std::string& dir, WalOptions options,
+              const WalReplay& replay);
   ~DiskStorage() noexcept override;
   KJ_DISALLOW_COPY(DiskStorage);
 

@@ -220,7 +220,7 @@ void WalWriter::append(std::vector<WalBatch>& batches) {
   std::string buffer;
   bool created = false;
   for (WalBatch& b : batches) {
-    SegmentInfo& cur = segments_.back();
+    const SegmentInfo& cur = segments_.back();
     if (newestHasBatches_ && cur.bytes + buffer.size() + b.frames.size() > options_.segmentBytes) {
       roll(buffer);
       created = true;
