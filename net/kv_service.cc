@@ -9,7 +9,8 @@
 
 namespace kvr::net {
 
-std::string explainStatus(const KvReply& reply, const std::string& detail) {
+std::string explainStatus(const KvReply& reply, const std::string& detail,
+                          const std::string& leaderAddr) {
   switch (reply.status) {
     case Status::Ok:
       return "";
@@ -19,9 +20,12 @@ std::string explainStatus(const KvReply& reply, const std::string& detail) {
       return "compare-and-swap failed: the current value is not the expected one";
     case Status::NotLeader:
       if (reply.leaderHint != kNoNode) {
-        return "not the leader; try node " + std::to_string(reply.leaderHint);
+        std::string text = "not the leader; try node " + std::to_string(reply.leaderHint);
+        if (!leaderAddr.empty()) text += " at " + leaderAddr;
+        return text;
       }
-      return "not the leader, and the leader is not known yet; retry shortly";
+      return "not the leader, and no leader is known yet (an election may be under way); "
+             "retry shortly";
     case Status::Timeout:
       return "request timed out; its outcome is unknown: retry with the same request id";
     case Status::TooLarge:
@@ -59,7 +63,14 @@ class KvService::Server final : public schema::KvService::Server {
 
   kj::Promise<void> status(StatusContext context) override {
     connection_->callStarted();
-    codec::toCapnp(service_.replica_.status(), context.getResults().initStatus());
+    ReplicaStatus status = service_.replica_.status();
+    auto out = context.getResults().initStatus();
+    codec::toCapnp(status, out);
+    if (service_.addresses_ != nullptr) {
+      out.setClientAddr(service_.addresses_->self());
+      out.setLeaderAddr(status.leader == status.id ? service_.addresses_->self()
+                                                   : service_.addresses_->of(status.leader));
+    }
     connection_->callFinished();
     return kj::READY_NOW;
   }
@@ -90,7 +101,7 @@ class KvService::Server final : public schema::KvService::Server {
     }
     if (early.status != Status::Ok) {
       if (metrics != nullptr) metrics->finished(metered, early.status);
-      fill(context, early, why);
+      fill(context, early, why, service_.addresses_);
       return kj::READY_NOW;
     }
 
@@ -111,13 +122,21 @@ class KvService::Server final : public schema::KvService::Server {
                       e->getDescription().cStr());
     }
     service_.afterInput_();
-    return paf.promise.then([context](KvReply reply) mutable { fill(context, reply, ""); });
+    return paf.promise.then([context, addresses = service_.addresses_](KvReply reply) mutable {
+      fill(context, reply, "", addresses);
+    });
   }
 
-  static void fill(CallContext& context, const KvReply& reply, const std::string& detail) {
+  static void fill(CallContext& context, const KvReply& reply, const std::string& detail,
+                   const ClientAddresses* addresses) {
     auto out = context.getResults().initReply();
     codec::toCapnp(reply, out);
-    std::string error = explainStatus(reply, detail);
+    std::string leaderAddr;
+    if (reply.status == Status::NotLeader && addresses != nullptr) {
+      leaderAddr = addresses->of(reply.leaderHint);
+      if (!leaderAddr.empty()) out.setLeaderAddr(leaderAddr);
+    }
+    std::string error = explainStatus(reply, detail, leaderAddr);
     if (!error.empty()) out.setError(error);
   }
 
