@@ -24,8 +24,7 @@ std::string explainStatus(const KvReply& reply, const std::string& detail,
         if (!leaderAddr.empty()) text += " at " + leaderAddr;
         return text;
       }
-      return "not the leader, and no leader is known yet (an election may be under way); "
-             "retry shortly";
+      return "not the leader, and the leader is not known yet; retry shortly";
     case Status::Timeout:
       return "request timed out; its outcome is unknown: retry with the same request id";
     case Status::TooLarge:

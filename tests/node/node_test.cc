@@ -347,7 +347,7 @@ TEST(KvServiceTest, EveryNonOkStatusHasASentence) {
   EXPECT_EQ(explainStatus(r), "not the leader; try node 2");
   EXPECT_EQ(explainStatus(r, "", "10.0.0.2:7001"), "not the leader; try node 2 at 10.0.0.2:7001");
   r.leaderHint = kNoNode;
-  EXPECT_NE(explainStatus(r).find("no leader is known"), std::string::npos);
+  EXPECT_NE(explainStatus(r).find("leader is not known yet"), std::string::npos);
   r.status = Status::Timeout;
   EXPECT_NE(explainStatus(r).find("retry with the same request id"), std::string::npos);
   r.status = Status::TooLarge;
