@@ -412,8 +412,7 @@ Result ClusterChannel::giveUp(const Attempt& a) {
     r.error = "outcome unknown (it may have been applied): no definite answer within " + within;
   } else if (a.lastStatus == Status::NotLeader) {
     r.error = std::string(a.command.isWrite() ? "not applied" : "not served") +
-              ": no leader within " + within +
-              "; an election may be under way, or too few nodes are up to elect one";
+              ": no leader within " + within;
   } else {
     r.error = std::string(a.command.isWrite() ? "not applied" : "not served") +
               ": no node took the request within " + within;

@@ -100,7 +100,7 @@ class KvService::Server final : public schema::KvService::Server {
     }
     if (early.status != Status::Ok) {
       if (metrics != nullptr) metrics->finished(metered, early.status);
-      fill(context, early, why, service_.addresses_);
+      fill(context, early, why, service_);
       return kj::READY_NOW;
     }
 
@@ -121,21 +121,26 @@ class KvService::Server final : public schema::KvService::Server {
                       e->getDescription().cStr());
     }
     service_.afterInput_();
-    return paf.promise.then([context, addresses = service_.addresses_](KvReply reply) mutable {
-      fill(context, reply, "", addresses);
+    return paf.promise.then([context, &service = service_](KvReply reply) mutable {
+      fill(context, reply, "", service);
     });
   }
 
   static void fill(CallContext& context, const KvReply& reply, const std::string& detail,
-                   const ClientAddresses* addresses) {
+                   const KvService& service) {
     auto out = context.getResults().initReply();
     codec::toCapnp(reply, out);
     std::string leaderAddr;
-    if (reply.status == Status::NotLeader && addresses != nullptr) {
-      leaderAddr = addresses->of(reply.leaderHint);
+    if (reply.status == Status::NotLeader && service.addresses_ != nullptr) {
+      leaderAddr = service.addresses_->of(reply.leaderHint);
       if (!leaderAddr.empty()) out.setLeaderAddr(leaderAddr);
     }
     std::string error = explainStatus(reply, detail, leaderAddr);
+    if (reply.status == Status::NotLeader && reply.leaderHint == kNoNode &&
+        service.noLeaderDetail_) {
+      error = "not the leader, and the leader is not known yet: " + service.noLeaderDetail_() +
+              "; retry shortly";
+    }
     if (!error.empty()) out.setError(error);
   }
 

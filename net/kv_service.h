@@ -46,6 +46,12 @@ class KvService {
   // outlive the service. Without it replies name no address.
   void setClientAddresses(const ClientAddresses* addresses) { addresses_ = addresses; }
 
+  // Why a NotLeader reply has no leader to name, e.g. how many peers this node reaches
+  // (an election in progress, or too few nodes up). Optional.
+  void setNoLeaderDetail(std::function<std::string()> detail) {
+    noLeaderDetail_ = std::move(detail);
+  }
+
   // From now on requests are answered ShuttingDown without reaching the replica.
   void stop() { stopped_ = true; }
 
@@ -67,6 +73,7 @@ class KvService {
   SnapshotSource snapshots_;
   ClientMetrics* metrics_ = nullptr;
   const ClientAddresses* addresses_ = nullptr;
+  std::function<std::string()> noLeaderDetail_;
 };
 
 }  // namespace kvr::net

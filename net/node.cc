@@ -108,6 +108,23 @@ void Node::openStorage() {
                                    config_.clusterId);
   kvService_->setMetrics(&metrics_.client);
   kvService_->setClientAddresses(&clientAddresses_);
+  kvService_->setNoLeaderDetail([this]() { return peerReach(); });
+}
+
+std::string Node::peerReach() const {
+  size_t peers = config_.members.size() - 1;
+  size_t up = 0;
+  for (const auto& [id, address] : config_.members) {
+    if (id != config_.id && transport_->isUp(id)) ++up;
+  }
+  size_t quorum = config_.members.size() / 2 + 1;
+  std::string text = "this node reaches " + std::to_string(up) + " of its " +
+                     std::to_string(peers) + " peers";
+  if (up + 1 < quorum) {
+    return text + ", and electing a leader needs " + std::to_string(quorum) + " of the " +
+           std::to_string(config_.members.size()) + " nodes";
+  }
+  return text + " (an election is under way)";
 }
 
 kj::Promise<void> Node::start() {

@@ -72,6 +72,9 @@ class Node {
  private:
   void openStorage();
   void startTicking();
+  // For a client told "no leader": how many peers this node reaches, and whether that
+  // is enough to elect one.
+  std::string peerReach() const;
   // Sets this node's own entry of clientAddresses_ once the client port is bound.
   void advertiseClientAddr();
   void onTick();

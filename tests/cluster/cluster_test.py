@@ -1420,6 +1420,8 @@ def scenario_no_leader(c):
     log(f"put with no leader: rc {rc} in {took * 1000:.0f} ms: {err.strip()}")
     check(rc == 2, f"put with no leader: rc {rc} {out!r} {err!r}")
     check("not applied" in err and "no leader" in err, f"unclear error: {err!r}")
+    check("this node reaches 0 of its 2 peers, and electing a leader needs 2 of the 3 nodes"
+          in err, f"no word on why there is no leader: {err!r}")
     check("unknown" not in err, f"a NotLeader answer reported as unknown: {err!r}")
     check(took < 3.5, f"put with no leader took {took:.2f} s with --timeout 1500")
     rc, out, err, took = run_kvctl("--endpoints", c.endpoint(1), "--timeout", "1000",
