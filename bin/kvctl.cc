@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <optional>
@@ -35,10 +36,13 @@ constexpr int kExitError = 2;
 
 void usage(FILE* out) {
   std::fputs(
-      "usage: kvctl [GLOBAL FLAGS] COMMAND [ARGS]\n"
+      "usage: kvctl [FLAGS] COMMAND [ARGS] [FLAGS]\n"
       "\n"
-      "global flags (before the command):\n"
-      "  --endpoints HOST:PORT,...  client addresses of the nodes (default 127.0.0.1:7001)\n"
+      "flags (anywhere on the line; --flag=VALUE works too; after -- every word is an\n"
+      "argument, e.g. kvctl put -- --key value):\n"
+      "  --endpoints HOST:PORT,...  client addresses of nodes to start from (default\n"
+      "                             127.0.0.1:7001); any one node is enough: a follower\n"
+      "                             names the leader's address and kvctl goes there\n"
       "  --client-id ID             use this existing session (needs --request-id)\n"
       "  --request-id N             request id of the write (with --client-id)\n"
       "  --stale                    reads may be served from any node's local state\n"
@@ -85,60 +89,90 @@ struct Args {
   bool haveClientId = false;
   bool haveRequestId = false;
   bool json = false;
-  std::vector<std::string> command;
+  bool absent = false;                 // cas --absent
+  std::optional<uint32_t> limit;       // range --limit N
+  std::vector<std::string> command;    // the command and its arguments, flags taken out
 };
 
+// One flag (name without its value); `value` fetches its value (from "--flag=V" or the
+// next word). False if the flag is unknown.
+bool parseFlag(Args& a, const std::string& f, const std::function<std::string()>& value) {
+  if (f == "--help" || f == "-h") {
+    usage(stdout);
+    std::exit(kExitOk);
+  } else if (f == "--endpoints") {
+    std::string list = value();
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions(
+                       [&]() { a.endpoints = kvr::client::parseEndpointList(list); })) {
+      die("bad --endpoints '" + list + "': " + std::string(e->getDescription().cStr()));
+    }
+  } else if (f == "--client-id") {
+    a.options.clientId = parseNumber(f, value(), UINT64_MAX);
+    if (a.options.clientId == 0) die("--client-id must be > 0");
+    a.haveClientId = true;
+  } else if (f == "--request-id") {
+    a.options.firstRequestId = parseNumber(f, value(), UINT64_MAX);
+    if (a.options.firstRequestId == 0) die("--request-id must be > 0");
+    a.haveRequestId = true;
+  } else if (f == "--timeout" || f == "--attempt-timeout") {
+    uint32_t ms = uint32_t(parseNumber(f, value(), 24u * 3600 * 1000));
+    if (ms == 0) die(f + " must be > 0");
+    (f == "--timeout" ? a.options.timeoutMs : a.options.attemptTimeoutMs) = ms;
+  } else if (f == "--stale" || f == "--json" || f == "--no-local-check" || f == "--absent") {
+    if (f == "--stale") a.options.stale = true;
+    if (f == "--json") a.json = true;
+    if (f == "--no-local-check") a.options.checkLocally = false;
+    if (f == "--absent") a.absent = true;
+  } else if (f == "--limit") {
+    a.limit = uint32_t(parseNumber(f, value(), UINT32_MAX));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// Flags may stand anywhere on the line, before or after the command and its arguments
+// (like etcdctl); "--flag=VALUE" works too. After "--" every word is an argument, so a
+// key or value that starts with "--" can be given: kvctl put -- --key --value.
 Args parseArgs(int argc, char** argv) {
   Args a;
-  int i = 1;
-  auto value = [&](const std::string& flag) -> std::string {
-    if (i + 1 >= argc) die(flag + " needs a value");
-    return argv[++i];
-  };
-  for (; i < argc; ++i) {
-    std::string f = argv[i];
-    if (f.size() < 2 || f.compare(0, 2, "--") != 0) break;
-    if (f == "--help" || f == "-h") {
-      usage(stdout);
-      std::exit(kExitOk);
-    } else if (f == "--endpoints") {
-      std::string list = value(f);
-      KJ_IF_MAYBE(e, kj::runCatchingExceptions(
-                         [&]() { a.endpoints = kvr::client::parseEndpointList(list); })) {
-        die("bad --endpoints '" + list + "': " + std::string(e->getDescription().cStr()));
-      }
-    } else if (f == "--client-id") {
-      a.options.clientId = parseNumber(f, value(f), UINT64_MAX);
-      if (a.options.clientId == 0) die("--client-id must be > 0");
-      a.haveClientId = true;
-    } else if (f == "--request-id") {
-      a.options.firstRequestId = parseNumber(f, value(f), UINT64_MAX);
-      if (a.options.firstRequestId == 0) die("--request-id must be > 0");
-      a.haveRequestId = true;
-    } else if (f == "--stale") {
-      a.options.stale = true;
-    } else if (f == "--timeout") {
-      a.options.timeoutMs = uint32_t(parseNumber(f, value(f), 24u * 3600 * 1000));
-      if (a.options.timeoutMs == 0) die("--timeout must be > 0");
-    } else if (f == "--attempt-timeout") {
-      a.options.attemptTimeoutMs = uint32_t(parseNumber(f, value(f), 24u * 3600 * 1000));
-      if (a.options.attemptTimeoutMs == 0) die("--attempt-timeout must be > 0");
-    } else if (f == "--json") {
-      a.json = true;
-    } else if (f == "--no-local-check") {
-      a.options.checkLocally = false;
-    } else {
-      die("unknown flag " + f + " (global flags go before the command; see --help)");
+  bool onlyArguments = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string word = argv[i];
+    bool isFlag = !onlyArguments && (word == "-h" || (word.size() > 2 && word.rfind("--", 0) == 0));
+    if (!onlyArguments && word == "--") {
+      onlyArguments = true;
+      continue;
     }
+    if (!isFlag) {
+      a.command.push_back(word);
+      continue;
+    }
+    std::string flag = word;
+    std::optional<std::string> inlineValue;
+    if (size_t eq = word.find('='); eq != std::string::npos) {
+      flag = word.substr(0, eq);
+      inlineValue = word.substr(eq + 1);
+    }
+    bool usedValue = false;
+    auto value = [&]() -> std::string {
+      usedValue = true;
+      if (inlineValue) return *inlineValue;
+      if (i + 1 >= argc) die(flag + " needs a value");
+      return argv[++i];
+    };
+    if (!parseFlag(a, flag, value)) die("unknown flag " + flag + " (see kvctl --help)");
+    if (inlineValue && !usedValue) die(flag + " takes no value");
   }
   if (a.haveClientId != a.haveRequestId) {
     die("--client-id and --request-id go together (a session's request ids must increase)");
   }
-  for (; i < argc; ++i) a.command.push_back(argv[i]);
   if (a.command.empty()) {
     usage(stderr);
     std::exit(kExitError);
   }
+  if (a.absent && a.command[0] != "cas") die("--absent goes with cas only");
+  if (a.limit && a.command[0] != "range") die("--limit goes with range only");
   return a;
 }
 
@@ -185,6 +219,7 @@ int report(const Args& a, const std::string& op, const Result& r) {
     if (r.outcome == Outcome::Error) {
       out += ",\"status\":" + jsonString(kvr::statusName(r.status));
       out += ",\"error\":" + jsonString(r.error);
+      out += std::string(",\"maybeApplied\":") + (r.maybeApplied ? "true" : "false");
     }
     if (op == "get" && r.ok()) out += ",\"value\":" + jsonString(r.value);
     if (r.outcome == Outcome::CasMismatch) out += ",\"current\":" + jsonString(r.value);
@@ -257,7 +292,9 @@ int printStatus(const Args& a, const std::vector<EndpointStatus>& all) {
                ",\"commit\":" + std::to_string(s.commit) +
                ",\"applied\":" + std::to_string(s.applied) +
                ",\"lastIndex\":" + std::to_string(s.lastIndex) +
-               ",\"snapshotIndex\":" + std::to_string(s.snapshotIndex);
+               ",\"snapshotIndex\":" + std::to_string(s.snapshotIndex) +
+               ",\"clientAddr\":" + jsonString(s.clientAddr) +
+               ",\"leaderAddr\":" + jsonString(s.leaderAddr);
       } else {
         out += ",\"role\":\"unreachable\",\"error\":" + jsonString(s.error);
       }
@@ -306,23 +343,16 @@ int run(const Args& a) {
     return report(a, op, client.del(cmd[1]));
   }
   if (op == "cas") {
+    if (a.absent) {
+      needArgs(cmd, 3, "cas K --absent NEW");
+      return report(a, op, client.casAbsent(cmd[1], readValue(cmd[2])));
+    }
     needArgs(cmd, 4, "cas K EXPECTED NEW  |  kvctl cas K --absent NEW");
-    if (cmd[2] == "--absent") return report(a, op, client.casAbsent(cmd[1], readValue(cmd[3])));
     return report(a, op, client.cas(cmd[1], cmd[2], readValue(cmd[3])));
   }
   if (op == "range") {
-    uint32_t limit = 0;
-    std::vector<std::string> pos;
-    for (size_t k = 1; k < cmd.size(); ++k) {
-      if (cmd[k] == "--limit") {
-        if (k + 1 >= cmd.size()) die("--limit needs a value");
-        limit = uint32_t(parseNumber("--limit", cmd[++k], UINT32_MAX));
-      } else {
-        pos.push_back(cmd[k]);
-      }
-    }
-    if (pos.size() != 2) die("usage: kvctl range FROM TO [--limit N]");
-    return report(a, op, client.range(pos[0], pos[1], limit));
+    needArgs(cmd, 3, "range FROM TO [--limit N]");
+    return report(a, op, client.range(cmd[1], cmd[2], a.limit.value_or(0)));
   }
   if (op == "status") {
     needArgs(cmd, 1, "status");

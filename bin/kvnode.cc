@@ -30,6 +30,11 @@ event with its time (UTC) and level (info, warn, error):
                             missing. A data dir of another node or cluster is refused,
                             and so is one another process holds (DIR/LOCK, flock).
   --client-addr HOST:PORT   KvService for clients (default 127.0.0.1:<7000+id>)
+  --advertise-client-addr HOST:PORT
+                            where clients can reach this node's KvService; told to
+                            the peers, whose "not the leader" replies send clients here
+                            (default: --client-addr; none if its host is a wildcard
+                            such as 0.0.0.0, then set this)
   --raft-addr HOST:PORT     RaftPeer listen address (default: this node's --cluster
                             entry, else 127.0.0.1:<7100+id>)
   --cluster LIST            every member's raft address: 1=HOST:PORT,2=HOST:PORT,...
@@ -88,7 +93,7 @@ std::string gRestoreFile;  // --restore FILE
 
 kvr::net::NodeConfig parseFlags(int argc, char** argv) {
   enum Opt {
-    kId = 1000, kDataDir, kClientAddr, kRaftAddr, kCluster, kClusterId, kElection,
+    kId = 1000, kDataDir, kClientAddr, kAdvertiseClientAddr, kRaftAddr, kCluster, kClusterId, kElection,
     kHeartbeat, kTick, kRequestTimeout, kSnapshotEntries, kMaxClientConnections,
     kClientIdleTimeout, kMetricsAddr, kLogFormat, kHelp, kRestore
   };
@@ -96,6 +101,7 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
       {"id", required_argument, nullptr, kId},
       {"data-dir", required_argument, nullptr, kDataDir},
       {"client-addr", required_argument, nullptr, kClientAddr},
+      {"advertise-client-addr", required_argument, nullptr, kAdvertiseClientAddr},
       {"raft-addr", required_argument, nullptr, kRaftAddr},
       {"cluster", required_argument, nullptr, kCluster},
       {"cluster-id", required_argument, nullptr, kClusterId},
@@ -122,6 +128,7 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
       case kId: c.id = parseNumber<uint32_t>("id", optarg); break;
       case kDataDir: c.dataDir = optarg; break;
       case kClientAddr: c.clientAddr = optarg; break;
+      case kAdvertiseClientAddr: c.advertiseClientAddr = optarg; break;
       case kRaftAddr: c.raftAddr = optarg; break;
       case kCluster: cluster = optarg; break;
       case kClusterId: c.clusterId = parseNumber<uint64_t>("cluster-id", optarg); break;

@@ -21,6 +21,19 @@ const char* outcomeName(Outcome o) {
   return "unknown";
 }
 
+namespace {
+
+bool hasHostAndPort(std::string_view item) {
+  size_t colon = item.rfind(':');
+  return colon != std::string_view::npos && colon > 0 && colon + 1 < item.size();
+}
+
+bool hasNumericPort(std::string_view item) {
+  return item.find_first_not_of("0123456789", item.rfind(':') + 1) == std::string_view::npos;
+}
+
+}  // namespace
+
 std::vector<std::string> parseEndpointList(std::string_view list) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -28,13 +41,9 @@ std::vector<std::string> parseEndpointList(std::string_view list) {
     size_t comma = list.find(',', start);
     if (comma == std::string_view::npos) comma = list.size();
     std::string item(list.substr(start, comma - start));
-    size_t colon = item.rfind(':');
     KJ_REQUIRE(!item.empty(), "empty endpoint in list", std::string(list));
-    KJ_REQUIRE(colon != std::string::npos && colon > 0 && colon + 1 < item.size(),
-               "endpoint must look like HOST:PORT", item);
-    for (size_t i = colon + 1; i < item.size(); ++i) {
-      KJ_REQUIRE(item[i] >= '0' && item[i] <= '9', "endpoint port must be a number", item);
-    }
+    KJ_REQUIRE(hasHostAndPort(item), "endpoint must look like HOST:PORT", item);
+    KJ_REQUIRE(hasNumericPort(item), "endpoint port must be a number", item);
     out.push_back(std::move(item));
     start = comma + 1;
   }
@@ -70,15 +79,28 @@ bool isTransient(Status s) {
          s == Status::TransferInProgress || s == Status::ShuttingDown;
 }
 
+// Answers after which a write may have been applied (or may still be): the request was
+// in the log, and then the node gave up waiting (Timeout) or went away (ShuttingDown).
+// Busy, TransferInProgress and NotLeader refuse before or instead of applying.
+bool mayHaveApplied(Status s) { return s == Status::Timeout || s == Status::ShuttingDown; }
+
+class IgnoreErrors final : public kj::TaskSet::ErrorHandler {
+ public:
+  void taskFailed(kj::Exception&&) override {}
+};
+
+}  // namespace
+
 // The server's answer, decoded.
-struct Answer {
+struct ClusterChannel::Answer {
   KvReply reply;
   std::string error;
+  std::string leaderAddr;  // NotLeader: the leader's client address, if the node knows it
 };
 
 // One attempt's verdict: a definite result, or try again. (Not a kj::Maybe<Result>: GCC
 // 12 at -O2 reports a false maybe-uninitialized on that inside kj's promise nodes.)
-struct Step {
+struct ClusterChannel::Step {
   bool done = false;
   Result result;
   static Step finished(Result r) {
@@ -88,13 +110,6 @@ struct Step {
     return s;
   }
 };
-
-class IgnoreErrors final : public kj::TaskSet::ErrorHandler {
- public:
-  void taskFailed(kj::Exception&&) override {}
-};
-
-}  // namespace
 
 struct ClusterChannel::Connection {
   Connection(kj::Own<kj::AsyncIoStream> s, uint64_t gen)
@@ -111,7 +126,7 @@ struct ClusterChannel::Connection {
 
 struct ClusterChannel::Endpoint {
   std::string address;
-  NodeId id = kNoNode;  // learned from status(); kNoNode until then
+  NodeId id = kNoNode;  // learned from status() or a NotLeader reply; kNoNode until then
   kj::Maybe<kj::Own<Connection>> connection;
   kj::Maybe<kj::ForkedPromise<void>> connecting;
   uint64_t generation = 0;  // bumped per connection, so a stale failure drops nothing
@@ -127,6 +142,8 @@ struct ClusterChannel::Attempt : public kj::Refcounted {
   kj::Maybe<size_t> target;  // where the last NotLeader reply pointed
   std::string lastError;
   Status lastStatus = Status::Ok;
+  bool sent = false;          // this attempt's request was handed to a connection
+  bool maybeApplied = false;  // a write: some attempt may have been applied
 };
 
 ClusterChannel::ClusterChannel(kj::AsyncIoProvider& provider, kj::Timer& timer,
@@ -138,14 +155,18 @@ ClusterChannel::ClusterChannel(kj::AsyncIoProvider& provider, kj::Timer& timer,
       errorHandler_(kj::heap<IgnoreErrors>()) {
   KJ_REQUIRE(!endpoints_.empty(), "a client needs at least one endpoint");
   KJ_REQUIRE(options_.timeoutMs > 0 && options_.attemptTimeoutMs > 0, "timeouts must be > 0");
-  auto builder = kj::heapArrayBuilder<kj::Own<Endpoint>>(endpoints_.size());
   for (auto& e : endpoints_) {
     auto ep = kj::heap<Endpoint>();
     ep->address = e;
-    builder.add(kj::mv(ep));
+    state_.push_back(kj::mv(ep));
   }
-  state_ = builder.finish();
   background_ = kj::heap<kj::TaskSet>(*errorHandler_);
+}
+
+std::vector<std::string> ClusterChannel::knownEndpoints() const {
+  std::vector<std::string> out;
+  for (auto& ep : state_) out.push_back(ep->address);
+  return out;
 }
 
 ClusterChannel::~ClusterChannel() noexcept(false) {
@@ -241,19 +262,11 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
   Attempt& a = *attempt;
   kj::Duration left = a.deadline - timer_.now();
   if (a.attempts > 0 && (left <= 0 * kj::NANOSECONDS || a.attempts > options_.maxRetries)) {
-    Result r;
-    r.outcome = Outcome::Error;
-    r.status = a.lastStatus;
-    r.attempts = a.attempts;
-    r.clientId = a.command.clientId;
-    r.requestId = a.command.requestId;
-    r.error = "no definite answer after " + std::to_string(a.attempts) + " attempts in " +
-              std::to_string(options_.timeoutMs) + " ms (outcome unknown); last: " +
-              a.lastError;
-    return r;
+    return giveUp(a);
   }
   size_t i = pickEndpoint(a);
   a.target = nullptr;
+  a.sent = false;
   ++a.attempts;
   kj::Duration budget = options_.attemptTimeoutMs * kj::MILLISECONDS;
   if (a.attempts > 1 && left < budget) budget = left;
@@ -261,115 +274,181 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
 
   auto generation = kj::heap<uint64_t>(0);
   uint64_t* gen = generation.get();
-  auto call = connect(i).then([&a, gen](Connection* c) {
+  return timer_.timeoutAfter(budget, callOnce(a, i, gen))
+      .then([this, &a, i](Answer ans) { return onAnswer(a, i, kj::mv(ans)); },
+            [this, &a, i, gen](kj::Exception&& e) { return onCallFailed(a, i, *gen, kj::mv(e)); })
+      .attach(kj::mv(generation))
+      .then([this, attempt = kj::mv(attempt)](Step step) mutable -> kj::Promise<Result> {
+        if (step.done) return kj::mv(step.result);
+        return attemptLoop(kj::mv(attempt));
+      });
+}
+
+kj::Promise<ClusterChannel::Answer> ClusterChannel::callOnce(Attempt& a, size_t i,
+                                                             uint64_t* gen) {
+  return connect(i).then([&a, gen](Connection* c) {
     *gen = c->generation;
     auto req = c->service.callRequest();
     codec::toCapnp(a.command, req.initCommand());
     req.setStale(a.stale);
+    a.sent = true;
     return req.send().then([](capnp::Response<schema::KvService::CallResults> resp) {
       Answer ans;
       std::string why;
       auto reply = resp.getReply();
       KJ_REQUIRE(codec::fromCapnp(reply, &ans.reply, &why), "malformed reply", why);
       ans.error = reply.getError().cStr();
+      ans.leaderAddr = reply.getLeaderAddr().cStr();
       return ans;
     });
   });
+}
 
-  // Each branch says whether we are done (a Result) or should try again (nullptr).
-  return timer_.timeoutAfter(budget, kj::mv(call))
-      .then(
-          [this, &a, i](Answer ans) -> kj::Promise<Step> {
-            const KvReply& rep = ans.reply;
-            a.lastStatus = rep.status;
-            Result r;
-            r.attempts = a.attempts;
-            r.status = rep.status;
-            r.index = rep.index;
-            r.clientId = a.command.clientId;
-            r.requestId = a.command.requestId;
-            if (!a.stale) leaderGuess_ = i;
-            switch (rep.status) {
-              case Status::Ok:
-                r.outcome = Outcome::Ok;
-                r.value = rep.value;
-                r.kvs = rep.kvs;
-                r.more = rep.more;
-                if (a.command.op == OpType::OpenSession) r.clientId = rep.clientId;
-                return Step::finished(kj::mv(r));
-              case Status::NotFound:
-                r.outcome = Outcome::NotFound;
-                return Step::finished(kj::mv(r));
-              case Status::CasMismatch:
-                r.outcome = Outcome::CasMismatch;
-                r.value = rep.value;
-                return Step::finished(kj::mv(r));
-              default:
-                break;
-            }
-            if (!isTransient(rep.status)) {
-              r.outcome = Outcome::Error;
-              r.error = std::string(statusName(rep.status)) + ": " +
-                        (ans.error.empty() ? std::string("(no detail)") : ans.error);
-              return Step::finished(kj::mv(r));
-            }
-            a.lastError = state_[i]->address + " answered " + statusName(rep.status) +
-                          (ans.error.empty() ? "" : " (" + ans.error + ")");
-            if (rep.status != Status::NotLeader) {
-              // Timeout/Busy/transfer: the same node is still the best bet, unless it
-              // is going away.
-              if (rep.status == Status::ShuttingDown && leaderGuess_ == i) ++leaderGuess_;
-              return pause(a).then([]() { return Step{}; });
-            }
-            if (leaderGuess_ == i) leaderGuess_ = i + 1;  // not the leader, whatever else
-            NodeId hint = rep.leaderHint;
-            auto findHint = [this, hint]() -> kj::Maybe<size_t> {
-              if (hint == kNoNode) return nullptr;
-              for (size_t j = 0; j < state_.size(); ++j) {
-                if (state_[j]->id == hint) return j;
-              }
-              return nullptr;
-            };
-            auto redirect = [this, &a, hint, i](kj::Maybe<size_t> to)
-                -> kj::Promise<Step> {
-              KJ_IF_MAYBE(j, to) {
-                if (*j != i && a.redirectsInARow++ < 2) {
-                  a.target = *j;
-                  leaderGuess_ = *j;
-                  return Step{};  // follow the hint at once
-                }
-                a.target = *j;
-              } else if (hint != kNoNode) {
-                a.lastError += "; its leader, node " + std::to_string(hint) +
-                               ", is not among the endpoints";
-              }
-              a.redirectsInARow = 0;
-              return pause(a).then([]() { return Step{}; });
-            };
-            auto known = findHint();
-            if (known != nullptr || hint == kNoNode) return redirect(known);
-            // A leader we cannot place yet: ask every endpoint who it is.
-            kj::Duration t = std::min<kj::Duration>(options_.attemptTimeoutMs * kj::MILLISECONDS,
-                                                    std::max<kj::Duration>(a.deadline - timer_.now(),
-                                                             1 * kj::MILLISECONDS));
-            return refreshLeaderMap(t).then(
-                [findHint, redirect]() mutable { return redirect(findHint()); });
-          },
-          [this, &a, i, gen](kj::Exception&& e) -> kj::Promise<Step> {
-            a.lastError = describeFailure(state_[i]->address, e);
-            a.lastStatus = Status::Ok;
-            dropConnection(i, *gen);
-            if (leaderGuess_ % state_.size() == i) leaderGuess_ = i + 1;
-            a.redirectsInARow = 0;
-            // Another endpoint may answer at once; pause only once we have tried them all.
-            if (a.attempts % state_.size() != 0) return Step{};
-            return pause(a).then([]() { return Step{}; });
-          })
-      .attach(kj::mv(generation))
-      .then([this, attempt = kj::mv(attempt)](Step step) mutable -> kj::Promise<Result> {
-        if (step.done) return kj::mv(step.result);
-        return attemptLoop(kj::mv(attempt));
-      });
+kj::Promise<ClusterChannel::Step> ClusterChannel::onAnswer(Attempt& a, size_t i, Answer ans) {
+  const KvReply& rep = ans.reply;
+  a.lastStatus = rep.status;
+  if (!a.stale) leaderGuess_ = i;
+  if (!isTransient(rep.status)) {
+    Result r;
+    r.attempts = a.attempts;
+    r.status = rep.status;
+    r.index = rep.index;
+    r.clientId = a.command.clientId;
+    r.requestId = a.command.requestId;
+    switch (rep.status) {
+      case Status::Ok:
+        r.outcome = Outcome::Ok;
+        r.value = rep.value;
+        r.kvs = rep.kvs;
+        r.more = rep.more;
+        if (a.command.op == OpType::OpenSession) r.clientId = rep.clientId;
+        break;
+      case Status::NotFound: r.outcome = Outcome::NotFound; break;
+      case Status::CasMismatch:
+        r.outcome = Outcome::CasMismatch;
+        r.value = rep.value;
+        break;
+      default:
+        r.outcome = Outcome::Error;
+        r.maybeApplied = a.maybeApplied;
+        r.error = std::string(statusName(rep.status)) + ": " +
+                  (ans.error.empty() ? std::string("(no detail)") : ans.error);
+    }
+    return Step::finished(kj::mv(r));
+  }
+  a.lastError = state_[i]->address + " answered " + statusName(rep.status) +
+                (ans.error.empty() ? "" : " (" + ans.error + ")");
+  if (rep.status == Status::NotLeader) return onNotLeader(a, i, ans);
+  if (mayHaveApplied(rep.status) && a.command.isWrite()) a.maybeApplied = true;
+  // Timeout/Busy/transfer: the same node is still the best bet, unless it is going away.
+  if (rep.status == Status::ShuttingDown && leaderGuess_ == i) ++leaderGuess_;
+  return pause(a).then([]() { return Step{}; });
+}
+
+kj::Promise<ClusterChannel::Step> ClusterChannel::onNotLeader(Attempt& a, size_t i,
+                                                              const Answer& ans) {
+  if (leaderGuess_ == i) leaderGuess_ = i + 1;  // not the leader, whatever else
+  NodeId hint = ans.reply.leaderHint;
+  if (hint == kNoNode) {
+    // No leader known (an election, or this node is cut off): ask again after a pause.
+    a.redirectsInARow = 0;
+    return pause(a).then([]() { return Step{}; });
+  }
+  KJ_IF_MAYBE(j, endpointOf(hint, ans.leaderAddr)) {
+    return redirect(a, i, *j);
+  }
+  // A leader we cannot place yet (a node that does not know its address): ask every
+  // endpoint who it is and where it serves clients.
+  kj::Duration t = std::min<kj::Duration>(
+      options_.attemptTimeoutMs * kj::MILLISECONDS,
+      std::max<kj::Duration>(a.deadline - timer_.now(), 1 * kj::MILLISECONDS));
+  return refreshLeaderMap(t).then([this, &a, i, hint]() -> kj::Promise<Step> {
+    KJ_IF_MAYBE(j, endpointOf(hint, "")) {
+      return redirect(a, i, *j);
+    }
+    return Step::finished(notApplied(
+        a, state_[i]->address + " is not the leader; the leader is node " +
+               std::to_string(hint) + ", which is not among the endpoints, and no node " +
+               "knows its client address (add it to the endpoints)"));
+  });
+}
+
+kj::Promise<ClusterChannel::Step> ClusterChannel::redirect(Attempt& a, size_t from, size_t to) {
+  a.target = to;
+  if (to != from && a.redirectsInARow++ < 2) {
+    leaderGuess_ = to;
+    return Step{};  // follow the hint at once
+  }
+  a.redirectsInARow = 0;
+  return pause(a).then([]() { return Step{}; });
+}
+
+kj::Promise<ClusterChannel::Step> ClusterChannel::onCallFailed(Attempt& a, size_t i,
+                                                               uint64_t generation,
+                                                               kj::Exception&& e) {
+  a.lastError = describeFailure(state_[i]->address, e);
+  a.lastStatus = Status::Ok;
+  // Unanswered once sent: the node may have received it, and may apply it yet.
+  if (a.sent && a.command.isWrite()) a.maybeApplied = true;
+  dropConnection(i, generation);
+  if (leaderGuess_ % state_.size() == i) leaderGuess_ = i + 1;
+  a.redirectsInARow = 0;
+  // Another endpoint may answer at once; pause only once we have tried them all.
+  if (a.attempts % state_.size() != 0) return Step{};
+  return pause(a).then([]() { return Step{}; });
+}
+
+Result ClusterChannel::giveUp(const Attempt& a) {
+  Result r;
+  r.outcome = Outcome::Error;
+  r.status = a.lastStatus;
+  r.attempts = a.attempts;
+  r.clientId = a.command.clientId;
+  r.requestId = a.command.requestId;
+  r.maybeApplied = a.maybeApplied;
+  std::string within = std::to_string(options_.timeoutMs) + " ms (" +
+                       std::to_string(a.attempts) + " attempts); last: " + a.lastError;
+  if (a.maybeApplied) {
+    r.error = "outcome unknown (it may have been applied): no definite answer within " + within;
+  } else if (a.lastStatus == Status::NotLeader) {
+    r.error = std::string(a.command.isWrite() ? "not applied" : "not served") +
+              ": no leader within " + within;
+  } else {
+    r.error = std::string(a.command.isWrite() ? "not applied" : "not served") +
+              ": no node took the request within " + within;
+  }
+  return r;
+}
+
+Result ClusterChannel::notApplied(const Attempt& a, const std::string& why) {
+  Result r = giveUp(a);
+  if (!a.maybeApplied) {
+    r.error = std::string(a.command.isWrite() ? "not applied" : "not served") + ": " + why;
+  } else {
+    r.error = "outcome unknown (an earlier attempt may have been applied); then " + why;
+  }
+  return r;
+}
+
+kj::Maybe<size_t> ClusterChannel::endpointOf(NodeId id, const std::string& address) {
+  for (size_t j = 0; j < state_.size(); ++j) {
+    if (state_[j]->id == id) return j;
+  }
+  if (address.empty() || address.size() > 255 || !hasHostAndPort(address) ||
+      !hasNumericPort(address)) {
+    return nullptr;
+  }
+  for (size_t j = 0; j < state_.size(); ++j) {
+    if (state_[j]->address != address) continue;
+    if (state_[j]->id == kNoNode) state_[j]->id = id;
+    return j;
+  }
+  if (state_.size() >= endpoints_.size() + kMaxLearnedEndpoints) return nullptr;
+  auto ep = kj::heap<Endpoint>();
+  ep->address = address;
+  ep->id = id;
+  state_.push_back(kj::mv(ep));
+  return state_.size() - 1;
 }
 
 kj::Promise<EndpointStatus> ClusterChannel::statusOf(size_t i, kj::Duration timeout) {
@@ -390,6 +469,8 @@ kj::Promise<EndpointStatus> ClusterChannel::statusOf(size_t i, kj::Duration time
           st.applied = s.getApplied();
           st.lastIndex = s.getLastIndex();
           st.snapshotIndex = s.getSnapshotIndex();
+          st.clientAddr = s.getClientAddr().cStr();
+          st.leaderAddr = s.getLeaderAddr().cStr();
           return st;
         });
   });
@@ -399,6 +480,7 @@ kj::Promise<EndpointStatus> ClusterChannel::statusOf(size_t i, kj::Duration time
             st.endpoint = state_[i]->address;
             if (st.id != kNoNode) state_[i]->id = st.id;
             if (st.role == "leader") leaderGuess_ = i;
+            if (st.leader != kNoNode) endpointOf(st.leader, st.leaderAddr);  // learn it
             return st;
           },
           [this, i, gen](kj::Exception&& e) {
@@ -413,8 +495,8 @@ kj::Promise<EndpointStatus> ClusterChannel::statusOf(size_t i, kj::Duration time
 }
 
 kj::Promise<std::vector<EndpointStatus>> ClusterChannel::statusAll() {
-  auto calls = kj::heapArrayBuilder<kj::Promise<EndpointStatus>>(state_.size());
-  for (size_t i = 0; i < state_.size(); ++i) {
+  auto calls = kj::heapArrayBuilder<kj::Promise<EndpointStatus>>(endpoints_.size());
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
     calls.add(statusOf(i, options_.attemptTimeoutMs * kj::MILLISECONDS));
   }
   return kj::joinPromises(calls.finish()).then([](kj::Array<EndpointStatus> all) {
@@ -517,7 +599,11 @@ kj::Promise<Result> AsyncKvClient::ensureSession() {
       clientId_ = r.clientId;
       nextRequestId_ = 1;
     } else {
-      r.error = "cannot open a session: " + r.error;
+      // The write itself was never sent, whatever became of the session.
+      const std::string prefix = "not applied: ";
+      if (r.error.rfind(prefix, 0) == 0) r.error.erase(0, prefix.size());
+      r.error = prefix + "cannot open a session: " + r.error;
+      r.maybeApplied = false;
     }
     return r;
   });

@@ -2,11 +2,16 @@
 //
 // Three layers:
 //   * ClusterChannel: connections to every endpoint (one Cap'n Proto two-party RPC
-//     connection each, opened lazily), leader discovery (status() maps node ids to
-//     endpoints; NotLeader replies carry the leader's node id) and the retry loop:
-//     transient failures (NotLeader, Timeout, Busy, TransferInProgress, ShuttingDown,
-//     disconnects, unanswered attempts) are retried with the SAME command, hence the
-//     same (clientId, requestId), with backoff until the overall timeout.
+//     connection each, opened lazily), leader discovery and the retry loop. A NotLeader
+//     reply names the leader (node id and the client address the leader advertised to
+//     its peers); the channel goes there at once, adding the address to its endpoints
+//     if it was not given one (so one endpoint, any node, is enough). Transient failures
+//     (Timeout, Busy, TransferInProgress, ShuttingDown, disconnects, unanswered
+//     attempts, NotLeader while no leader is known) are retried with the SAME command,
+//     hence the same (clientId, requestId), with backoff until the overall timeout.
+//     NotLeader means "not applied"; a write's Result says whether it may have been
+//     applied (Result::maybeApplied) only when that is true: an attempt that went
+//     unanswered, or was answered Timeout or ShuttingDown.
 //   * AsyncKvClient: one logical client (one session) over a ClusterChannel. The session
 //     is opened lazily. Writes of one session run one at a time in call order: the
 //     server remembers only a session's last reply, so a retry of an older request after
@@ -72,6 +77,10 @@ struct Result {
   Index index = 0;            // log index at which the write applied / read was served
   Status status = Status::Ok;  // the server's last status (meaningful for Error)
   std::string error;          // readable explanation when outcome is Error
+  // Error of a write: true if it may have been applied (or may still be): an attempt
+  // went unanswered or was answered Timeout/ShuttingDown. False: definitely not applied.
+  // Always false for reads and for non-errors.
+  bool maybeApplied = false;
   uint32_t attempts = 0;      // RPC attempts made
   // The request's identity, for logs and tests (0 for reads).
   uint64_t clientId = 0;
@@ -93,6 +102,8 @@ struct EndpointStatus {
   Index applied = 0;
   Index lastIndex = 0;
   Index snapshotIndex = 0;
+  std::string clientAddr;  // the client address the node advertises ("" = none)
+  std::string leaderAddr;  // the leader's advertised client address ("" = unknown)
 };
 
 struct Health {
@@ -116,19 +127,40 @@ class ClusterChannel {
   // Runs one command until a definite answer or the deadline; never rejects.
   kj::Promise<Result> execute(KvCommand command, bool stale);
 
-  // Asks every endpoint for its status (concurrently, one attempt each); never rejects.
+  // Asks every configured endpoint for its status (concurrently, one attempt each); never
+  // rejects.
   kj::Promise<std::vector<EndpointStatus>> statusAll();
   kj::Promise<Health> health();
 
   const Options& options() const { return options_; }
+  // The configured endpoints (not those learned from NotLeader replies).
   const std::vector<std::string>& endpoints() const { return endpoints_; }
+  // Every endpoint the channel may use: the configured ones, then the learned ones.
+  std::vector<std::string> knownEndpoints() const;
+
+  // At most this many endpoints are learned from replies, on top of the configured ones.
+  static constexpr size_t kMaxLearnedEndpoints = 16;
 
  private:
   struct Endpoint;
   struct Connection;
   struct Attempt;
+  struct Answer;
+  struct Step;
 
+  // One attempt after another until a definite answer or the deadline.
   kj::Promise<Result> attemptLoop(kj::Own<Attempt> attempt);
+  kj::Promise<Answer> callOnce(Attempt& attempt, size_t endpoint, uint64_t* generation);
+  kj::Promise<Step> onAnswer(Attempt& attempt, size_t endpoint, Answer answer);
+  kj::Promise<Step> onNotLeader(Attempt& attempt, size_t endpoint, const Answer& answer);
+  kj::Promise<Step> redirect(Attempt& attempt, size_t from, size_t to);
+  kj::Promise<Step> onCallFailed(Attempt& attempt, size_t endpoint, uint64_t generation,
+                                 kj::Exception&& e);
+  Result giveUp(const Attempt& attempt);
+  Result notApplied(const Attempt& attempt, const std::string& why);
+  // The endpoint of node `id`: the one whose status said so, else the one at `address`
+  // (learned now if it is new and there is room); nullptr if neither is known.
+  kj::Maybe<size_t> endpointOf(NodeId id, const std::string& address);
   kj::Promise<void> pause(Attempt& attempt);
   kj::Promise<EndpointStatus> statusOf(size_t endpoint, kj::Duration timeout);
   kj::Promise<void> refreshLeaderMap(kj::Duration timeout);
@@ -141,7 +173,7 @@ class ClusterChannel {
   kj::Timer& timer_;
   std::vector<std::string> endpoints_;
   Options options_;
-  kj::Array<kj::Own<Endpoint>> state_;
+  std::vector<kj::Own<Endpoint>> state_;  // configured endpoints first, then learned ones
   size_t leaderGuess_ = 0;  // index into endpoints_ most likely to be the leader
   kj::Own<kj::TaskSet> background_;
   kj::Own<kj::TaskSet::ErrorHandler> errorHandler_;

@@ -9,7 +9,8 @@
 
 namespace kvr::net {
 
-std::string explainStatus(const KvReply& reply, const std::string& detail) {
+std::string explainStatus(const KvReply& reply, const std::string& detail,
+                          const std::string& leaderAddr) {
   switch (reply.status) {
     case Status::Ok:
       return "";
@@ -19,7 +20,9 @@ std::string explainStatus(const KvReply& reply, const std::string& detail) {
       return "compare-and-swap failed: the current value is not the expected one";
     case Status::NotLeader:
       if (reply.leaderHint != kNoNode) {
-        return "not the leader; try node " + std::to_string(reply.leaderHint);
+        std::string text = "not the leader; try node " + std::to_string(reply.leaderHint);
+        if (!leaderAddr.empty()) text += " at " + leaderAddr;
+        return text;
       }
       return "not the leader, and the leader is not known yet; retry shortly";
     case Status::Timeout:
@@ -59,7 +62,14 @@ class KvService::Server final : public schema::KvService::Server {
 
   kj::Promise<void> status(StatusContext context) override {
     connection_->callStarted();
-    codec::toCapnp(service_.replica_.status(), context.getResults().initStatus());
+    ReplicaStatus status = service_.replica_.status();
+    auto out = context.getResults().initStatus();
+    codec::toCapnp(status, out);
+    if (service_.addresses_ != nullptr) {
+      out.setClientAddr(service_.addresses_->self());
+      out.setLeaderAddr(status.leader == status.id ? service_.addresses_->self()
+                                                   : service_.addresses_->of(status.leader));
+    }
     connection_->callFinished();
     return kj::READY_NOW;
   }
@@ -90,7 +100,7 @@ class KvService::Server final : public schema::KvService::Server {
     }
     if (early.status != Status::Ok) {
       if (metrics != nullptr) metrics->finished(metered, early.status);
-      fill(context, early, why);
+      fill(context, early, why, service_);
       return kj::READY_NOW;
     }
 
@@ -111,13 +121,26 @@ class KvService::Server final : public schema::KvService::Server {
                       e->getDescription().cStr());
     }
     service_.afterInput_();
-    return paf.promise.then([context](KvReply reply) mutable { fill(context, reply, ""); });
+    return paf.promise.then([context, &service = service_](KvReply reply) mutable {
+      fill(context, reply, "", service);
+    });
   }
 
-  static void fill(CallContext& context, const KvReply& reply, const std::string& detail) {
+  static void fill(CallContext& context, const KvReply& reply, const std::string& detail,
+                   const KvService& service) {
     auto out = context.getResults().initReply();
     codec::toCapnp(reply, out);
-    std::string error = explainStatus(reply, detail);
+    std::string leaderAddr;
+    if (reply.status == Status::NotLeader && service.addresses_ != nullptr) {
+      leaderAddr = service.addresses_->of(reply.leaderHint);
+      if (!leaderAddr.empty()) out.setLeaderAddr(leaderAddr);
+    }
+    std::string error = explainStatus(reply, detail, leaderAddr);
+    if (reply.status == Status::NotLeader && reply.leaderHint == kNoNode &&
+        service.noLeaderDetail_) {
+      error = "not the leader, and the leader is not known yet: " + service.noLeaderDetail_() +
+              "; retry shortly";
+    }
     if (!error.empty()) out.setError(error);
   }
 

@@ -1,6 +1,8 @@
 // The server side of KvService (schemas/kv.capnp): validates a client command, hands it
 // to the replica and answers with its reply plus a readable sentence for every non-ok
-// status. Failures are always replies, never RPC exceptions.
+// status. Failures are always replies, never RPC exceptions. A NotLeader reply names the
+// leader's client address when this node knows it (ClientAddresses), so that a client
+// can go there; so does status().
 #pragma once
 
 #include <functional>
@@ -11,6 +13,7 @@
 #include "core/command.h"
 #include "core/replica.h"
 #include "net/backup_service.h"
+#include "net/client_addresses.h"
 #include "net/node_log.h"
 #include "net/node_metrics.h"
 #include "net/rpc_listener.h"
@@ -19,8 +22,10 @@ namespace kvr::net {
 
 // A sentence for the client explaining `reply.status` (empty for Ok). `detail`, when
 // non-empty, is the specific reason (e.g. from kvr::validate) and is used instead of the
-// generic text for TooLarge and Invalid.
-std::string explainStatus(const KvReply& reply, const std::string& detail = "");
+// generic text for TooLarge and Invalid. `leaderAddr` (NotLeader) is the leader's client
+// address, if known.
+std::string explainStatus(const KvReply& reply, const std::string& detail = "",
+                          const std::string& leaderAddr = "");
 
 class KvService {
  public:
@@ -36,6 +41,16 @@ class KvService {
   // connection->callStarted()/callFinished() (a connection waiting for an answer is
   // not idle).
   capnp::Capability::Client newConnection(kj::Own<ConnectionHandle> connection);
+
+  // Where the leader's client address comes from (NotLeader replies, status); must
+  // outlive the service. Without it replies name no address.
+  void setClientAddresses(const ClientAddresses* addresses) { addresses_ = addresses; }
+
+  // Why a NotLeader reply has no leader to name, e.g. how many peers this node reaches
+  // (an election in progress, or too few nodes up). Optional.
+  void setNoLeaderDetail(std::function<std::string()> detail) {
+    noLeaderDetail_ = std::move(detail);
+  }
 
   // From now on requests are answered ShuttingDown without reaching the replica.
   void stop() { stopped_ = true; }
@@ -57,6 +72,8 @@ class KvService {
   uint64_t requests_ = 0;
   SnapshotSource snapshots_;
   ClientMetrics* metrics_ = nullptr;
+  const ClientAddresses* addresses_ = nullptr;
+  std::function<std::string()> noLeaderDetail_;
 };
 
 }  // namespace kvr::net

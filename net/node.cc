@@ -76,6 +76,7 @@ void Node::openStorage() {
                                          log(line, componentLineLevel(line));
                                        },
                                        config_.peer);
+  transport_->setClientAddresses(&clientAddresses_);
   transport_->setRoundTripObserver([this](NodeId peer, uint64_t nanos) {
     if (peer <= limits::kMaxNodes) metrics_.peers.roundTripSeconds[peer].observe(double(nanos) / 1e9);
   });
@@ -99,12 +100,31 @@ void Node::openStorage() {
       [this]() { afterInput(); },
       [this](const std::string& line) { log(line, componentLineLevel(line)); },
       [this]() { return uint64_t(uv_now(io_.uvLoop())); });
+  raftService_->setClientAddresses(&clientAddresses_);
   kvService_ = kj::heap<KvService>(*replica_, [this]() { afterInput(); },
                                    [this](const std::string& why) {
                                      fatal(why);
                                    },
                                    config_.clusterId);
   kvService_->setMetrics(&metrics_.client);
+  kvService_->setClientAddresses(&clientAddresses_);
+  kvService_->setNoLeaderDetail([this]() { return peerReach(); });
+}
+
+std::string Node::peerReach() const {
+  size_t peers = config_.members.size() - 1;
+  size_t up = 0;
+  for (const auto& [id, address] : config_.members) {
+    if (id != config_.id && transport_->isUp(id)) ++up;
+  }
+  size_t quorum = config_.members.size() / 2 + 1;
+  std::string text = "this node reaches " + std::to_string(up) + " of its " +
+                     std::to_string(peers) + " peers";
+  if (up + 1 < quorum) {
+    return text + ", and electing a leader needs " + std::to_string(quorum) + " of the " +
+           std::to_string(config_.members.size()) + " nodes";
+  }
+  return text + " (an election is under way)";
 }
 
 kj::Promise<void> Node::start() {
@@ -153,9 +173,23 @@ kj::Promise<void> Node::start() {
         log("listening: clients on " + config_.clientAddr + " (port " +
             std::to_string(clientPort()) + "), peers on " + config_.raftAddr + " (port " +
             std::to_string(raftPort()) + ")");
+        advertiseClientAddr();
+        transport_->start();  // our hellos name the address just advertised
         startTicking();
         afterInput();
       });
+}
+
+void Node::advertiseClientAddr() {
+  clientAddresses_.setSelf(advertisedClientAddr(config_, clientPort()));
+  if (!clientAddresses_.self().empty()) {
+    log("advertising client address " + clientAddresses_.self() + " to peers");
+  } else {
+    log("advertising no client address: --client-addr " + config_.clientAddr +
+            " is a wildcard, so followers cannot send clients here; set "
+            "--advertise-client-addr HOST:PORT",
+        LogLevel::Warn);
+  }
 }
 
 uint Node::clientPort() const {

@@ -17,6 +17,7 @@
 
 #include "core/replica.h"
 #include "disk/posix_fs.h"
+#include "net/client_addresses.h"
 #include "net/clock.h"
 #include "net/http_metrics.h"
 #include "net/kv_service.h"
@@ -65,10 +66,17 @@ class Node {
   NodeStorage& storage() { return *storage_; }
   RaftService& raftService() { return *raftService_; }
   const NodeMetrics& metrics() const { return metrics_; }
+  // Every member's advertised client address this node knows (its own once started).
+  const ClientAddresses& clientAddresses() const { return clientAddresses_; }
 
  private:
   void openStorage();
   void startTicking();
+  // For a client told "no leader": how many peers this node reaches, and whether that
+  // is enough to elect one.
+  std::string peerReach() const;
+  // Sets this node's own entry of clientAddresses_ once the client port is bound.
+  void advertiseClientAddr();
   void onTick();
   // After every input: log notable status changes.
   void afterInput();
@@ -87,6 +95,7 @@ class Node {
   disk::PosixFileSystem fs_;
   NodeMetrics metrics_;
   MeteredFileSystem meteredFs_{fs_, metrics_.disk};
+  ClientAddresses clientAddresses_;
   ReplicaStatus last_;
   bool started_ = false;
   bool stopping_ = false;

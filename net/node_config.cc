@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "core/limits.h"
+#include "net/client_addresses.h"
 
 namespace kvr::net {
 namespace {
@@ -71,6 +72,15 @@ std::string checkConfig(const NodeConfig& c) {
   }
   if (c.dataDir.empty()) return "the data dir must not be empty";
   if (c.clientAddr.empty() || c.raftAddr.empty()) return "client and raft addresses are required";
+  if (!c.advertiseClientAddr.empty()) {
+    size_t colon = c.advertiseClientAddr.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == c.advertiseClientAddr.size() ||
+        c.advertiseClientAddr.find_first_not_of("0123456789", colon + 1) != std::string::npos ||
+        c.advertiseClientAddr.size() > ClientAddresses::kMaxAddressBytes) {
+      return "the advertised client address '" + c.advertiseClientAddr +
+             "' is not of the form HOST:PORT";
+    }
+  }
   if (c.tickMs == 0) return "the tick interval must be at least 1 ms";
   uint32_t election = msToTicks(c.electionTimeoutMs, c.tickMs);
   uint32_t heartbeat = msToTicks(c.heartbeatMs, c.tickMs);
@@ -83,6 +93,18 @@ std::string checkConfig(const NodeConfig& c) {
   if (c.requestTimeoutMs == 0) return "the request timeout must be positive";
   if (c.maxClientConnections == 0) return "max-client-connections must be at least 1";
   return "";
+}
+
+std::string advertisedClientAddr(const NodeConfig& c, unsigned boundPort) {
+  if (!c.advertiseClientAddr.empty()) return c.advertiseClientAddr;
+  size_t colon = c.clientAddr.rfind(':');
+  std::string host = colon == std::string::npos ? c.clientAddr : c.clientAddr.substr(0, colon);
+  // A wildcard is where this node listens, not where anyone can reach it.
+  for (const char* wildcard : {"", "*", "0.0.0.0", "::", "[::]"}) {
+    if (host == wildcard) return "";
+  }
+  if (boundPort == 0) return "";
+  return host + ":" + std::to_string(boundPort);
 }
 
 ReplicaConfig replicaConfig(const NodeConfig& c) {

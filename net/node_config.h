@@ -23,6 +23,10 @@ struct NodeConfig {
   uint64_t clusterId = 0;       // 0: derived from `members` (defaultClusterId)
   std::string dataDir = "data";
   std::string clientAddr;       // host:port for KvService
+  // host:port clients should use to reach this node's KvService, told to the peers in
+  // the hello so that they can send clients here (empty: clientAddr with its bound port,
+  // unless its host is a wildcard such as 0.0.0.0, then nothing is advertised).
+  std::string advertiseClientAddr;
   std::string raftAddr;         // host:port this node listens on for RaftPeer
   std::string metricsAddr;      // host:port for HTTP GET /metrics (empty: no endpoint)
   std::map<NodeId, std::string> members;  // raft address of every voter, self included
@@ -49,6 +53,10 @@ uint64_t defaultClusterId(const std::map<NodeId, std::string>& members);
 
 // Empty if the config is usable, else one sentence saying what is wrong.
 std::string checkConfig(const NodeConfig& config);
+
+// The client address this node advertises to its peers (NodeConfig::advertiseClientAddr),
+// given the port its client listener is bound to; "" when there is none to advertise.
+std::string advertisedClientAddr(const NodeConfig& config, unsigned boundPort);
 
 // The core's configuration for this node (checkConfig must have passed).
 ReplicaConfig replicaConfig(const NodeConfig& config);

@@ -52,9 +52,7 @@ struct Connection final : public kj::TaskSet::ErrorHandler {
 class PeerTransport::Peer {
  public:
   Peer(PeerTransport& transport, NodeId id, std::string address)
-      : t_(transport), id_(id), address_(std::move(address)), backoff_(t_.options_.minBackoff) {
-    running_ = run().eagerlyEvaluate(nullptr);
-  }
+      : t_(transport), id_(id), address_(std::move(address)), backoff_(t_.options_.minBackoff) {}
   ~Peer() noexcept {
     running_ = nullptr;  // holds promises derived from the connection: drop them first
     conn_ = nullptr;
@@ -72,6 +70,8 @@ class PeerTransport::Peer {
     }
     schedulePump();
   }
+
+  void start() { running_ = run().eagerlyEvaluate(nullptr); }
 
   void stop() {
     running_ = nullptr;
@@ -100,6 +100,7 @@ class PeerTransport::Peer {
           auto hello = c.peer.helloRequest();
           hello.setClusterId(t_.clusterId_);
           hello.setFrom(t_.self_);
+          if (t_.addresses_ != nullptr) hello.setClientAddr(t_.addresses_->self());
           kj::Promise<capnp::Response<schema::RaftPeer::HelloResults>> answer = hello.send();
           return t_.timer_.timeoutAfter(t_.options_.callTimeout, kj::mv(answer));
         })
@@ -113,6 +114,7 @@ class PeerTransport::Peer {
             }
             return KJ_EXCEPTION(FAILED, "peer refused hello", reason);
           }
+          learnClientAddr(answer.getClientAddr());
           Connection& c = *KJ_ASSERT_NONNULL(conn_);
           c.ready = true;
           ++stats_.connects;
@@ -124,6 +126,13 @@ class PeerTransport::Peer {
           pump();
           return c.rpc.onDisconnect().exclusiveJoin(kj::mv(c.failure.promise));
         });
+  }
+
+  void learnClientAddr(capnp::Text::Reader text) {
+    std::string address(text.cStr(), text.size());
+    if (t_.addresses_ != nullptr && t_.addresses_->learn(id_, address)) {
+      t_.log_("peer " + std::to_string(id_) + " serves clients at " + address);
+    }
   }
 
   // Runs in a continuation of a promise that may hang off the connection, so the
@@ -229,6 +238,12 @@ PeerTransport::PeerTransport(kj::Network& network, kj::Timer& timer, uint64_t cl
 }
 
 PeerTransport::~PeerTransport() noexcept { peers_.clear(); }
+
+void PeerTransport::start() {
+  if (started_ || stopped_) return;
+  started_ = true;
+  for (auto& [id, peer] : peers_) peer->start();
+}
 
 void PeerTransport::send(Message&& msg) {
   auto it = peers_.find(msg.to);

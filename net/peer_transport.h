@@ -4,15 +4,16 @@
 // Per peer:
 //  * a bounded queue (message count and approximate bytes); when full the oldest message
 //    is dropped (Raft tolerates loss, and the newest messages carry the newest state);
-//  * one connection: connect (with a timeout), hello(clusterId, self), then deliver calls,
-//    each carrying every queued message up to a batch bound, at most `maxInflightCalls`
-//    at a time, each with a timeout;
+//  * one connection: connect (with a timeout), hello(clusterId, self, our client
+//    address), then deliver calls, each carrying every queued message up to a batch
+//    bound, at most `maxInflightCalls` at a time, each with a timeout;
 //  * any failure (connect, refused hello, failed or timed-out call, disconnect) drops the
 //    connection and what was queued, and a new connection is tried after an exponential
 //    backoff. Nothing ever waits on a peer: send() only queues, so a slow or dead peer
 //    never delays the others or the caller.
 // Transitions are logged: "peer N up", "peer N down: <why>", and a refusal by the peer
-// once per distinct reason.
+// once per distinct reason. Nothing is dialled before start(). The client address a peer
+// names in its answer to our hello goes into ClientAddresses (if set), logged when new.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +24,7 @@
 #include <kj/async-io.h>
 
 #include "core/env.h"
+#include "net/client_addresses.h"
 #include "net/node_log.h"
 
 namespace kvr::net {
@@ -50,12 +52,19 @@ class PeerTransport final : public Transport {
   };
 
   // `peers`: raft address ("host:port") of every other member. `log` gets one line per
-  // transition.
+  // transition. Messages sent before start() wait in the queues.
   PeerTransport(kj::Network& network, kj::Timer& timer, uint64_t clusterId, NodeId self,
                 const std::map<NodeId, std::string>& peers, LogFn log,
                 PeerTransportOptions options = {});
   ~PeerTransport() noexcept override;
   KJ_DISALLOW_COPY(PeerTransport);
+
+  // Where our hello reads this node's client address and where peers' answers go; must
+  // outlive the transport. Without it the hello carries no address. Before start().
+  void setClientAddresses(ClientAddresses* addresses) { addresses_ = addresses; }
+
+  // Starts connecting to every peer (once).
+  void start();
 
   // Queues the message for msg.to; never blocks. Messages to unknown nodes are dropped.
   void send(Message&& msg) override;
@@ -81,7 +90,9 @@ class PeerTransport final : public Transport {
   NodeId self_;
   LogFn log_;
   PeerTransportOptions options_;
+  bool started_ = false;
   bool stopped_ = false;
+  ClientAddresses* addresses_ = nullptr;
   uint64_t droppedUnknown_ = 0;
   RoundTripFn roundTrip_;
   std::map<NodeId, kj::Own<Peer>> peers_;

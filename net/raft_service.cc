@@ -26,6 +26,8 @@ class RaftService::Connection final : public schema::RaftPeer::Server {
       accepted_ = true;
       from_ = params.getFrom();
       connection_->identify(from_);
+      service_.learnClientAddr(from_, params.getClientAddr());
+      if (service_.addresses_ != nullptr) results.setClientAddr(service_.addresses_->self());
     }
     refusal_ = std::move(refusal);  // the latest hello decides
     return kj::READY_NOW;
@@ -81,6 +83,13 @@ std::string RaftService::checkHello(uint64_t clusterId, NodeId from) {
     log_("refusing peer connection: " + refusal);
   }
   return refusal;
+}
+
+void RaftService::learnClientAddr(NodeId from, capnp::Text::Reader text) {
+  std::string address(text.cStr(), text.size());
+  if (addresses_ != nullptr && addresses_->learn(from, address)) {
+    log_("peer " + std::to_string(from) + " serves clients at " + address);
+  }
 }
 
 void RaftService::dropped(const std::string& why) {

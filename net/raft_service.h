@@ -7,7 +7,9 @@
 // refusal is logged once per remote cluster / node id, and the connection's later
 // deliver() calls fail. deliver() before an accepted hello fails too. An accepted hello
 // identifies the connection to the listener as that peer's (ConnectionHandle::identify):
-// it replaces the peer's older connection and no longer counts as a stranger.
+// it replaces the peer's older connection and no longer counts as a stranger. The client
+// address an accepted peer names in its hello goes into ClientAddresses (if set), and the
+// answer names ours.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +21,7 @@
 #include <capnp/capability.h>
 
 #include "core/types.h"
+#include "net/client_addresses.h"
 #include "net/node_log.h"
 #include "net/rpc_listener.h"
 #include "schemas/raft.capnp.h"
@@ -39,6 +42,10 @@ class RaftService {
   // The bootstrap capability for one new incoming connection.
   capnp::Capability::Client newConnection(kj::Own<ConnectionHandle> connection);
 
+  // Where peers' advertised client addresses go and ours is read from; must outlive the
+  // service. Without it hellos are answered with no address.
+  void setClientAddresses(ClientAddresses* addresses) { addresses_ = addresses; }
+
   // From now on every delivered message is dropped (the node is shutting down).
   void stop() { stopped_ = true; }
 
@@ -54,6 +61,8 @@ class RaftService {
   std::string checkHello(uint64_t clusterId, NodeId from);
   void deliver(capnp::List<schema::PeerEnvelope>::Reader batch);
   void dropped(const std::string& why);
+  // An accepted peer's hello named this client address.
+  void learnClientAddr(NodeId from, capnp::Text::Reader address);
 
   uint64_t clusterId_;
   NodeId self_;
@@ -63,6 +72,7 @@ class RaftService {
   LogFn log_;
   NowFn nowMs_;
   bool stopped_ = false;
+  ClientAddresses* addresses_ = nullptr;
   uint64_t received_ = 0;
   uint64_t dropped_ = 0;
   uint64_t refusedHellos_ = 0;

@@ -34,7 +34,7 @@ enum Status {
   ok @0;
   notFound @1;
   casMismatch @2;
-  notLeader @3;           # retry at leaderHint (0 = unknown)
+  notLeader @3;           # not applied; retry at leaderAddr / leaderHint (0 = unknown)
   timeout @4;             # outcome unknown: retry with the same requestId
   tooLarge @5;
   sessionExpired @6;
@@ -73,6 +73,8 @@ struct Reply {
   kvs @5 :List(KeyValue);  # range
   more @6 :Bool;           # range: stopped at the limit
   clientId @7 :UInt64;     # openSession: the new session id
+  leaderAddr @8 :Text;     # notLeader: the leader's client address (HOST:PORT) as the
+                           # leader advertised it to this node; empty = unknown
 }
 
 struct NodeStatus {
@@ -84,6 +86,8 @@ struct NodeStatus {
   applied @5 :UInt64;
   lastIndex @6 :UInt64;
   snapshotIndex @7 :UInt64;
+  clientAddr @8 :Text;     # the client address this node advertises to its peers
+  leaderAddr @9 :Text;     # the leader's client address; empty = unknown
 }
 
 # Backup (kvctl snapshot save): what the served snapshot is.

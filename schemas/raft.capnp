@@ -81,6 +81,10 @@ interface RaftPeer {
   deliver @0 (batch :List(PeerEnvelope)) -> ();
 
   # First call on a new connection: the receiver checks the cluster id and that the
-  # sender is a member it expects. `reason` explains a refusal.
-  hello @1 (clusterId :UInt64, from :UInt32) -> (ok :Bool, reason :Text);
+  # sender is a member it expects. `reason` explains a refusal. Each side also tells
+  # the other where it serves clients (`clientAddr`, HOST:PORT of its KvService; empty
+  # if unknown), so that a follower can send a client to its leader (kv.capnp
+  # Reply.leaderAddr). Nodes that predate the field send and read it as empty.
+  hello @1 (clusterId :UInt64, from :UInt32, clientAddr :Text)
+      -> (ok :Bool, reason :Text, clientAddr :Text);
 }

@@ -280,11 +280,11 @@ def scenario_replication(c):
         for j in range(1, c.size + 1):
             wait_until(f"node {i} to apply key{j}",
                        lambda: c.stale_get(i, f"key{j}") == f"value{j}", 5)
-    # Linearizable read through a follower alone: it cannot follow the hint, so it must
-    # not answer from possibly stale local state.
+    # Linearizable read through a follower alone: it asks the leader for a read index
+    # (never answers from possibly stale local state) and serves it.
     follower = next(i for i in range(1, c.size + 1) if i != leader)
-    rc, out, err = c.kvctl("get", "key1", endpoints=c.endpoint(follower), timeout_ms=500)
-    check(rc == 0 and out == "value1\n" or rc == 2,
+    rc, out, err = c.kvctl("get", "key1", endpoints=c.endpoint(follower), timeout_ms=2000)
+    check(rc == 0 and out == "value1\n",
           f"linearizable get via follower alone: rc {rc} {out!r} {err!r}")
     # Read-your-writes: each write is visible to the next read, through any node.
     for n in range(20):
@@ -1345,6 +1345,134 @@ def scenario_json_logs(c):
           f"node {survivor}: no shutdown lines: {msgs}")
     log(f"{sum(len(v) for v in seen.values())} JSON log lines parsed")
 
+
+def run_kvctl(*args, timeout_s=30, stdin=None):
+    """kvctl with exactly these arguments (no --endpoints or --timeout added)."""
+    started = time.monotonic()
+    r = subprocess.run([ARGS.kvctl] + list(args), input=stdin, capture_output=True,
+                       timeout=timeout_s)
+    return (r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace"),
+            time.monotonic() - started)
+
+
+def put_through_one_node(c, i, key, value, limit_s=3.0):
+    """kvctl put with node i as the only endpoint; must succeed within limit_s."""
+    rc, out, err, took = run_kvctl("--endpoints", c.endpoint(i), "--timeout", "5000",
+                                   "put", key, value)
+    check(rc == 0 and out == "ok\n",
+          f"put {key} with only node {i} as endpoint: rc {rc} {out!r} {err!r}")
+    check(took <= limit_s, f"put {key} through node {i} took {took:.2f} s")
+    return took
+
+
+def scenario_any_node(c):
+    """Any one node is enough: a write given only a follower's address succeeds (the
+    follower names the leader's advertised client address, the client goes there), and
+    so does one given only node 1's address (plain kvctl) whichever node leads."""
+    c.start()
+    leader = c.wait_healthy()
+    log(f"leader is node {leader}")
+    for i in range(1, c.size + 1):
+        took = put_through_one_node(c, i, f"any{i}", f"v{i}")
+        log(f"put through node {i} ({'leader' if i == leader else 'follower'}) alone: "
+            f"{took * 1000:.0f} ms")
+    for i in range(1, c.size + 1):
+        for j in range(1, c.size + 1):
+            rc, out, err, _ = run_kvctl("--endpoints", c.endpoint(i), "get", f"any{j}")
+            check(rc == 0 and out == f"v{j}\n", f"get any{j} via node {i}: {rc} {out!r} {err!r}")
+    # Every node knows where every other serves clients, and says who leads.
+    statuses = c.status()
+    check(all(s.get("leaderAddr") == c.endpoint(leader) for s in statuses),
+          f"leader addresses in status: {statuses}")
+    check(all(s.get("clientAddr") == c.endpoint(s["id"]) for s in statuses),
+          f"client addresses in status: {statuses}")
+    # Move the leadership around: stop the leader (SIGTERM), write through node 1 alone
+    # (kvctl's default endpoint in a ./dev run cluster) each time, restart it.
+    leaders = {leader}
+    for round in range(3):
+        old = c.leader()
+        check(c.terminate(old) == 0, f"node {old} did not stop cleanly")
+        survivors = ",".join(c.endpoint(i) for i in range(1, c.size + 1) if i != old)
+        new = c.wait_healthy(endpoints=survivors)
+        leaders.add(new)
+        # Node 1 alone, or while it is the one down, the surviving follower alone.
+        via = 1 if old != 1 else next(i for i in range(1, c.size + 1) if i not in (old, new))
+        took = put_through_one_node(c, via, f"round{round}", str(round), limit_s=4.0)
+        log(f"round {round}: node {old} stopped, node {new} leads, put via node {via} "
+            f"alone took {took * 1000:.0f} ms")
+        c.start_node(old)
+        c.wait_healthy()
+        put_through_one_node(c, old, f"back{round}", str(round))
+    log(f"leaders seen: {sorted(leaders)}")
+    check(len(leaders) >= 2, f"the leadership never moved: {leaders}")
+
+
+def scenario_no_leader(c):
+    """One node of three up: no leader can be elected. A write through it reports
+    clearly that it was not applied, within the deadline, not 'outcome unknown'."""
+    c.start_node(1)
+    def answers():
+        s = c.status(endpoints=c.endpoint(1))
+        return s and s[0].get("reachable")
+    wait_until("node 1 to answer status", answers, 10)
+    rc, out, err, took = run_kvctl("--endpoints", c.endpoint(1), "--timeout", "1500",
+                                   "put", "a", "b")
+    log(f"put with no leader: rc {rc} in {took * 1000:.0f} ms: {err.strip()}")
+    check(rc == 2, f"put with no leader: rc {rc} {out!r} {err!r}")
+    check("not applied" in err and "no leader" in err, f"unclear error: {err!r}")
+    check("this node reaches 0 of its 2 peers, and electing a leader needs 2 of the 3 nodes"
+          in err, f"no word on why there is no leader: {err!r}")
+    check("unknown" not in err, f"a NotLeader answer reported as unknown: {err!r}")
+    check(took < 3.5, f"put with no leader took {took:.2f} s with --timeout 1500")
+    rc, out, err, took = run_kvctl("--endpoints", c.endpoint(1), "--timeout", "1000",
+                                   "--client-id", "5", "--request-id", "1", "put", "a", "b",
+                                   "--json")
+    check(rc == 2, f"put --json with no leader: rc {rc} {out!r} {err!r}")
+    reply = json.loads(out)
+    check(reply["outcome"] == "error" and reply["maybeApplied"] is False and
+          reply["status"] == "not_leader" and reply["error"].startswith("not applied: no leader"),
+          f"put --json with no leader: {reply}")
+    rc, out, err, took = run_kvctl("--endpoints", c.endpoint(1), "--timeout", "1000",
+                                   "get", "a")
+    check(rc == 2 and "not served" in err and "no leader" in err,
+          f"get with no leader: rc {rc} {err!r}")
+
+
+def scenario_flags_anywhere(c):
+    """kvctl takes its flags anywhere on the line, as etcdctl does."""
+    c.start()
+    leader = c.wait_healthy()
+    e = c.endpoints()
+    rc, before, err, _ = run_kvctl("--json", "--endpoints", e, "status")
+    check(rc == 0, f"kvctl --json status: {rc} {err!r}")
+    rc, after, err, _ = run_kvctl("status", "--json", "--endpoints", e)
+    check(rc == 0, f"kvctl status --json: {rc} {err!r}")
+    a, b = json.loads(before), json.loads(after)
+    check([s["id"] for s in a] == [s["id"] for s in b] == [1, 2, 3], f"{a} vs {b}")
+    def ok(*args, want="ok\n"):
+        rc, out, err, _ = run_kvctl(*args)
+        check(rc == 0 and out == want, f"kvctl {' '.join(args)}: rc {rc} {out!r} {err!r}")
+    ok("put", "k1", "v1", "--endpoints", e, "--timeout", "3000")
+    ok("put", "--endpoints=" + e, "k2", "v2", "--timeout=3000")
+    ok("get", "k1", "--endpoints", e, want="v1\n")
+    rc, out, err, _ = run_kvctl("get", "k2", "--json", "--endpoints", e)
+    check(rc == 0 and json.loads(out)["value"] == "v2", f"get --json: {rc} {out!r} {err!r}")
+    ok("range", "k", "l", "--endpoints", e, "--limit", "1", want="k1\tv1\n")
+    ok("cas", "fresh", "--absent", "1", "--endpoints", e)
+    ok("cas", "--absent", "fresh2", "1", "--endpoints", e)
+    rc, _, err, _ = run_kvctl("--endpoints", e, "cas", "fresh", "1", "--absent")
+    check(rc == 1 and "cas mismatch" in err, f"cas --absent at the end: {rc} {err!r}")
+    ok("--endpoints", e, "put", "--", "--dash", "--value")  # after --: arguments
+    ok("get", "--endpoints", e, "--", "--dash", want="--value\n")
+    ok("--stale", "get", "k1", "--endpoints", c.endpoint(leader), want="v1\n")
+    for args, message in [(("put", "k", "v", "--bogus"), "unknown flag --bogus"),
+                          (("get", "k", "--limit", "3"), "--limit goes with range only"),
+                          (("put", "k", "v", "--timeout"), "--timeout needs a value"),
+                          (("status", "--json=yes"), "--json takes no value"),
+                          (("get", "k", "--timeout", "x"), "--timeout needs a number")]:
+        rc, out, err, _ = run_kvctl("--endpoints", e, *args)
+        check(rc == 2 and message in err, f"kvctl {' '.join(args)}: rc {rc} {err!r}")
+
 SCENARIOS = {
     "replication": scenario_replication,
     "failover": scenario_failover,
@@ -1363,6 +1491,9 @@ SCENARIOS = {
     "backup_refusals": scenario_backup_refusals,
     "metrics": scenario_metrics,
     "json_logs": scenario_json_logs,
+    "any_node": scenario_any_node,
+    "no_leader": scenario_no_leader,
+    "flags_anywhere": scenario_flags_anywhere,
 }
 
 

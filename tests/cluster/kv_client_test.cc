@@ -1,6 +1,7 @@
 // The client library against fake KvService nodes on loopback, all on one kj event loop:
-// leader discovery through hints and status(), lazy sessions, request ids kept across
-// retries, write ordering per session, deadlines, local checks, disconnects.
+// leader discovery through hints, advertised leader addresses and status(), lazy
+// sessions, request ids kept across retries, write ordering per session, deadlines and
+// what they say (not applied / outcome unknown), local checks, disconnects.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -27,7 +28,10 @@ struct FakeCluster {
   uint64_t nextSession = 100;
   int applied = 0;                 // writes applied (not deduplicated replays)
   int timeoutsToInject = 0;        // answer Timeout after applying, this many times
+  bool loseLeaderOnTimeout = false;  // after an injected Timeout, no node leads
   std::vector<KvCommand> received;  // every command any node received
+  std::map<NodeId, std::string> addresses;  // each node's endpoint
+  bool advertise = true;  // NotLeader replies and status name the leader's address
 };
 
 class FakeNode final : public schema::KvService::Server {
@@ -38,7 +42,9 @@ class FakeNode final : public schema::KvService::Server {
     KvCommand cmd = codec::fromCapnp(context.getParams().getCommand());
     cluster_.received.push_back(cmd);
     KvReply reply = handle(cmd, context.getParams().getStale());
-    codec::toCapnp(reply, context.getResults().initReply());
+    auto out = context.getResults().initReply();
+    codec::toCapnp(reply, out);
+    if (reply.status == Status::NotLeader) out.setLeaderAddr(leaderAddr());
     return kj::READY_NOW;
   }
 
@@ -48,10 +54,16 @@ class FakeNode final : public schema::KvService::Server {
     s.setRole(cluster_.leader == id_ ? "leader" : "follower");
     s.setTerm(7);
     s.setLeader(cluster_.leader);
+    s.setLeaderAddr(leaderAddr());
     return kj::READY_NOW;
   }
 
  private:
+  std::string leaderAddr() const {
+    if (!cluster_.advertise || cluster_.leader == kNoNode) return "";
+    return cluster_.addresses[cluster_.leader];
+  }
+
   KvReply handle(const KvCommand& cmd, bool stale) {
     KvReply r;
     r.leaderHint = cluster_.leader;
@@ -90,6 +102,7 @@ class FakeNode final : public schema::KvService::Server {
         if (cluster_.timeoutsToInject > 0) {
           --cluster_.timeoutsToInject;
           r.status = Status::Timeout;  // applied, but the client is not told so
+          if (cluster_.loseLeaderOnTimeout) cluster_.leader = kNoNode;
         }
         return r;
       }
@@ -127,6 +140,7 @@ class ClientTest : public testing::Test {
                           .wait(io_.waitScope)
                           ->listen();
       endpoints.push_back("127.0.0.1:" + std::to_string(listener->getPort()));
+      cluster_.addresses[NodeId(id)] = endpoints.back();
       auto server = kj::heap<capnp::TwoPartyServer>(kj::heap<FakeNode>(NodeId(id), cluster_));
       loop_->serving.add(server->listen(*listener).attach(kj::mv(listener)));
       loop_->servers.add(kj::mv(server));
@@ -221,6 +235,78 @@ TEST_F(ClientTest, NoLeaderEndsWithAReadableErrorAtTheDeadline) {
   EXPECT_NE(r.error.find("not_leader"), std::string::npos) << r.error;
   EXPECT_LT(took, 2 * kj::SECONDS);
   EXPECT_GE(took, 250 * kj::MILLISECONDS);
+}
+
+TEST_F(ClientTest, OneFollowerIsEnoughItsLeaderAddressIsFollowed) {
+  auto endpoints = start(3);  // node 3 leads
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), {endpoints[0]}, {});
+  AsyncKvClient c(ch);
+  Result r = wait(c.put("k", "v1"));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.attempts, 1u) << "the session's NotLeader already led to node 3";
+  EXPECT_EQ(cluster_.data["k"], "v1");
+  EXPECT_EQ(ch.knownEndpoints(), (std::vector<std::string>{endpoints[0], endpoints[2]}));
+  EXPECT_EQ(ch.endpoints(), std::vector<std::string>{endpoints[0]});
+  // The leader moves to node 2, also not configured: followed again, learned once.
+  cluster_.leader = 2;
+  r = wait(c.put("k", "v2"));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.attempts, 2u);
+  EXPECT_EQ(ch.knownEndpoints().size(), 3u);
+  EXPECT_EQ(wait(ch.statusAll()).size(), 1u) << "status covers the configured endpoints";
+}
+
+TEST_F(ClientTest, NotLeaderWithAnUnknownLeaderAddressFailsAtOnceAsNotApplied) {
+  auto endpoints = start(3);
+  cluster_.advertise = false;  // like a node that does not know its leader's address
+  Options o;
+  o.clientId = 100;  // an open session: the put itself meets the NotLeader
+  cluster_.lastRequest[100] = 0;
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), {endpoints[0]}, o);
+  AsyncKvClient c(ch);
+  auto before = io_.provider->getTimer().now();
+  Result r = wait(c.put("k", "v"));
+  auto took = io_.provider->getTimer().now() - before;
+  EXPECT_EQ(r.outcome, Outcome::Error);
+  EXPECT_FALSE(r.maybeApplied);
+  EXPECT_EQ(r.status, Status::NotLeader);
+  EXPECT_EQ(r.error.rfind("not applied: ", 0), 0u) << r.error;
+  EXPECT_NE(r.error.find("the leader is node 3"), std::string::npos) << r.error;
+  EXPECT_EQ(r.attempts, 1u);
+  EXPECT_LT(took, 500 * kj::MILLISECONDS);
+  EXPECT_TRUE(cluster_.data.empty());
+}
+
+TEST_F(ClientTest, NoLeaderIsNotAppliedAtTheDeadlineAndAnUnansweredWriteIsUnknown) {
+  auto endpoints = start(3);
+  cluster_.leader = kNoNode;
+  cluster_.lastRequest[100] = 0;
+  Options o;
+  o.timeoutMs = 300;
+  o.clientId = 100;
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, o);
+  AsyncKvClient c(ch);
+  Result r = wait(c.put("k", "v"));
+  EXPECT_EQ(r.outcome, Outcome::Error);
+  EXPECT_FALSE(r.maybeApplied);
+  EXPECT_EQ(r.error.rfind("not applied: no leader within 300 ms", 0), 0u) << r.error;
+  EXPECT_LT(r.attempts, 20u) << "backs off while no leader is known";
+
+  // Applied, answered Timeout, then no leader: the client cannot know, and says so.
+  cluster_.leader = 3;
+  cluster_.timeoutsToInject = 1;
+  cluster_.loseLeaderOnTimeout = true;
+  r = wait(c.put("k", "v2"));
+  EXPECT_EQ(r.outcome, Outcome::Error);
+  EXPECT_TRUE(r.maybeApplied);
+  EXPECT_EQ(r.error.rfind("outcome unknown", 0), 0u) << r.error;
+  EXPECT_EQ(cluster_.data["k"], "v2");
+
+  // A session that cannot be opened: the write was never sent.
+  AsyncKvClient fresh(ch, Options{});
+  r = wait(fresh.put("k", "v3"));
+  EXPECT_FALSE(r.maybeApplied);
+  EXPECT_EQ(r.error.rfind("not applied: cannot open a session: no leader", 0), 0u) << r.error;
 }
 
 TEST_F(ClientTest, StaleReadServedByTheFirstEndpoint) {

@@ -130,6 +130,7 @@ Cluster is up. Data under $DATA/node1..3. Try, in another terminal:
   $K del hello
   $K --json status
   $K health
+  $BIN/kvctl --endpoints 127.0.0.1:${CLIENT_PORTS[1]} put any node   # any one node is enough
   $BIN/kvctl --endpoints 127.0.0.1:${CLIENT_PORTS[1]} --stale get hello   # node 2's local state
 
 Kill the leader (see status) with kill -9 and watch a new one take over.

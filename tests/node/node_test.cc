@@ -1,6 +1,7 @@
 // Whole nodes in one process on one loop: a three-node cluster on loopback elects a
-// leader, serves KvService calls, redirects at followers, and fails over when the leader
-// stops. Also the config helpers and the client-facing error sentences.
+// leader, serves KvService calls, redirects at followers (naming the leader's advertised
+// client address), and fails over when the leader stops. Also the config helpers and the
+// client-facing error sentences.
 #include <gtest/gtest.h>
 
 #include <capnp/rpc-twoparty.h>
@@ -107,13 +108,21 @@ struct Client {
     KvReply reply;
     std::string why;
     KJ_REQUIRE(codec::fromCapnp(resp.getReply(), &reply, &why), "malformed reply", why);
+    leaderAddr = resp.getReply().getLeaderAddr();
     return {reply, std::string(resp.getReply().getError())};
+  }
+
+  // (client address, leader's client address) from status().
+  std::pair<std::string, std::string> advertised() {
+    auto resp = kv.statusRequest().send().wait(io.waitScope());
+    return {resp.getStatus().getClientAddr(), resp.getStatus().getLeaderAddr()};
   }
 
   UvAsyncIo& io;
   kj::Own<kj::AsyncIoStream> stream;
   capnp::TwoPartyClient rpc;
   schema::KvService::Client kv;
+  std::string leaderAddr;  // of the last call's reply
 };
 
 KvCommand openSession() {
@@ -163,13 +172,33 @@ TEST_F(NodeTest, ThreeNodesElectServeRedirectAndFailOver) {
   ASSERT_EQ(read.status, Status::Ok) << readError;
   EXPECT_EQ(read.value, "v1");
 
-  // A follower redirects linearizable work, with a sentence naming the leader.
+  // A follower redirects linearizable work, naming the leader and the client address
+  // the leader advertised to it in the peer hello.
   NodeId follower = leader % 3 + 1;
+  const std::string leaderAddr = cluster.configs[leader - 1].clientAddr;
   Client atFollower(io, cluster.nodes[follower - 1]->clientPort());
   auto [redirect, redirectError] = atFollower.call(put(session.clientId, 2, "k", "v2"));
   EXPECT_EQ(redirect.status, Status::NotLeader);
   EXPECT_EQ(redirect.leaderHint, leader);
-  EXPECT_EQ(redirectError, "not the leader; try node " + std::to_string(leader));
+  EXPECT_EQ(atFollower.leaderAddr, leaderAddr);
+  EXPECT_EQ(redirectError, "not the leader; try node " + std::to_string(leader) + " at " +
+                               leaderAddr);
+  EXPECT_EQ(atFollower.advertised(),
+            std::make_pair(cluster.configs[follower - 1].clientAddr, leaderAddr));
+  EXPECT_EQ(atLeader.advertised(), std::make_pair(leaderAddr, leaderAddr));
+  // Every node learns every peer's address (from its own hellos' answers and the
+  // peers' hellos), soon if not yet.
+  EXPECT_TRUE(testing::waitUntil(io, [&]() {
+    for (auto& node : cluster.nodes) {
+      for (auto& config : cluster.configs) {
+        std::string known = node->config().id == config.id
+                                ? node->clientAddresses().self()
+                                : node->clientAddresses().of(config.id);
+        if (known != config.clientAddr) return false;
+      }
+    }
+    return true;
+  }));
   // Oversized keys are answered with the validator's reason.
   auto [big, bigError] = atFollower.call(get(std::string(limits::kMaxKeyBytes + 1, 'x')));
   EXPECT_EQ(big.status, Status::TooLarge);
@@ -285,6 +314,27 @@ TEST(NodeConfigTest, ConvertsMillisecondsToTicksAndChecksThem) {
   EXPECT_NE(checkConfig(c).find("not in the cluster"), std::string::npos);
 }
 
+TEST(NodeConfigTest, AdvertisedClientAddress) {
+  NodeConfig c;
+  c.clientAddr = "127.0.0.1:0";
+  c.raftAddr = "127.0.0.1:7101";
+  c.members = {{1, c.raftAddr}};
+  EXPECT_EQ(advertisedClientAddr(c, 7001), "127.0.0.1:7001");  // the bound port
+  c.clientAddr = "[::1]:7001";
+  EXPECT_EQ(advertisedClientAddr(c, 7001), "[::1]:7001");
+  for (const char* wildcard : {"0.0.0.0:7001", "[::]:7001", "*:7001"}) {
+    c.clientAddr = wildcard;
+    EXPECT_EQ(advertisedClientAddr(c, 7001), "") << wildcard;
+  }
+  c.advertiseClientAddr = "kv1.example:7001";
+  EXPECT_EQ(checkConfig(c), "");
+  EXPECT_EQ(advertisedClientAddr(c, 7001), "kv1.example:7001");
+  for (const char* bad : {"kv1.example", "kv1.example:", ":7001", "kv1:70x1"}) {
+    c.advertiseClientAddr = bad;
+    EXPECT_NE(checkConfig(c).find("HOST:PORT"), std::string::npos) << bad;
+  }
+}
+
 TEST(KvServiceTest, EveryNonOkStatusHasASentence) {
   for (uint8_t s = 0; s <= static_cast<uint8_t>(Status::TransferInProgress); ++s) {
     KvReply r;
@@ -295,6 +345,9 @@ TEST(KvServiceTest, EveryNonOkStatusHasASentence) {
   r.status = Status::NotLeader;
   r.leaderHint = 2;
   EXPECT_EQ(explainStatus(r), "not the leader; try node 2");
+  EXPECT_EQ(explainStatus(r, "", "10.0.0.2:7001"), "not the leader; try node 2 at 10.0.0.2:7001");
+  r.leaderHint = kNoNode;
+  EXPECT_NE(explainStatus(r).find("leader is not known yet"), std::string::npos);
   r.status = Status::Timeout;
   EXPECT_NE(explainStatus(r).find("retry with the same request id"), std::string::npos);
   r.status = Status::TooLarge;

@@ -1,6 +1,6 @@
 // PeerTransport + RaftService between in-process endpoints on loopback: delivery in
-// order, refusal of another cluster, reconnect after the peer comes back, and a dead
-// peer never holding up a live one.
+// order, refusal of another cluster, reconnect after the peer comes back, a dead peer
+// never holding up a live one, and client addresses advertised in the hello.
 #include <gtest/gtest.h>
 
 #include <capnp/rpc-twoparty.h>
@@ -44,6 +44,7 @@ struct Receiver {
             clusterId, self, std::move(members), [this](Message&& m) { got.push_back(m); },
             [this]() { ++batches; }, [this](const std::string& l) { log.push_back(l); },
             []() { return uint64_t(0); }) {
+    service.setClientAddresses(&addresses);
     auto addr = io.network().parseAddress("127.0.0.1", port).wait(io.waitScope());
     ListenerOptions options;
     options.maxUnidentified = 16;
@@ -56,6 +57,7 @@ struct Receiver {
 
   std::vector<Message> got;
   int batches = 0;
+  ClientAddresses addresses;
   std::vector<std::string> log;
   RaftService service;
   kj::Own<RpcListener> listener;
@@ -67,6 +69,7 @@ TEST_F(PeerTransportTest, DeliversEveryMessageInOrderInFewBatches) {
   std::vector<std::string> log;
   PeerTransport transport(io.network(), io.timer(), 9, 1, {{2, two.address()}},
                           [&](const std::string& l) { log.push_back(l); });
+  transport.start();
   ASSERT_TRUE(testing::waitUntil(io, [&]() { return transport.isUp(2); }));
   EXPECT_EQ(countContaining(log, "peer 2 up"), 1u);
 
@@ -91,6 +94,7 @@ TEST_F(PeerTransportTest, AnotherClusterIsRefusedAndLoggedOnce) {
   fast.maxBackoff = 10 * kj::MILLISECONDS;
   PeerTransport transport(io.network(), io.timer(), /*clusterId=*/8, 1, {{2, two.address()}},
                           [&](const std::string& l) { log.push_back(l); }, fast);
+  transport.start();
   for (int round = 0; round < 20; ++round) {
     transport.send(heartbeat(1, 2, 1));
     io.timer().afterDelay(10 * kj::MILLISECONDS).wait(io.waitScope());
@@ -172,6 +176,7 @@ TEST_F(PeerTransportTest, ReconnectsWhenThePeerComesBackAndLogsTransitions) {
   PeerTransport transport(io.network(), io.timer(), 9, 1,
                           {{2, "127.0.0.1:" + std::to_string(port)}},
                           [&](const std::string& l) { log.push_back(l); }, fast);
+  transport.start();
   for (int i = 0; i < 10; ++i) transport.send(heartbeat(1, 2, 1));
   io.timer().afterDelay(200 * kj::MILLISECONDS).wait(io.waitScope());
   EXPECT_FALSE(transport.isUp(2));
@@ -210,6 +215,7 @@ TEST_F(PeerTransportTest, AHungPeerDoesNotHoldUpALiveOneAndItsQueueIsBounded) {
       io.network(), io.timer(), 9, 1,
       {{2, two.address()}, {3, "127.0.0.1:" + std::to_string(hungListener->getPort())}},
       [](const std::string&) {}, small);
+  transport.start();
   ASSERT_TRUE(testing::waitUntil(io, [&]() { return transport.isUp(2); }));
   // Ten turns; each queues 100 messages for the hung peer and 50 for the live one.
   for (Index round = 0; round < 10; ++round) {
@@ -222,6 +228,49 @@ TEST_F(PeerTransportTest, AHungPeerDoesNotHoldUpALiveOneAndItsQueueIsBounded) {
   EXPECT_FALSE(transport.isUp(3));
   EXPECT_EQ(transport.stats(3).droppedQueueFull, 900u);
   EXPECT_EQ(transport.stats(2).droppedQueueFull, 0u);
+}
+
+TEST_F(PeerTransportTest, HelloAdvertisesClientAddressesBothWays) {
+  UvAsyncIo io(loop());
+  auto& ws = io.waitScope();
+  Receiver two(io, 9, 2, {1, 2, 3});
+  two.addresses.setSelf("127.0.0.1:9002");
+  std::vector<std::string> log;
+  ClientAddresses mine;
+  mine.setSelf("127.0.0.1:9001");
+  PeerTransport transport(io.network(), io.timer(), 9, 1, {{2, two.address()}},
+                          [&](const std::string& l) { log.push_back(l); });
+  transport.setClientAddresses(&mine);
+  transport.send(heartbeat(1, 2, 1));  // queued until start()
+  io.timer().afterDelay(50 * kj::MILLISECONDS).wait(ws);
+  EXPECT_FALSE(transport.isUp(2)) << "dialled before start()";
+  transport.start();
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return two.got.size() == 1; }));
+  EXPECT_EQ(two.addresses.of(1), "127.0.0.1:9001");  // from our hello
+  EXPECT_EQ(mine.of(2), "127.0.0.1:9002");           // from its answer
+  EXPECT_EQ(countContaining(log, "peer 2 serves clients at 127.0.0.1:9002"), 1u);
+  EXPECT_EQ(countContaining(two.log, "peer 1 serves clients at 127.0.0.1:9001"), 1u);
+
+  // A refused hello teaches nothing; a member's empty or port-less address changes nothing.
+  auto stream = io.network().parseAddress(two.address()).wait(ws)->connect().wait(ws);
+  capnp::TwoPartyClient client(*stream);
+  auto peer = client.bootstrap().castAs<schema::RaftPeer>();
+  auto hello = [&](uint64_t cluster, NodeId from, const char* addr) {
+    auto req = peer.helloRequest();
+    req.setClusterId(cluster);
+    req.setFrom(from);
+    req.setClientAddr(addr);
+    auto resp = req.send().wait(ws);
+    return std::make_pair(resp.getOk(), std::string(resp.getClientAddr()));
+  };
+  EXPECT_EQ(hello(8, 3, "10.9.9.9:1"), std::make_pair(false, std::string()));
+  EXPECT_EQ(two.addresses.of(3), "");
+  EXPECT_EQ(hello(9, 3, "no-port"), std::make_pair(true, std::string("127.0.0.1:9002")));
+  EXPECT_EQ(hello(9, 3, ""), std::make_pair(true, std::string("127.0.0.1:9002")));
+  EXPECT_EQ(two.addresses.of(3), "");
+  EXPECT_EQ(hello(9, 3, "127.0.0.1:9003"), std::make_pair(true, std::string("127.0.0.1:9002")));
+  EXPECT_EQ(two.addresses.of(3), "127.0.0.1:9003");
+  EXPECT_EQ(two.addresses.of(1), "127.0.0.1:9001");
 }
 
 }  // namespace
