@@ -300,6 +300,7 @@ void World::sendMessage(NodeId from, Message&& msg) {
   KJ_REQUIRE(to >= 1 && to <= sc_.nodes, "message to an unknown node", to);
   // Every message crosses the wire codec, so encoding is tested with everything else.
   std::string bytes = codec::encodeMessageBytes(kClusterId, msg);
+  wireBytes_ += bytes.size();
   uint64_t inc = node(from).incarnation;
   checkPersistenceRule(from, msg);
   mix(hashBytes(bytes));
@@ -626,6 +627,12 @@ bool World::withinBudget() {
     fail("liveness", kj::str("event storm: more than ", kMaxEventsPerStormWindow,
                              " events within ", kStormWindowNs / kMs,
                              " simulated ms (messages answering each other forever)").cStr());
+    return false;
+  }
+  if (wireBytes_ > kMaxWireBytesPerRun) {
+    fail("liveness", kj::str("wire budget of ", kMaxWireBytesPerRun >> 20,
+                             " MiB of messages exhausted after ", q_.executed(),
+                             " events: the run makes no progress").cStr());
     return false;
   }
   if (q_.executed() >= kMaxEventsPerRun) {

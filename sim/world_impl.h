@@ -31,6 +31,9 @@ constexpr uint64_t kMaxChaosNs = 120'000 * kMs;  // chaos ends by then even if o
 // dead and a stale log among the rest, an election may need a few rounds.
 constexpr uint64_t kLeaderAfterHealTimeouts = 30;
 constexpr uint64_t kMaxEventsPerRun = 4'000'000;   // a run past this is a hang, not a verdict
+// Events can be expensive (an Append of hundreds of entries bounced back and forth): the
+// bytes put on the wire are budgeted too.
+constexpr uint64_t kMaxWireBytesPerRun = 256ull << 20;
 // A healthy cluster runs a few thousand events per simulated 10 ms.
 constexpr uint64_t kStormWindowNs = 10 * kMs;
 constexpr size_t kRecentPerNode = 32;  // messages kept per node for replay after a restart
@@ -219,6 +222,7 @@ class World {
   using ReadAnswers = std::map<uint64_t, std::pair<NodeId, std::string>>;
   std::vector<ReadAnswers> readAnswers_;
   std::vector<ReadAnswers> staleReadAnswers_;
+  uint64_t wireBytes_ = 0;
   uint64_t stormWindowStart_ = 0;
   uint64_t stormWindowEvents_ = 0;  // clients issue nothing new until then (a workload lull)  // until then, every new leader is cut off (isolate_leader)
   bool delayTrouble_ = false;               // the last sampled delay was a fault
