@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "core/types.h"
@@ -29,9 +31,30 @@ struct PersistBatch {
   bool empty() const { return !hardState && !snapshot && entries.empty(); }
 };
 
+// The bytes of a local snapshot, made when the storage wants them: a frozen view of the
+// state machine (KvFrozen) that stays valid while the state machine moves on.
+class SnapshotSource {
+ public:
+  virtual ~SnapshotSource() = default;
+  // Serializes the first time (on any one thread), then returns the same bytes. A
+  // second caller must be ordered after the first (e.g. the loop after the pool job).
+  virtual std::shared_ptr<const std::string> materialize() = 0;
+};
+
 class Storage {
  public:
   virtual ~Storage() = default;
+  // Optional. Starts serializing a local snapshot and writing its file while batches
+  // keep becoming durable, and returns true; the host then calls
+  // Replica::onSnapshotPrepared(meta.index) on its loop once the file is written (or
+  // fails the node). The replica then persists a batch with that snapshot (data =
+  // source->materialize()), which only has to point the WAL at the file. False: not
+  // supported; the replica serializes at once and persists the snapshot in a batch.
+  virtual bool prepareSnapshot(const SnapshotMeta& meta, std::shared_ptr<SnapshotSource> source) {
+    (void)meta;
+    (void)source;
+    return false;
+  }
   // Starts making `batch` durable and returns at once. Batches become durable in seq
   // order; the host reports each by calling Replica::onPersisted(seq). A write or fsync
   // error must stop the node (fail-stop): such a batch is never reported durable.

@@ -80,37 +80,38 @@ KvReply KvStore::apply(Index index, const KvCommand& cmd) {
 KvReply KvStore::applyToData(Index index, const KvCommand& cmd) {
   KvReply reply;
   reply.index = index;
-  auto it = data_.find(cmd.key);
   switch (cmd.op) {
-    case OpType::Put:
-      if (it == data_.end()) {
+    case OpType::Put: {
+      const int64_t old = data_.put(cmd.key, cmd.value);
+      if (old < 0) {
         dataBytes_ += cmd.key.size() + cmd.value.size();
-        data_.emplace(cmd.key, cmd.value);
       } else {
-        dataBytes_ = dataBytes_ - it->second.size() + cmd.value.size();
-        it->second = cmd.value;
+        dataBytes_ = dataBytes_ - size_t(old) + cmd.value.size();
       }
       return reply;
-    case OpType::Delete:
-      if (it == data_.end()) {
+    }
+    case OpType::Delete: {
+      const int64_t removed = data_.erase(cmd.key);
+      if (removed < 0) {
         reply.status = Status::NotFound;
       } else {
-        dataBytes_ -= it->first.size() + it->second.size();
-        data_.erase(it);
+        dataBytes_ -= size_t(removed);
       }
       return reply;
+    }
     case OpType::Cas: {
-      const bool present = it != data_.end();
-      const bool matches = cmd.expectAbsent ? !present : present && it->second == cmd.expected;
+      const KvItem* it = data_.find(cmd.key);
+      const bool present = it != nullptr;
+      const bool matches = cmd.expectAbsent ? !present : present && it->value() == cmd.expected;
       if (!matches) {
         reply.status = Status::CasMismatch;
-        if (present) reply.value = it->second;
+        if (present) reply.value = std::string(it->value());
       } else if (present) {
-        dataBytes_ = dataBytes_ - it->second.size() + cmd.value.size();
-        it->second = cmd.value;
+        dataBytes_ = dataBytes_ - it->value().size() + cmd.value.size();
+        data_.put(cmd.key, cmd.value);
       } else {
         dataBytes_ += cmd.key.size() + cmd.value.size();
-        data_.emplace(cmd.key, cmd.value);
+        data_.put(cmd.key, cmd.value);
       }
       return reply;
     }
@@ -153,27 +154,28 @@ KvReply KvStore::read(const KvCommand& cmd) const {
   if (reply.status != Status::Ok) return reply;
 
   if (cmd.op == OpType::Get) {
-    auto it = data_.find(cmd.key);
-    if (it == data_.end()) {
+    const KvItem* it = data_.find(cmd.key);
+    if (it == nullptr) {
       reply.status = Status::NotFound;
     } else {
-      reply.value = it->second;
+      reply.value = std::string(it->value());
     }
     return reply;
   }
 
   const uint32_t limit = cmd.limit == 0 ? limits::kMaxRangeLimit : cmd.limit;
   size_t bytes = 0;
-  for (auto it = data_.lower_bound(cmd.key); it != data_.end(); ++it) {
-    if (!cmd.rangeEnd.empty() && it->first >= cmd.rangeEnd) break;
-    const size_t pairBytes = it->first.size() + it->second.size();
+  data_.forEachFrom(cmd.key, [&](const KvItem& item) {
+    if (!cmd.rangeEnd.empty() && item.key() >= cmd.rangeEnd) return false;
+    const size_t pairBytes = item.key().size() + item.value().size();
     if (reply.kvs.size() == limit || bytes + pairBytes > limits::kMaxRangeReplyBytes) {
       reply.more = true;
-      break;
+      return false;
     }
     bytes += pairBytes;
-    reply.kvs.emplace_back(it->first, it->second);
-  }
+    reply.kvs.emplace_back(std::string(item.key()), std::string(item.value()));
+    return true;
+  });
   return reply;
 }
 
@@ -183,14 +185,26 @@ void KvStore::skip(Index index) {
   applied_ = index;
 }
 
-void KvStore::writeState(std::string& out) const {
+namespace {
+
+// The snapshot body (the snapshot and the digest share this one definition of "the
+// state"): header, the pairs in key order, the sessions section.
+template <typename Pairs>
+void writeBody(std::string& out, Index applied, size_t pairCount, const Pairs& pairs,
+               std::string_view sessions) {
   out.append(kSnapshotMagic, sizeof(kSnapshotMagic));
-  wire::putVarint(out, applied_);
-  wire::putVarint(out, data_.size());
-  for (const auto& [key, value] : data_) {
-    wire::putBytes(out, key);
-    wire::putBytes(out, value);
-  }
+  wire::putVarint(out, applied);
+  wire::putVarint(out, pairCount);
+  pairs.forEach([&](const KvItem& item) {
+    wire::putBytes(out, item.key());
+    wire::putBytes(out, item.value());
+  });
+  out.append(sessions);
+}
+
+}  // namespace
+
+void KvStore::writeSessions(std::string& out) const {
   wire::putVarint(out, sessions_.size());
   for (const auto& [clientId, session] : sessions_) {
     wire::putVarint(out, clientId);
@@ -200,17 +214,53 @@ void KvStore::writeState(std::string& out) const {
   }
 }
 
-std::string KvStore::snapshot() const {
+std::string KvFrozen::serialize() const {
   std::string out;
-  writeState(out);
+  // Each pair costs at most two 5-byte length varints besides its bytes.
+  out.reserve(64 + dataBytes_ + 10 * data_.size() + sessions_.size() + kChecksumBytes);
+  writeBody(out, applied_, data_.size(), data_, sessions_);
+  wire::putFixed64(out, hash64(out));
+  return out;
+}
+
+std::shared_ptr<const std::string> KvFrozen::materialize() {
+  if (bytes_ == nullptr) {
+    bytes_ = std::make_shared<const std::string>(serialize());
+    data_ = KvMapView();  // releases the leaves it shared with the store
+  }
+  return bytes_;
+}
+
+std::shared_ptr<KvFrozen> KvStore::freeze() {
+  std::string sessions;
+  writeSessions(sessions);
+  return std::make_shared<KvFrozen>(applied_, dataBytes_, data_.freeze(), std::move(sessions));
+}
+
+std::string KvStore::snapshot() const {
+  std::string sessions;
+  writeSessions(sessions);
+  std::string out;
+  out.reserve(64 + dataBytes_ + 10 * data_.size() + sessions.size() + kChecksumBytes);
+  writeBody(out, applied_, data_.size(), data_, sessions);
   wire::putFixed64(out, hash64(out));
   return out;
 }
 
 uint64_t KvStore::digest() const {
+  std::string sessions;
+  writeSessions(sessions);
   std::string body;
-  writeState(body);
+  writeBody(body, applied_, data_.size(), data_, sessions);
   return hash64(body);
+}
+
+std::map<std::string, std::string, std::less<>> KvStore::data() const {
+  std::map<std::string, std::string, std::less<>> out;
+  data_.forEach([&](const KvItem& item) {
+    out.emplace_hint(out.end(), item.key(), item.value());
+  });
+  return out;
 }
 
 bool KvStore::restore(std::string_view bytes) {
@@ -229,15 +279,17 @@ bool KvStore::restore(std::string_view bytes) {
       !in.varint(&applied) || !in.varint(&pairCount)) {
     return false;
   }
-  std::map<std::string, std::string, std::less<>> data;
+  KvMap data;
   size_t dataBytes = 0;
+  std::string_view lastKey;
   for (uint64_t i = 0; i < pairCount; ++i) {
     std::string_view key, value;
     if (!in.bytes(&key) || !in.bytes(&value)) return false;
     if (key.empty() || key.size() > limits::kMaxKeyBytes) return false;
     if (value.size() > limits::kMaxValueBytes) return false;
-    if (!data.empty() && key <= data.rbegin()->first) return false;  // sorted, unique
-    data.emplace_hint(data.end(), key, value);
+    if (i > 0 && key <= lastKey) return false;  // sorted, unique
+    lastKey = key;
+    data.pushBack(key, value);
     dataBytes += key.size() + value.size();
   }
 

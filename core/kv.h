@@ -5,14 +5,40 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <string_view>
 
 #include "core/command.h"
+#include "core/env.h"
+#include "core/kv_map.h"
 #include "core/types.h"
 
 namespace kvr {
+
+// The whole KV state frozen at one applied index: serializing it gives exactly the bytes
+// KvStore::snapshot() gave at that moment. Immutable; safe to serialize on another
+// thread while the store it came from keeps applying (core/kv_map.h).
+class KvFrozen final : public SnapshotSource {
+ public:
+  KvFrozen(Index applied, size_t dataBytes, KvMapView data, std::string sessions)
+      : applied_(applied), dataBytes_(dataBytes), data_(std::move(data)),
+        sessions_(std::move(sessions)) {}
+  Index appliedIndex() const { return applied_; }
+  // The snapshot bytes (KvStore::snapshot's format), made now.
+  std::string serialize() const;
+  // SnapshotSource: serializes once, then drops the frozen view; later calls return the
+  // same bytes.
+  std::shared_ptr<const std::string> materialize() override;
+
+ private:
+  Index applied_;
+  size_t dataBytes_;
+  KvMapView data_;
+  std::string sessions_;  // the encoded sessions section
+  std::shared_ptr<const std::string> bytes_;
+};
 
 struct KvConfig {
   uint32_t maxSessions = 4096;  // count cap; the least recently active session is evicted
@@ -44,6 +70,9 @@ class KvStore {
   // restore returns false on malformed bytes and then leaves the store unchanged.
   std::string snapshot() const;
   bool restore(std::string_view bytes);
+  // The state as it is now, frozen: O(leaves of the map + sessions). Later applies do
+  // not change it (they copy what they share with it).
+  std::shared_ptr<KvFrozen> freeze();
 
   // Forgets every client session; data and applied index stay. A cluster restored from
   // a backup is a new cluster: its clients open new sessions (disk/restore.h).
@@ -57,7 +86,9 @@ class KvStore {
   // Approximate bytes held (keys + values), for reporting.
   size_t dataBytes() const { return dataBytes_; }
 
-  const std::map<std::string, std::string, std::less<>>& data() const { return data_; }
+  // A copy of the data as a std::map (tests).
+  std::map<std::string, std::string, std::less<>> data() const;
+  const KvMap& map() const { return data_; }
 
   // Writes this process has executed against the data (not counting deduplicated
   // retries). Not part of the replicated state: checkers use it to see re-execution.
@@ -74,15 +105,14 @@ class KvStore {
   KvReply applyToData(Index index, const KvCommand& cmd);
   void openSession(Index index);
   void touchSession(uint64_t clientId, Session& session, Index index);
-  // Appends the whole state, in map order: the snapshot body (the snapshot and the
-  // digest share this one definition of "the state").
-  void writeState(std::string& out) const;
+  // Appends the sessions section of the snapshot body.
+  void writeSessions(std::string& out) const;
 
   KvConfig config_;
   Index applied_ = 0;
   size_t dataBytes_ = 0;
   uint64_t effects_ = 0;
-  std::map<std::string, std::string, std::less<>> data_;
+  KvMap data_;
   std::map<uint64_t, Session> sessions_;
   std::set<std::pair<Index, uint64_t>> byActivity_;  // (lastActive, clientId), oldest first
 };

@@ -253,15 +253,44 @@ void Replica::maybeSnapshot() {
   if (snapshotInFlight_ || applied < lastSnapshotIndex_ + config_.snapshotEveryEntries) return;
   auto term = raft_.termAt(applied);
   KJ_ASSERT(term.has_value(), "applied entry has no term", applied);
+  const SnapshotMeta meta{applied, *term, raft_.conf()};
+  // A frozen view, not the bytes: serializing a large store would stop this loop.
+  std::shared_ptr<KvFrozen> frozen = kv_.freeze();
+  snapshotInFlight_ = true;
+  if (storage_.prepareSnapshot(meta, frozen)) {
+    preparing_ = Preparing{meta, std::move(frozen)};
+    return;
+  }
+  persistLocalSnapshot(meta, frozen->materialize());
+}
+
+void Replica::persistLocalSnapshot(const SnapshotMeta& meta,
+                                   std::shared_ptr<const std::string> data) {
+  KJ_REQUIRE(data != nullptr, "local snapshot without data", meta.index);
   Snapshot snap;
-  snap.meta = SnapshotMeta{applied, *term, raft_.conf()};
-  snap.data = std::make_shared<const std::string>(kv_.snapshot());
+  snap.meta = meta;
+  snap.data = std::move(data);
   PersistBatch batch;
   batch.seq = nextSeq_++;
   batch.snapshot = snap;
   inFlight_.push_back(InFlightBatch{batch.seq, 0, 0, std::move(snap), {}});
-  snapshotInFlight_ = true;
   storage_.persist(std::move(batch));
+}
+
+void Replica::onSnapshotPrepared(Index index) {
+  KJ_REQUIRE(preparing_.has_value() && preparing_->meta.index == index,
+             "storage prepared a snapshot it was not asked for", index);
+  Preparing p = std::move(*preparing_);
+  preparing_.reset();
+  KJ_ASSERT(snapshotInFlight_);
+  if (index <= lastSnapshotIndex_) {
+    // A leader's snapshot was installed meanwhile and covers this one.
+    snapshotInFlight_ = false;
+  } else {
+    // Made on the storage's thread already; ordered before this call by the host.
+    persistLocalSnapshot(p.meta, p.source->materialize());
+  }
+  process();
 }
 
 void Replica::expireRequests() {

@@ -52,6 +52,9 @@ class Replica {
   // A client request. `done` is called exactly once (perhaps before submit returns).
   void submit(const KvCommand& cmd, ReadMode mode, ReplyFn done);
   void onPersisted(uint64_t seq);
+  // The storage wrote the file of the local snapshot at `index` that it took with
+  // Storage::prepareSnapshot (core/env.h); the replica now persists it.
+  void onSnapshotPrepared(Index index);
   // Asks the leader to hand leadership to `target`. False if this node is not leader.
   bool transferLeadership(NodeId target);
   // Fails every pending request with ShuttingDown (the host is stopping).
@@ -89,6 +92,7 @@ class Replica {
   void applyCommitted(const std::vector<Entry>& committed);
   void serveReads();
   void maybeSnapshot();
+  void persistLocalSnapshot(const SnapshotMeta& meta, std::shared_ptr<const std::string> data);
   void expireRequests();
   void failAllPending(Status status);
   void sendAll(std::vector<Message>& messages);
@@ -104,7 +108,12 @@ class Replica {
   ApplyObserver observer_;
   uint64_t now_ = 0;  // ticks since start
   uint64_t nextSeq_ = 1;
-  bool snapshotInFlight_ = false;
+  bool snapshotInFlight_ = false;  // from freezing until the snapshot batch is durable
+  struct Preparing {
+    SnapshotMeta meta;
+    std::shared_ptr<SnapshotSource> source;
+  };
+  std::optional<Preparing> preparing_;  // handed to Storage::prepareSnapshot
   Index lastSnapshotIndex_ = 0;
   std::deque<InFlightBatch> inFlight_;
   std::map<Index, PendingWrite> pendingWrites_;

@@ -11,6 +11,8 @@ DiskStorage::DiskStorage(FileSystem& fs, const std::string& dir, WalOptions opti
     : encodedSnapshotIndex_(replay.state.snapshotIndex()),
       encodedLastIndex_(replay.state.lastIndex()),
       encodedMarker_(replay.state.marker),
+      fs_(fs),
+      dir_(dir),
       snapshots_(fs, dir),
       wal_(fs, dir, options, replay) {}
 
@@ -84,6 +86,11 @@ void DiskStorage::persist(PersistBatch&& batch) {
   }
   q.wal.records = static_cast<uint32_t>(records.size());
   q.wal.hardState = batch.hardState;
+  if (batch.snapshot && prepared_ && prepared_->meta == batch.snapshot->meta &&
+      prepared_->dataBytes == batch.snapshot->data->size()) {
+    q.prepared = prepared_;
+    prepared_.reset();
+  }
   q.snapshot = std::move(batch.snapshot);
   q.resetLog = batch.resetLog;
   // Commit the new shape only now that nothing can throw.
@@ -99,6 +106,13 @@ QueuedWrites DiskStorage::takeQueued() {
   return out;
 }
 
+SnapshotMarker DiskStorage::prepareSnapshot(const SnapshotMeta& meta, SnapshotSource& source) {
+  Snapshot snap;
+  snap.meta = meta;
+  snap.data = source.materialize();
+  return SnapshotStore(fs_, dir_).write(snap, false);
+}
+
 std::vector<uint64_t> DiskStorage::write(QueuedWrites&& work) {
   if (dead_) throwDiskError("disk: storage is dead after an earlier write or fsync failure");
   std::vector<uint64_t> durable;
@@ -110,7 +124,15 @@ std::vector<uint64_t> DiskStorage::write(QueuedWrites&& work) {
     for (QueuedBatch& q : work) {
       if (q.snapshot) {
         // The snapshot file is durable before the WAL marker that points at it.
-        SnapshotMarker marker = snapshots_.write(*q.snapshot, q.resetLog);
+        SnapshotMarker marker;
+        if (q.prepared && snapshots_.exists(q.prepared->meta)) {
+          marker = *q.prepared;
+          marker.resetLog = q.resetLog;
+        } else {
+          // Not prepared, or its file was removed meanwhile (a leader's snapshot
+          // replaced it): write it now.
+          marker = snapshots_.write(*q.snapshot, q.resetLog);
+        }
         std::string frames;
         appendFrame(frames, RecordType::SnapshotMarker, q.wal.records > 0,
                     encodeSnapshotMarker(marker));

@@ -33,6 +33,9 @@ namespace kvr::disk {
 struct QueuedBatch {
   uint64_t seq = 0;
   std::optional<Snapshot> snapshot;  // written to its file by the writer half
+  // The file of `snapshot` was already written by prepareSnapshot (if it still exists,
+  // the writer half only appends this marker).
+  std::optional<SnapshotMarker> prepared;
   bool resetLog = false;
   WalBatch wal;  // frames after the snapshot marker (the writer prepends the marker)
 };
@@ -54,6 +57,15 @@ class DiskStorage final : public Storage {
   QueuedWrites takeQueued();
   bool hasQueued() const { return !queue_.empty(); }
 
+  // Notes a snapshot file prepareSnapshot wrote; the batch that persists that snapshot
+  // then reuses the file instead of writing it again.
+  void notePrepared(const SnapshotMarker& marker) { prepared_ = marker; }
+
+  // ---- snapshot half (any one thread, concurrently with the writer half) ----
+  // Serializes `source` and writes the snapshot file for `meta` durably (the WAL does
+  // not point at it yet). Returns its marker (resetLog false).
+  SnapshotMarker prepareSnapshot(const SnapshotMeta& meta, SnapshotSource& source);
+
   // ---- writer half ----
   std::vector<uint64_t> write(QueuedWrites&& work);
   bool dead() const { return dead_; }  // read only from the writer's thread
@@ -73,6 +85,10 @@ class DiskStorage final : public Storage {
   Index encodedSnapshotIndex_ = 0;  // the log's shape after every queued batch
   Index encodedLastIndex_ = 0;
   std::optional<SnapshotMarker> encodedMarker_;
+  std::optional<SnapshotMarker> prepared_;
+  // Snapshot half.
+  FileSystem& fs_;
+  const std::string dir_;
   // Writer half.
   SnapshotStore snapshots_;
   WalWriter wal_;

@@ -25,6 +25,8 @@ class SnapshotStore {
   static std::string fileName(const SnapshotMeta& meta);
   static bool isSnapshotFileName(const std::string& name);
 
+  // Whether the file for `meta` exists.
+  bool exists(const SnapshotMeta& meta) { return fs_.exists(joinPath(dir_, fileName(meta))); }
   // Writes `snap` durably and returns the WAL marker describing it.
   SnapshotMarker write(const Snapshot& snap, bool resetLog);
   // Loads the file `marker` names and verifies it against the marker. Refuses to start

@@ -67,6 +67,10 @@ void Node::openStorage() {
     guarded("onPersisted", [&]() { replica_->onPersisted(seq); });
     afterInput();
   });
+  storage_->setPreparedCallback([this](Index index) {
+    guarded("onSnapshotPrepared", [&]() { replica_->onSnapshotPrepared(index); });
+    afterInput();
+  });
 
   std::map<NodeId, std::string> peers = config_.members;
   peers.erase(config_.id);

@@ -13,6 +13,52 @@ NodeStorage::NodeStorage(uv_loop_t* loop, kj::Own<disk::DiskStorage> disk, Fatal
 // Dying with one in flight would let the pool thread write through a dangling pointer.
 NodeStorage::~NodeStorage() noexcept {
   if (writing_) failStop("storage: destroyed with a WAL write in flight (stop() first)");
+  if (preparing_) failStop("storage: destroyed with a snapshot write in flight (stop() first)");
+}
+
+bool NodeStorage::prepareSnapshot(const SnapshotMeta& meta,
+                                  std::shared_ptr<kvr::SnapshotSource> source) {
+  if (failed_ || stopping_ || preparing_) return false;
+  preparing_ = true;
+  disk::DiskStorage* disk = disk_.get();
+  // Runs on a pool thread: serializes the frozen view (the loop keeps applying) and
+  // writes the file; touches only the snapshot half of DiskStorage.
+  // (A shared_ptr result, not std::optional: GCC 12 warns about the latter in kj's
+  // ExceptionOr.)
+  auto written = runOnPool(loop_, [disk, meta, source]() -> std::shared_ptr<disk::SnapshotMarker> {
+    std::shared_ptr<disk::SnapshotMarker> marker;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+          marker = std::make_shared<disk::SnapshotMarker>(disk->prepareSnapshot(meta, *source));
+        })) {
+      // E.g. a leader's snapshot install removed the temp file: the batch writes it.
+      (void)e;
+      source->materialize();
+    }
+    return marker;
+  });
+  tasks_.add(written.then(
+      [this, index = meta.index](std::shared_ptr<disk::SnapshotMarker> marker) {
+        preparing_ = false;
+        if (marker) disk_->notePrepared(*marker);
+        notifyIdle();
+        if (!stopping_ && !failed_ && prepared_) prepared_(index);
+      },
+      [this](kj::Exception&& e) {
+        preparing_ = false;
+        failed_ = true;
+        notifyIdle();
+        fatal_(std::string("storage: serializing a snapshot failed, stopping: ") +
+               e.getDescription().cStr());
+      }));
+  return true;
+}
+
+void NodeStorage::notifyIdle() {
+  if (writing_ || preparing_) return;
+  KJ_IF_MAYBE(w, idleWaiter_) {
+    (*w)->fulfill();
+    idleWaiter_ = nullptr;
+  }
 }
 
 void NodeStorage::persist(PersistBatch&& batch) {
@@ -53,19 +99,13 @@ void NodeStorage::startWrite() {
           ++batchesDurable_;
           if (durable_) durable_(seq);
         }
-        KJ_IF_MAYBE(w, idleWaiter_) {
-          (*w)->fulfill();
-          idleWaiter_ = nullptr;
-        }
+        notifyIdle();
         startWrite();  // whatever queued up meanwhile goes in the next write
       },
       [this](kj::Exception&& e) {
         writing_ = false;
         failed_ = true;
-        KJ_IF_MAYBE(w, idleWaiter_) {
-          (*w)->fulfill();
-          idleWaiter_ = nullptr;
-        }
+        notifyIdle();
         fatal_(std::string("storage: write or fsync failed, stopping: ") +
                e.getDescription().cStr());
       }));
@@ -73,7 +113,7 @@ void NodeStorage::startWrite() {
 
 kj::Promise<void> NodeStorage::stop() {
   stopping_ = true;
-  if (!writing_) return kj::READY_NOW;
+  if (!writing_ && !preparing_) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
   idleWaiter_ = kj::mv(paf.fulfiller);
   return kj::mv(paf.promise);

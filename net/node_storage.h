@@ -6,6 +6,12 @@
 // fsync (group commit). When a write returns, the durable seqs are reported in order on
 // the loop thread through the DurableFn (the node passes Replica::onPersisted).
 //
+// Local snapshots: prepareSnapshot() serializes the frozen KV view and writes its file
+// in a second pool job, beside the WAL writes (which go on meanwhile); its completion
+// calls the PreparedFn on the loop (the node passes Replica::onSnapshotPrepared), and the
+// batch the replica then persists only appends the WAL marker. If preparing fails, the
+// PreparedFn is still called and that batch's write writes the file itself.
+//
 // Fail-stop: a failed write or fsync (or a batch the WAL refuses) calls the FatalFn
 // once and never reports those batches durable; nothing is retried.
 #pragma once
@@ -26,6 +32,7 @@ namespace kvr::net {
 class NodeStorage final : public Storage, private kj::TaskSet::ErrorHandler {
  public:
   using DurableFn = std::function<void(uint64_t seq)>;
+  using PreparedFn = std::function<void(Index index)>;
 
   NodeStorage(uv_loop_t* loop, kj::Own<disk::DiskStorage> disk, FatalFn fatal);
   ~NodeStorage() noexcept override;
@@ -34,13 +41,17 @@ class NodeStorage final : public Storage, private kj::TaskSet::ErrorHandler {
   // Set once, before the first persist() can complete.
   void setDurableCallback(DurableFn durable) { durable_ = std::move(durable); }
 
+  void setPreparedCallback(PreparedFn prepared) { prepared_ = std::move(prepared); }
+
   void persist(PersistBatch&& batch) override;
+  bool prepareSnapshot(const SnapshotMeta& meta, std::shared_ptr<kvr::SnapshotSource> source) override;
 
   // Starts no further writes; the promise resolves once no write is in flight (the one
   // in flight, if any, completes and is reported durable first).
   kj::Promise<void> stop();
 
   bool writing() const { return writing_; }
+  bool preparing() const { return preparing_; }
   uint64_t writesCompleted() const { return writesCompleted_; }
   uint64_t batchesDurable() const { return batchesDurable_; }
 
@@ -48,11 +59,14 @@ class NodeStorage final : public Storage, private kj::TaskSet::ErrorHandler {
   void scheduleWrite();
   void startWrite();
   void taskFailed(kj::Exception&& exception) override;
+  void notifyIdle();
 
   uv_loop_t* loop_;
   kj::Own<disk::DiskStorage> disk_;
   FatalFn fatal_;
   DurableFn durable_;
+  PreparedFn prepared_;
+  bool preparing_ = false;       // a snapshot is being prepared on the pool
   bool writeScheduled_ = false;  // an evalLater will start a write
   bool writing_ = false;         // a write is on the pool
   bool stopping_ = false;

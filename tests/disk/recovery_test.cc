@@ -199,6 +199,60 @@ TEST_F(RecoveryTest, OldSnapshotFileRemovedAfterNewOneIsDurable) {
   EXPECT_EQ(snaps, 1u);
 }
 
+struct FixedSource final : SnapshotSource {
+  explicit FixedSource(std::string bytes) : bytes(std::make_shared<const std::string>(std::move(bytes))) {}
+  std::shared_ptr<const std::string> materialize() override {
+    ++calls;
+    return bytes;
+  }
+  std::shared_ptr<const std::string> bytes;
+  int calls = 0;
+};
+
+// A node prepares the snapshot file beside the WAL writes, then persists the snapshot
+// in a batch that only appends the marker; recovery finds it. If the prepared file is
+// gone by then (a leader's snapshot install removed it), the batch writes it again.
+void preparedSnapshotRoundTrip(RecoveryTest& t, bool removed) {
+  auto& fs = t.fs;
+  {
+    {
+      auto r = t.open();
+      r.storage->persist(entriesBatch(1, 1, 1, 10));
+      r.storage->flush();
+      SnapshotMeta meta = makeSnapshot(6, 1, "").meta;
+      FixedSource source("state@6");
+      SnapshotMarker marker = r.storage->prepareSnapshot(meta, source);
+      EXPECT_EQ(source.calls, 1);
+      EXPECT_EQ(marker.dataBytes, 7u);
+      // The WAL goes on meanwhile.
+      r.storage->persist(entriesBatch(2, 1, 11, 2));
+      r.storage->flush();
+      r.storage->notePrepared(marker);
+      const std::string file = kDir + "/snap-0000000000000006-0000000000000001.snap";
+      EXPECT_TRUE(fs.exists(file));
+      if (removed) fs.remove(file);
+      PersistBatch s;
+      s.seq = 3;
+      s.snapshot = Snapshot{meta, source.materialize()};
+      r.storage->persist(std::move(s));
+      EXPECT_EQ(r.storage->flush(), std::vector<uint64_t>{3});
+    }
+    auto r = t.open();
+    EXPECT_EQ(r.state.snapshot.meta.index, 6u);
+    EXPECT_EQ(*r.state.snapshot.data, "state@6");
+    ASSERT_EQ(r.state.entries.size(), 6u);
+    EXPECT_EQ(r.state.entries.front().index, 7u);
+  }
+}
+
+TEST_F(RecoveryTest, PreparedSnapshotIsPointedAtByTheLaterBatch) {
+  preparedSnapshotRoundTrip(*this, false);
+}
+
+TEST_F(RecoveryTest, PreparedSnapshotRemovedMeanwhileIsWrittenByTheBatch) {
+  preparedSnapshotRoundTrip(*this, true);
+}
+
 TEST_F(RecoveryTest, CorruptSnapshotIsRefused) {
   {
     auto r = open();

@@ -193,7 +193,8 @@ RC_GTEST_PROP(KvStoreProp, MatchesAMapModel, ()) {
     }
     RC_ASSERT(store.apply(index, cmd) == expected);
   }
-  const std::map<std::string, std::string> stored(store.data().begin(), store.data().end());
+  const auto data = store.data();  // a copy: the store keeps a KvMap
+  const std::map<std::string, std::string> stored(data.begin(), data.end());
   RC_ASSERT(stored == model);
   size_t bytes = 0;
   for (const auto& [k, v] : model) bytes += k.size() + v.size();

@@ -144,7 +144,7 @@ MUTATIONS = [
       '        votesGranted_.insert(m.from);'),
     M('cas_ignores_expected', 'core/kv.cc',
       'compare-and-swap ignores the expected value',
-      '      const bool matches = cmd.expectAbsent ? !present : present && it->second == cmd.expected;',
+      '      const bool matches = cmd.expectAbsent ? !present : present && it->value() == cmd.expected;',
       '      const bool matches = cmd.expectAbsent ? !present : present;'),
 ]
 

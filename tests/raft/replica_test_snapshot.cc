@@ -1,0 +1,129 @@
+// The replica's local snapshots with a storage that prepares them off the loop
+// (Storage::prepareSnapshot): the replica hands over a frozen view and keeps applying;
+// the snapshot it persists afterwards is the state at its index, not the later one.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/replica.h"
+#include "tests/raft/raft_harness.h"
+
+namespace kvr {
+namespace {
+using test::votersUpTo;
+
+struct NullTransport final : Transport {
+  void send(Message&&) override {}
+};
+
+struct PreparingStorage final : Storage {
+  std::vector<PersistBatch> batches;
+  std::optional<SnapshotMeta> meta;
+  std::shared_ptr<SnapshotSource> source;
+  bool supported = true;
+  void persist(PersistBatch&& batch) override { batches.push_back(std::move(batch)); }
+  bool prepareSnapshot(const SnapshotMeta& m, std::shared_ptr<SnapshotSource> s) override {
+    if (!supported) return false;
+    EXPECT_FALSE(meta.has_value()) << "one snapshot at a time";
+    meta = m;
+    source = std::move(s);
+    return true;
+  }
+};
+
+class SingleNode {
+ public:
+  explicit SingleNode(bool prepare) {
+    storage_.supported = prepare;
+    ReplicaConfig c;
+    c.raft.id = 1;
+    c.initialConf = votersUpTo(1);
+    c.snapshotEveryEntries = 8;
+    replica_.emplace(c, Rng(3), transport_, storage_, RecoveredState{});
+    for (int i = 0; i < 100 && replica_->status().role != Role::Leader; ++i) tick();
+    EXPECT_EQ(replica_->status().role, Role::Leader);
+    KvCommand open;
+    open.op = OpType::OpenSession;
+    std::optional<KvReply> r;
+    replica_->submit(open, ReadMode::Linearizable, [&](KvReply x) { r = std::move(x); });
+    drain();
+    EXPECT_TRUE(r && r->status == Status::Ok);
+    client_ = r->clientId;
+  }
+
+  void tick() {
+    replica_->tick();
+    drain();
+  }
+  void drain() {
+    while (!storage_.batches.empty()) {
+      auto batches = std::move(storage_.batches);
+      storage_.batches.clear();
+      for (auto& b : batches) {
+        if (b.snapshot) snapshots.push_back(*b.snapshot);
+        replica_->onPersisted(b.seq);
+      }
+    }
+  }
+  void put(const std::string& key, const std::string& value) {
+    KvCommand cmd;
+    cmd.op = OpType::Put;
+    cmd.clientId = client_;
+    cmd.requestId = ++request_;
+    cmd.key = key;
+    cmd.value = value;
+    std::optional<KvReply> r;
+    replica_->submit(cmd, ReadMode::Linearizable, [&](KvReply x) { r = std::move(x); });
+    drain();
+    ASSERT_TRUE(r && r->status == Status::Ok);
+  }
+
+  PreparingStorage storage_;
+  NullTransport transport_;
+  std::optional<Replica> replica_;
+  std::vector<Snapshot> snapshots;
+  uint64_t client_ = 0;
+  uint64_t request_ = 0;
+};
+
+TEST(ReplicaSnapshot, PreparedSnapshotHoldsTheStateOfItsIndex) {
+  SingleNode n(true);
+  for (int i = 0; i < 10; ++i) n.put("k" + std::to_string(i), "a");
+  ASSERT_TRUE(n.storage_.meta.has_value());
+  const Index index = n.storage_.meta->index;
+  // The store moves on while the snapshot is being prepared.
+  for (int i = 0; i < 10; ++i) n.put("k" + std::to_string(i), "b");
+  EXPECT_TRUE(n.snapshots.empty());
+  EXPECT_EQ(n.replica_->status().snapshotIndex, 0u);
+  auto source = std::move(n.storage_.source);
+  n.storage_.meta.reset();
+  source->materialize();  // the pool's part
+  n.replica_->onSnapshotPrepared(index);
+  n.drain();
+  ASSERT_EQ(n.snapshots.size(), 1u);
+  EXPECT_EQ(n.snapshots[0].meta.index, index);
+  EXPECT_EQ(n.replica_->status().snapshotIndex, index);
+  KvStore back;
+  ASSERT_TRUE(back.restore(*n.snapshots[0].data));
+  EXPECT_EQ(back.appliedIndex(), index);
+  auto data = back.data();
+  for (const auto& [k, v] : data) EXPECT_EQ(v, "a") << k;
+  // The next snapshot is taken once this one is durable.
+  for (int i = 0; i < 10; ++i) n.put("k" + std::to_string(i), "c");
+  ASSERT_TRUE(n.storage_.meta.has_value());
+  EXPECT_GT(n.storage_.meta->index, index);
+}
+
+TEST(ReplicaSnapshot, WithoutPreparingTheSnapshotIsPersistedAtOnce) {
+  SingleNode n(false);
+  for (int i = 0; i < 10; ++i) n.put("k" + std::to_string(i), "a");
+  ASSERT_EQ(n.snapshots.size(), 1u);
+  EXPECT_EQ(n.replica_->status().snapshotIndex, n.snapshots[0].meta.index);
+}
+
+}  // namespace
+}  // namespace kvr
