@@ -45,7 +45,8 @@ using Clock = std::chrono::steady_clock;
   if (!error.empty()) std::fprintf(stderr, "kvbench: %s\n", error.c_str());
   std::fprintf(stderr,
                "usage: kvbench --endpoints HOST:PORT,... --clients C --conns N --total T\n"
-               "               [--key-size 8] [--val-size 256] [--key-space K] [--first-key F]\n"
+               "               [--key-size 8] [--val-size 256] [--key-space K] [--first-key "
+               "F]\n"
                "               [--timeout MS] [--seed S] put|get|mixed [--stale] [--json]\n");
   std::exit(2);
 }
@@ -119,7 +120,8 @@ Flags parse(int argc, char** argv) {
   if (f.keySize < 20) {
     uint64_t room = 1;
     for (uint32_t d = 0; d < f.keySize; ++d) room *= 10;
-    if (f.firstKey + f.keySpace > room) usage("--key-space does not fit in --key-size decimal digits");
+    if (f.firstKey + f.keySpace > room)
+      usage("--key-space does not fit in --key-size decimal digits");
   }
   if (f.stale && f.mode == Mode::Put) usage("--stale applies to get and mixed");
   return f;
@@ -149,10 +151,16 @@ class Phase {
  public:
   enum class Op { Put, Get };
 
-  Phase(kj::AsyncIoContext& io, kj::Vector<kj::Own<AsyncKvClient>>& clients,
-        const Flags& flags, const char* label, uint64_t total, bool populate)
-      : io_(io), clients_(clients), flags_(flags), label_(label), total_(total),
-        populate_(populate), rng_(flags.seed), value_(flags.valSize, 'v'),
+  Phase(kj::AsyncIoContext& io, kj::Vector<kj::Own<AsyncKvClient>>& clients, const Flags& flags,
+        const char* label, uint64_t total, bool populate)
+      : io_(io),
+        clients_(clients),
+        flags_(flags),
+        label_(label),
+        total_(total),
+        populate_(populate),
+        rng_(flags.seed),
+        value_(flags.valSize, 'v'),
         tty_(isatty(STDERR_FILENO) != 0) {
     latenciesMs_.reserve(total);
   }
@@ -187,7 +195,8 @@ class Phase {
     }
     std::string k = keyOf(key, flags_.keySize);
     auto sent = Clock::now();
-    auto call = op == Op::Put ? clients_[c]->put(kj::mv(k), value_) : clients_[c]->get(kj::mv(k));
+    auto call = op == Op::Put ? clients_[c]->put(kj::mv(k), value_)
+                              : clients_[c]->get(kj::mv(k));
     return call.then([this, c, sent](Result r) {
       latenciesMs_.push_back(msSince(sent));
       ++completed_;
@@ -217,9 +226,10 @@ class Phase {
     if (tty_) {
       constexpr int kWidth = 40;
       int filled = int(double(kWidth) * double(completed_) / double(total_));
-      std::fprintf(stderr, "\r%-8s [%.*s%*s] %" PRIu64 "/%" PRIu64 " %.0f req/s %" PRIu64
-                   " errors%s", label_, filled, "########################################",
-                   kWidth - filled, "", completed_, total_, rate, errors_, final ? "\n" : "");
+      std::fprintf(stderr,
+                   "\r%-8s [%.*s%*s] %" PRIu64 "/%" PRIu64 " %.0f req/s %" PRIu64 " errors%s",
+                   label_, filled, "########################################", kWidth - filled,
+                   "", completed_, total_, rate, errors_, final ? "\n" : "");
       return;
     }
     uint64_t tenth = completed_ * 10 / total_;
@@ -264,8 +274,8 @@ int run(const Flags& f) {
   auto endpoints = kvr::client::parseEndpointList(f.endpoints);
   kj::Vector<kj::Own<ClusterChannel>> channels;
   for (uint32_t n = 0; n < f.conns; ++n) {
-    channels.add(kj::heap<ClusterChannel>(*io.provider, io.provider->getTimer(), endpoints,
-                                          options));
+    channels.add(
+        kj::heap<ClusterChannel>(*io.provider, io.provider->getTimer(), endpoints, options));
   }
   kj::Vector<kj::Own<AsyncKvClient>> clients;
   for (uint32_t c = 0; c < f.clients; ++c) {
@@ -304,20 +314,22 @@ int run(const Flags& f) {
   for (double x : lat) sum += x;
   double mean = lat.empty() ? 0 : sum / double(lat.size());
 
-  std::printf("Summary: %s, %u clients over %u connections, key %u B, value %u B, key space %" PRIu64 "\n",
+  std::printf("Summary: %s, %u clients over %u connections, key %u B, value %u B, key space "
+              "%" PRIu64 "\n",
               modeName(f), f.clients, f.conns, f.keySize, f.valSize, f.keySpace);
   std::printf("  Total:      %" PRIu64 " requests in %.3f s\n", bench.completed(),
               bench.elapsedMs() / 1000);
   std::printf("  Requests/s: %.1f\n", rps);
-  std::printf("  Latency:    mean %.3f ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms\n",
+  std::printf("  Latency:    mean %.3f ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f "
+              "ms\n",
               mean, p50, p90, p99, p999, max);
   std::printf("  Errors:     %" PRIu64 "%s%s\n", bench.errors(),
               bench.errors() > 0 ? " (first: " : "",
               bench.errors() > 0 ? (bench.firstError() + ")").c_str() : "");
   if (f.json) {
     std::printf("{\"rps\":%.1f,\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,"
-                "\"p999\":%.3f,\"max\":%.3f,\"mean\":%.3f},\"errors\":%" PRIu64 ",\"total\":%" PRIu64
-                ",\"seconds\":%.3f,\"clients\":%u,\"conns\":%u}\n",
+                "\"p999\":%.3f,\"max\":%.3f,\"mean\":%.3f},\"errors\":%" PRIu64
+                ",\"total\":%" PRIu64 ",\"seconds\":%.3f,\"clients\":%u,\"conns\":%u}\n",
                 rps, p50, p90, p99, p999, max, mean, bench.errors(), bench.completed(),
                 bench.elapsedMs() / 1000, f.clients, f.conns);
   }

@@ -81,7 +81,9 @@ uint64_t parseNumber(const std::string& flag, const std::string& text, uint64_t 
   return v;
 }
 
-std::string jsonString(const std::string& s) { return kvr::text::quoted(s, kvr::text::Quote::Json); }
+std::string jsonString(const std::string& s) {
+  return kvr::text::quoted(s, kvr::text::Quote::Json);
+}
 
 struct Args {
   std::vector<std::string> endpoints{"127.0.0.1:7001"};
@@ -89,9 +91,9 @@ struct Args {
   bool haveClientId = false;
   bool haveRequestId = false;
   bool json = false;
-  bool absent = false;                 // cas --absent
-  std::optional<uint32_t> limit;       // range --limit N
-  std::vector<std::string> command;    // the command and its arguments, flags taken out
+  bool absent = false;               // cas --absent
+  std::optional<uint32_t> limit;     // range --limit N
+  std::vector<std::string> command;  // the command and its arguments, flags taken out
 };
 
 // One flag (name without its value); `value` fetches its value (from "--flag=V" or the
@@ -139,7 +141,8 @@ Args parseArgs(int argc, char** argv) {
   bool onlyArguments = false;
   for (int i = 1; i < argc; ++i) {
     std::string word = argv[i];
-    bool isFlag = !onlyArguments && (word == "-h" || (word.size() > 2 && word.rfind("--", 0) == 0));
+    bool isFlag = !onlyArguments &&
+                  (word == "-h" || (word.size() > 2 && word.rfind("--", 0) == 0));
     if (!onlyArguments && word == "--") {
       onlyArguments = true;
       continue;
@@ -199,7 +202,8 @@ std::string readValue(const std::string& v) {
     total += n;
     if (total > kMaxStdinCountedBytes) break;
   }
-  if (std::ferror(stdin)) die(std::string("reading the value from stdin: ") + std::strerror(errno));
+  if (std::ferror(stdin))
+    die(std::string("reading the value from stdin: ") + std::strerror(errno));
   KJ_ASSERT(data.size() == std::min<uint64_t>(total, kMaxStdinKeptBytes));
   if (total > data.size()) {
     // What we kept is not the value: never send it, never report its size as the value's.
@@ -254,15 +258,12 @@ int report(const Args& a, const std::string& op, const Result& r) {
           std::printf("ok\n");
         }
         break;
-      case Outcome::NotFound:
-        std::fprintf(stderr, "not found\n");
-        break;
+      case Outcome::NotFound: std::fprintf(stderr, "not found\n"); break;
       case Outcome::CasMismatch:
         std::fprintf(stderr, "cas mismatch: current value %s\n",
                      r.value.empty() ? "is empty or absent" : ("'" + r.value + "'").c_str());
         break;
-      case Outcome::Error:
-        break;
+      case Outcome::Error: break;
     }
   }
   if (r.outcome == Outcome::Error) {
@@ -288,7 +289,8 @@ int printStatus(const Args& a, const std::vector<EndpointStatus>& all) {
              ",\"reachable\":" + (s.reachable ? "true" : "false");
       if (s.reachable) {
         out += ",\"id\":" + std::to_string(s.id) + ",\"role\":" + jsonString(s.role) +
-               ",\"term\":" + std::to_string(s.term) + ",\"leader\":" + std::to_string(s.leader) +
+               ",\"term\":" + std::to_string(s.term) +
+               ",\"leader\":" + std::to_string(s.leader) +
                ",\"commit\":" + std::to_string(s.commit) +
                ",\"applied\":" + std::to_string(s.applied) +
                ",\"lastIndex\":" + std::to_string(s.lastIndex) +
@@ -362,8 +364,8 @@ int run(const Args& a) {
     needArgs(cmd, 1, "health");
     Health h = client.health();
     if (a.json) {
-      std::printf("{\"healthy\":%s,\"leader\":%u,\"message\":%s}\n", h.healthy ? "true" : "false",
-                  h.leader, jsonString(h.message).c_str());
+      std::printf("{\"healthy\":%s,\"leader\":%u,\"message\":%s}\n",
+                  h.healthy ? "true" : "false", h.leader, jsonString(h.message).c_str());
     } else if (h.healthy) {
       std::printf("%s\n", h.message.c_str());
     }

@@ -48,7 +48,8 @@ int save(const std::vector<std::string>& endpoints, const kvr::client::Options& 
     return fail("snapshot save failed: node " + std::to_string(d.nodeId) + " at " + d.endpoint +
                 " sent a snapshot that does not verify: " + check.error + "; nothing written");
   }
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { kvr::disk::writeFileAtomically(path, bytes); })) {
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions(
+                     [&]() { kvr::disk::writeFileAtomically(path, bytes); })) {
     return fail("snapshot save failed: " + std::string(e->getDescription().cStr()));
   }
   if (asJson) {
@@ -61,8 +62,9 @@ int save(const std::vector<std::string>& endpoints, const kvr::client::Options& 
   } else {
     std::printf("saved snapshot at index %llu (term %llu, %zu keys, %zu bytes) from node %u "
                 "to %s\n",
-                static_cast<unsigned long long>(d.index), static_cast<unsigned long long>(d.term),
-                store.size(), bytes.size(), d.nodeId, path.c_str());
+                static_cast<unsigned long long>(d.index),
+                static_cast<unsigned long long>(d.term), store.size(), bytes.size(), d.nodeId,
+                path.c_str());
   }
   return kExitOk;
 }
@@ -76,7 +78,8 @@ int status(bool asJson, const std::string& path) {
   kvr::disk::BackupCheck c = kvr::disk::checkBackup(bytes, &store);
   const auto& h = c.header;
   if (asJson) {
-    std::string out = "{\"file\":" + json(path) + ",\"fileBytes\":" + std::to_string(bytes.size());
+    std::string out = "{\"file\":" + json(path) +
+                      ",\"fileBytes\":" + std::to_string(bytes.size());
     if (c.headerRead) {
       out += ",\"version\":" + std::to_string(h.version) +
              ",\"index\":" + std::to_string(h.index) + ",\"term\":" + std::to_string(h.term) +

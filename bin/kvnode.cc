@@ -93,9 +93,24 @@ std::string gRestoreFile;  // --restore FILE
 
 kvr::net::NodeConfig parseFlags(int argc, char** argv) {
   enum Opt {
-    kId = 1000, kDataDir, kClientAddr, kAdvertiseClientAddr, kRaftAddr, kCluster, kClusterId, kElection,
-    kHeartbeat, kTick, kRequestTimeout, kSnapshotEntries, kMaxClientConnections,
-    kClientIdleTimeout, kMetricsAddr, kLogFormat, kHelp, kRestore
+    kId = 1000,
+    kDataDir,
+    kClientAddr,
+    kAdvertiseClientAddr,
+    kRaftAddr,
+    kCluster,
+    kClusterId,
+    kElection,
+    kHeartbeat,
+    kTick,
+    kRequestTimeout,
+    kSnapshotEntries,
+    kMaxClientConnections,
+    kClientIdleTimeout,
+    kMetricsAddr,
+    kLogFormat,
+    kHelp,
+    kRestore
   };
   static const option options[] = {
       {"id", required_argument, nullptr, kId},
@@ -132,7 +147,9 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
       case kRaftAddr: c.raftAddr = optarg; break;
       case kCluster: cluster = optarg; break;
       case kClusterId: c.clusterId = parseNumber<uint64_t>("cluster-id", optarg); break;
-      case kElection: c.electionTimeoutMs = parseNumber<uint32_t>("election-timeout-ms", optarg); break;
+      case kElection:
+        c.electionTimeoutMs = parseNumber<uint32_t>("election-timeout-ms", optarg);
+        break;
       case kHeartbeat: c.heartbeatMs = parseNumber<uint32_t>("heartbeat-ms", optarg); break;
       case kTick: c.tickMs = parseNumber<uint32_t>("tick-ms", optarg); break;
       case kRequestTimeout:

@@ -8,15 +8,16 @@
 namespace kvnode {
 
 int restoreFromBackup(const kvr::net::NodeConfig& config, const std::string& backupFile) {
-  const uint64_t clusterId =
-      config.clusterId != 0 ? config.clusterId : kvr::net::defaultClusterId(config.members);
+  const uint64_t clusterId = config.clusterId != 0 ? config.clusterId
+                                                   : kvr::net::defaultClusterId(config.members);
   kvr::ConfState conf;
   for (const auto& [id, address] : config.members) conf.voters.push_back(id);  // sorted map
   const std::string who = "kvnode " + std::to_string(config.id) + ": ";
   kvr::disk::RestoreResult result;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
                 result = kvr::disk::restoreDataDir(backupFile, config.dataDir,
-                                                   kvr::disk::NodeIdentity{clusterId, config.id},
+                                                   kvr::disk::NodeIdentity{clusterId,
+                                                                           config.id},
                                                    conf);
               })) {
     kvr::net::writeLogLine(who + e->getDescription().cStr());

@@ -61,7 +61,8 @@ namespace {
 [[noreturn]] void usage(const char* error) {
   if (error != nullptr) fprintf(stderr, "kvsim: %s\n", error);
   fprintf(stderr,
-          "usage: kvsim (--seed S | --seeds A..B) [--nodes N] [--clients C] [--ops K] [--keys N]\n"
+          "usage: kvsim (--seed S | --seeds A..B) [--nodes N] [--clients C] [--ops K] [--keys "
+          "N]\n"
           "             [--faults all|none|LIST] [--trace FILE] [--history FILE]\n"
           "             [--json] [--shrink] [--quiet] [--jobs N] [--require-probes]\n"
           "       kvsim --merge FILE...   (the --json summaries of shards of one seed range)\n"
@@ -169,15 +170,20 @@ sigset_t stopSignalSet() {
 class Reporter {
  public:
   Reporter(uint64_t first, uint64_t last, const ScenarioPins& pins, bool quiet)
-      : first_(first), last_(last), pins_(pins), quiet_(quiet),
+      : first_(first),
+        last_(last),
+        pins_(pins),
+        quiet_(quiet),
         start_(std::chrono::steady_clock::now()) {}
 
   // Seeds must be recorded in increasing order.
   void record(uint64_t seed, const Scenario& sc, const RunResult& r) {
     summary_.add(seed, r);
     if (!r.ok) {
-      std::string replay = "build/bin/kvsim --seed " + std::to_string(seed) + kvr::sim::pinFlags(pins_);
-      fprintf(stderr, "VIOLATION %s at event %" PRIu64 " (seed %" PRIu64 ", %s)\n  %s\n  replay: %s\n",
+      std::string replay = "build/bin/kvsim --seed " + std::to_string(seed) +
+                           kvr::sim::pinFlags(pins_);
+      fprintf(stderr,
+              "VIOLATION %s at event %" PRIu64 " (seed %" PRIu64 ", %s)\n  %s\n  replay: %s\n",
               r.property.c_str(), r.failedAtEvent, seed, sc.describe().c_str(),
               r.detail.c_str(), replay.c_str());
     }
@@ -272,8 +278,9 @@ bool decodeResult(const std::string& bytes, uint64_t* seed, RunResult* r) {
   r->ok = rd.u64() != 0;
   r->property = rd.str();
   r->detail = rd.str();
-  for (uint64_t* v : {&r->failedAtEvent, &r->simNs, &r->events, &r->traceHash, &r->opsOk,
-                      &r->opsFail, &r->opsUnknown, &r->messages, &r->transfers, &r->maxCommit}) {
+  for (uint64_t* v :
+       {&r->failedAtEvent, &r->simNs, &r->events, &r->traceHash, &r->opsOk, &r->opsFail,
+        &r->opsUnknown, &r->messages, &r->transfers, &r->maxCommit}) {
     *v = rd.u64();
   }
   for (uint64_t& v : r->faults) v = rd.u64();
@@ -527,7 +534,8 @@ void runParallel(uint64_t first, uint64_t last, uint32_t jobs, const ScenarioPin
       if (moreWork()) startWorker(workers, i, pins, opts);
     }
     // Report whatever is next in seed order.
-    for (auto it = early.find(emitSeed); !done && it != early.end(); it = early.find(emitSeed)) {
+    for (auto it = early.find(emitSeed); !done && it != early.end();
+         it = early.find(emitSeed)) {
       reporter.record(emitSeed, Scenario::draw(emitSeed, pins), it->second);
       reporter.progress(emitSeed);
       early.erase(it);
@@ -647,7 +655,8 @@ int main(int argc, char** argv) {
       jobs = static_cast<uint32_t>(j);
     } else if (a == "--merge") {
       merge = true;
-      while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) mergeFiles.push_back(argv[++i]);
+      while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+        mergeFiles.push_back(argv[++i]);
     } else if (a == "--test-fail-seeds") {  // testing kvsim itself: see TestHooks
       std::stringstream list(next());
       for (std::string item; std::getline(list, item, ',');) {
@@ -687,12 +696,15 @@ int main(int argc, char** argv) {
       reporter.record(seed, sc, r);
       if (!r.ok && shrink) {
         kvr::sim::ShrinkResult s = kvr::sim::shrinkScenario(sc, r.property);
-        fprintf(stderr, "  shrunk in %" PRIu64 " runs to: %s\n  replay: build/bin/kvsim --seed %" PRIu64 "%s\n",
+        fprintf(stderr,
+                "  shrunk in %" PRIu64 " runs to: %s\n  replay: build/bin/kvsim --seed %" PRIu64
+                "%s\n",
                 s.runs, s.scenario.describe().c_str(), seed, s.flags.c_str());
       }
       if (first == last && !quiet) {
-        printf("seed %" PRIu64 ": %s  %s\n  ops ok=%" PRIu64 " fail=%" PRIu64 " unknown=%" PRIu64
-               "  commit=%" PRIu64 "  events=%" PRIu64 "  sim=%.3fs  trace=%016" PRIx64 "\n",
+        printf("seed %" PRIu64 ": %s  %s\n  ops ok=%" PRIu64 " fail=%" PRIu64
+               " unknown=%" PRIu64 "  commit=%" PRIu64 "  events=%" PRIu64
+               "  sim=%.3fs  trace=%016" PRIx64 "\n",
                seed, r.ok ? "ok" : "FAILED", sc.describe().c_str(), r.opsOk, r.opsFail,
                r.opsUnknown, r.maxCommit, r.events, static_cast<double>(r.simNs) / 1e9,
                r.traceHash);

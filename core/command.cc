@@ -29,8 +29,8 @@ constexpr uint8_t kLastStatus = static_cast<uint8_t>(Status::TransferInProgress)
 // A range reply holds at most kMaxRangeReplyBytes of keys and values in at most
 // kMaxRangeLimit pairs; each pair adds two length prefixes (at most 5 bytes each).
 // A get or cas reply holds one value. Add room for the fixed fields.
-constexpr size_t kMaxReplyBytes =
-    limits::kMaxRangeReplyBytes + limits::kMaxValueBytes + limits::kMaxRangeLimit * 10 + 256;
+constexpr size_t kMaxReplyBytes = limits::kMaxRangeReplyBytes + limits::kMaxValueBytes +
+                                  limits::kMaxRangeLimit * 10 + 256;
 
 std::string sizeReason(const char* what, size_t size, size_t limit) {
   return std::string(what) + " is " + std::to_string(size) + " bytes; the limit is " +
@@ -77,8 +77,8 @@ Status validate(const KvCommand& cmd, std::string* why) {
                 sizeReason("range end", cmd.rangeEnd.size(), limits::kMaxKeyBytes), why);
   }
   if (cmd.value.size() > limits::kMaxValueBytes) {
-    return fail(Status::TooLarge,
-                sizeReason("value", cmd.value.size(), limits::kMaxValueBytes), why);
+    return fail(Status::TooLarge, sizeReason("value", cmd.value.size(), limits::kMaxValueBytes),
+                why);
   }
   if (cmd.expected.size() > limits::kMaxValueBytes) {
     return fail(Status::TooLarge,

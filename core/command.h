@@ -51,11 +51,11 @@ struct KvCommand {
   uint64_t clientId = 0;   // writes: session id from OpenSession
   uint64_t requestId = 0;  // writes: strictly increasing per client, from 1
   std::string key;
-  std::string value;       // put / cas new value
-  std::string expected;    // cas expected value
+  std::string value;          // put / cas new value
+  std::string expected;       // cas expected value
   bool expectAbsent = false;  // cas: succeed only if key is absent
-  std::string rangeEnd;    // range: exclusive end; empty = unbounded
-  uint32_t limit = 0;      // range: max pairs (0 = kMaxRangeLimit)
+  std::string rangeEnd;       // range: exclusive end; empty = unbounded
+  uint32_t limit = 0;         // range: max pairs (0 = kMaxRangeLimit)
 
   bool isWrite() const { return op != OpType::Get && op != OpType::Range; }
   bool operator==(const KvCommand&) const = default;
@@ -63,12 +63,12 @@ struct KvCommand {
 
 struct KvReply {
   Status status = Status::Ok;
-  std::string value;   // get: the value; cas mismatch: the current value (if any)
+  std::string value;  // get: the value; cas mismatch: the current value (if any)
   std::vector<std::pair<std::string, std::string>> kvs;  // range
-  bool more = false;   // range: stopped at the limit
-  uint64_t clientId = 0;   // OpenSession: the new session id
+  bool more = false;                                     // range: stopped at the limit
+  uint64_t clientId = 0;                                 // OpenSession: the new session id
   NodeId leaderHint = kNoNode;
-  Index index = 0;     // log index at which a write applied / a read was served
+  Index index = 0;  // log index at which a write applied / a read was served
 
   bool operator==(const KvReply&) const = default;
 };

@@ -17,8 +17,8 @@ namespace kvr {
 // recovery order: after a crash, recovery sees a prefix of batches (the last one
 // possibly torn, which recovery must detect and cut off).
 struct PersistBatch {
-  uint64_t seq = 0;                     // 1, 2, 3, ... per Replica lifetime
-  std::optional<HardState> hardState;   // when changed
+  uint64_t seq = 0;                    // 1, 2, 3, ... per Replica lifetime
+  std::optional<HardState> hardState;  // when changed
   // A snapshot to store. With resetLog, it was received from a leader and replaces the
   // whole log; otherwise it is a local snapshot and only entries <= meta.index become
   // redundant (the storage may delete WAL segments they alone occupy).
@@ -50,7 +50,8 @@ class Storage {
   // fails the node). The replica then persists a batch with that snapshot (data =
   // source->materialize()), which only has to point the WAL at the file. False: not
   // supported; the replica serializes at once and persists the snapshot in a batch.
-  virtual bool prepareSnapshot(const SnapshotMeta& meta, std::shared_ptr<SnapshotSource> source) {
+  virtual bool prepareSnapshot(const SnapshotMeta& meta,
+                               std::shared_ptr<SnapshotSource> source) {
     (void)meta;
     (void)source;
     return false;

@@ -117,11 +117,9 @@ KvReply KvStore::applyToData(Index index, const KvCommand& cmd) {
     }
     case OpType::Get:
     case OpType::Range:
-    case OpType::OpenSession:
-      break;
+    case OpType::OpenSession: break;
   }
-  KJ_FAIL_ASSERT("applyToData called with a non-data operation",
-                 static_cast<unsigned>(cmd.op));
+  KJ_FAIL_ASSERT("applyToData called with a non-data operation", static_cast<unsigned>(cmd.op));
 }
 
 void KvStore::openSession(Index index) {
@@ -257,9 +255,8 @@ uint64_t KvStore::digest() const {
 
 std::map<std::string, std::string, std::less<>> KvStore::data() const {
   std::map<std::string, std::string, std::less<>> out;
-  data_.forEach([&](const KvItem& item) {
-    out.emplace_hint(out.end(), item.key(), item.value());
-  });
+  data_.forEach(
+      [&](const KvItem& item) { out.emplace_hint(out.end(), item.key(), item.value()); });
   return out;
 }
 

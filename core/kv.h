@@ -23,7 +23,9 @@ namespace kvr {
 class KvFrozen final : public SnapshotSource {
  public:
   KvFrozen(Index applied, size_t dataBytes, KvMapView data, std::string sessions)
-      : applied_(applied), dataBytes_(dataBytes), data_(std::move(data)),
+      : applied_(applied),
+        dataBytes_(dataBytes),
+        data_(std::move(data)),
         sessions_(std::move(sessions)) {}
   Index appliedIndex() const { return applied_; }
   // The snapshot bytes (KvStore::snapshot's format), made now.

@@ -9,7 +9,8 @@
 namespace kvr {
 
 KvItem::KvItem(std::string_view key, std::string_view value)
-    : keyLen_(static_cast<uint32_t>(key.size())), valueLen_(static_cast<uint32_t>(value.size())) {
+    : keyLen_(static_cast<uint32_t>(key.size())),
+      valueLen_(static_cast<uint32_t>(value.size())) {
   char* out = reinterpret_cast<char*>(this + 1);
   if (!key.empty()) std::memcpy(out, key.data(), key.size());
   if (!value.empty()) std::memcpy(out + key.size(), value.data(), value.size());
@@ -78,13 +79,17 @@ std::shared_ptr<KvLeaf> KvMap::newLeaf() {
 size_t KvMap::leafFor(std::string_view key) const {
   // First leaf whose first key is > key, minus one.
   auto it = std::upper_bound(firstKeys_.begin(), firstKeys_.end(), key,
-                             [](std::string_view k, const std::string& first) { return k < first; });
+                             [](std::string_view k, const std::string& first) {
+                               return k < first;
+                             });
   return it == firstKeys_.begin() ? 0 : size_t(it - firstKeys_.begin()) - 1;
 }
 
 size_t KvMap::lowerBound(const std::vector<KvItemRef>& items, std::string_view key) {
   auto it = std::lower_bound(items.begin(), items.end(), key,
-                             [](const KvItemRef& item, std::string_view k) { return item->key() < k; });
+                             [](const KvItemRef& item, std::string_view k) {
+                               return item->key() < k;
+                             });
   return size_t(it - items.begin());
 }
 
@@ -146,10 +151,12 @@ int64_t KvMap::put(std::string_view key, std::string_view value) {
       leaf.items.insert(leaf.items.begin() + ptrdiff_t(i), KvItemRef::make(key, value));
       if (i == 0) firstKeys_[li] = std::string(key);
     } else {
-      right->items.insert(right->items.begin() + ptrdiff_t(i - half), KvItemRef::make(key, value));
+      right->items.insert(right->items.begin() + ptrdiff_t(i - half),
+                          KvItemRef::make(key, value));
     }
   }
-  firstKeys_.insert(firstKeys_.begin() + ptrdiff_t(li + 1), std::string(right->items[0]->key()));
+  firstKeys_.insert(firstKeys_.begin() + ptrdiff_t(li + 1),
+                    std::string(right->items[0]->key()));
   leaves_.insert(leaves_.begin() + ptrdiff_t(li + 1), std::move(right));
   return -1;
 }

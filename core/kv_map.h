@@ -62,8 +62,8 @@ class KvItemRef {
 };
 
 struct KvLeaf {
-  uint64_t epoch = 0;             // the map's epoch when this leaf was made
-  std::vector<KvItemRef> items;   // ascending keys, 1..KvMap::kLeafMax of them
+  uint64_t epoch = 0;            // the map's epoch when this leaf was made
+  std::vector<KvItemRef> items;  // ascending keys, 1..KvMap::kLeafMax of them
 };
 
 // An immutable view of a KvMap at one moment.

@@ -15,21 +15,21 @@
 namespace kvr {
 
 enum class Probe : uint8_t {
-  CommitOldTermViaNewer,      // a leader's commit covered an entry of an earlier term
-  SuffixTruncated,            // a follower cut an uncommitted conflicting suffix
-  SnapshotOverConflict,       // a snapshot replaced a log that disagreed at its index
-  SnapshotKeptSuffix,         // a snapshot matched the log: the suffix after it stayed
-  VoteRefusedByLease,         // a (pre-)vote ignored because a live leader is known
-  VoteRefusedStaleLog,        // a vote refused by the up-to-date check
-  StepDownCheckQuorum,        // a leader cut off from a majority stepped down
-  ReadIndexRejected,          // a follower's read index refused by a deposed leader
-  ReadDeferredToTermCommit,   // a new leader held a read until its term committed
-  FollowerRead,               // a read served by a follower through the leader
-  TransferTimeoutNow,         // a leadership transfer reached TimeoutNow
-  RejectBackupByTerm,         // the leader skipped back a whole term on a rejection
-  SessionRetryAnswered,       // a retried request answered from the session table
-  SessionEvicted,             // a session expired to make room
-  WalTornTailTruncated,       // recovery cut a torn tail off the newest WAL segment
+  CommitOldTermViaNewer,     // a leader's commit covered an entry of an earlier term
+  SuffixTruncated,           // a follower cut an uncommitted conflicting suffix
+  SnapshotOverConflict,      // a snapshot replaced a log that disagreed at its index
+  SnapshotKeptSuffix,        // a snapshot matched the log: the suffix after it stayed
+  VoteRefusedByLease,        // a (pre-)vote ignored because a live leader is known
+  VoteRefusedStaleLog,       // a vote refused by the up-to-date check
+  StepDownCheckQuorum,       // a leader cut off from a majority stepped down
+  ReadIndexRejected,         // a follower's read index refused by a deposed leader
+  ReadDeferredToTermCommit,  // a new leader held a read until its term committed
+  FollowerRead,              // a read served by a follower through the leader
+  TransferTimeoutNow,        // a leadership transfer reached TimeoutNow
+  RejectBackupByTerm,        // the leader skipped back a whole term on a rejection
+  SessionRetryAnswered,      // a retried request answered from the session table
+  SessionEvicted,            // a session expired to make room
+  WalTornTailTruncated,      // recovery cut a torn tail off the newest WAL segment
 };
 constexpr size_t kProbeCount = 15;
 
@@ -44,7 +44,9 @@ class ProbeCounts {
  public:
   static ProbeCounts& global();
   void hit(Probe p) { counts_[static_cast<size_t>(p)].fetch_add(1, std::memory_order_relaxed); }
-  uint64_t get(Probe p) const { return counts_[static_cast<size_t>(p)].load(std::memory_order_relaxed); }
+  uint64_t get(Probe p) const {
+    return counts_[static_cast<size_t>(p)].load(std::memory_order_relaxed);
+  }
   std::array<uint64_t, kProbeCount> snapshot() const;
   void reset();
 

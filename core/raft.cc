@@ -24,14 +24,13 @@ namespace {
 // term) may leave only after everything handed to storage so far is durable.
 bool needsPersistence(MsgType t) {
   switch (t) {
-    case MsgType::Vote:           // carries our own vote for ourselves
+    case MsgType::Vote:  // carries our own vote for ourselves
     case MsgType::VoteResp:
     case MsgType::AppendResp:
     case MsgType::SnapshotResp:
     case MsgType::HeartbeatResp:  // acknowledges a term
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 
@@ -55,7 +54,8 @@ Raft::Raft(const RaftConfig& config, const Rng& rng, const ConfState& bootstrapC
   KJ_REQUIRE(!conf_.voters.empty() && conf_.voters.size() <= limits::kMaxNodes,
              "cluster must have 1..7 voters", conf_.voters.size());
   KJ_REQUIRE(std::is_sorted(conf_.voters.begin(), conf_.voters.end()) &&
-             std::adjacent_find(conf_.voters.begin(), conf_.voters.end()) == conf_.voters.end(),
+                 std::adjacent_find(conf_.voters.begin(), conf_.voters.end()) ==
+                     conf_.voters.end(),
              "voters must be sorted and unique");
   for (NodeId v : conf_.voters) KJ_REQUIRE(v != kNoNode);
 
@@ -145,8 +145,8 @@ bool Raft::isVoter(NodeId id) const {
 
 void Raft::resetElectionTimer() {
   electionElapsed_ = 0;
-  randomizedElectionTicks_ =
-      config_.electionTicks + static_cast<uint32_t>(rng_.below(config_.electionTicks));
+  randomizedElectionTicks_ = config_.electionTicks +
+                             static_cast<uint32_t>(rng_.below(config_.electionTicks));
 }
 
 void Raft::becomeFollower(Term term, NodeId leader) {
@@ -294,9 +294,11 @@ bool Raft::wellFormed(const Message& m) const {
   if (m.type == MsgType::Snapshot) {
     if (m.snapSize > limits::kMaxSnapshotBytes) return false;
     if (m.snapChunk.size() > limits::kMaxSnapshotChunkBytes) return false;
-    if (m.snapOffset > m.snapSize || m.snapChunk.size() > m.snapSize - m.snapOffset) return false;
+    if (m.snapOffset > m.snapSize || m.snapChunk.size() > m.snapSize - m.snapOffset)
+      return false;
     if (m.snap.index == 0 || m.snap.term == 0 || m.snap.term > m.term) return false;
-    if (m.snap.conf.voters.empty() || m.snap.conf.voters.size() > limits::kMaxNodes) return false;
+    if (m.snap.conf.voters.empty() || m.snap.conf.voters.size() > limits::kMaxNodes)
+      return false;
   }
   return true;
 }
@@ -312,8 +314,10 @@ void Raft::step(Message m) {
       // candidate cannot depose it, unless the leader itself asked for the transfer.
       bool inLease = config_.checkQuorum && leader_ != kNoNode &&
                      electionElapsed_ < config_.electionTicks;
-      if (inLease && m.context != kCampaignTransfer) hitProbe(Probe::VoteRefusedByLease);
-      if (inLease && m.context != kCampaignTransfer) return;
+      if (inLease && m.context != kCampaignTransfer) {
+        hitProbe(Probe::VoteRefusedByLease);
+        return;
+      }
     }
     if (m.type == MsgType::PreVote || (m.type == MsgType::PreVoteResp && !m.reject)) {
       // A pre-vote never changes terms.
@@ -352,17 +356,12 @@ void Raft::step(Message m) {
 
   switch (m.type) {
     case MsgType::PreVote:
-    case MsgType::Vote:
-      handleVoteRequest(m);
-      return;
+    case MsgType::Vote: handleVoteRequest(m); return;
     case MsgType::TimeoutNow:
       if (role_ != Role::Leader) campaign(false, true);
       return;
-    case MsgType::ReadIndex:
-      handleReadIndexRequest(m.from, m.context);
-      return;
-    default:
-      break;
+    case MsgType::ReadIndex: handleReadIndexRequest(m.from, m.context); return;
+    default: break;
   }
   switch (role_) {
     case Role::Leader: stepLeader(m); break;
@@ -403,8 +402,9 @@ void Raft::stepCandidate(Message& m) {
       return;
     case MsgType::PreVoteResp:
     case MsgType::VoteResp: {
-      bool mine = role_ == Role::PreCandidate ? m.type == MsgType::PreVoteResp && m.term == term_ + 1
-                                              : m.type == MsgType::VoteResp && m.term == term_;
+      bool mine = role_ == Role::PreCandidate
+                      ? m.type == MsgType::PreVoteResp && m.term == term_ + 1
+                      : m.type == MsgType::VoteResp && m.term == term_;
       if (!mine && !m.reject) return;
       if (m.reject) {
         votesRejected_.insert(m.from);
@@ -422,11 +422,8 @@ void Raft::stepCandidate(Message& m) {
       }
       return;
     }
-    case MsgType::ReadIndexResp:
-      outReads_.push_back(ReadState{m.context, 0, true});
-      return;
-    default:
-      return;
+    case MsgType::ReadIndexResp: outReads_.push_back(ReadState{m.context, 0, true}); return;
+    default: return;
   }
 }
 
@@ -451,8 +448,7 @@ void Raft::stepFollower(Message& m) {
       hitProbe(m.reject ? Probe::ReadIndexRejected : Probe::FollowerRead);
       outReads_.push_back(ReadState{m.context, m.index, m.reject});
       return;
-    default:
-      return;
+    default: return;
   }
 }
 
@@ -693,7 +689,8 @@ void Raft::sendAppend(NodeId to, bool allowEmpty) {
   for (;;) {
     if (pr.state == ProgressState::Snapshot) return;
     if (pr.state == ProgressState::Probe && pr.probeSent) return;
-    if (pr.state == ProgressState::Replicate && pr.inflight.size() >= config_.maxInflight) return;
+    if (pr.state == ProgressState::Replicate && pr.inflight.size() >= config_.maxInflight)
+      return;
     Index prev = pr.next - 1;
     auto prevTerm = termAt(prev);
     if (!prevTerm) {
@@ -908,10 +905,12 @@ void Raft::compacted(Snapshot snap) {
   const Index idx = snap.meta.index;
   KJ_REQUIRE(snap.data != nullptr);
   if (idx <= snapshot_.meta.index) return;
-  KJ_REQUIRE(idx <= applied_ && idx <= commit_, "snapshot beyond the applied state", idx, applied_);
+  KJ_REQUIRE(idx <= applied_ && idx <= commit_, "snapshot beyond the applied state", idx,
+             applied_);
   KJ_REQUIRE(matchTerm(idx, snap.meta.term) || idx <= logOffset_);
   snapshot_ = std::move(snap);
-  Index keepFrom = idx > config_.compactionKeepEntries ? idx - config_.compactionKeepEntries : 0;
+  Index keepFrom = idx > config_.compactionKeepEntries ? idx - config_.compactionKeepEntries
+                                                       : 0;
   while (!log_.empty() && log_.front().index <= keepFrom) {
     logOffset_ = log_.front().index;
     logOffsetTerm_ = log_.front().term;
@@ -966,9 +965,8 @@ void Raft::flushLeaderOutput() {
 
 bool Raft::hasReady() const {
   return !outNow_.empty() || !outAfterPersist_.empty() || !outReads_.empty() ||
-         unstableFrom_ <= lastIndex() || snapshotPending_ ||
-         term_ != lastHardState_.term || vote_ != lastHardState_.vote ||
-         handedCommitted_ < stableCommitted() ||
+         unstableFrom_ <= lastIndex() || snapshotPending_ || term_ != lastHardState_.term ||
+         vote_ != lastHardState_.vote || handedCommitted_ < stableCommitted() ||
          (role_ == Role::Leader &&
           (broadcastPending_ || commitBroadcastPending_ || !unsentReads_.empty()));
 }

@@ -22,7 +22,7 @@ const char* roleName(Role r);
 
 struct RaftConfig {
   NodeId id = kNoNode;
-  uint32_t electionTicks = 10;   // randomized in [electionTicks, 2 * electionTicks)
+  uint32_t electionTicks = 10;  // randomized in [electionTicks, 2 * electionTicks)
   uint32_t heartbeatTicks = 1;
   bool preVote = true;
   bool checkQuorum = true;
@@ -42,11 +42,11 @@ struct ReadState {
 // Outputs of one or more steps. Persist first, then send `afterPersist`.
 struct Ready {
   std::optional<HardState> hardState;
-  std::optional<Snapshot> snapshot;  // received from the leader: reset log and state machine
-  std::vector<Entry> entries;        // to append (overwriting from entries[0].index)
-  std::vector<Message> messages;     // may leave now
-  std::vector<Message> afterPersist; // may leave only once this Ready's writes are durable
-  std::vector<Entry> committed;      // durable locally and committed: apply in order
+  std::optional<Snapshot> snapshot;   // received from the leader: reset log and state machine
+  std::vector<Entry> entries;         // to append (overwriting from entries[0].index)
+  std::vector<Message> messages;      // may leave now
+  std::vector<Message> afterPersist;  // may leave only once this Ready's writes are durable
+  std::vector<Entry> committed;       // durable locally and committed: apply in order
   std::vector<ReadState> readStates;
   bool mustPersist() const { return hardState || snapshot || !entries.empty(); }
 };
@@ -105,19 +105,20 @@ class Raft {
     Index match = 0;
     Index next = 1;
     ProgressState state = ProgressState::Probe;
-    bool probeSent = false;           // Probe: one Append in flight until a reply/heartbeat
-    std::deque<Index> inflight;       // Replicate: last index of each Append in flight
-    bool recentActive = false;        // heard from since the last check-quorum
+    bool probeSent = false;      // Probe: one Append in flight until a reply/heartbeat
+    std::deque<Index> inflight;  // Replicate: last index of each Append in flight
+    bool recentActive = false;   // heard from since the last check-quorum
     // Snapshot state:
     Index snapIndex = 0;
-    uint64_t snapOffset = 0;          // bytes the follower has acknowledged
+    uint64_t snapOffset = 0;  // bytes the follower has acknowledged
     uint32_t snapIdleTicks = 0;
   };
   struct ReadRound {
     uint64_t id;
     Index index;
     std::set<NodeId> acks;
-    std::vector<std::pair<NodeId, uint64_t>> reads;  // (requester, context); requester == self for local
+    std::vector<std::pair<NodeId, uint64_t>>
+        reads;  // (requester, context); requester == self for local
   };
   struct IncomingSnapshot {
     NodeId from = kNoNode;
@@ -182,7 +183,7 @@ class Raft {
   Term term_ = 0;
   NodeId vote_ = kNoNode;
   Snapshot snapshot_;
-  Index logOffset_ = 0;    // index of the entry just before log_[0]
+  Index logOffset_ = 0;  // index of the entry just before log_[0]
   Term logOffsetTerm_ = 0;
   std::deque<Entry> log_;  // entries logOffset_ + 1 .. lastIndex()
 
@@ -191,9 +192,9 @@ class Raft {
   NodeId leader_ = kNoNode;
   Index commit_ = 0;
   Index applied_ = 0;
-  Index stable_ = 0;          // highest index known durable in local storage
-  Index unstableFrom_ = 1;    // first index not yet handed to the host in a Ready
-  Index handedCommitted_ = 0; // highest committed index handed out for apply
+  Index stable_ = 0;              // highest index known durable in local storage
+  Index unstableFrom_ = 1;        // first index not yet handed to the host in a Ready
+  Index handedCommitted_ = 0;     // highest committed index handed out for apply
   bool snapshotPending_ = false;  // a received snapshot is waiting to go out in a Ready
   uint32_t electionElapsed_ = 0;
   uint32_t heartbeatElapsed_ = 0;
@@ -209,8 +210,8 @@ class Raft {
   // reads
   uint64_t nextReadRound_ = 1;
   std::deque<ReadRound> readRounds_;
-  std::vector<std::pair<NodeId, uint64_t>> unsentReads_;   // waiting for the next round
-  std::vector<std::pair<NodeId, uint64_t>> deferredReads_; // waiting for a commit in this term
+  std::vector<std::pair<NodeId, uint64_t>> unsentReads_;    // waiting for the next round
+  std::vector<std::pair<NodeId, uint64_t>> deferredReads_;  // waiting for a commit in this term
   std::optional<IncomingSnapshot> incoming_;
 
   // outputs accumulated since the last takeReady
@@ -218,7 +219,7 @@ class Raft {
   std::vector<Message> outNow_;
   std::vector<Message> outAfterPersist_;
   std::vector<ReadState> outReads_;
-  bool broadcastPending_ = false;   // new entries: send Appends at the next takeReady
+  bool broadcastPending_ = false;        // new entries: send Appends at the next takeReady
   bool commitBroadcastPending_ = false;  // commit advanced: tell idle followers
 };
 

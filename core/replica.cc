@@ -98,7 +98,8 @@ void Replica::submit(const KvCommand& cmd, ReadMode mode, ReplyFn done) {
   if (stale != pendingWrites_.end()) {
     // An earlier term's proposal at this index was cut from our log when we lost
     // leadership; it never committed (else we, a later leader, would hold it).
-    KJ_ASSERT(stale->second.term < raft_.term(), "two proposals at one index in one term", index);
+    KJ_ASSERT(stale->second.term < raft_.term(), "two proposals at one index in one term",
+              index);
     auto old = std::move(stale->second.done);
     pendingWrites_.erase(stale);
     old(notLeader());
@@ -154,10 +155,12 @@ void Replica::process() {
   for (int round = 0; round < 64 && raft_.hasReady(); ++round) {
     Ready rd = raft_.takeReady();
     if (rd.snapshot) {
-      KJ_REQUIRE(kv_.restore(*rd.snapshot->data), "leader sent a snapshot that does not decode");
+      KJ_REQUIRE(kv_.restore(*rd.snapshot->data),
+                 "leader sent a snapshot that does not decode");
       lastSnapshotIndex_ = rd.snapshot->meta.index;
       // Writes pending at covered indexes have an unknown fate here.
-      while (!pendingWrites_.empty() && pendingWrites_.begin()->first <= rd.snapshot->meta.index) {
+      while (!pendingWrites_.empty() &&
+             pendingWrites_.begin()->first <= rd.snapshot->meta.index) {
         auto done = std::move(pendingWrites_.begin()->second.done);
         pendingWrites_.erase(pendingWrites_.begin());
         done(statusReply(Status::Timeout));

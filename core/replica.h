@@ -20,7 +20,7 @@ namespace kvr {
 struct ReplicaConfig {
   RaftConfig raft;
   KvConfig kv;
-  ConfState initialConf;             // used when storage holds no snapshot yet
+  ConfState initialConf;                   // used when storage holds no snapshot yet
   uint64_t snapshotEveryEntries = 10'000;  // take a local snapshot after this many applied
   uint64_t requestTimeoutTicks = 100;      // a pending client request times out after this
 };
@@ -38,7 +38,8 @@ struct ReplicaStatus {
 
 using ReplyFn = std::function<void(KvReply)>;
 // Called for every entry the replica applies, in order (checkers use it).
-using ApplyObserver = std::function<void(NodeId node, const Entry& entry, const KvReply* reply)>;
+using ApplyObserver =
+    std::function<void(NodeId node, const Entry& entry, const KvReply* reply)>;
 
 class Replica {
  public:
@@ -82,10 +83,10 @@ class Replica {
   };
   struct InFlightBatch {
     uint64_t seq;
-    Index lastIndex;   // highest entry index in the batch (0 = none)
+    Index lastIndex;  // highest entry index in the batch (0 = none)
     Term lastTerm;
     std::optional<Snapshot> localSnapshot;  // a local snapshot made durable by this batch
-    std::vector<Message> messages;              // released once durable
+    std::vector<Message> messages;          // released once durable
   };
 
   void process();

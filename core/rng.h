@@ -1,8 +1,8 @@
 // The one source of randomness the core may use: a seeded generator injected by the host.
 #pragma once
 
-#include <cstdint>
 #include <kj/debug.h>
+#include <cstdint>
 
 namespace kvr {
 

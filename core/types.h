@@ -68,10 +68,10 @@ enum class MsgType : uint8_t {
   AppendResp = 5,
   Heartbeat = 6,
   HeartbeatResp = 7,
-  Snapshot = 8,      // one chunk of a snapshot
+  Snapshot = 8,  // one chunk of a snapshot
   SnapshotResp = 9,
-  TimeoutNow = 10,   // leadership transfer: campaign now
-  ReadIndex = 11,    // follower asks the leader for a read index
+  TimeoutNow = 10,  // leadership transfer: campaign now
+  ReadIndex = 11,   // follower asks the leader for a read index
   ReadIndexResp = 12,
 };
 constexpr uint8_t kMsgTypeCount = 13;
@@ -118,8 +118,8 @@ constexpr uint64_t kCampaignTransfer = 1;
 // What a node recovered from its storage at start (disk/ fills this).
 struct RecoveredState {
   HardState hardState;
-  Snapshot snapshot;            // meta.index == 0 and null data when none
-  std::vector<Entry> entries;   // contiguous, starting at snapshot.meta.index + 1
+  Snapshot snapshot;           // meta.index == 0 and null data when none
+  std::vector<Entry> entries;  // contiguous, starting at snapshot.meta.index + 1
 };
 
 }  // namespace kvr

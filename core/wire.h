@@ -150,7 +150,8 @@ class Reader {
   bool fixed(int n, uint64_t* out) {
     if (!check(static_cast<size_t>(n))) return false;
     uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v |= uint64_t{static_cast<uint8_t>(bytes_[pos_ + i])} << (8 * i);
+    for (int i = 0; i < n; ++i)
+      v |= uint64_t{static_cast<uint8_t>(bytes_[pos_ + i])} << (8 * i);
     pos_ += static_cast<size_t>(n);
     *out = v;
     return true;

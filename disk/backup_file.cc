@@ -86,17 +86,18 @@ BackupCheck checkBackup(std::string_view bytes, KvStore* store) {
   KJ_ASSERT(in.done());
   h.nodeId = node;
   if (h.version != kBackupFormatVersion) {
-    return fail("format version " + std::to_string(h.version) + " is not supported (this build "
-                "reads version " + std::to_string(kBackupFormatVersion) + ")");
+    return fail("format version " + std::to_string(h.version) +
+                " is not supported (this build "
+                "reads version " +
+                std::to_string(kBackupFormatVersion) + ")");
   }
   c.headerRead = true;
   const uint64_t available = bytes.size() - kBackupHeaderBytes;
   if (h.size > available || available - h.size < kBackupChecksumBytes) {
     // Saturating: a corrupt size field must not overflow the expected length.
-    const uint64_t expected =
-        h.size > UINT64_MAX - kBackupHeaderBytes - kBackupChecksumBytes
-            ? UINT64_MAX
-            : kBackupHeaderBytes + h.size + kBackupChecksumBytes;
+    const uint64_t expected = h.size > UINT64_MAX - kBackupHeaderBytes - kBackupChecksumBytes
+                                  ? UINT64_MAX
+                                  : kBackupHeaderBytes + h.size + kBackupChecksumBytes;
     return fail("truncated at byte " + std::to_string(bytes.size()) + ": the header promises " +
                 (expected == UINT64_MAX ? std::string("more") : std::to_string(expected)) +
                 " bytes (a payload of " + std::to_string(h.size) + " bytes and a checksum)");

@@ -45,11 +45,11 @@ std::string encodeBackup(BackupHeader header, std::string_view payload);
 
 struct BackupCheck {
   bool ok = false;
-  std::string error;          // when !ok: what is wrong, e.g. "truncated at byte 17: ..."
-  bool headerRead = false;    // the header fields below were decoded (magic and version good)
+  std::string error;        // when !ok: what is wrong, e.g. "truncated at byte 17: ..."
+  bool headerRead = false;  // the header fields below were decoded (magic and version good)
   bool checksumOk = false;
   BackupHeader header;
-  std::string_view payload;   // into the input; valid when ok
+  std::string_view payload;  // into the input; valid when ok
 };
 
 // Verifies a backup file's bytes: structure, checksum, and that the payload restores

@@ -9,8 +9,8 @@
 namespace kvr::disk {
 
 // What an operator can do when this node's data cannot be trusted.
-constexpr const char* kRestoreAdvice =
-    "restore this node from a peer: remove the data dir and restart it empty";
+constexpr const char* kRestoreAdvice = "restore this node from a peer: remove the data dir and "
+                                       "restart it empty";
 
 [[noreturn]] inline void throwDiskError(const std::string& message) {
   kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,

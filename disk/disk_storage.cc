@@ -37,7 +37,8 @@ DiskStorage::Recovered DiskStorage::open(FileSystem& fs, const std::string& dir,
   out.storage = kj::heap<DiskStorage>(fs, dir, options, replay);
   // Snapshot files other than the one in effect are leftovers of crashed writes.
   SnapshotStore(fs, dir).removeAllExcept(
-      replay.state.marker ? std::optional<SnapshotMeta>(replay.state.marker->meta) : std::nullopt);
+      replay.state.marker ? std::optional<SnapshotMeta>(replay.state.marker->meta)
+                          : std::nullopt);
   return out;
 }
 
@@ -154,7 +155,8 @@ std::vector<uint64_t> DiskStorage::write(QueuedWrites&& work) {
   } catch (kj::Exception& e) {
     dead_ = true;
     throwDiskError("disk: fail-stop: a write or fsync failed, nothing more will be made "
-                   "durable: " + std::string(e.getDescription().cStr()));
+                   "durable: " +
+                   std::string(e.getDescription().cStr()));
   }
   return durable;
 }

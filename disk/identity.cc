@@ -26,8 +26,9 @@ void checkOrWriteIdentity(FileSystem& fs, const std::string& dir, const NodeIden
   const std::string path = joinPath(dir, kIdentityFileName);
   if (!fs.exists(path)) {
     if (!freshDir) {
-      refuseToStart(path, 0, "the identity file is missing but the data dir holds WAL or "
-                             "snapshot files");
+      refuseToStart(path, 0,
+                    "the identity file is missing but the data dir holds WAL or "
+                    "snapshot files");
     }
     const std::string tmp = path + ".tmp";
     if (fs.exists(tmp)) fs.remove(tmp);
@@ -56,7 +57,8 @@ void checkOrWriteIdentity(FileSystem& fs, const std::string& dir, const NodeIden
     refuseToStart(path, 20, "the identity file's checksum does not match");
   }
   if (stored.clusterId != id.clusterId || stored.nodeId != id.nodeId) {
-    throwDiskError("disk: refusing to start: " + path + " says this data dir belongs to cluster " +
+    throwDiskError("disk: refusing to start: " + path +
+                   " says this data dir belongs to cluster " +
                    std::to_string(stored.clusterId) + " node " + std::to_string(stored.nodeId) +
                    ", but this process is cluster " + std::to_string(id.clusterId) + " node " +
                    std::to_string(id.nodeId) +

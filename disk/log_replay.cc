@@ -4,7 +4,8 @@
 
 namespace kvr::disk {
 
-bool markerTakesEffect(const std::optional<SnapshotMarker>& current, const SnapshotMarker& next) {
+bool markerTakesEffect(const std::optional<SnapshotMarker>& current,
+                       const SnapshotMarker& next) {
   return next.resetLog || !current || next.meta.index >= current->meta.index;
 }
 

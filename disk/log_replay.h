@@ -28,7 +28,8 @@ struct LogState {
 
 // Whether `next` replaces `current` as the snapshot in effect: a snapshot from a leader
 // (resetLog) always does; a local one only if it is not older.
-bool markerTakesEffect(const std::optional<SnapshotMarker>& current, const SnapshotMarker& next);
+bool markerTakesEffect(const std::optional<SnapshotMarker>& current,
+                       const SnapshotMarker& next);
 
 // Applies one record. Returns nullptr, or what is wrong (a record the writer never
 // produces, e.g. entries leaving a gap).

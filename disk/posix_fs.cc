@@ -43,7 +43,8 @@ class PosixFile final : public File {
     while (done < length) {
       ssize_t n;
       KJ_SYSCALL(n = ::pread(fd_, out.data() + done, length - done,
-                             static_cast<off_t>(offset + done)), "pread", path_);
+                             static_cast<off_t>(offset + done)),
+                 "pread", path_);
       if (n == 0) break;  // end of file
       done += static_cast<size_t>(n);
     }
@@ -155,10 +156,11 @@ DataDirLock::DataDirLock(const std::string& dir) : path_(joinPath(dir, kFileName
     while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
     bool digits = !pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos;
     std::string holder = digits ? "process " + pid : "another process (pid not known yet)";
-    kj::throwFatalException(KJ_EXCEPTION(
-        FAILED, kj::str("data dir ", dir, " is in use: ", holder.c_str(), " holds its lock ",
-                        path_.c_str(), "; stop that node first (or use another --data-dir). "
-                        "Nothing in the data dir was changed")));
+    kj::throwFatalException(
+        KJ_EXCEPTION(FAILED, kj::str("data dir ", dir, " is in use: ", holder.c_str(),
+                                     " holds its lock ", path_.c_str(),
+                                     "; stop that node first (or use another --data-dir). "
+                                     "Nothing in the data dir was changed")));
   }
   std::string pid = std::to_string(::getpid()) + "\n";
   KJ_SYSCALL(::ftruncate(fd_, 0), "ftruncate", path_);

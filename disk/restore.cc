@@ -77,7 +77,8 @@ RestoreResult restoreDataDir(const std::string& backupPath, const std::string& d
   if (stdfs::exists(st)) {
     if (!stdfs::is_directory(st)) refuse(dataDir + " exists and is not a directory");
     if (!stdfs::is_empty(dataDir, ec) || ec) {
-      refuse("data dir " + dataDir + " is not empty; restore only into a new or empty "
+      refuse("data dir " + dataDir +
+             " is not empty; restore only into a new or empty "
              "directory (move the old one away first)");
     }
   }
@@ -85,7 +86,8 @@ RestoreResult restoreDataDir(const std::string& backupPath, const std::string& d
   // 3. Build it next to the target, verify it, rename it into place.
   const std::string tmp = target + ".restore.tmp";
   removeTempDir(tmp);  // a leftover of an interrupted restore
-  if (stdfs::exists(tmp, ec)) refuse(tmp + " exists and is not a leftover of a restore; remove it");
+  if (stdfs::exists(tmp, ec))
+    refuse(tmp + " exists and is not a leftover of a restore; remove it");
   PosixFileSystem fs;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
                 {
@@ -94,10 +96,12 @@ RestoreResult restoreDataDir(const std::string& backupPath, const std::string& d
                   snap.meta = SnapshotMeta{check.header.index, check.header.term, conf};
                   snap.data = std::make_shared<const std::string>(store.snapshot());
                   auto opened = DiskStorage::open(fs, tmp, id);
-                  KJ_REQUIRE(opened.state.snapshot.meta.index == 0 && opened.state.entries.empty(),
+                  KJ_REQUIRE(opened.state.snapshot.meta.index == 0 &&
+                                 opened.state.entries.empty(),
                              "the temp dir was not empty");
-                  const std::optional<HardState> wantHardState =
-                      HardState{check.header.term, kNoNode, check.header.index};
+                  const std::optional<HardState> wantHardState = HardState{check.header.term,
+                                                                           kNoNode,
+                                                                           check.header.index};
                   PersistBatch batch;
                   batch.seq = 1;
                   batch.hardState = wantHardState;
@@ -110,8 +114,8 @@ RestoreResult restoreDataDir(const std::string& backupPath, const std::string& d
                   // Read it back the way a starting node will.
                   auto again = DiskStorage::open(fs, tmp, id);
                   const Snapshot& got = again.state.snapshot;
-                  KJ_REQUIRE(got.meta == snap.meta && got.data != nullptr && *got.data == *snap.data &&
-                                 again.state.entries.empty() &&
+                  KJ_REQUIRE(got.meta == snap.meta && got.data != nullptr &&
+                                 *got.data == *snap.data && again.state.entries.empty() &&
                                  again.state.hardState == *wantHardState,
                              "the restored data dir does not read back as written");
                 }

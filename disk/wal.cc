@@ -108,7 +108,8 @@ WalReplay replayWal(FileSystem& fs, const std::string& dir) {
       if (f.continues) continue;
       // A complete batch: apply it.
       for (const RecordBody& record : batch) {
-        if (const char* bad = applyRecord(replay.state, record)) refuseToStart(path, batchStart, bad);
+        if (const char* bad = applyRecord(replay.state, record))
+          refuseToStart(path, batchStart, bad);
         seg.maxEntryIndex = std::max(seg.maxEntryIndex, maxIndexIn(record));
       }
       seg.records += batch.size();
@@ -122,7 +123,8 @@ WalReplay replayWal(FileSystem& fs, const std::string& dir) {
                                                 : std::string("batch without its last record");
       if (!newest) {
         refuseToStart(path, stopProblem != nullptr ? pos : batchStart,
-                      what + " in a segment that is not the newest (corruption, not a torn write)");
+                      what + " in a segment that is not the newest (corruption, not a torn "
+                             "write)");
       }
       if (stopProblem != nullptr) {
         if (auto valid = findValidFrame(bytes, pos + 1)) {
@@ -221,7 +223,8 @@ void WalWriter::append(std::vector<WalBatch>& batches) {
   bool created = false;
   for (WalBatch& b : batches) {
     const SegmentInfo& cur = segments_.back();
-    if (newestHasBatches_ && cur.bytes + buffer.size() + b.frames.size() > options_.segmentBytes) {
+    if (newestHasBatches_ &&
+        cur.bytes + buffer.size() + b.frames.size() > options_.segmentBytes) {
       roll(buffer);
       created = true;
     }

@@ -31,9 +31,9 @@ std::optional<uint64_t> parseSegmentName(const std::string& name);
 
 struct SegmentInfo {
   uint64_t firstSeq = 0;
-  uint64_t records = 0;      // records in complete batches
-  uint64_t bytes = 0;        // bytes of complete batches (the valid length)
-  Index maxEntryIndex = 0;   // highest entry index any of its records wrote
+  uint64_t records = 0;     // records in complete batches
+  uint64_t bytes = 0;       // bytes of complete batches (the valid length)
+  Index maxEntryIndex = 0;  // highest entry index any of its records wrote
 };
 
 struct WalReplay {

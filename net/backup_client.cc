@@ -53,17 +53,20 @@ SnapshotDownload downloadSnapshot(const std::vector<std::string>& endpoints,
     bool retry = true;
     bool streaming = false;
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                  auto address =
-                      io.provider->getNetwork().parseAddress(endpoint.c_str()).wait(io.waitScope);
+                  auto address = io.provider->getNetwork()
+                                     .parseAddress(endpoint.c_str())
+                                     .wait(io.waitScope);
                   kj::Own<kj::AsyncIoStream> stream =
                       timer
-                          .timeoutAfter(std::min(remaining, options.attemptTimeoutMs * kj::MILLISECONDS),
+                          .timeoutAfter(std::min(remaining,
+                                                 options.attemptTimeoutMs * kj::MILLISECONDS),
                                         address->connect())
                           .wait(io.waitScope);
                   capnp::TwoPartyClient rpc(*stream);
                   auto service = rpc.bootstrap().castAs<schema::KvService>();
-                  auto response =
-                      timer.timeoutAfter(remaining, service.snapshotRequest().send()).wait(io.waitScope);
+                  auto response = timer
+                                      .timeoutAfter(remaining, service.snapshotRequest().send())
+                                      .wait(io.waitScope);
                   auto reply = response.getReply();
                   if (reply.getStatus() != schema::Status::OK) {
                     lastError = endpoint + ": " + reply.getError().cStr();
@@ -89,7 +92,8 @@ SnapshotDownload downloadSnapshot(const std::vector<std::string>& endpoints,
                     auto bytes = chunk.getData();
                     if (bytes.size() == 0) {
                       lastError = endpoint + ": the snapshot stream ended at byte " +
-                                  std::to_string(out.data.size()) + " of " + std::to_string(size);
+                                  std::to_string(out.data.size()) + " of " +
+                                  std::to_string(size);
                       retry = false;
                       return;
                     }
@@ -111,8 +115,8 @@ SnapshotDownload downloadSnapshot(const std::vector<std::string>& endpoints,
     }
   }
   out = SnapshotDownload{};
-  out.error = timedOut ? "no node served a snapshot within " + std::to_string(options.timeoutMs) +
-                             " ms (last: " + lastError + ")"
+  out.error = timedOut ? "no node served a snapshot within " +
+                             std::to_string(options.timeoutMs) + " ms (last: " + lastError + ")"
                        : lastError;
   return out;
 }

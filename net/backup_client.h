@@ -21,7 +21,7 @@ struct SnapshotDownload {
   NodeId nodeId = kNoNode;
   Index index = 0;
   Term term = 0;
-  std::string data;      // the KV snapshot bytes (core/kv.cc format)
+  std::string data;  // the KV snapshot bytes (core/kv.cc format)
 };
 
 // Tries the endpoints in turn (any node can serve: a follower confirms its read index

@@ -33,8 +33,8 @@ class SnapshotSource {
                  FatalFn fatal);
   KJ_DISALLOW_COPY(SnapshotSource);
 
-  using Context = capnp::CallContext<schema::KvService::SnapshotParams,
-                                     schema::KvService::SnapshotResults>;
+  using Context =
+      capnp::CallContext<schema::KvService::SnapshotParams, schema::KvService::SnapshotResults>;
   // Answers one KvService.snapshot call. `stopped`: the node is shutting down.
   kj::Promise<void> serve(Context context, kj::Own<ConnectionHandle> connection, bool stopped);
 

@@ -66,9 +66,7 @@ MetricsServer::MetricsServer(kj::Timer& timer, kj::Own<kj::ConnectionReceiver> r
   accepting_ = acceptLoop().eagerlyEvaluate(nullptr);
 }
 
-MetricsServer::~MetricsServer() noexcept(false) {
-  accepting_ = nullptr;
-}
+MetricsServer::~MetricsServer() noexcept(false) { accepting_ = nullptr; }
 
 void MetricsServer::stopAccepting() { accepting_ = nullptr; }
 
@@ -77,8 +75,8 @@ kj::Promise<void> MetricsServer::acceptLoop() {
       [this](kj::Own<kj::AsyncIoStream> connection) {
         if (open_ < kMaxConnections) {
           ++open_;
-          connections_.add(server_->listenHttp(kj::mv(connection))
-                               .attach(kj::defer([this]() { --open_; })));
+          connections_.add(
+              server_->listenHttp(kj::mv(connection)).attach(kj::defer([this]() { --open_; })));
         }
         // else: `connection` is dropped here, which closes it.
         return acceptLoop();

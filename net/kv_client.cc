@@ -183,22 +183,22 @@ kj::Promise<ClusterChannel::Connection*> ClusterChannel::connect(size_t i) {
     return c->get();
   }
   if (ep.connecting == nullptr) {
-    auto connecting =
-        provider_.getNetwork()
-            .parseAddress(ep.address.c_str())
-            .then([](kj::Own<kj::NetworkAddress> addr) {
-              return addr->connect().attach(kj::mv(addr));
-            })
-            .then(
-                [this, i](kj::Own<kj::AsyncIoStream> stream) {
-                  Endpoint& e = *state_[i];
-                  e.connection = kj::heap<Connection>(kj::mv(stream), ++e.generation);
-                  forgetConnecting(i);
-                },
-                [this, i](kj::Exception&& ex) {
-                  forgetConnecting(i);
-                  kj::throwFatalException(kj::mv(ex));
-                });
+    auto connecting = provider_.getNetwork()
+                          .parseAddress(ep.address.c_str())
+                          .then([](kj::Own<kj::NetworkAddress> addr) {
+                            return addr->connect().attach(kj::mv(addr));
+                          })
+                          .then(
+                              [this, i](kj::Own<kj::AsyncIoStream> stream) {
+                                Endpoint& e = *state_[i];
+                                e.connection = kj::heap<Connection>(kj::mv(stream),
+                                                                    ++e.generation);
+                                forgetConnecting(i);
+                              },
+                              [this, i](kj::Exception&& ex) {
+                                forgetConnecting(i);
+                                kj::throwFatalException(kj::mv(ex));
+                              });
     ep.connecting = connecting.fork();
   }
   auto& forked = KJ_ASSERT_NONNULL(ep.connecting);
@@ -276,7 +276,9 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
   uint64_t* gen = generation.get();
   return timer_.timeoutAfter(budget, callOnce(a, i, gen))
       .then([this, &a, i](Answer ans) { return onAnswer(a, i, kj::mv(ans)); },
-            [this, &a, i, gen](kj::Exception&& e) { return onCallFailed(a, i, *gen, kj::mv(e)); })
+            [this, &a, i, gen](kj::Exception&& e) {
+              return onCallFailed(a, i, *gen, kj::mv(e));
+            })
       .attach(kj::mv(generation))
       .then([this, attempt = kj::mv(attempt)](Step step) mutable -> kj::Promise<Result> {
         if (step.done) return kj::mv(step.result);
@@ -359,17 +361,18 @@ kj::Promise<ClusterChannel::Step> ClusterChannel::onNotLeader(Attempt& a, size_t
   }
   // A leader we cannot place yet (a node that does not know its address): ask every
   // endpoint who it is and where it serves clients.
-  kj::Duration t = std::min<kj::Duration>(
-      options_.attemptTimeoutMs * kj::MILLISECONDS,
-      std::max<kj::Duration>(a.deadline - timer_.now(), 1 * kj::MILLISECONDS));
+  kj::Duration t = std::min<kj::Duration>(options_.attemptTimeoutMs * kj::MILLISECONDS,
+                                          std::max<kj::Duration>(a.deadline - timer_.now(),
+                                                                 1 * kj::MILLISECONDS));
   return refreshLeaderMap(t).then([this, &a, i, hint]() -> kj::Promise<Step> {
     KJ_IF_MAYBE(j, endpointOf(hint, "")) {
       return redirect(a, i, *j);
     }
-    return Step::finished(notApplied(
-        a, state_[i]->address + " is not the leader; the leader is node " +
-               std::to_string(hint) + ", which is not among the endpoints, and no node " +
-               "knows its client address (add it to the endpoints)"));
+    return Step::finished(
+        notApplied(a, state_[i]->address + " is not the leader; the leader is node " +
+                          std::to_string(hint) +
+                          ", which is not among the endpoints, and no node " +
+                          "knows its client address (add it to the endpoints)"));
   });
 }
 
@@ -620,19 +623,19 @@ kj::Promise<Result> AsyncKvClient::write(KvCommand command) {
   writeQueue_ = done.promise.fork();
   return turn
       .then([this, command = kj::mv(command)]() mutable {
-        return ensureSession().then([this, command = kj::mv(command)](Result s) mutable
-                                    -> kj::Promise<Result> {
-          if (!s.ok()) return kj::mv(s);
-          if (command.op == OpType::OpenSession) return kj::mv(s);
-          command.clientId = clientId_;
-          command.requestId = nextRequestId_++;
-          return channel_.execute(kj::mv(command), false).then([this](Result r) {
-            if (r.status == Status::SessionExpired && r.clientId == clientId_) {
-              clientId_ = 0;  // the next write opens a fresh session
-            }
-            return r;
-          });
-        });
+        return ensureSession().then(
+            [this, command = kj::mv(command)](Result s) mutable -> kj::Promise<Result> {
+              if (!s.ok()) return kj::mv(s);
+              if (command.op == OpType::OpenSession) return kj::mv(s);
+              command.clientId = clientId_;
+              command.requestId = nextRequestId_++;
+              return channel_.execute(kj::mv(command), false).then([this](Result r) {
+                if (r.status == Status::SessionExpired && r.clientId == clientId_) {
+                  clientId_ = 0;  // the next write opens a fresh session
+                }
+                return r;
+              });
+            });
       })
       .catch_([](kj::Exception&& e) { return asErrorResult(kj::mv(e)); })
       .then([f = kj::mv(done.fulfiller)](Result r) mutable {
@@ -650,7 +653,9 @@ kj::Promise<Result> AsyncKvClient::read(KvCommand command) {
       return kj::mv(*bad);
     }
   }
-  return channel_.execute(kj::mv(command), options_.stale).catch_([](kj::Exception&& e) { return asErrorResult(kj::mv(e)); });
+  return channel_.execute(kj::mv(command), options_.stale).catch_([](kj::Exception&& e) {
+    return asErrorResult(kj::mv(e));
+  });
 }
 
 kj::Promise<Result> AsyncKvClient::put(std::string key, std::string value) {
@@ -750,9 +755,7 @@ Result KvClient::range(std::string_view from, std::string_view to, uint32_t limi
   return loop_->client.range(std::string(from), std::string(to), limit)
       .wait(loop_->io.waitScope);
 }
-Result KvClient::openSession() {
-  return loop_->client.openSession().wait(loop_->io.waitScope);
-}
+Result KvClient::openSession() { return loop_->client.openSession().wait(loop_->io.waitScope); }
 std::vector<EndpointStatus> KvClient::status() {
   return loop_->channel.statusAll().wait(loop_->io.waitScope);
 }

@@ -71,17 +71,17 @@ const char* outcomeName(Outcome o);
 
 struct Result {
   Outcome outcome = Outcome::Error;
-  std::string value;                                    // get, cas mismatch
+  std::string value;                                     // get, cas mismatch
   std::vector<std::pair<std::string, std::string>> kvs;  // range
-  bool more = false;                                    // range: stopped at the limit
-  Index index = 0;            // log index at which the write applied / read was served
+  bool more = false;                                     // range: stopped at the limit
+  Index index = 0;             // log index at which the write applied / read was served
   Status status = Status::Ok;  // the server's last status (meaningful for Error)
-  std::string error;          // readable explanation when outcome is Error
+  std::string error;           // readable explanation when outcome is Error
   // Error of a write: true if it may have been applied (or may still be): an attempt
   // went unanswered or was answered Timeout/ShuttingDown. False: definitely not applied.
   // Always false for reads and for non-errors.
   bool maybeApplied = false;
-  uint32_t attempts = 0;      // RPC attempts made
+  uint32_t attempts = 0;  // RPC attempts made
   // The request's identity, for logs and tests (0 for reads).
   uint64_t clientId = 0;
   uint64_t requestId = 0;
@@ -109,7 +109,7 @@ struct EndpointStatus {
 struct Health {
   bool healthy = false;  // a leader exists and every endpoint answered
   NodeId leader = kNoNode;
-  std::string message;   // why not healthy, or a one-line summary
+  std::string message;  // why not healthy, or a one-line summary
   std::vector<EndpointStatus> endpoints;
 };
 
@@ -174,7 +174,7 @@ class ClusterChannel {
   std::vector<std::string> endpoints_;
   Options options_;
   std::vector<kj::Own<Endpoint>> state_;  // configured endpoints first, then learned ones
-  size_t leaderGuess_ = 0;  // index into endpoints_ most likely to be the leader
+  size_t leaderGuess_ = 0;                // index into endpoints_ most likely to be the leader
   kj::Own<kj::TaskSet> background_;
   kj::Own<kj::TaskSet::ErrorHandler> errorHandler_;
 };

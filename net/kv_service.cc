@@ -12,10 +12,8 @@ namespace kvr::net {
 std::string explainStatus(const KvReply& reply, const std::string& detail,
                           const std::string& leaderAddr) {
   switch (reply.status) {
-    case Status::Ok:
-      return "";
-    case Status::NotFound:
-      return "key not found";
+    case Status::Ok: return "";
+    case Status::NotFound: return "key not found";
     case Status::CasMismatch:
       return "compare-and-swap failed: the current value is not the expected one";
     case Status::NotLeader:
@@ -27,20 +25,14 @@ std::string explainStatus(const KvReply& reply, const std::string& detail,
       return "not the leader, and the leader is not known yet; retry shortly";
     case Status::Timeout:
       return "request timed out; its outcome is unknown: retry with the same request id";
-    case Status::TooLarge:
-      return detail.empty() ? "request or reply too large" : detail;
-    case Status::SessionExpired:
-      return "client session expired or unknown; open a new session";
-    case Status::Busy:
-      return "node is busy (too many pending requests); retry later";
-    case Status::Invalid:
-      return detail.empty() ? "invalid request" : detail;
+    case Status::TooLarge: return detail.empty() ? "request or reply too large" : detail;
+    case Status::SessionExpired: return "client session expired or unknown; open a new session";
+    case Status::Busy: return "node is busy (too many pending requests); retry later";
+    case Status::Invalid: return detail.empty() ? "invalid request" : detail;
     case Status::StaleRequest:
       return "request id is older than this session's latest one; use a higher request id";
-    case Status::ShuttingDown:
-      return "node is shutting down; retry at another node";
-    case Status::TransferInProgress:
-      return "leadership transfer in progress; retry shortly";
+    case Status::ShuttingDown: return "node is shutting down; retry at another node";
+    case Status::TransferInProgress: return "leadership transfer in progress; retry shortly";
   }
   return std::string("unknown status ") + statusName(reply.status);
 }
@@ -77,7 +69,8 @@ class KvService::Server final : public schema::KvService::Server {
  private:
   // Marks the connection busy until `answered` completes or is cancelled.
   kj::Promise<void> tracked(kj::Promise<void> answered) {
-    return answered.attach(kj::defer([c = kj::addRef(*connection_)]() mutable { c->callFinished(); }));
+    return answered.attach(
+        kj::defer([c = kj::addRef(*connection_)]() mutable { c->callFinished(); }));
   }
 
   kj::Promise<void> answer(CallContext context) {
@@ -107,15 +100,17 @@ class KvService::Server final : public schema::KvService::Server {
     // The replica may answer synchronously (stale read, not leader) or much later.
     auto paf = kj::newPromiseAndFulfiller<KvReply>();
     // ReplyFn must be copyable; the fulfiller is not.
-    auto fulfiller =
-        std::make_shared<kj::Own<kj::PromiseFulfiller<KvReply>>>(kj::mv(paf.fulfiller));
+    auto fulfiller = std::make_shared<kj::Own<kj::PromiseFulfiller<KvReply>>>(
+        kj::mv(paf.fulfiller));
     ReadMode mode = params.getStale() ? ReadMode::Stale : ReadMode::Linearizable;
     if (metrics != nullptr) metrics->submitted(metered);
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                  service_.replica_.submit(cmd, mode, [fulfiller, metrics, metered](KvReply reply) {
-                    if (metrics != nullptr) metrics->finished(metered, reply.status);
-                    (*fulfiller)->fulfill(std::move(reply));
-                  });
+                  service_.replica_.submit(cmd, mode,
+                                           [fulfiller, metrics, metered](KvReply reply) {
+                                             if (metrics != nullptr)
+                                               metrics->finished(metered, reply.status);
+                                             (*fulfiller)->fulfill(std::move(reply));
+                                           });
                 })) {
       service_.fatal_(std::string("replica failed on a client request: ") +
                       e->getDescription().cStr());

@@ -139,8 +139,9 @@ std::string formatLogLine(LogFormat format, int64_t unixMillis, LogLevel level, 
   std::string ts = formatUtcMillis(unixMillis);
   if (format == LogFormat::Json) {
     std::string out = "{\"ts\":\"" + ts + "\",\"level\":\"" + logLevelName(level) +
-                      "\",\"node\":" + std::to_string(node) + ",\"term\":" +
-                      (term ? std::to_string(*term) : std::string("null")) + ",\"msg\":";
+                      "\",\"node\":" + std::to_string(node) +
+                      ",\"term\":" + (term ? std::to_string(*term) : std::string("null")) +
+                      ",\"msg\":";
     out += jsonString(msg);
     out += '}';
     return out;
@@ -152,16 +153,16 @@ std::string formatLogLine(LogFormat format, int64_t unixMillis, LogLevel level, 
   return out;
 }
 
-void logEvent(LogLevel level, uint32_t node, std::optional<uint64_t> term, std::string_view msg) {
+void logEvent(LogLevel level, uint32_t node, std::optional<uint64_t> term,
+              std::string_view msg) {
   writeAll(formatLogLine(logFormat(), nowUnixMillis(), level, node, term, msg) + "\n");
 }
 
 LogLevel componentLineLevel(std::string_view line) {
   // PeerTransport: "peer N down: ...", "peer N refused our connection: ...".
   // RaftService: "refusing peer connection: ...", "dropped a peer message: ...".
-  if (line.starts_with("peer ") &&
-      (line.find(" down: ") != std::string_view::npos ||
-       line.find(" refused ") != std::string_view::npos)) {
+  if (line.starts_with("peer ") && (line.find(" down: ") != std::string_view::npos ||
+                                    line.find(" refused ") != std::string_view::npos)) {
     return LogLevel::Warn;
   }
   if (line.starts_with("refusing ") || line.starts_with("dropped ")) return LogLevel::Warn;

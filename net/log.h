@@ -39,7 +39,8 @@ std::string formatLogLine(LogFormat format, int64_t unixMillis, LogLevel level, 
 
 // Formats with the process-wide format and the current time and writes the line to
 // stderr in one write.
-void logEvent(LogLevel level, uint32_t node, std::optional<uint64_t> term, std::string_view msg);
+void logEvent(LogLevel level, uint32_t node, std::optional<uint64_t> term,
+              std::string_view msg);
 
 // The level of a line logged by a component below the node (peer transport, Raft
 // service) through a plain LogFn: connection losses and refusals are warnings.

@@ -21,7 +21,9 @@ Kind kindOf(const std::string& path, disk::OpenMode mode) {
 class MeteredFile final : public disk::File {
  public:
   MeteredFile(kj::Own<disk::File> inner, Kind kind, DiskMetrics& metrics)
-      : inner_(kj::mv(inner)), kind_(kind), metrics_(metrics),
+      : inner_(kj::mv(inner)),
+        kind_(kind),
+        metrics_(metrics),
         openedNs_(metrics::monotonicNanos()) {}
   ~MeteredFile() noexcept override {}
 

@@ -51,7 +51,8 @@ uint64_t Histogram::cumulative(size_t upTo) const {
 }
 
 void Histogram::load(uint64_t (&out)[kMaxBuckets + 1]) const {
-  for (size_t i = 0; i <= bounds_.size(); ++i) out[i] = buckets_[i].load(std::memory_order_relaxed);
+  for (size_t i = 0; i <= bounds_.size(); ++i)
+    out[i] = buckets_[i].load(std::memory_order_relaxed);
 }
 
 std::string formatValue(double value) {

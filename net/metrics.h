@@ -33,13 +33,15 @@ class Counter {
 constexpr size_t kMaxBuckets = 24;
 
 // Durations from 100 µs to ~26 s, doubling (fsync, snapshot saves).
-inline constexpr double kDiskSecondsBuckets[] = {
-    0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.0512,
-    0.1024, 0.2048, 0.4096, 0.8192, 1.6384, 3.2768, 6.5536, 13.1072, 26.2144};
+inline constexpr double kDiskSecondsBuckets[] = {0.0001, 0.0002, 0.0004,  0.0008, 0.0016,
+                                                 0.0032, 0.0064, 0.0128,  0.0256, 0.0512,
+                                                 0.1024, 0.2048, 0.4096,  0.8192, 1.6384,
+                                                 3.2768, 6.5536, 13.1072, 26.2144};
 // Durations from 100 µs to ~6.5 s, doubling (client requests, peer round trips).
-inline constexpr double kRequestSecondsBuckets[] = {
-    0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256,
-    0.0512, 0.1024, 0.2048, 0.4096, 0.8192, 1.6384, 3.2768, 6.5536};
+inline constexpr double kRequestSecondsBuckets[] = {0.0001, 0.0002, 0.0004, 0.0008, 0.0016,
+                                                    0.0032, 0.0064, 0.0128, 0.0256, 0.0512,
+                                                    0.1024, 0.2048, 0.4096, 0.8192, 1.6384,
+                                                    3.2768, 6.5536};
 
 // CLOCK_MONOTONIC in nanoseconds, for measuring durations.
 uint64_t monotonicNanos();

@@ -60,9 +60,8 @@ void Node::openStorage() {
   dirLock_ = kj::heap<disk::DataDirLock>(config_.dataDir);
   auto recovered = disk::DiskStorage::open(meteredFs_, config_.dataDir,
                                            disk::NodeIdentity{config_.clusterId, config_.id});
-  storage_ = kj::heap<NodeStorage>(io_.uvLoop(), kj::mv(recovered.storage), [this](const std::string& why) {
-    fatal(why);
-  });
+  storage_ = kj::heap<NodeStorage>(io_.uvLoop(), kj::mv(recovered.storage),
+                                   [this](const std::string& why) { fatal(why); });
   storage_->setDurableCallback([this](uint64_t seq) {
     guarded("onPersisted", [&]() { replica_->onPersisted(seq); });
     afterInput();
@@ -74,15 +73,13 @@ void Node::openStorage() {
 
   std::map<NodeId, std::string> peers = config_.members;
   peers.erase(config_.id);
-  transport_ = kj::heap<PeerTransport>(io_.network(), io_.timer(), config_.clusterId, config_.id,
-                                       peers,
-                                       [this](const std::string& line) {
-                                         log(line, componentLineLevel(line));
-                                       },
-                                       config_.peer);
+  transport_ = kj::heap<PeerTransport>(
+      io_.network(), io_.timer(), config_.clusterId, config_.id, peers,
+      [this](const std::string& line) { log(line, componentLineLevel(line)); }, config_.peer);
   transport_->setClientAddresses(&clientAddresses_);
   transport_->setRoundTripObserver([this](NodeId peer, uint64_t nanos) {
-    if (peer <= limits::kMaxNodes) metrics_.peers.roundTripSeconds[peer].observe(double(nanos) / 1e9);
+    if (peer <= limits::kMaxNodes)
+      metrics_.peers.roundTripSeconds[peer].observe(double(nanos) / 1e9);
   });
 
   uint64_t seed = config_.rngSeed;
@@ -100,16 +97,16 @@ void Node::openStorage() {
   for (const auto& [id, address] : config_.members) members.push_back(id);
   raftService_ = kj::heap<RaftService>(
       config_.clusterId, config_.id, members,
-      [this](Message&& msg) { guarded("receive", [&]() { replica_->receive(std::move(msg)); }); },
+      [this](Message&& msg) {
+        guarded("receive", [&]() { replica_->receive(std::move(msg)); });
+      },
       [this]() { afterInput(); },
       [this](const std::string& line) { log(line, componentLineLevel(line)); },
       [this]() { return uint64_t(uv_now(io_.uvLoop())); });
   raftService_->setClientAddresses(&clientAddresses_);
-  kvService_ = kj::heap<KvService>(*replica_, [this]() { afterInput(); },
-                                   [this](const std::string& why) {
-                                     fatal(why);
-                                   },
-                                   config_.clusterId);
+  kvService_ = kj::heap<KvService>(
+      *replica_, [this]() { afterInput(); }, [this](const std::string& why) { fatal(why); },
+      config_.clusterId);
   kvService_->setMetrics(&metrics_.client);
   kvService_->setClientAddresses(&clientAddresses_);
   kvService_->setNoLeaderDetail([this]() { return peerReach(); });
@@ -149,18 +146,21 @@ kj::Promise<void> Node::start() {
         [this](kj::Own<ConnectionHandle> c) { return raftService_->newConnection(kj::mv(c)); },
         kj::mv(options), io_.timer());
   });
-  auto bindClient = network.parseAddress(clientAddr).then([this](kj::Own<kj::NetworkAddress> addr) {
-    ListenerOptions options;
-    options.maxUnidentified = config_.maxClientConnections;
-    options.idleTimeout = config_.clientIdleTimeoutMs * kj::MILLISECONDS;
-    options.refusalReason = "too many client connections (" +
-                            std::to_string(config_.maxClientConnections) +
-                            " open, each with a request in flight)";
-    clientListener_ = kj::heap<RpcListener>(
-        addr->listen(),
-        [this](kj::Own<ConnectionHandle> c) { return kvService_->newConnection(kj::mv(c)); },
-        kj::mv(options), io_.timer());
-  });
+  auto bindClient =
+      network.parseAddress(clientAddr).then([this](kj::Own<kj::NetworkAddress> addr) {
+        ListenerOptions options;
+        options.maxUnidentified = config_.maxClientConnections;
+        options.idleTimeout = config_.clientIdleTimeoutMs * kj::MILLISECONDS;
+        options.refusalReason = "too many client connections (" +
+                                std::to_string(config_.maxClientConnections) +
+                                " open, each with a request in flight)";
+        clientListener_ = kj::heap<RpcListener>(
+            addr->listen(),
+            [this](kj::Own<ConnectionHandle> c) {
+              return kvService_->newConnection(kj::mv(c));
+            },
+            kj::mv(options), io_.timer());
+      });
   return bindRaft
       .catch_([raftAddr = kj::mv(raftAddr)](kj::Exception&& e) -> kj::Promise<void> {
         return KJ_EXCEPTION(FAILED, kj::str("cannot listen on raft address ", raftAddr, ": ",
@@ -220,7 +220,9 @@ kj::Promise<void> Node::startMetrics() {
       });
 }
 
-uint Node::raftPort() const { return raftListener_.get() != nullptr ? raftListener_->getPort() : 0; }
+uint Node::raftPort() const {
+  return raftListener_.get() != nullptr ? raftListener_->getPort() : 0;
+}
 
 void Node::startTicking() {
   uv_loop_t* loop = io_.uvLoop();

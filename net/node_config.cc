@@ -71,7 +71,8 @@ std::string checkConfig(const NodeConfig& c) {
     return "node " + std::to_string(c.id) + " is not in the cluster member list";
   }
   if (c.dataDir.empty()) return "the data dir must not be empty";
-  if (c.clientAddr.empty() || c.raftAddr.empty()) return "client and raft addresses are required";
+  if (c.clientAddr.empty() || c.raftAddr.empty())
+    return "client and raft addresses are required";
   if (!c.advertiseClientAddr.empty()) {
     size_t colon = c.advertiseClientAddr.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == c.advertiseClientAddr.size() ||

@@ -20,15 +20,15 @@ constexpr uint32_t kMaxUnidentifiedPeerConnections = 16;
 
 struct NodeConfig {
   NodeId id = 1;
-  uint64_t clusterId = 0;       // 0: derived from `members` (defaultClusterId)
+  uint64_t clusterId = 0;  // 0: derived from `members` (defaultClusterId)
   std::string dataDir = "data";
-  std::string clientAddr;       // host:port for KvService
+  std::string clientAddr;  // host:port for KvService
   // host:port clients should use to reach this node's KvService, told to the peers in
   // the hello so that they can send clients here (empty: clientAddr with its bound port,
   // unless its host is a wildcard such as 0.0.0.0, then nothing is advertised).
   std::string advertiseClientAddr;
-  std::string raftAddr;         // host:port this node listens on for RaftPeer
-  std::string metricsAddr;      // host:port for HTTP GET /metrics (empty: no endpoint)
+  std::string raftAddr;     // host:port this node listens on for RaftPeer
+  std::string metricsAddr;  // host:port for HTTP GET /metrics (empty: no endpoint)
   std::map<NodeId, std::string> members;  // raft address of every voter, self included
   uint32_t tickMs = 10;
   uint32_t electionTimeoutMs = 150;  // randomized in [x, 2x) by the core
@@ -40,7 +40,7 @@ struct NodeConfig {
   uint32_t maxClientConnections = 1024;
   // A client connection with no request for this long is closed (0: never).
   uint32_t clientIdleTimeoutMs = 300'000;
-  uint64_t rngSeed = 0;         // 0: taken from the clock and pid
+  uint64_t rngSeed = 0;  // 0: taken from the clock and pid
   PeerTransportOptions peer;
 };
 

@@ -104,7 +104,8 @@ double processStartTimeSeconds() {
   // boot time in seconds since the epoch. The command (field 2) may contain spaces, so
   // fields are counted after its closing parenthesis.
   std::ifstream statFile("/proc/self/stat");
-  std::string stat((std::istreambuf_iterator<char>(statFile)), std::istreambuf_iterator<char>());
+  std::string stat((std::istreambuf_iterator<char>(statFile)),
+                   std::istreambuf_iterator<char>());
   size_t close = stat.rfind(')');
   if (close == std::string::npos) return 0;
   std::istringstream fields(stat.substr(close + 2));
@@ -194,11 +195,13 @@ std::string renderNodeMetrics(Node& node) {
   w.histogram("kvraft_snapshot_save_duration_seconds", {}, m.disk.snapshotSaveSeconds);
   w.family("kvraft_snapshot_size_bytes", Writer::Type::Gauge,
            "Size of the last snapshot file this process wrote (0: none yet).");
-  w.sample("kvraft_snapshot_size_bytes", m.disk.lastSnapshotBytes.load(std::memory_order_relaxed));
+  w.sample("kvraft_snapshot_size_bytes",
+           m.disk.lastSnapshotBytes.load(std::memory_order_relaxed));
   w.family("kvraft_snapshots_total", Writer::Type::Counter,
            "Snapshots taken locally or installed from the leader.");
   w.sample("kvraft_snapshots_total", {{"origin", "local"}}, m.server.snapshotsTaken.value());
-  w.sample("kvraft_snapshots_total", {{"origin", "leader"}}, m.server.snapshotsInstalled.value());
+  w.sample("kvraft_snapshots_total", {{"origin", "leader"}},
+           m.server.snapshotsInstalled.value());
 
   // ---- clients ----
   w.family("kvraft_client_requests_total", Writer::Type::Counter,

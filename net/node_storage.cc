@@ -25,17 +25,19 @@ bool NodeStorage::prepareSnapshot(const SnapshotMeta& meta,
   // writes the file; touches only the snapshot half of DiskStorage.
   // (A shared_ptr result, not std::optional: GCC 12 warns about the latter in kj's
   // ExceptionOr.)
-  auto written = runOnPool(loop_, [disk, meta, source]() -> std::shared_ptr<disk::SnapshotMarker> {
-    std::shared_ptr<disk::SnapshotMarker> marker;
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-          marker = std::make_shared<disk::SnapshotMarker>(disk->prepareSnapshot(meta, *source));
-        })) {
-      // E.g. a leader's snapshot install removed the temp file: the batch writes it.
-      (void)e;
-      source->materialize();
-    }
-    return marker;
-  });
+  auto written = runOnPool(loop_,
+                           [disk, meta, source]() -> std::shared_ptr<disk::SnapshotMarker> {
+                             std::shared_ptr<disk::SnapshotMarker> marker;
+                             KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                                           marker = std::make_shared<disk::SnapshotMarker>(
+                                               disk->prepareSnapshot(meta, *source));
+                                         })) {
+                               // E.g. a leader's snapshot install removed the temp file: the batch writes it.
+                               (void)e;
+                               source->materialize();
+                             }
+                             return marker;
+                           });
   tasks_.add(written.then(
       [this, index = meta.index](std::shared_ptr<disk::SnapshotMarker> marker) {
         preparing_ = false;

@@ -44,7 +44,8 @@ class NodeStorage final : public Storage, private kj::TaskSet::ErrorHandler {
   void setPreparedCallback(PreparedFn prepared) { prepared_ = std::move(prepared); }
 
   void persist(PersistBatch&& batch) override;
-  bool prepareSnapshot(const SnapshotMeta& meta, std::shared_ptr<kvr::SnapshotSource> source) override;
+  bool prepareSnapshot(const SnapshotMeta& meta,
+                       std::shared_ptr<kvr::SnapshotSource> source) override;
 
   // Starts no further writes; the promise resolves once no write is in flight (the one
   // in flight, if any, completes and is reported durable first).

@@ -52,7 +52,10 @@ struct Connection final : public kj::TaskSet::ErrorHandler {
 class PeerTransport::Peer {
  public:
   Peer(PeerTransport& transport, NodeId id, std::string address)
-      : t_(transport), id_(id), address_(std::move(address)), backoff_(t_.options_.minBackoff) {}
+      : t_(transport),
+        id_(id),
+        address_(std::move(address)),
+        backoff_(t_.options_.minBackoff) {}
   ~Peer() noexcept {
     running_ = nullptr;  // holds promises derived from the connection: drop them first
     conn_ = nullptr;
@@ -85,9 +88,10 @@ class PeerTransport::Peer {
 
  private:
   kj::Promise<void> run() {
-    return connectAndServe().then(
-        [this]() { return retryLater(kj::str("connection closed")); },
-        [this](kj::Exception&& e) { return retryLater(kj::str(e.getDescription())); });
+    return connectAndServe().then([this]() { return retryLater(kj::str("connection closed")); },
+                                  [this](kj::Exception&& e) {
+                                    return retryLater(kj::str(e.getDescription()));
+                                  });
   }
 
   kj::Promise<void> connectAndServe() {
@@ -104,7 +108,8 @@ class PeerTransport::Peer {
           kj::Promise<capnp::Response<schema::RaftPeer::HelloResults>> answer = hello.send();
           return t_.timer_.timeoutAfter(t_.options_.callTimeout, kj::mv(answer));
         })
-        .then([this](capnp::Response<schema::RaftPeer::HelloResults> answer) -> kj::Promise<void> {
+        .then([this](
+                  capnp::Response<schema::RaftPeer::HelloResults> answer) -> kj::Promise<void> {
           if (!answer.getOk()) {
             std::string reason = answer.getReason();
             constexpr size_t kMaxReasonsLogged = 16;
@@ -140,7 +145,9 @@ class PeerTransport::Peer {
   kj::Promise<void> retryLater(kj::String why) {
     return kj::evalLater([this, why = kj::mv(why)]() {
       ++stats_.failures;
-      KJ_IF_MAYBE(c, conn_) { stats_.droppedOnFailure += (*c)->inflightMessages; }
+      KJ_IF_MAYBE(c, conn_) {
+        stats_.droppedOnFailure += (*c)->inflightMessages;
+      }
       conn_ = nullptr;
       dropQueue();
       if (up_) {
@@ -197,7 +204,8 @@ class PeerTransport::Peer {
         uint64_t sentNs = metrics::monotonicNanos();
         conn.calls.add(t_.timer_.timeoutAfter(t_.options_.callTimeout, kj::mv(sent))
                            .then([this, &conn, count, sentNs]() {
-                             if (t_.roundTrip_) t_.roundTrip_(id_, metrics::monotonicNanos() - sentNs);
+                             if (t_.roundTrip_)
+                               t_.roundTrip_(id_, metrics::monotonicNanos() - sentNs);
                              --conn.inflight;
                              conn.inflightMessages -= count;
                              stats_.sentMessages += count;
@@ -221,8 +229,8 @@ class PeerTransport::Peer {
 };
 
 PeerTransport::PeerTransport(kj::Network& network, kj::Timer& timer, uint64_t clusterId,
-                             NodeId self, const std::map<NodeId, std::string>& peers,
-                             LogFn log, PeerTransportOptions options)
+                             NodeId self, const std::map<NodeId, std::string>& peers, LogFn log,
+                             PeerTransportOptions options)
     : network_(network),
       timer_(timer),
       clusterId_(clusterId),

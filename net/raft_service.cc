@@ -21,8 +21,8 @@ class RaftService::Connection final : public schema::RaftPeer::Server {
     results.setOk(refusal.empty());
     results.setReason(refusal);
     if (refusal.empty()) {
-      KJ_REQUIRE(!accepted_ || from_ == params.getFrom(), "hello again as another node",
-                 from_, params.getFrom());
+      KJ_REQUIRE(!accepted_ || from_ == params.getFrom(), "hello again as another node", from_,
+                 params.getFrom());
       accepted_ = true;
       from_ = params.getFrom();
       connection_->identify(from_);
@@ -67,8 +67,8 @@ capnp::Capability::Client RaftService::newConnection(kj::Own<ConnectionHandle> c
 std::string RaftService::checkHello(uint64_t clusterId, NodeId from) {
   std::string refusal;
   if (clusterId != clusterId_) {
-    refusal = "cluster id " + std::to_string(clusterId) + " does not match this node's cluster " +
-              std::to_string(clusterId_);
+    refusal = "cluster id " + std::to_string(clusterId) +
+              " does not match this node's cluster " + std::to_string(clusterId_);
   } else if (from == self_ ||
              std::find(members_.begin(), members_.end(), from) == members_.end()) {
     refusal = "node " + std::to_string(from) + " is not a peer of node " +

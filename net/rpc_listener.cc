@@ -66,7 +66,8 @@ RpcListener::RpcListener(kj::Own<kj::ConnectionReceiver> receiver, BootstrapFact
       port_(receiver_->getPort()),
       tasks_(*this) {
   KJ_REQUIRE(options_.maxUnidentified >= 1, "a listener must admit at least one connection");
-  KJ_REQUIRE(options_.handshakeTimeout >= 0 * kj::SECONDS && options_.idleTimeout >= 0 * kj::SECONDS);
+  KJ_REQUIRE(options_.handshakeTimeout >= 0 * kj::SECONDS &&
+             options_.idleTimeout >= 0 * kj::SECONDS);
   // Sweep often enough that a timeout is enforced within a quarter of itself.
   kj::Duration shortest = 0 * kj::SECONDS;
   for (kj::Duration d : {options_.handshakeTimeout, options_.idleTimeout}) {
@@ -86,24 +87,28 @@ RpcListener::~RpcListener() noexcept(false) {
 }
 
 kj::Promise<void> RpcListener::acceptLoop() {
-  return receiver_->accept().then([this](kj::Own<kj::AsyncIoStream> stream) {
-    if (unidentified_ >= options_.maxUnidentified) {
-      KJ_IF_MAYBE(victim, longestIdle()) {
-        ++evicted_;
-        close(*victim);
-      }
-    }
-    if (unidentified_ < options_.maxUnidentified) {
-      admit(kj::mv(stream));
-    } else {
-      refuse(kj::mv(stream));
-    }
-    checkInvariants();
-    return acceptLoop();
-  }, [this](kj::Exception&&) {
-    ++acceptErrors_;
-    return timer_.afterDelay(100 * kj::MILLISECONDS).then([this]() { return acceptLoop(); });
-  });
+  return receiver_->accept().then(
+      [this](kj::Own<kj::AsyncIoStream> stream) {
+        if (unidentified_ >= options_.maxUnidentified) {
+          KJ_IF_MAYBE(victim, longestIdle()) {
+            ++evicted_;
+            close(*victim);
+          }
+        }
+        if (unidentified_ < options_.maxUnidentified) {
+          admit(kj::mv(stream));
+        } else {
+          refuse(kj::mv(stream));
+        }
+        checkInvariants();
+        return acceptLoop();
+      },
+      [this](kj::Exception&&) {
+        ++acceptErrors_;
+        return timer_.afterDelay(100 * kj::MILLISECONDS).then([this]() {
+          return acceptLoop();
+        });
+      });
 }
 
 void RpcListener::admit(kj::Own<kj::AsyncIoStream> stream) {
@@ -116,9 +121,8 @@ void RpcListener::admit(kj::Own<kj::AsyncIoStream> stream) {
   conn->rpc = kj::heap<AcceptedConnection>(kj::mv(stream), factory_(kj::addRef(*conn->handle)));
   uint64_t id = conn->id;
   conn->watch = conn->rpc->network.onDisconnect()
-                    .then([this, id]() { closeLater(id); }, [this, id](kj::Exception&&) {
-                      closeLater(id);
-                    })
+                    .then([this, id]() { closeLater(id); },
+                          [this, id](kj::Exception&&) { closeLater(id); })
                     .eagerlyEvaluate(nullptr);
   conns_.emplace(id, kj::mv(conn));
   ++unidentified_;

@@ -56,7 +56,7 @@ class ConnectionHandle final : public kj::Refcounted {
 };
 
 struct ListenerOptions {
-  uint32_t maxUnidentified = 1024;         // >= 1
+  uint32_t maxUnidentified = 1024;                  // >= 1
   kj::Duration handshakeTimeout = 0 * kj::SECONDS;  // 0: unidentified may stay
   kj::Duration idleTimeout = 0 * kj::SECONDS;       // 0: never closed for idleness
   std::string refusalReason = "too many connections";

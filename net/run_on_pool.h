@@ -57,8 +57,8 @@ class TypedPoolJob final : public PoolJob {
 
   void completeOnLoopThread(int status) override {
     if (status != 0) {
-      fulfiller_->reject(KJ_EXCEPTION(FAILED, "thread-pool work did not run",
-                                      uv_strerror(status)));
+      fulfiller_->reject(
+          KJ_EXCEPTION(FAILED, "thread-pool work did not run", uv_strerror(status)));
       return;
     }
     KJ_IF_MAYBE(e, error_) {
@@ -91,8 +91,9 @@ class TypedPoolJob final : public PoolJob {
 template <typename Func, typename T = std::invoke_result_t<Func&>>
 kj::Promise<T> runOnPool(uv_loop_t* loop, Func&& work) {
   auto paf = kj::newPromiseAndFulfiller<T>();
-  detail::queuePoolJob(loop, std::make_unique<detail::TypedPoolJob<T>>(
-                                 kj::Function<T()>(kj::fwd<Func>(work)), kj::mv(paf.fulfiller)));
+  detail::queuePoolJob(loop, std::make_unique<detail::TypedPoolJob<T>>(kj::Function<T()>(
+                                                                           kj::fwd<Func>(work)),
+                                                                       kj::mv(paf.fulfiller)));
   return kj::mv(paf.promise);
 }
 

@@ -38,8 +38,8 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> UvLowLevelAsyncIo::wrapConnectingSocketF
     }
 
     auto finished = stream->whenConnectFinished();
-    return finished.then([stream = kj::mv(stream), fd, address = kj::mv(address)]() mutable
-                         -> kj::Own<kj::AsyncIoStream> {
+    return finished.then([stream = kj::mv(stream), fd,
+                          address = kj::mv(address)]() mutable -> kj::Own<kj::AsyncIoStream> {
       int error = 0;
       socklen_t len = sizeof(error);
       KJ_SYSCALL(::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len), address);
@@ -52,8 +52,9 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> UvLowLevelAsyncIo::wrapConnectingSocketF
   });
 }
 
-kj::Own<kj::ConnectionReceiver> UvLowLevelAsyncIo::wrapListenSocketFd(
-    Fd fd, NetworkFilter& filter, uint flags) {
+kj::Own<kj::ConnectionReceiver> UvLowLevelAsyncIo::wrapListenSocketFd(Fd fd,
+                                                                      NetworkFilter& filter,
+                                                                      uint flags) {
   return kj::heap<UvConnectionReceiver>(port_.uvLoop(), fd, flags, filter, port_.timer());
 }
 

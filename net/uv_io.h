@@ -31,18 +31,20 @@ class UvLowLevelAsyncIo final : public kj::LowLevelAsyncIoProvider {
   kj::Own<kj::AsyncInputStream> wrapInputFd(Fd fd, uint flags = 0) override;
   kj::Own<kj::AsyncOutputStream> wrapOutputFd(Fd fd, uint flags = 0) override;
   kj::Own<kj::AsyncIoStream> wrapSocketFd(Fd fd, uint flags = 0) override;
-  kj::Promise<kj::Own<kj::AsyncIoStream>> wrapConnectingSocketFd(
-      Fd fd, const struct sockaddr* addr, uint addrlen, uint flags = 0) override;
-  kj::Own<kj::ConnectionReceiver> wrapListenSocketFd(
-      Fd fd, NetworkFilter& filter, uint flags = 0) override;
+  kj::Promise<kj::Own<kj::AsyncIoStream>> wrapConnectingSocketFd(Fd fd,
+                                                                 const struct sockaddr* addr,
+                                                                 uint addrlen,
+                                                                 uint flags = 0) override;
+  kj::Own<kj::ConnectionReceiver> wrapListenSocketFd(Fd fd, NetworkFilter& filter,
+                                                     uint flags = 0) override;
   kj::Timer& getTimer() override { return port_.timer(); }
 
   // The overloads taking OwnFd, hidden by the overrides above.
+  using kj::LowLevelAsyncIoProvider::wrapConnectingSocketFd;
   using kj::LowLevelAsyncIoProvider::wrapInputFd;
+  using kj::LowLevelAsyncIoProvider::wrapListenSocketFd;
   using kj::LowLevelAsyncIoProvider::wrapOutputFd;
   using kj::LowLevelAsyncIoProvider::wrapSocketFd;
-  using kj::LowLevelAsyncIoProvider::wrapConnectingSocketFd;
-  using kj::LowLevelAsyncIoProvider::wrapListenSocketFd;
 
  private:
   UvEventPort& port_;

@@ -54,11 +54,11 @@ kj::String describeAddress(const struct sockaddr* addr, uint addrlen) {
     case AF_UNIX: {
       auto* un = reinterpret_cast<const struct sockaddr_un*>(addr);
       size_t maxLen = addrlen > offsetof(struct sockaddr_un, sun_path)
-                          ? addrlen - offsetof(struct sockaddr_un, sun_path) : 0;
+                          ? addrlen - offsetof(struct sockaddr_un, sun_path)
+                          : 0;
       return kj::str("unix:", kj::heapString(un->sun_path, strnlen(un->sun_path, maxLen)));
     }
-    default:
-      return kj::str("(address family ", addr->sa_family, ")");
+    default: return kj::str("(address family ", addr->sa_family, ")");
   }
 }
 
@@ -88,13 +88,12 @@ UvFdStream::UvFdStream(uv_loop_t* loop, int fd, uint flags)
 UvFdStream::~UvFdStream() noexcept(false) {}
 
 kj::Promise<size_t> UvFdStream::tryRead(void* buffer, size_t minBytes, size_t maxBytes) {
-  return kj::evalNow([&]() {
-    return readAtLeast(static_cast<kj::byte*>(buffer), minBytes, maxBytes, 0);
-  });
+  return kj::evalNow(
+      [&]() { return readAtLeast(static_cast<kj::byte*>(buffer), minBytes, maxBytes, 0); });
 }
 
-kj::Promise<size_t> UvFdStream::readAtLeast(kj::byte* buffer, size_t minBytes,
-                                            size_t maxBytes, size_t alreadyRead) {
+kj::Promise<size_t> UvFdStream::readAtLeast(kj::byte* buffer, size_t minBytes, size_t maxBytes,
+                                            size_t alreadyRead) {
   for (;;) {
     ssize_t n = ::read(fd_, buffer, maxBytes);
     if (n < 0) {
@@ -155,10 +154,9 @@ kj::Promise<void> UvFdStream::writeAll(kj::Array<struct iovec> pieces, size_t fi
       int error = errno;
       if (error == EINTR) continue;
       if (error == EAGAIN || error == EWOULDBLOCK) {
-        return watcher_.whenWritable().then(
-            [this, pieces = kj::mv(pieces), first]() mutable {
-              return writeAll(kj::mv(pieces), first);
-            });
+        return watcher_.whenWritable().then([this, pieces = kj::mv(pieces), first]() mutable {
+          return writeAll(kj::mv(pieces), first);
+        });
       }
       // EPIPE / ECONNRESET become DISCONNECTED exceptions.
       KJ_FAIL_SYSCALL("write()", error, fd_);
@@ -225,9 +223,9 @@ void UvFdStream::getpeername(struct sockaddr* addr, uint* length) {
 // ---------------------------------------------------------------------------------------
 // UvConnectionReceiver
 
-UvConnectionReceiver::UvConnectionReceiver(
-    uv_loop_t* loop, int fd, uint flags,
-    kj::LowLevelAsyncIoProvider::NetworkFilter& filter, kj::Timer& timer)
+UvConnectionReceiver::UvConnectionReceiver(uv_loop_t* loop, int fd, uint flags,
+                                           kj::LowLevelAsyncIoProvider::NetworkFilter& filter,
+                                           kj::Timer& timer)
     : ownedFd_(ownIf(fd, flags)),
       fd_(prepareFd(fd, flags)),
       watcher_(loop, fd),
@@ -249,8 +247,7 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> UvConnectionReceiver::acceptNow() {
     if (fd < 0) {
       int error = errno;
       switch (error) {
-        case EINTR:
-          continue;
+        case EINTR: continue;
         case EAGAIN:
 #if EAGAIN != EWOULDBLOCK
         case EWOULDBLOCK:
@@ -267,16 +264,16 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> UvConnectionReceiver::acceptNow() {
         case ENONET:
         case EHOSTUNREACH:
         case EOPNOTSUPP:
-        case ENETUNREACH:
-          continue;
+        case ENETUNREACH: continue;
         case EMFILE:
         case ENFILE:
         case ENOBUFS:
         case ENOMEM:
           KJ_LOG(ERROR, "accept() out of resources; retrying shortly", strerror(error));
-          return timer_.afterDelay(kRetryAfterExhaustion).then([this]() { return acceptNow(); });
-        default:
-          KJ_FAIL_SYSCALL("accept()", error, fd_);
+          return timer_.afterDelay(kRetryAfterExhaustion).then([this]() {
+            return acceptNow();
+          });
+        default: KJ_FAIL_SYSCALL("accept()", error, fd_);
       }
     }
 
@@ -295,12 +292,9 @@ uint UvConnectionReceiver::getPort() {
   socklen_t addrlen = sizeof(addr);
   KJ_SYSCALL(::getsockname(fd_, reinterpret_cast<struct sockaddr*>(&addr), &addrlen), fd_);
   switch (addr.ss_family) {
-    case AF_INET:
-      return ntohs(reinterpret_cast<struct sockaddr_in*>(&addr)->sin_port);
-    case AF_INET6:
-      return ntohs(reinterpret_cast<struct sockaddr_in6*>(&addr)->sin6_port);
-    default:
-      return 0;
+    case AF_INET: return ntohs(reinterpret_cast<struct sockaddr_in*>(&addr)->sin_port);
+    case AF_INET6: return ntohs(reinterpret_cast<struct sockaddr_in6*>(&addr)->sin6_port);
+    default: return 0;
   }
 }
 

@@ -61,7 +61,7 @@ class UvFdStream final : public kj::AsyncIoStream {
 
   kj::AutoCloseFd ownedFd_;  // empty unless TAKE_OWNERSHIP; closed after the watcher stops
   int fd_;
-  bool isSocket_;            // sockets use sendmsg(MSG_NOSIGNAL): no SIGPIPE on a dead peer
+  bool isSocket_;  // sockets use sendmsg(MSG_NOSIGNAL): no SIGPIPE on a dead peer
   UvFdWatcher watcher_;
   kj::Maybe<kj::ForkedPromise<void>> writeDisconnected_;
 };

@@ -8,8 +8,7 @@ kj::TimePoint UvTimer::fromLoopMillis(uint64_t millis) {
   return kj::origin<kj::TimePoint>() + static_cast<int64_t>(millis) * kj::MILLISECONDS;
 }
 
-UvTimer::UvTimer(uv_loop_t* loop)
-    : loop_(loop), pending_(fromLoopMillis(uv_now(loop))) {
+UvTimer::UvTimer(uv_loop_t* loop) : loop_(loop), pending_(fromLoopMillis(uv_now(loop))) {
   handle_.checkInit(uv_timer_init(loop_, handle_.get()), "uv_timer_init");
   handle_.get()->data = this;
 }

@@ -14,9 +14,9 @@
 namespace kvr::codec {
 namespace {
 
-constexpr uint16_t kEntryKindCount = 2;     // EntryKind::Noop, EntryKind::Command
-constexpr uint16_t kOpTypeCount = 6;        // OpType::Put .. OpType::OpenSession
-constexpr uint16_t kStatusCount = 12;       // Status::Ok .. Status::TransferInProgress
+constexpr uint16_t kEntryKindCount = 2;  // EntryKind::Noop, EntryKind::Command
+constexpr uint16_t kOpTypeCount = 6;     // OpType::Put .. OpType::OpenSession
+constexpr uint16_t kStatusCount = 12;    // Status::Ok .. Status::TransferInProgress
 
 template <typename... Params>
 bool fail(std::string* error, Params&&... params) {
@@ -119,12 +119,12 @@ bool readMessageBody(schema::Message::Reader in, Message* out, std::string* erro
     // Entries of an Append follow the previous entry (m.index) without gaps, and a
     // valid log never goes back in term nor holds a term beyond the leader's.
     if (m.index > UINT64_MAX - 1 - i || e.getIndex() != m.index + 1 + i) {
-      return fail(error, "entry ", i, " has index ", e.getIndex(),
-                  ", expected previous index ", m.index, " + ", i + 1);
+      return fail(error, "entry ", i, " has index ", e.getIndex(), ", expected previous index ",
+                  m.index, " + ", i + 1);
     }
     if (e.getTerm() < prevTerm || e.getTerm() > m.term) {
-      return fail(error, "entry ", i, " has term ", e.getTerm(), ", outside [", prevTerm,
-                  ", ", m.term, "]");
+      return fail(error, "entry ", i, " has term ", e.getTerm(), ", outside [", prevTerm, ", ",
+                  m.term, "]");
     }
     prevTerm = e.getTerm();
     auto data = e.getData();
@@ -133,8 +133,8 @@ bool readMessageBody(schema::Message::Reader in, Message* out, std::string* erro
                   limits::kMaxCommandBytes);
     }
     payloadBytes += data.size();
-    m.entries.push_back(Entry{e.getTerm(), e.getIndex(), static_cast<EntryKind>(kind),
-                              stringOf(data)});
+    m.entries.push_back(
+        Entry{e.getTerm(), e.getIndex(), static_cast<EntryKind>(kind), stringOf(data)});
   }
 
   auto snap = in.getSnap();
@@ -393,12 +393,12 @@ kj::Array<capnp::word> encodeEnvelope(uint64_t clusterId, const Message& msg) {
   return words;
 }
 
-bool decodeEnvelope(kj::ArrayPtr<const capnp::word> words, uint64_t* clusterId,
-                    Message* out, std::string* error) {
+bool decodeEnvelope(kj::ArrayPtr<const capnp::word> words, uint64_t* clusterId, Message* out,
+                    std::string* error) {
   auto bytes = words.asBytes();
   return readBytes<schema::PeerEnvelope>(
-      std::string_view(reinterpret_cast<const char*>(bytes.begin()), bytes.size()),
-      "envelope", error, [&](schema::PeerEnvelope::Reader in) {
+      std::string_view(reinterpret_cast<const char*>(bytes.begin()), bytes.size()), "envelope",
+      error, [&](schema::PeerEnvelope::Reader in) {
         if (!readEnvelope(in, out, error)) return false;
         *clusterId = in.getClusterId();
         return true;

@@ -64,8 +64,8 @@ KvCommand fromCapnp(schema::Command::Reader in);
 // Throws (kj::Exception) if the message breaks a size limit: a sender bug.
 kj::Array<capnp::word> encodeEnvelope(uint64_t clusterId, const Message& msg);
 // Decodes any cluster's envelope; *clusterId receives the id found on the wire.
-bool decodeEnvelope(kj::ArrayPtr<const capnp::word> words, uint64_t* clusterId,
-                    Message* out, std::string* error);
+bool decodeEnvelope(kj::ArrayPtr<const capnp::word> words, uint64_t* clusterId, Message* out,
+                    std::string* error);
 
 // ---- bytes: what the simulator passes through its network ----
 

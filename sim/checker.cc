@@ -32,8 +32,8 @@ void Checker::checkNode(NodeId id, const Raft& raft) {
   if (raft.role() == Role::Leader) {
     auto [it, inserted] = leaders_.emplace(raft.term(), id);
     if (!inserted && it->second != id) {
-      fail("election_safety", kj::str("nodes ", it->second, " and ", id,
-                                       " both led term ", raft.term()).cStr());
+      fail("election_safety",
+           kj::str("nodes ", it->second, " and ", id, " both led term ", raft.term()).cStr());
       return;
     }
     if (ns.leaderTermChecked != raft.term()) {
@@ -52,8 +52,9 @@ void Checker::checkNode(NodeId id, const Raft& raft) {
     auto [it, inserted] = committed_.emplace(idx, CommittedEntry{eid, raft.term()});
     if (!inserted && !(it->second.id == eid)) {
       fail("committed_entry_lost",
-           kj::str("node ", id, " committed index ", idx, " with term ", e->term,
-                   " but term ", it->second.id.term, " was committed there before").cStr());
+           kj::str("node ", id, " committed index ", idx, " with term ", e->term, " but term ",
+                   it->second.id.term, " was committed there before")
+               .cStr());
       return;
     }
   }
@@ -70,8 +71,9 @@ void Checker::checkLeaderCompleteness(NodeId id, const Raft& raft) {
     const Entry* e = raft.entryAt(idx);
     if (e == nullptr || e->term != eid.term || hashBytes(e->data) != eid.hash) {
       fail("leader_completeness",
-           kj::str("node ", id, " leads term ", raft.term(), " without committed entry ",
-                   idx, " (term ", eid.term, ")").cStr());
+           kj::str("node ", id, " leads term ", raft.term(), " without committed entry ", idx,
+                   " (term ", eid.term, ")")
+               .cStr());
       return;
     }
   }
@@ -89,9 +91,10 @@ void Checker::fullCheck(const std::vector<const Replica*>& replicas) {
       if (idx > a.lastIndex()) break;
       const Entry* e = a.entryAt(idx);
       if (idx <= a.commitIndex() && (e->term != eid.term || hashBytes(e->data) != eid.hash)) {
-        fail("committed_entry_lost", kj::str("node ", ida, " holds term ", e->term,
-                                             " at committed index ", idx, " (expected term ",
-                                             eid.term, ")").cStr());
+        fail("committed_entry_lost",
+             kj::str("node ", ida, " holds term ", e->term, " at committed index ", idx,
+                     " (expected term ", eid.term, ")")
+                 .cStr());
         return;
       }
     }
@@ -110,12 +113,14 @@ void Checker::fullCheck(const std::vector<const Replica*>& replicas) {
           matched = true;
           if (ea->kind != eb->kind || ea->data != eb->data) {
             fail("log_matching", kj::str("nodes ", ida, " and ", j + 1, " hold different ",
-                                         "entries at index ", idx, " term ", ea->term).cStr());
+                                         "entries at index ", idx, " term ", ea->term)
+                                     .cStr());
             return;
           }
         } else if (matched) {
           fail("log_matching", kj::str("nodes ", ida, " and ", j + 1, " agree above index ",
-                                       idx, " but differ at it").cStr());
+                                       idx, " but differ at it")
+                                   .cStr());
           return;
         }
       }
@@ -130,14 +135,15 @@ void Checker::onApply(NodeId node, const Entry& entry, const KvReply* reply, uin
   if (!inserted && !(it->second == eid)) {
     fail("state_machine_safety",
          kj::str("node ", node, " applied term ", entry.term, " at index ", entry.index,
-                 "; another node applied term ", it->second.term, " there").cStr());
+                 "; another node applied term ", it->second.term, " there")
+             .cStr());
     return;
   }
   if (entry.kind != EntryKind::Command || reply == nullptr) return;
   KvCommand cmd;
   if (!decodeCommand(entry.data, &cmd)) {
-    fail("state_machine_safety", kj::str("node ", node, " applied an undecodable entry at ",
-                                         entry.index).cStr());
+    fail("state_machine_safety",
+         kj::str("node ", node, " applied an undecodable entry at ", entry.index).cStr());
     return;
   }
   if (cmd.op == OpType::OpenSession) return;
@@ -146,8 +152,8 @@ void Checker::onApply(NodeId node, const Entry& entry, const KvReply* reply, uin
   bool duplicate = lit != last.end() && cmd.requestId <= lit->second;
   if (duplicate && effects != 0) {
     fail("at_most_once", kj::str("node ", node, " applied request ", cmd.requestId,
-                                 " of client ", cmd.clientId, " again at index ",
-                                 entry.index).cStr());
+                                 " of client ", cmd.clientId, " again at index ", entry.index)
+                             .cStr());
     return;
   }
   if (!duplicate && reply->status != Status::SessionExpired) last[cmd.clientId] = cmd.requestId;
@@ -159,7 +165,8 @@ void Checker::onState(NodeId node, Index index, uint64_t digest, const char* whe
   if (!inserted && it->second.first != digest) {
     fail("replica_divergence",
          kj::str("node ", node, "'s state after index ", index, " (", when,
-                 ") differs from node ", it->second.second, "'s at the same index").cStr());
+                 ") differs from node ", it->second.second, "'s at the same index")
+             .cStr());
   }
 }
 

@@ -65,7 +65,7 @@ class Checker {
   std::vector<NodeState> nodes_;
   std::map<Term, NodeId> leaders_;
   std::map<Index, CommittedEntry> committed_;  // every entry known committed
-  std::map<Index, EntryId> applied_;    // what was applied at each index (any node)
+  std::map<Index, EntryId> applied_;           // what was applied at each index (any node)
   std::map<Index, std::pair<uint64_t, NodeId>> digests_;  // state digest after each index
   std::optional<Violation> violation_;
 };

@@ -53,8 +53,7 @@ bool validateOperation(const Operation& op, std::string* why) {
     case Outcome::Unknown:
       if (op.completeNs) return bad("an unknown outcome has no completion time");
       break;
-    default:
-      return bad("unknown outcome");
+    default: return bad("unknown outcome");
   }
   if (op.outcome != Outcome::Ok) {
     if (op.found) return bad("found is only set on ok outcomes");
@@ -105,8 +104,7 @@ std::string describeOperation(const Operation& op) {
       s += quoteForHumans(op.value);
       break;
     case OpKind::Get:
-    case OpKind::Delete:
-      break;
+    case OpKind::Delete: break;
     case OpKind::Cas:
       s += ", ";
       s += op.expectAbsent ? std::string("<absent>") : quoteForHumans(op.expected);
@@ -308,9 +306,10 @@ class LineParser {
       skipSpace();
       if (!expect(':')) return false;
       skipSpace();
-      static constexpr std::string_view kKeys[] = {
-          "client", "op", "key", "value", "expected", "invoke_ns",
-          "complete_ns", "outcome", "output", "found"};
+      static constexpr std::string_view kKeys[] = {"client",      "op",       "key",
+                                                   "value",       "expected", "invoke_ns",
+                                                   "complete_ns", "outcome",  "output",
+                                                   "found"};
       uint32_t bit = 0;
       for (size_t i = 0; i < std::size(kKeys); ++i) {
         if (name == kKeys[i]) bit = 1u << i;
@@ -489,8 +488,7 @@ class LineParser {
           *out += static_cast<char>(code);
           break;
         }
-        default:
-          return fail(std::string("unknown escape \\") + e);
+        default: return fail(std::string("unknown escape \\") + e);
       }
     }
   }

@@ -103,8 +103,7 @@ class History {
   bool isSettled(OpId id) const;
 
  private:
-  Operation& settle(OpId id, uint64_t nowNs, Outcome outcome, std::string output,
-                    bool found);
+  Operation& settle(OpId id, uint64_t nowNs, Outcome outcome, std::string output, bool found);
 
   std::vector<Operation> ops_;
   std::vector<bool> settled_;

@@ -35,8 +35,8 @@ constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
 struct KeyOp {
   History::OpId id = 0;
   OpKind kind = OpKind::Get;
-  bool definite = false;  // outcome Ok: must take effect; otherwise Unknown: may
-  bool succeeded = false;  // get: read a value; delete: key existed; cas: swapped
+  bool definite = false;      // outcome Ok: must take effect; otherwise Unknown: may
+  bool succeeded = false;     // get: read a value; delete: key existed; cas: swapped
   uint32_t value = kAbsent;   // put/cas: new value; get that read: the value read
   uint32_t expect = kAbsent;  // cas: expected value (kAbsent = expects absence)
   uint64_t invoke = 0;
@@ -48,9 +48,7 @@ struct KeyOp {
 bool applyOp(const KeyOp& op, uint32_t state, uint32_t* next) {
   *next = state;
   switch (op.kind) {
-    case OpKind::Put:
-      *next = op.value;
-      return true;
+    case OpKind::Put: *next = op.value; return true;
     case OpKind::Get:
       KJ_ASSERT(op.definite, "unknown gets are dropped before the search");
       return op.succeeded ? state == op.value : state == kAbsent;
@@ -136,9 +134,13 @@ class KeySearch {
  public:
   // `ops` must be sorted by invocation time and outlive the search.
   KeySearch(const std::vector<KeyOp>& ops, uint64_t maxSteps, uint64_t maxMemoWords)
-      : ops_(ops), n_(static_cast<uint32_t>(ops.size())), maxSteps_(maxSteps),
-        memoWordsLeft_(maxMemoWords), words_((ops.size() + 63) / 64),
-        stride_(words_ + 2), memo_(64, SlotHash{&arena_, stride_}, SlotEq{&arena_, stride_}) {
+      : ops_(ops),
+        n_(static_cast<uint32_t>(ops.size())),
+        maxSteps_(maxSteps),
+        memoWordsLeft_(maxMemoWords),
+        words_((ops.size() + 63) / 64),
+        stride_(words_ + 2),
+        memo_(64, SlotHash{&arena_, stride_}, SlotEq{&arena_, stride_}) {
     KJ_REQUIRE(ops.size() < std::numeric_limits<uint32_t>::max());
     for (size_t i = 1; i < ops.size(); ++i) KJ_ASSERT(ops[i - 1].invoke <= ops[i].invoke);
     bits_.assign(words_, 0);
@@ -154,8 +156,9 @@ class KeySearch {
       if (std::optional<uint32_t> v = producedValue(ops_[i])) writers_[*v].push_back(i);
     }
     for (auto& r : readers_) {  // by deadline; writers_ are already in invocation order
-      std::stable_sort(r.begin(), r.end(),
-                       [&](uint32_t a, uint32_t b) { return ops_[a].complete < ops_[b].complete; });
+      std::stable_sort(r.begin(), r.end(), [&](uint32_t a, uint32_t b) {
+        return ops_[a].complete < ops_[b].complete;
+      });
     }
     firstReader_.assign(values, 0);
     firstWriter_.assign(values, 0);
@@ -282,12 +285,14 @@ class KeySearch {
   // Moves the value's first-unplaced pointers past placed ops (after o was placed).
   void advanceFirsts(const KeyOp& op) {
     if (std::optional<uint32_t> v = requiredValue(op)) {
-      while (firstReader_[*v] < readers_[*v].size() && isPlaced(readers_[*v][firstReader_[*v]])) {
+      while (firstReader_[*v] < readers_[*v].size() &&
+             isPlaced(readers_[*v][firstReader_[*v]])) {
         ++firstReader_[*v];
       }
     }
     if (std::optional<uint32_t> v = producedValue(op)) {
-      while (firstWriter_[*v] < writers_[*v].size() && isPlaced(writers_[*v][firstWriter_[*v]])) {
+      while (firstWriter_[*v] < writers_[*v].size() &&
+             isPlaced(writers_[*v][firstWriter_[*v]])) {
         ++firstWriter_[*v];
       }
     }
@@ -351,8 +356,10 @@ class KeySearch {
     } else {
       --classNext_[classOf_[o]];
     }
-    if (std::optional<uint32_t> rv = requiredValue(ops_[o])) firstReader_[*rv] = p.firstReaderBefore;
-    if (std::optional<uint32_t> pv = producedValue(ops_[o])) firstWriter_[*pv] = p.firstWriterBefore;
+    if (std::optional<uint32_t> rv = requiredValue(ops_[o]))
+      firstReader_[*rv] = p.firstReaderBefore;
+    if (std::optional<uint32_t> pv = producedValue(ops_[o]))
+      firstWriter_[*pv] = p.firstWriterBefore;
     flipBit(o);
     state_ = p.stateBefore;
   }
@@ -512,7 +519,7 @@ KeyHistory buildKeyHistory(const History& history, std::string_view key,
   };
   for (History::OpId id : ids) {
     const Operation& op = history.op(id);
-    if (op.outcome == Outcome::Fail) continue;                               // never applied
+    if (op.outcome == Outcome::Fail) continue;                             // never applied
     if (op.outcome == Outcome::Unknown && op.op == OpKind::Get) continue;  // observed nothing
     KeyOp k;
     k.id = id;
@@ -521,16 +528,12 @@ KeyHistory buildKeyHistory(const History& history, std::string_view key,
     k.invoke = op.invokeNs;
     k.complete = k.definite ? *op.completeNs : kNever;
     switch (op.op) {
-      case OpKind::Put:
-        k.value = idOf(op.value);
-        break;
+      case OpKind::Put: k.value = idOf(op.value); break;
       case OpKind::Get:
         k.succeeded = op.found;
         if (op.found) k.value = idOf(op.output);
         break;
-      case OpKind::Delete:
-        k.succeeded = op.found;
-        break;
+      case OpKind::Delete: k.succeeded = op.found; break;
       case OpKind::Cas:
         k.succeeded = k.definite && op.output == kOutputOk;
         k.value = idOf(op.value);
@@ -539,9 +542,8 @@ KeyHistory buildKeyHistory(const History& history, std::string_view key,
     }
     kh.ops.push_back(k);
   }
-  std::stable_sort(kh.ops.begin(), kh.ops.end(), [](const KeyOp& a, const KeyOp& b) {
-    return a.invoke < b.invoke;
-  });
+  std::stable_sort(kh.ops.begin(), kh.ops.end(),
+                   [](const KeyOp& a, const KeyOp& b) { return a.invoke < b.invoke; });
   mergeUnreadValues(&kh.ops);
   return kh;
 }
@@ -616,7 +618,8 @@ std::vector<bool> minimizeViolation(const std::vector<KeyOp>& ops,
     std::vector<size_t> strong = strongOps();
     for (size_t from = 0; from < strong.size() && stepsLeft > 0; from += chunk) {
       std::vector<bool> trial = weak;
-      for (size_t j = from; j < std::min(strong.size(), from + chunk); ++j) trial[strong[j]] = true;
+      for (size_t j = from; j < std::min(strong.size(), from + chunk); ++j)
+        trial[strong[j]] = true;
       if (stillFails(trial)) {
         weak = std::move(trial);
         changed = true;
@@ -685,10 +688,12 @@ void explainViolation(const History& history, const KeyHistory& kh,
          " completed ops (of " + std::to_string(kh.ops.size()) +
          " on this key) that no order explains, even if every other write on the key took "
          "effect at any time after its invocation or not at all";
-    e += uncertain > 0 ? " (" + std::to_string(uncertain) + " such writes not shown):\n" : ":\n";
+    e += uncertain > 0 ? " (" + std::to_string(uncertain) + " such writes not shown):\n"
+                       : ":\n";
   }
   std::sort(listed.begin(), listed.end(), [&](History::OpId a, History::OpId b) {
-    return std::make_pair(history.op(a).invokeNs, a) < std::make_pair(history.op(b).invokeNs, b);
+    return std::make_pair(history.op(a).invokeNs, a) <
+           std::make_pair(history.op(b).invokeNs, b);
   });
   listed.erase(std::unique(listed.begin(), listed.end()), listed.end());
   for (History::OpId id : listed) {
@@ -771,7 +776,8 @@ LinearizabilityResult checkLinearizability(const History& history,
                            " steps ran out on key " + quoted(kh.key) + " (" +
                            std::to_string(kh.ops.size()) + " ops) after " +
                            std::to_string(result.keysChecked) + " of " +
-                           std::to_string(keys.size()) + " keys were decided; verdict unknown.\n";
+                           std::to_string(keys.size()) +
+                           " keys were decided; verdict unknown.\n";
       return result;
     }
     ++result.keysChecked;

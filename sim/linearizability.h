@@ -53,8 +53,8 @@ struct LinearizabilityOptions {
   // is still not linearizable when every other operation on the key is weakened (reads
   // dropped, writes turned into unknown-outcome writes).
   bool minimize = true;
-  uint64_t maxMinimizeSteps = 2'000'000;     // total search steps spent shrinking
-  uint64_t maxMinimizeTrialSteps = 50'000;   // per trial; running out counts as "needed"
+  uint64_t maxMinimizeSteps = 2'000'000;    // total search steps spent shrinking
+  uint64_t maxMinimizeTrialSteps = 50'000;  // per trial; running out counts as "needed"
 };
 
 struct LinearizabilityResult {
@@ -70,8 +70,8 @@ struct LinearizabilityResult {
   // Multi-line human-readable account: the key, the ops above, and where the search
   // got stuck (register value and the operations that could not go next).
   std::string explanation;
-  uint64_t steps = 0;        // search steps spent (excluding minimization)
-  size_t keysChecked = 0;    // keys fully decided (linearizable or not)
+  uint64_t steps = 0;      // search steps spent (excluding minimization)
+  size_t keysChecked = 0;  // keys fully decided (linearizable or not)
 };
 
 // Requires every op to pass validateOperation.

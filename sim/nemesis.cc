@@ -21,9 +21,9 @@ void World::injectFault() {
   std::vector<Fault> kinds;
   // The leader nemesis twice: its two stories (flaky leaders, one long cut-off) are
   // where Figure 8, stale reads and divergent logs meeting snapshots come from.
-  for (Fault f : {Fault::Partition, Fault::Crash, Fault::Pause, Fault::ClockDrift,
-                  Fault::BitFlip, Fault::FsyncError, Fault::IsolateLeader,
-                  Fault::IsolateLeader}) {
+  for (Fault f :
+       {Fault::Partition, Fault::Crash, Fault::Pause, Fault::ClockDrift, Fault::BitFlip,
+        Fault::FsyncError, Fault::IsolateLeader, Fault::IsolateLeader}) {
     if (sc_.faults.has(f)) kinds.push_back(f);
   }
   if (faultRng_.chance(0.08)) {
@@ -41,12 +41,8 @@ void World::injectFault() {
   NodeId victim = static_cast<NodeId>(faultRng_.between(1, sc_.nodes));
   Node& n = node(victim);
   switch (f) {
-    case Fault::Partition:
-      partitionFault(victim);
-      return;
-    case Fault::Crash:
-      crashFault(victim);
-      return;
+    case Fault::Partition: partitionFault(victim); return;
+    case Fault::Crash: crashFault(victim); return;
     case Fault::Pause: {
       if (!n.up || n.pausedUntil > q_.now()) return;
       count(f);
@@ -61,19 +57,14 @@ void World::injectFault() {
       trace(kj::str("n", victim, " drift ", static_cast<uint64_t>(n.drift * 1000)).cStr());
       return;
     }
-    case Fault::BitFlip:
-      bitFlipFault();
-      return;
+    case Fault::BitFlip: bitFlipFault(); return;
     case Fault::FsyncError: {
       if (!n.up) return;
       n.failNextFsync = true;
       return;
     }
-    case Fault::IsolateLeader:
-      isolateLeader();
-      return;
-    default:
-      return;
+    case Fault::IsolateLeader: isolateLeader(); return;
+    default: return;
   }
 }
 
@@ -179,7 +170,8 @@ void World::crashFault(NodeId victim) {
 
 void World::bitFlipFault() {
   // Only the minority allowed to suffer unrecoverable faults.
-  NodeId v = static_cast<NodeId>(faultRng_.between(1, std::max<uint32_t>(1, (sc_.nodes - 1) / 2)));
+  NodeId v = static_cast<NodeId>(
+      faultRng_.between(1, std::max<uint32_t>(1, (sc_.nodes - 1) / 2)));
   Node& cn = node(v);
   if (!cn.corruptible || cn.dead) return;
   if (!cn.store->flipBitAtRest(faultRng_)) return;
@@ -347,14 +339,16 @@ void World::replayToRestarted(NodeId id) {
   auto& recent = recentTo_[id];
   // Often all of them, so an answer to an early request of the old incarnation (a read
   // index for its read 1) is among them.
-  uint32_t n = static_cast<uint32_t>(faultRng_.chance(0.5) ? recent.size()
-                                                            : faultRng_.below(recent.size() + 1));
+  uint32_t n = static_cast<uint32_t>(
+      faultRng_.chance(0.5) ? recent.size() : faultRng_.below(recent.size() + 1));
   for (uint32_t k = 0; k < n; ++k) {
     auto& [from, bytes] = recent[faultRng_.below(recent.size())];
     count(Fault::Replay);
     uint64_t inc = node(from).incarnation;
     q_.after(faultRng_.between(5 * kMs, 500 * kMs),
-             [this, from = from, inc, id, b = bytes]() mutable { deliver(from, inc, id, std::move(b)); });
+             [this, from = from, inc, id, b = bytes]() mutable {
+               deliver(from, inc, id, std::move(b));
+             });
   }
 }
 

@@ -6,9 +6,9 @@ namespace kvr::sim {
 
 namespace {
 constexpr const char* kFaultNames[kFaultCount] = {
-    "drop", "delay", "reorder", "duplicate", "partition", "crash", "pause", "clock_drift",
-    "torn_write", "bit_flip", "fsync_error", "slow_fsync", "client_loss", "replay",
-    "isolate_leader"};
+    "drop",        "delay",      "reorder",     "duplicate",  "partition",
+    "crash",       "pause",      "clock_drift", "torn_write", "bit_flip",
+    "fsync_error", "slow_fsync", "client_loss", "replay",     "isolate_leader"};
 }
 
 const char* faultName(Fault f) { return kFaultNames[static_cast<size_t>(f)]; }
@@ -85,12 +85,19 @@ Scenario Scenario::draw(uint64_t seed, const ScenarioPins& pins) {
   sc.deletePct = static_cast<uint32_t>(rng.between(0, 15));
   sc.casPct = static_cast<uint32_t>(rng.between(0, 30));
   sc.dropP = sc.faults.has(Fault::Drop) ? 0.002 * static_cast<double>(rng.between(1, 100)) : 0;
-  sc.duplicateP = sc.faults.has(Fault::Duplicate) ? 0.001 * static_cast<double>(rng.between(1, 50)) : 0;
-  sc.reorderP = sc.faults.has(Fault::Reorder) ? 0.002 * static_cast<double>(rng.between(1, 100)) : 0;
+  sc.duplicateP = sc.faults.has(Fault::Duplicate)
+                      ? 0.001 * static_cast<double>(rng.between(1, 50))
+                      : 0;
+  sc.reorderP = sc.faults.has(Fault::Reorder) ? 0.002 * static_cast<double>(rng.between(1, 100))
+                                              : 0;
   sc.meanDelayNs = rng.between(50'000, 2'000'000);
   sc.faultEveryNs = rng.between(50'000'000, 1'000'000'000);
-  sc.clientLossP = sc.faults.has(Fault::ClientLoss) ? 0.001 * static_cast<double>(rng.between(1, 50)) : 0;
-  sc.slowFsyncP = sc.faults.has(Fault::SlowFsync) ? 0.001 * static_cast<double>(rng.between(1, 100)) : 0;
+  sc.clientLossP = sc.faults.has(Fault::ClientLoss)
+                       ? 0.001 * static_cast<double>(rng.between(1, 50))
+                       : 0;
+  sc.slowFsyncP = sc.faults.has(Fault::SlowFsync)
+                      ? 0.001 * static_cast<double>(rng.between(1, 100))
+                      : 0;
   sc.snapshotEvery = static_cast<uint32_t>(rng.between(20, 400));
   sc.sessionCap = static_cast<uint32_t>(rng.between(sc.clients, sc.clients * 4 + 8));
   sc.preVote = rng.chance(0.75);
@@ -104,7 +111,8 @@ Scenario Scenario::draw(uint64_t seed, const ScenarioPins& pins) {
   sc.snapshotChunkBytes = static_cast<uint32_t>(rng.chance(0.3) ? rng.between(16, 128)
                                                                 : rng.between(512, 8192));
   sc.compactionKeepEntries = static_cast<uint32_t>(rng.below(sc.snapshotEvery / 2 + 1));
-  sc.replayP = sc.faults.has(Fault::Replay) ? 0.0005 * static_cast<double>(rng.between(1, 20)) : 0;
+  sc.replayP = sc.faults.has(Fault::Replay) ? 0.0005 * static_cast<double>(rng.between(1, 20))
+                                            : 0;
   sc.stickyClients = rng.chance(0.5) ? 1 : 0;
   return sc;
 }
@@ -114,7 +122,8 @@ std::string Scenario::describe() const {
                  " keys=", keys, " faults=", faults.describe().c_str(),
                  preVote ? "" : " no-prevote", checkQuorum ? "" : " no-checkquorum",
                  " election=", electionTicks, " heartbeat=", heartbeatTicks,
-                 " append_bytes=", maxAppendBytes, " inflight=", maxInflight).cStr();
+                 " append_bytes=", maxAppendBytes, " inflight=", maxInflight)
+      .cStr();
 }
 
 }  // namespace kvr::sim

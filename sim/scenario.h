@@ -12,13 +12,24 @@
 namespace kvr::sim {
 
 enum class Fault : uint8_t {
-  Drop, Delay, Reorder, Duplicate, Partition, Crash, Pause, ClockDrift,
-  TornWrite, BitFlip, FsyncError, SlowFsync, ClientLoss,
+  Drop,
+  Delay,
+  Reorder,
+  Duplicate,
+  Partition,
+  Crash,
+  Pause,
+  ClockDrift,
+  TornWrite,
+  BitFlip,
+  FsyncError,
+  SlowFsync,
+  ClientLoss,
   Replay,         // an old message delivered again, seconds late
   IsolateLeader,  // the leader cut off with a minority, then often crashed (Figure 8)
 };
 constexpr size_t kFaultCount = 15;
-const char* faultName(Fault f);           // "drop", "torn_write", ...
+const char* faultName(Fault f);  // "drop", "torn_write", ...
 std::optional<Fault> parseFault(const std::string& name);
 
 struct FaultSet {
@@ -53,23 +64,23 @@ struct Scenario {
   uint32_t stalePct = 0;  // stale reads are not linearizable: kept at 0 for checked runs
   // Fault rates.
   double dropP = 0, duplicateP = 0, reorderP = 0;
-  uint64_t meanDelayNs = 200'000;    // one-way latency (heavy-tailed around this)
+  uint64_t meanDelayNs = 200'000;       // one-way latency (heavy-tailed around this)
   uint64_t faultEveryNs = 300'000'000;  // mean time between scheduled faults
   double clientLossP = 0;
   double slowFsyncP = 0;
-  uint32_t snapshotEvery = 200;       // entries between local snapshots
-  uint32_t sessionCap = 64;           // small, to exercise session expiry
+  uint32_t snapshotEvery = 200;  // entries between local snapshots
+  uint32_t sessionCap = 64;      // small, to exercise session expiry
   // Raft options are drawn too: safety (and ReadIndex) must not depend on them.
   bool preVote = true;
   bool checkQuorum = true;
   uint32_t electionTicks = 10;
   uint32_t heartbeatTicks = 2;
   // The core's size knobs, drawn small too: bugs hide behind big batches.
-  uint32_t maxAppendBytes = 64 * 1024;   // 1 means one entry per Append
+  uint32_t maxAppendBytes = 64 * 1024;  // 1 means one entry per Append
   uint32_t maxInflight = 8;
   uint32_t snapshotChunkBytes = 1024;
   uint32_t compactionKeepEntries = 50;
-  double replayP = 0;                    // per delivered message: replay it later
+  double replayP = 0;  // per delivered message: replay it later
   // Share of clients that retry the same node after a timeout (one endpoint known):
   // all of them grow a cut-off leader's divergent log; none of them move on to the new
   // leader and write there while others still read from the old one.

@@ -23,7 +23,10 @@ std::string parentOf(const std::string& path) {
 class SimFileSystem::SimFile final : public disk::File {
  public:
   SimFile(SimFileSystem& fs, std::shared_ptr<Inode> inode, std::string path, bool writable)
-      : fs_(fs), inode_(std::move(inode)), path_(std::move(path)), epoch_(fs.epoch_),
+      : fs_(fs),
+        inode_(std::move(inode)),
+        path_(std::move(path)),
+        epoch_(fs.epoch_),
         writable_(writable) {}
 
   uint64_t size() override {
@@ -75,7 +78,7 @@ class SimFileSystem::SimFile final : public disk::File {
 };
 
 std::shared_ptr<SimFileSystem::Inode> SimFileSystem::liveInode(const std::string& path,
-                                                                const char* op) const {
+                                                               const char* op) const {
   auto it = live_.find(path);
   if (it == live_.end()) {
     kj::throwFatalException(KJ_EXCEPTION(FAILED, "sim-fs: no such file", op, path));
@@ -188,7 +191,8 @@ std::string SimFileSystem::contents(const std::string& path) const {
 
 void SimFileSystem::flipBit(const std::string& path, uint64_t offset) {
   auto inode = liveInode(path, "flipBit");
-  KJ_REQUIRE(offset < inode->current.size(), "sim-fs: flipBit beyond end of file", path, offset);
+  KJ_REQUIRE(offset < inode->current.size(), "sim-fs: flipBit beyond end of file", path,
+             offset);
   const char mask = static_cast<char>(1u << rng_.below(8));
   inode->current[offset] ^= mask;
   if (offset < inode->durable.size()) inode->durable[offset] ^= mask;

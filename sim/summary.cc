@@ -82,8 +82,8 @@ class Reader {
     return false;
   }
   void skipSpace() {
-    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' ||
-                                s_[pos_] == '\r')) {
+    while (pos_ < s_.size() &&
+           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r')) {
       ++pos_;
     }
   }
@@ -137,7 +137,9 @@ class Reader {
       if (pos_ >= s_.size()) return fail("unexpected end");
       char e = s_[pos_++];
       switch (e) {
-        case '"': case '\\': case '/': *out += e; break;
+        case '"':
+        case '\\':
+        case '/': *out += e; break;
         case 'b': *out += '\b'; break;
         case 'f': *out += '\f'; break;
         case 'n': *out += '\n'; break;
@@ -280,13 +282,13 @@ void Summary::add(uint64_t seed, const RunResult& r) {
 
 std::string Summary::text() const {
   double wall = wallSeconds;
-  std::string s = format(
-      "runs=%" PRIu64 " failures=%" PRIu64 " sim_time=%.1fs events=%" PRIu64
-      " events_per_s=%.0f seeds_per_min=%.1f accel=%.1fx trace_hash=%016" PRIx64 "\n",
-      runs, failures, static_cast<double>(simNs) / 1e9, events,
-      wall > 0 ? static_cast<double>(events) / wall : 0,
-      wall > 0 ? static_cast<double>(runs) * 60 / wall : 0,
-      wall > 0 ? static_cast<double>(simNs) / 1e9 / wall : 0, traceHash);
+  std::string s = format("runs=%" PRIu64 " failures=%" PRIu64 " sim_time=%.1fs events=%" PRIu64
+                         " events_per_s=%.0f seeds_per_min=%.1f accel=%.1fx "
+                         "trace_hash=%016" PRIx64 "\n",
+                         runs, failures, static_cast<double>(simNs) / 1e9, events,
+                         wall > 0 ? static_cast<double>(events) / wall : 0,
+                         wall > 0 ? static_cast<double>(runs) * 60 / wall : 0,
+                         wall > 0 ? static_cast<double>(simNs) / 1e9 / wall : 0, traceHash);
   s += "faults:";
   for (size_t i = 0; i < kFaultCount; ++i) {
     s += format(" %s=%" PRIu64, faultName(static_cast<Fault>(i)), faults[i]);
@@ -302,15 +304,16 @@ std::string Summary::text() const {
 
 std::string Summary::json() const {
   double wall = wallSeconds;
-  std::string s = format(
-      "{\"runs\":%" PRIu64 ",\"failures\":%" PRIu64 ",\"sim_seconds\":%.3f,\"events\":%" PRIu64
-      ",\"messages\":%" PRIu64 ",\"wall_seconds\":%.3f,\"events_per_second\":%.0f,"
-      "\"seeds_per_minute\":%.1f,\"acceleration\":%.1f,\"trace_hash\":\"%016" PRIx64 "\","
-      "\"first_failure\":",
-      runs, failures, static_cast<double>(simNs) / 1e9, events, messages, wall,
-      wall > 0 ? static_cast<double>(events) / wall : 0,
-      wall > 0 ? static_cast<double>(runs) * 60 / wall : 0,
-      wall > 0 ? static_cast<double>(simNs) / 1e9 / wall : 0, traceHash);
+  std::string s = format("{\"runs\":%" PRIu64 ",\"failures\":%" PRIu64
+                         ",\"sim_seconds\":%.3f,\"events\":%" PRIu64 ",\"messages\":%" PRIu64
+                         ",\"wall_seconds\":%.3f,\"events_per_second\":%.0f,"
+                         "\"seeds_per_minute\":%.1f,\"acceleration\":%.1f,\"trace_hash\":\"%"
+                         "016" PRIx64 "\","
+                         "\"first_failure\":",
+                         runs, failures, static_cast<double>(simNs) / 1e9, events, messages,
+                         wall, wall > 0 ? static_cast<double>(events) / wall : 0,
+                         wall > 0 ? static_cast<double>(runs) * 60 / wall : 0,
+                         wall > 0 ? static_cast<double>(simNs) / 1e9 / wall : 0, traceHash);
   s += jsonString(firstFailure);
   s += ",\"faults\":{";
   for (size_t i = 0; i < kFaultCount; ++i) {
@@ -318,10 +321,11 @@ std::string Summary::json() const {
   }
   s += format(",\"transfer\":%" PRIu64 "},\"probes\":{", transfers);
   for (size_t i = 0; i < kProbeCount; ++i) {
-    s += format("%s\"%s\":%" PRIu64, i ? "," : "", probeName(static_cast<Probe>(i)), probeSeeds[i]);
+    s += format("%s\"%s\":%" PRIu64, i ? "," : "", probeName(static_cast<Probe>(i)),
+                probeSeeds[i]);
   }
-  s += format("},\"seeds_from\":%" PRIu64 ",\"seeds_to\":%" PRIu64
-              ",\"sim_ns\":%" PRIu64 ",\"pins\":",
+  s += format("},\"seeds_from\":%" PRIu64 ",\"seeds_to\":%" PRIu64 ",\"sim_ns\":%" PRIu64
+              ",\"pins\":",
               seedsFrom, seedsTo, simNs);
   s += jsonString(pins);
   s += "}";
@@ -354,7 +358,8 @@ bool Summary::parse(const std::string& text, Summary* out, std::string* error) {
   }
   Summary s;
   if (!getU64(doc, "runs", &s.runs, error) || !getU64(doc, "failures", &s.failures, error) ||
-      !getU64(doc, "events", &s.events, error) || !getU64(doc, "messages", &s.messages, error) ||
+      !getU64(doc, "events", &s.events, error) ||
+      !getU64(doc, "messages", &s.messages, error) ||
       !getU64(doc, "seeds_from", &s.seedsFrom, error) ||
       !getU64(doc, "seeds_to", &s.seedsTo, error) || !getU64(doc, "sim_ns", &s.simNs, error) ||
       !getString(doc, "first_failure", &s.firstFailure, error) ||
@@ -426,9 +431,10 @@ bool mergeSummaries(std::vector<NamedSummary> shards, Summary* out, std::string*
     *error = "nothing to merge";
     return false;
   }
-  std::stable_sort(shards.begin(), shards.end(), [](const NamedSummary& a, const NamedSummary& b) {
-    return a.summary.seedsFrom < b.summary.seedsFrom;
-  });
+  std::stable_sort(shards.begin(), shards.end(),
+                   [](const NamedSummary& a, const NamedSummary& b) {
+                     return a.summary.seedsFrom < b.summary.seedsFrom;
+                   });
   auto range = [](const NamedSummary& n) {
     return n.name + " (seeds " + std::to_string(n.summary.seedsFrom) + ".." +
            std::to_string(n.summary.seedsTo) + ")";

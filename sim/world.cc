@@ -12,8 +12,14 @@
 namespace kvr::sim {
 
 World::World(const Scenario& sc, const RunOptions& opts)
-    : sc_(sc), opts_(opts), rng_(sc.seed), faultRng_(rng_.fork()), netRng_(rng_.fork()),
-      clientRng_(rng_.fork()), fsRng_(rng_.fork()), checker_(sc.nodes) {
+    : sc_(sc),
+      opts_(opts),
+      rng_(sc.seed),
+      faultRng_(rng_.fork()),
+      netRng_(rng_.fork()),
+      clientRng_(rng_.fork()),
+      fsRng_(rng_.fork()),
+      checker_(sc.nodes) {
   if (!opts_.tracePath.empty()) {
     traceFile_ = std::make_unique<std::ofstream>(opts_.tracePath, std::ios::trunc);
     KJ_REQUIRE(traceFile_->good(), "cannot open trace file", opts_.tracePath.c_str());
@@ -86,14 +92,16 @@ void World::startNode(Node& n) {
     n.dead = true;
     trace(kj::str("n", n.id, " refuses to start: ", e->getDescription()).cStr());
     if (!n.corruptible) {
-      fail("storage", kj::str("node ", n.id, " (no corruption injected) cannot recover: ",
-                              e->getDescription()).cStr());
+      fail("storage", kj::str("node ", n.id,
+                              " (no corruption injected) cannot recover: ", e->getDescription())
+                          .cStr());
     } else if (!e->getDescription().startsWith("disk: refusing to start: ") ||
                !n.store->corrupted()) {
       // Only its own disk's damage may keep a node down: any other exception in recovery
       // is a bug, not a finding to discard.
       fail("storage", kj::str("node ", n.id, " failed to recover, and not by refusing a ",
-                              "damaged disk: ", e->getDescription()).cStr());
+                              "damaged disk: ", e->getDescription())
+                          .cStr());
     }
     return;
   }
@@ -118,7 +126,8 @@ void World::startNode(Node& n) {
   n.flushing = false;
   ++n.incarnation;
   checker_.onRestart(n.id, snapIndex);
-  n.replica = std::make_unique<Replica>(cfg, rng_.fork(), *n.transport, *n.storage, std::move(rec));
+  n.replica = std::make_unique<Replica>(cfg, rng_.fork(), *n.transport, *n.storage,
+                                        std::move(rec));
   NodeId id = n.id;
   n.replica->setApplyObserver([this, id](NodeId, const Entry& e, const KvReply* reply) {
     const Replica& r = *node(id).replica;
@@ -140,14 +149,16 @@ void World::startNode(Node& n) {
   if (chaos_ && sc_.replayP > 0 && faultRng_.chance(0.5)) replayToRestarted(n.id);
   // What the previous incarnations were told about their reads is now stale.
   // The oldest answer per id stays: the older, the staler the state it points at.
-  for (auto& [ctx, answer] : readAnswers_[n.id]) staleReadAnswers_[n.id].emplace(ctx, std::move(answer));
+  for (auto& [ctx, answer] : readAnswers_[n.id])
+    staleReadAnswers_[n.id].emplace(ctx, std::move(answer));
   readAnswers_[n.id].clear();
   while (staleReadAnswers_[n.id].size() > kReadAnswersKept) {
     staleReadAnswers_[n.id].erase(staleReadAnswers_[n.id].begin());
   }
-  trace(kj::str("n", n.id, " start term=", n.replica->raft().term(), " vote=",
-                n.replica->raft().vote(), " snapshot=", snapIndex,
-                " last=", n.replica->raft().lastIndex()).cStr());
+  trace(kj::str("n", n.id, " start term=", n.replica->raft().term(),
+                " vote=", n.replica->raft().vote(), " snapshot=", snapIndex,
+                " last=", n.replica->raft().lastIndex())
+            .cStr());
   scheduleTick(n);
 }
 
@@ -256,8 +267,9 @@ void World::flush(Node& n, uint64_t inc) {
       return;
     }
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { n.store->finishFlush(); })) {
-      fail("storage", kj::str("node ", id, " fsync failed without an injected fault: ",
-                              e->getDescription()).cStr());
+      fail("storage", kj::str("node ", id,
+                              " fsync failed without an injected fault: ", e->getDescription())
+                          .cStr());
       return;
     }
     n.flushing = false;
@@ -305,9 +317,10 @@ void World::sendMessage(NodeId from, Message&& msg) {
   checkPersistenceRule(from, msg);
   mix(hashBytes(bytes));
   if (traceFile_) {
-    trace(kj::str("n", from, " -> n", to, " ", msgTypeName(msg.type), " t", msg.term,
-                  " i", msg.index, " c", msg.commit, msg.reject ? " reject" : "",
-                  " n=", msg.entries.size()).cStr());
+    trace(kj::str("n", from, " -> n", to, " ", msgTypeName(msg.type), " t", msg.term, " i",
+                  msg.index, " c", msg.commit, msg.reject ? " reject" : "",
+                  " n=", msg.entries.size())
+              .cStr());
   }
   if (!reachable(from, to)) {
     noteLinkTrouble(from, to);
@@ -342,9 +355,10 @@ void World::sendMessage(NodeId from, Message&& msg) {
       count(Fault::Replay);
       auto [sender, answer] = std::move(it->second);
       stale.erase(it);
-      q_.after(sampleDelay() / 2, [this, sender = sender, from, b = std::move(answer)]() mutable {
-        deliver(sender, node(sender).incarnation, from, std::move(b));
-      });
+      q_.after(sampleDelay() / 2,
+               [this, sender = sender, from, b = std::move(answer)]() mutable {
+                 deliver(sender, node(sender).incarnation, from, std::move(b));
+               });
     }
   }
   if (chaos_ && !calm() && sc_.replayP > 0 && netRng_.chance(sc_.replayP)) {
@@ -352,7 +366,9 @@ void World::sendMessage(NodeId from, Message&& msg) {
     // read answers must be recognised as old).
     count(Fault::Replay);
     q_.after(netRng_.between(300 * kMs, 5000 * kMs),
-             [this, from, inc, to, b = bytes]() mutable { deliver(from, inc, to, std::move(b)); });
+             [this, from, inc, to, b = bytes]() mutable {
+               deliver(from, inc, to, std::move(b));
+             });
   }
   for (int i = 0; i < copies; ++i) {
     std::string copy = i + 1 < copies ? bytes : std::move(bytes);
@@ -381,7 +397,8 @@ void World::deliver(NodeId from, uint64_t inc, NodeId to, std::string bytes) {
   Message msg;
   std::string error;
   if (!codec::decodeMessageBytes(bytes, kClusterId, &msg, &error)) {
-    fail("codec", kj::str("a message our own encoder wrote does not decode: ", error.c_str()).cStr());
+    fail("codec",
+         kj::str("a message our own encoder wrote does not decode: ", error.c_str()).cStr());
     return;
   }
   mix(hashBytes(bytes) + to);
@@ -435,7 +452,8 @@ void World::clientNext(Client& c) {
       c.hop = history_.invokeCas(c.id, key, std::nullopt, value, now);
     } else {
       cmd.expected = kj::str("v", clientRng_.between(1, sc_.clients), ".",
-                             clientRng_.between(1, c.nextRequest + 2)).cStr();
+                             clientRng_.between(1, c.nextRequest + 2))
+                         .cStr();
       c.hop = history_.invokeCas(c.id, key, cmd.expected, value, now);
     }
   } else {
@@ -515,18 +533,14 @@ void World::clientReply(uint32_t cid, uint64_t seq, KvReply reply) {
   switch (reply.status) {
     case Status::Ok:
     case Status::NotFound:
-    case Status::CasMismatch:
-      finishOp(c, reply);
-      return;
+    case Status::CasMismatch: finishOp(c, reply); return;
     case Status::NotLeader:
       clientRetry(c, reply.leaderHint, reply.leaderHint != kNoNode ? 0 : 20 * kMs);
       return;
     case Status::Timeout:
     case Status::Busy:
     case Status::TransferInProgress:
-    case Status::ShuttingDown:
-      clientRetry(c, kNoNode, 20 * kMs);
-      return;
+    case Status::ShuttingDown: clientRetry(c, kNoNode, 20 * kMs); return;
     case Status::SessionExpired:
       // Evicted: an earlier attempt may have applied, so the outcome is unknown.
       trace(kj::str("c", c.id, " session ", c.session, " expired").cStr());
@@ -538,7 +552,8 @@ void World::clientReply(uint32_t cid, uint64_t seq, KvReply reply) {
     case Status::Invalid:
     case Status::TooLarge:
       fail("client_protocol", kj::str("client ", c.id, " got ", statusName(reply.status),
-                                      " for ", describeOperation(history_.op(c.hop)).c_str()).cStr());
+                                      " for ", describeOperation(history_.op(c.hop)).c_str())
+                                  .cStr());
       return;
   }
 }
@@ -550,15 +565,16 @@ void World::finishOp(Client& c, const KvReply& reply) {
     trace(kj::str("c", c.id, " session ", c.session).cStr());
     c.busy = false;
     c.opening = false;
-    q_.after(clientRng_.below(2 * kMs), [this, cid = c.id]() { clientNext(clients_[cid - 1]); });
+    q_.after(clientRng_.below(2 * kMs),
+             [this, cid = c.id]() { clientNext(clients_[cid - 1]); });
     return;
   }
   switch (c.cmd.op) {
     case OpType::Put: history_.completePut(c.hop, now); break;
     case OpType::Get:
-      history_.completeGet(c.hop, now, reply.status == Status::Ok
-                                           ? std::optional<std::string>(reply.value)
-                                           : std::nullopt);
+      history_.completeGet(c.hop, now,
+                           reply.status == Status::Ok ? std::optional<std::string>(reply.value)
+                                                      : std::nullopt);
       break;
     case OpType::Delete: history_.completeDelete(c.hop, now, reply.status == Status::Ok); break;
     case OpType::Cas: history_.completeCas(c.hop, now, reply.status == Status::Ok); break;
@@ -599,7 +615,8 @@ RunResult World::run() {
   trace(sc_.describe());
   for (auto& n : nodes_) startNode(n);
   for (auto& c : clients_) {
-    q_.after(clientRng_.below(10 * kMs), [this, cid = c.id]() { clientNext(clients_[cid - 1]); });
+    q_.after(clientRng_.below(10 * kMs),
+             [this, cid = c.id]() { clientNext(clients_[cid - 1]); });
   }
   if (chaos_) scheduleFault();
   while (!stop_ && withinBudget()) {
@@ -624,20 +641,23 @@ bool World::withinBudget() {
     stormWindowStart_ = q_.now();
     stormWindowEvents_ = 0;
   } else if (++stormWindowEvents_ > kMaxEventsPerStormWindow) {
-    fail("liveness", kj::str("event storm: more than ", kMaxEventsPerStormWindow,
-                             " events within ", kStormWindowNs / kMs,
-                             " simulated ms (messages answering each other forever)").cStr());
+    fail("liveness",
+         kj::str("event storm: more than ", kMaxEventsPerStormWindow, " events within ",
+                 kStormWindowNs / kMs, " simulated ms (messages answering each other forever)")
+             .cStr());
     return false;
   }
   if (wireBytes_ > kMaxWireBytesPerRun) {
     fail("liveness", kj::str("wire budget of ", kMaxWireBytesPerRun >> 20,
                              " MiB of messages exhausted after ", q_.executed(),
-                             " events: the run makes no progress").cStr());
+                             " events: the run makes no progress")
+                         .cStr());
     return false;
   }
   if (q_.executed() >= kMaxEventsPerRun) {
-    fail("liveness", kj::str("event budget of ", kMaxEventsPerRun,
-                             " exhausted: the run makes no progress").cStr());
+    fail("liveness",
+         kj::str("event budget of ", kMaxEventsPerRun, " exhausted: the run makes no progress")
+             .cStr());
     return false;
   }
   return true;
@@ -646,8 +666,9 @@ bool World::withinBudget() {
 bool World::livenessStep() {
   if (!leaderSeen_ && leaderExists()) leaderSeen_ = true;
   if (!leaderSeen_ && q_.now() > leaderDeadline_) {
-    fail("availability", kj::str("no leader ", kLeaderAfterHealTimeouts,
-                                 " election timeouts after healing").cStr());
+    fail("availability",
+         kj::str("no leader ", kLeaderAfterHealTimeouts, " election timeouts after healing")
+             .cStr());
     return true;
   }
   if (q_.now() > livenessDeadline_) {
@@ -656,7 +677,8 @@ bool World::livenessStep() {
       if (c.busy) who += kj::str(" c", c.id, c.opening ? "(session)" : "").cStr();
     }
     fail("liveness", kj::str("60 s after healing: leader=", leaderExists() ? "yes" : "no",
-                             ", clients still waiting:", who.c_str()).cStr());
+                             ", clients still waiting:", who.c_str())
+                         .cStr());
     return true;
   }
   if (!allClientsIdle() || opsIssued_ < sc_.ops || !leaderExists()) return false;

@@ -22,7 +22,7 @@ namespace kvr::sim {
 
 struct RunResult {
   bool ok = true;
-  std::string property;   // the violated property ("liveness", "linearizability", ...)
+  std::string property;  // the violated property ("liveness", "linearizability", ...)
   std::string detail;
   uint64_t failedAtEvent = 0;
   uint64_t simNs = 0;
@@ -37,9 +37,9 @@ struct RunResult {
 };
 
 struct RunOptions {
-  std::string tracePath;     // write a readable trace here when set
-  std::string historyPath;   // write the client history (JSON lines) here when set
-  bool memStore = false;     // replicas on MemStore instead of the real WAL (tests only)
+  std::string tracePath;    // write a readable trace here when set
+  std::string historyPath;  // write the client history (JSON lines) here when set
+  bool memStore = false;    // replicas on MemStore instead of the real WAL (tests only)
   // Scheduled faults, when set, replace the random fault schedule (replay/shrink).
   uint64_t maxSimNs = 600'000'000'000ull;  // hard stop: 10 simulated minutes
 };

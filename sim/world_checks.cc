@@ -20,10 +20,11 @@ void World::checkPersistenceRule(NodeId from, const Message& m) {
     case MsgType::SnapshotResp:
       if (d.hardState.term < m.term) broken = "its term is not durable";
       break;
-    default:
-      return;
+    default: return;
   }
-  NodeId votedFor = m.type == MsgType::Vote ? from : m.type == MsgType::VoteResp ? m.to : kNoNode;
+  NodeId votedFor = m.type == MsgType::Vote       ? from
+                    : m.type == MsgType::VoteResp ? m.to
+                                                  : kNoNode;
   if (!broken && votedFor != kNoNode && !m.reject && d.hardState.term == m.term &&
       d.hardState.vote != votedFor) {
     broken = "its vote is not durable";
@@ -43,13 +44,15 @@ void World::checkPersistenceRule(NodeId from, const Message& m) {
     auto [it, fresh] = votes_.emplace(std::make_pair(from, m.term), m.to);
     if (!fresh && it->second != m.to) {
       fail("double_vote", kj::str("n", from, " voted for n", it->second, " and for n", m.to,
-                                  " in term ", m.term).cStr());
+                                  " in term ", m.term)
+                              .cStr());
       return;
     }
   }
   if (broken) {
     fail("persistence", kj::str("n", from, " sent ", msgTypeName(m.type), " t", m.term, " i",
-                                m.index, " to n", m.to, " but ", broken, detail).cStr());
+                                m.index, " to n", m.to, " but ", broken, detail)
+                            .cStr());
   }
 }
 
@@ -89,7 +92,8 @@ void World::checkDisruption(NodeId who, Term newTerm, bool stepDown) {
   if (lastTransferNs_ >= since) return;
   NodeId leader = kNoNode;
   for (auto& n : nodes_) {
-    if (n.up && n.replica->raft().role() == Role::Leader && n.replica->raft().term() + 1 == newTerm) {
+    if (n.up && n.replica->raft().role() == Role::Leader &&
+        n.replica->raft().term() + 1 == newTerm) {
       leader = n.id;
     }
   }
@@ -104,9 +108,10 @@ void World::checkDisruption(NodeId who, Term newTerm, bool stepDown) {
     ++healthy;
   }
   if (healthy < sc_.nodes / 2 + 1) return;
-  fail("availability", kj::str("n", who, " ", what, " (term ", newTerm, ") while leader n",
-                               leader, " had a quorum that no fault touched for ",
-                               window / kMs, " ms").cStr());
+  fail("availability",
+       kj::str("n", who, " ", what, " (term ", newTerm, ") while leader n", leader,
+               " had a quorum that no fault touched for ", window / kMs, " ms")
+           .cStr());
 }
 
 void World::afterEvent() {

@@ -30,13 +30,13 @@ constexpr uint64_t kMaxChaosNs = 120'000 * kMs;  // chaos ends by then even if o
 // (a randomized timeout is at most 2 x electionTicks ticks). Generous: with a minority
 // dead and a stale log among the rest, an election may need a few rounds.
 constexpr uint64_t kLeaderAfterHealTimeouts = 30;
-constexpr uint64_t kMaxEventsPerRun = 4'000'000;   // a run past this is a hang, not a verdict
+constexpr uint64_t kMaxEventsPerRun = 4'000'000;  // a run past this is a hang, not a verdict
 // Events can be expensive (an Append of hundreds of entries bounced back and forth): the
 // bytes put on the wire are budgeted too.
 constexpr uint64_t kMaxWireBytesPerRun = 256ull << 20;
 // A healthy cluster runs a few thousand events per simulated 10 ms.
 constexpr uint64_t kStormWindowNs = 10 * kMs;
-constexpr size_t kRecentPerNode = 32;  // messages kept per node for replay after a restart
+constexpr size_t kRecentPerNode = 32;    // messages kept per node for replay after a restart
 constexpr size_t kReadAnswersKept = 64;  // read answers kept per node, by read id
 constexpr uint64_t kMaxEventsPerStormWindow = 200'000;
 
@@ -89,17 +89,17 @@ class World {
     bool corruptible = false;  // may suffer unrecoverable storage faults
     uint64_t pausedUntil = 0;
     uint64_t incarnation = 0;
-    double drift = 1.0;        // tick period multiplier
+    double drift = 1.0;  // tick period multiplier
     bool flushScheduled = false;
     bool flushing = false;
     bool failNextFsync = false;
     uint64_t restartAt = 0;
     NodeId persistedVote = kNoNode;  // last vote handed to storage
     Term persistedTerm = 0;
-    bool voteInFlush = false;        // the queued writes carry a new vote
-    Index appliedSeen = 0;           // applied index after the last observed apply
-    bool wasLeader = false;          // for the flaky-leader nemesis
-    uint64_t lostOutbox = 0;         // messages sent by this incarnation are lost
+    bool voteInFlush = false;  // the queued writes carry a new vote
+    Index appliedSeen = 0;     // applied index after the last observed apply
+    bool wasLeader = false;    // for the flaky-leader nemesis
+    uint64_t lostOutbox = 0;   // messages sent by this incarnation are lost
     Index leaderCommitSeen = 0;
   };
   struct Client {
@@ -107,12 +107,12 @@ class World {
     uint64_t session = 0;
     uint64_t nextRequest = 1;
     NodeId target = 1;
-    bool sticky = false;        // after a timeout, retries the same node
+    bool sticky = false;  // after a timeout, retries the same node
     bool busy = false;
-    bool opening = false;       // the current request opens a session
+    bool opening = false;  // the current request opens a session
     KvCommand cmd;
     History::OpId hop = 0;
-    uint64_t attemptSeq = 0;    // replies to older attempts are ignored
+    uint64_t attemptSeq = 0;  // replies to older attempts are ignored
     uint32_t attempts = 0;
     bool finalRead = false;
   };
@@ -172,8 +172,8 @@ class World {
 
   // checking
   void afterEvent();
-  bool withinBudget();      // false (and failed) when the run exceeds a budget
-  bool livenessStep();      // true when the liveness phase is over (or failed)
+  bool withinBudget();  // false (and failed) when the run exceeds a budget
+  bool livenessStep();  // true when the liveness phase is over (or failed)
   void issueFinalReads();
   RunResult finishRun();
   void trace(const std::string& line);
@@ -212,7 +212,9 @@ class World {
   // Until then no message, disk or crash fault either: a targeted nemesis wants a clean
   // background so the availability check can decide.
   uint64_t calmUntil_ = 0;
-  bool calm() const { return q_.now() < calmUntil_; }  // which partition a scheduled heal belongs to
+  bool calm() const {
+    return q_.now() < calmUntil_;
+  }  // which partition a scheduled heal belongs to
   uint64_t quietUntil_ = 0;
   std::map<std::pair<NodeId, Term>, NodeId> votes_;  // (voter, term) -> candidate granted
   // Per node: the last messages addressed to it, for replay after it restarts.
@@ -224,9 +226,10 @@ class World {
   std::vector<ReadAnswers> staleReadAnswers_;
   uint64_t wireBytes_ = 0;
   uint64_t stormWindowStart_ = 0;
-  uint64_t stormWindowEvents_ = 0;  // clients issue nothing new until then (a workload lull)  // until then, every new leader is cut off (isolate_leader)
-  bool delayTrouble_ = false;               // the last sampled delay was a fault
-  std::vector<uint64_t> nodeTrouble_;       // per node: last time (or until) a fault touched it
+  uint64_t stormWindowEvents_ =
+      0;  // clients issue nothing new until then (a workload lull)  // until then, every new leader is cut off (isolate_leader)
+  bool delayTrouble_ = false;          // the last sampled delay was a fault
+  std::vector<uint64_t> nodeTrouble_;  // per node: last time (or until) a fault touched it
   std::vector<std::vector<uint64_t>> linkTrouble_;  // [from][to]: last lost/late message
   uint64_t lastTransferNs_ = 0;
   std::vector<Role> prevRole_;

@@ -26,10 +26,10 @@ struct FakeCluster {
   std::map<std::string, std::string> data;
   std::map<uint64_t, uint64_t> lastRequest;  // session -> last applied request id
   uint64_t nextSession = 100;
-  int applied = 0;                 // writes applied (not deduplicated replays)
-  int timeoutsToInject = 0;        // answer Timeout after applying, this many times
-  bool loseLeaderOnTimeout = false;  // after an injected Timeout, no node leads
-  std::vector<KvCommand> received;  // every command any node received
+  int applied = 0;                          // writes applied (not deduplicated replays)
+  int timeoutsToInject = 0;                 // answer Timeout after applying, this many times
+  bool loseLeaderOnTimeout = false;         // after an injected Timeout, no node leads
+  std::vector<KvCommand> received;          // every command any node received
   std::map<NodeId, std::string> addresses;  // each node's endpoint
   bool advertise = true;  // NotLeader replies and status name the leader's address
 };
@@ -106,9 +106,7 @@ class FakeNode final : public schema::KvService::Server {
         }
         return r;
       }
-      default:
-        r.status = Status::Invalid;
-        return r;
+      default: r.status = Status::Invalid; return r;
     }
   }
 
@@ -135,10 +133,8 @@ class ClientTest : public testing::Test {
   std::vector<std::string> start(int n) {
     std::vector<std::string> endpoints;
     for (int id = 1; id <= n; ++id) {
-      auto listener = io_.provider->getNetwork()
-                          .parseAddress("127.0.0.1", 0)
-                          .wait(io_.waitScope)
-                          ->listen();
+      auto listener =
+          io_.provider->getNetwork().parseAddress("127.0.0.1", 0).wait(io_.waitScope)->listen();
       endpoints.push_back("127.0.0.1:" + std::to_string(listener->getPort()));
       cluster_.addresses[NodeId(id)] = endpoints.back();
       auto server = kj::heap<capnp::TwoPartyServer>(kj::heap<FakeNode>(NodeId(id), cluster_));
@@ -215,7 +211,8 @@ TEST_F(ClientTest, ConcurrentWritesOfOneSessionGoInOrder) {
   std::map<uint64_t, uint64_t> last;
   for (auto& cmd : cluster_.received) {
     if (cmd.op != OpType::Put) continue;
-    EXPECT_GT(cmd.requestId, last[cmd.clientId]) << "request ids must reach the leader in order";
+    EXPECT_GT(cmd.requestId, last[cmd.clientId])
+        << "request ids must reach the leader in order";
     last[cmd.clientId] = cmd.requestId;
   }
   EXPECT_EQ(last.size(), 2u);
@@ -325,7 +322,8 @@ TEST_F(ClientTest, StaleReadServedByTheFirstEndpoint) {
 TEST_F(ClientTest, DeadEndpointIsSkipped) {
   auto endpoints = start(3);
   // A port nobody listens on, first in the list.
-  auto dead = io_.provider->getNetwork().parseAddress("127.0.0.1", 0).wait(io_.waitScope)->listen();
+  auto dead =
+      io_.provider->getNetwork().parseAddress("127.0.0.1", 0).wait(io_.waitScope)->listen();
   std::string deadEndpoint = "127.0.0.1:" + std::to_string(dead->getPort());
   dead = nullptr;
   endpoints.insert(endpoints.begin(), deadEndpoint);

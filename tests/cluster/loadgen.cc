@@ -98,7 +98,8 @@ class Writer {
     o.timeoutMs = f.timeoutMs;
     auto endpoints = kvr::client::parseEndpointList(f.endpoints);
     for (uint32_t c = 0; c < f.channels; ++c) {
-      channels_.add(kj::heap<ClusterChannel>(*io.provider, io.provider->getTimer(), endpoints, o));
+      channels_.add(
+          kj::heap<ClusterChannel>(*io.provider, io.provider->getTimer(), endpoints, o));
     }
     for (uint32_t c = 0; c < f.clients; ++c) {
       clients_.add(kj::heap<AsyncKvClient>(*channels_[c % f.channels]));

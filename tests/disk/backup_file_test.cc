@@ -107,7 +107,8 @@ TEST(BackupFile, TrailingBytesAndBadPayloadsAreRefused) {
   std::string file = sampleFile(kv) + "x";
   BackupCheck c = checkBackup(file);
   EXPECT_FALSE(c.ok);
-  EXPECT_NE(c.error.find("1 unexpected bytes after the checksum"), std::string::npos) << c.error;
+  EXPECT_NE(c.error.find("1 unexpected bytes after the checksum"), std::string::npos)
+      << c.error;
 
   BackupHeader h;
   h.index = 4;

@@ -74,7 +74,10 @@ PersistBatch makeBatch(uint8_t op, uint64_t seq, const ModelState& m, Term& term
     return s;
   };
   switch (op % 8) {
-    case 0: case 1: case 2: case 3: {
+    case 0:
+    case 1:
+    case 2:
+    case 3: {
       if (rng.chance(0.2)) ++term;
       // Usually append; sometimes overwrite a suffix.
       Index first = rng.chance(0.7) ? last + 1 : rng.between(snap + 1, last + 1);
@@ -84,9 +87,7 @@ PersistBatch makeBatch(uint8_t op, uint64_t seq, const ModelState& m, Term& term
       if (rng.chance(0.5)) b.hardState = HardState{term, NodeId(rng.below(4)), first};
       break;
     }
-    case 4:
-      b.hardState = HardState{term, NodeId(rng.below(4)), rng.below(last + 1)};
-      break;
+    case 4: b.hardState = HardState{term, NodeId(rng.below(4)), rng.below(last + 1)}; break;
     case 5:
       if (last > snap) {
         Index at = rng.between(snap + 1, last);
@@ -102,8 +103,7 @@ PersistBatch makeBatch(uint8_t op, uint64_t seq, const ModelState& m, Term& term
       }
       break;
     }
-    default:
-      break;  // an empty batch: still reported durable in order
+    default: break;  // an empty batch: still reported durable in order
   }
   return b;
 }
@@ -115,10 +115,11 @@ RC_GTEST_PROP(DiskCrashProp, RecoversABatchBoundary, ()) {
   // Per round: the operations (0-7 persist, 8-11 flush, 12 inject an fsync error) and
   // the mutating-op count at which the file system crashes.
   const size_t roundCount = *rc::gen::inRange<size_t>(1, 5);
-  const auto rounds = *rc::gen::container<std::vector<std::pair<std::vector<uint8_t>, uint32_t>>>(
-      roundCount,
-      rc::gen::pair(rc::gen::container<std::vector<uint8_t>>(rc::gen::inRange<uint8_t>(0, 13)),
-                    rc::gen::inRange<uint32_t>(1, 300)));
+  const auto rounds =
+      *rc::gen::container<std::vector<std::pair<std::vector<uint8_t>, uint32_t>>>(
+          roundCount, rc::gen::pair(rc::gen::container<std::vector<uint8_t>>(
+                                        rc::gen::inRange<uint8_t>(0, 13)),
+                                    rc::gen::inRange<uint32_t>(1, 300)));
 
   Rng rng(seed);
   Rng fsRng = rng.fork();
@@ -142,7 +143,8 @@ RC_GTEST_PROP(DiskCrashProp, RecoversABatchBoundary, ()) {
       continue;                           // the same states are still acceptable
     }
     bool found = false;
-    for (size_t i = minOk; i < states.size() && !found; ++i) found = states[i].matches(rec->state);
+    for (size_t i = minOk; i < states.size() && !found; ++i)
+      found = states[i].matches(rec->state);
     RC_ASSERT(found);
 
     states = {ModelState::from(rec->state)};

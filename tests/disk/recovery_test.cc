@@ -200,7 +200,8 @@ TEST_F(RecoveryTest, OldSnapshotFileRemovedAfterNewOneIsDurable) {
 }
 
 struct FixedSource final : SnapshotSource {
-  explicit FixedSource(std::string bytes) : bytes(std::make_shared<const std::string>(std::move(bytes))) {}
+  explicit FixedSource(std::string bytes)
+      : bytes(std::make_shared<const std::string>(std::move(bytes))) {}
   std::shared_ptr<const std::string> materialize() override {
     ++calls;
     return bytes;
@@ -363,7 +364,8 @@ TEST_F(RecoveryTest, OversizedBatchIsRejected) {
   auto r = open();
   PersistBatch b;
   b.seq = 1;
-  for (Index i = 1; i <= 40; ++i) b.entries.push_back(makeEntry(1, i, std::string(2 << 20, 'x')));
+  for (Index i = 1; i <= 40; ++i)
+    b.entries.push_back(makeEntry(1, i, std::string(2 << 20, 'x')));
   try {
     r.storage->persist(std::move(b));
     ADD_FAILURE() << "oversized batch accepted";

@@ -104,7 +104,8 @@ RC_GTEST_PROP(WalRecordProp, MutatedFramesRejected,
 
 // Payloads that pass the checksum but are malformed are refused by the decoder, without
 // crashing (decodePayload runs on random input under ASan/UBSan).
-RC_GTEST_PROP(WalRecordProp, DecoderSurvivesRandomPayloads, (std::string payload, uint32_t count)) {
+RC_GTEST_PROP(WalRecordProp, DecoderSurvivesRandomPayloads,
+              (std::string payload, uint32_t count)) {
   std::string withCount;
   withCount.push_back(static_cast<char>(count & 0xff));
   withCount.push_back(static_cast<char>((count >> 8) & 0xff));

@@ -224,7 +224,8 @@ std::string mutate(std::string bytes) {
       bytes.resize(at);
       break;
     case 2:  // insert a byte
-      bytes.insert(bytes.begin() + static_cast<std::ptrdiff_t>(at), *rc::gen::arbitrary<char>());
+      bytes.insert(bytes.begin() + static_cast<std::ptrdiff_t>(at),
+                   *rc::gen::arbitrary<char>());
       break;
     default:  // delete a byte
       bytes.erase(at, 1);

@@ -139,7 +139,8 @@ TEST(KvMap, ViewSerializedOnAnotherThreadWhileTheStoreChanges) {
     if (i % 3 == 0) {
       store.apply(index++, test::del(client, request++, keyOf((i * 7) % 15000)));
     } else {
-      store.apply(index++, test::put(client, request++, keyOf((i * 13) % 16000), std::to_string(i)));
+      store.apply(index++,
+                  test::put(client, request++, keyOf((i * 13) % 16000), std::to_string(i)));
     }
   }
   serializer.join();

@@ -96,12 +96,8 @@ RC_GTEST_PROP(KvStoreProp, RestoreOfMutatedSnapshotIsSafe, ()) {
   std::string snap = source.snapshot();
   const size_t at = *rc::gen::inRange<size_t>(0, snap.size() - 8);
   switch (*rc::gen::inRange(0, 3)) {
-    case 0:
-      snap[at] = static_cast<char>(snap[at] ^ *rc::gen::inRange(1, 256));
-      break;
-    case 1:
-      snap.erase(at, 1);
-      break;
+    case 0: snap[at] = static_cast<char>(snap[at] ^ *rc::gen::inRange(1, 256)); break;
+    case 1: snap.erase(at, 1); break;
     default:
       snap.insert(snap.begin() + static_cast<std::ptrdiff_t>(at), *rc::gen::arbitrary<char>());
       break;
@@ -124,9 +120,9 @@ RC_GTEST_PROP(KvStoreProp, RestoreOfMutatedSnapshotIsSafe, ()) {
 // put/get/delete/cas against a std::map model, through one session.
 RC_GTEST_PROP(KvStoreProp, MatchesAMapModel, ()) {
   const auto ops = *rc::gen::container<std::vector<KvCommand>>(rc::gen::build<KvCommand>(
-      rc::gen::set(&KvCommand::op, rc::gen::elementOf(std::vector<OpType>{
-                                       OpType::Put, OpType::Get, OpType::Delete, OpType::Cas,
-                                       OpType::Range})),
+      rc::gen::set(&KvCommand::op,
+                   rc::gen::elementOf(std::vector<OpType>{
+                       OpType::Put, OpType::Get, OpType::Delete, OpType::Cas, OpType::Range})),
       rc::gen::set(&KvCommand::key, test::smallKey()),
       rc::gen::set(&KvCommand::value, test::smallValue()),
       rc::gen::set(&KvCommand::expected, test::smallValue()),
@@ -170,9 +166,7 @@ RC_GTEST_PROP(KvStoreProp, MatchesAMapModel, ()) {
     cmd.requestId = ++request;
     expected.index = ++index;
     switch (cmd.op) {
-      case OpType::Put:
-        model[cmd.key] = cmd.value;
-        break;
+      case OpType::Put: model[cmd.key] = cmd.value; break;
       case OpType::Delete:
         if (present) {
           model.erase(found);
@@ -188,8 +182,7 @@ RC_GTEST_PROP(KvStoreProp, MatchesAMapModel, ()) {
           if (present) expected.value = found->second;
         }
         break;
-      default:
-        RC_FAIL("unexpected op");
+      default: RC_FAIL("unexpected op");
     }
     RC_ASSERT(store.apply(index, cmd) == expected);
   }

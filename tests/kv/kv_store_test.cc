@@ -252,8 +252,7 @@ TEST(KvStoreEviction, IdleSessionsAreEvictedInOpeningOrder) {
               Status::SessionExpired);
   }
   for (uint64_t live : {4, 5}) {
-    EXPECT_EQ(store.apply(store.appliedIndex() + 1, put(live, 1, "k", "v")).status,
-              Status::Ok);
+    EXPECT_EQ(store.apply(store.appliedIndex() + 1, put(live, 1, "k", "v")).status, Status::Ok);
   }
 }
 
@@ -352,7 +351,9 @@ TEST(KvStoreSnapshot, RestoreRejectsGarbageAndLeavesTheStoreUnchanged) {
 TEST(KvStoreSnapshot, RestoreRejectsInconsistentBodies) {
   KvStore target;
   // Hand-built bodies: "KVS\1", applied, pairs..., sessions...
-  auto body = [](std::string rest) { return test::reseal(std::string("KVS\x01", 4) + rest + std::string(8, '\0')); };
+  auto body = [](std::string rest) {
+    return test::reseal(std::string("KVS\x01", 4) + rest + std::string(8, '\0'));
+  };
   EXPECT_TRUE(target.restore(body(std::string("\x05\x01\x01k\x01v\x00", 7))));
   EXPECT_EQ(target.read(get("k")).value, "v");
   // Keys out of order / duplicated / empty.
@@ -368,19 +369,19 @@ TEST(KvStoreSnapshot, RestoreRejectsInconsistentBodies) {
   EXPECT_FALSE(target.restore(body(std::string("\x05\x00\x01\x02\x01\x06", 6) + r)));
   EXPECT_FALSE(target.restore(body(std::string("\x05\x00\x01\x03\x01\x02", 6) + r)));
   // Two sessions last active at the same index; sessions out of order.
-  EXPECT_FALSE(target.restore(
-      body(std::string("\x05\x00\x02\x01\x01\x03", 6) + r + std::string("\x02\x01\x03", 3) + r)));
-  EXPECT_FALSE(target.restore(
-      body(std::string("\x05\x00\x02\x02\x01\x03", 6) + r + std::string("\x01\x01\x04", 3) + r)));
-  EXPECT_TRUE(target.restore(
-      body(std::string("\x05\x00\x02\x01\x01\x03", 6) + r + std::string("\x02\x01\x04", 3) + r)));
+  EXPECT_FALSE(target.restore(body(std::string("\x05\x00\x02\x01\x01\x03", 6) + r +
+                                   std::string("\x02\x01\x03", 3) + r)));
+  EXPECT_FALSE(target.restore(body(std::string("\x05\x00\x02\x02\x01\x03", 6) + r +
+                                   std::string("\x01\x01\x04", 3) + r)));
+  EXPECT_TRUE(target.restore(body(std::string("\x05\x00\x02\x01\x01\x03", 6) + r +
+                                  std::string("\x02\x01\x04", 3) + r)));
   EXPECT_EQ(target.sessionCount(), 2u);
   // A saved reply that does not decode.
   EXPECT_FALSE(target.restore(body(std::string("\x05\x00\x01\x02\x01\x03\x01\x07", 8))));
   // More sessions than this store allows.
   KvStore small(KvConfig{.maxSessions = 1});
-  EXPECT_FALSE(small.restore(
-      body(std::string("\x05\x00\x02\x01\x01\x03", 6) + r + std::string("\x02\x01\x04", 3) + r)));
+  EXPECT_FALSE(small.restore(body(std::string("\x05\x00\x02\x01\x01\x03", 6) + r +
+                                  std::string("\x02\x01\x04", 3) + r)));
 }
 
 }  // namespace

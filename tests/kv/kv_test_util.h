@@ -135,9 +135,9 @@ inline rc::Gen<std::string> smallValue() {
 // whatever the log indexes turn out to be. materialize() turns steps into commands.
 struct Step {
   enum Kind : uint8_t { Open, Noop, Write } kind = Write;
-  uint8_t session = 0;   // which opened session (mod count); 7 = a bogus client id
-  int8_t delta = 1;      // request id = last + delta: 1 new, 0 retry, -1 stale
-  KvCommand cmd;         // op, key, value, expected, expectAbsent
+  uint8_t session = 0;  // which opened session (mod count); 7 = a bogus client id
+  int8_t delta = 1;     // request id = last + delta: 1 new, 0 retry, -1 stale
+  KvCommand cmd;        // op, key, value, expected, expectAbsent
 };
 
 inline rc::Gen<Step> anyStep() {
@@ -166,7 +166,7 @@ struct LogEntry {
 
 inline std::vector<LogEntry> materialize(const std::vector<Step>& steps) {
   std::vector<LogEntry> log;
-  std::vector<uint64_t> opened;     // session ids in opening order
+  std::vector<uint64_t> opened;      // session ids in opening order
   std::vector<uint64_t> lastIssued;  // per opened session
   Index index = 0;
   for (const Step& step : steps) {

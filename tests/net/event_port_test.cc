@@ -38,7 +38,10 @@ TEST_F(EventPortTest, PromiseChainStartedInUvCallbackRuns) {
   kj::Maybe<kj::Promise<void>> chain;
   CallbackTimer starter(loop(), [&]() {
     chain = kj::evalLater([&]() { steps.push_back(1); })
-                .then([&]() { steps.push_back(2); return kj::evalLater([]() { return 3; }); })
+                .then([&]() {
+                  steps.push_back(2);
+                  return kj::evalLater([]() { return 3; });
+                })
                 .then([&](int v) { steps.push_back(v); })
                 .eagerlyEvaluate(nullptr);
   });
@@ -49,9 +52,11 @@ TEST_F(EventPortTest, PromiseChainStartedInUvCallbackRuns) {
 
 TEST_F(EventPortTest, WaitAtTopLevelReturnsValue) {
   UvEventPort port(loop());
-  int value = kj::evalLater([]() { return 41; })
-                  .then([](int v) { return v + 1; })
-                  .wait(port.waitScope());
+  int value = kj::evalLater([]() {
+                return 41;
+              }).then([](int v) {
+                  return v + 1;
+                }).wait(port.waitScope());
   EXPECT_EQ(value, 42);
 }
 
@@ -230,8 +235,9 @@ TEST_F(EventPortTest, WaitInCallbackRunFromUvIsRejected) {
   UvEventPort port(loop());
   kj::Maybe<kj::Exception> caught;
   auto outer = kj::evalLater([&]() {
-                 caught = kj::runCatchingExceptions(
-                     [&]() { port.timer().afterDelay(kj::MILLISECONDS).wait(port.waitScope()); });
+                 caught = kj::runCatchingExceptions([&]() {
+                   port.timer().afterDelay(kj::MILLISECONDS).wait(port.waitScope());
+                 });
                }).eagerlyEvaluate(nullptr);
   uv_run(loop(), UV_RUN_DEFAULT);
   // Rejected by kj ("not allowed from within event callbacks") or by the port.

@@ -38,9 +38,7 @@ TEST_F(PoolTest, VoidWork) {
 
 TEST_F(PoolTest, KjExceptionPropagates) {
   UvEventPort port(loop());
-  auto failing = runOnPool(loop(), []() -> int {
-    KJ_FAIL_REQUIRE("disk on fire");
-  });
+  auto failing = runOnPool(loop(), []() -> int { KJ_FAIL_REQUIRE("disk on fire"); });
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { failing.wait(port.waitScope()); })) {
     EXPECT_TRUE(strstr(e->getDescription().cStr(), "disk on fire") != nullptr)
         << e->getDescription().cStr();
@@ -72,9 +70,11 @@ TEST_F(PoolTest, ManyJobsAllComplete) {
 TEST_F(PoolTest, CompletionRunsUnderUvRun) {
   UvEventPort port(loop());
   int got = 0;
-  auto done = runOnPool(loop(), []() { return 9; })
-                  .then([&](int v) { got = v; })
-                  .eagerlyEvaluate(nullptr);
+  auto done = runOnPool(loop(), []() {
+                return 9;
+              }).then([&](int v) {
+                  got = v;
+                }).eagerlyEvaluate(nullptr);
   uv_run(loop(), UV_RUN_DEFAULT);  // the queued work keeps the loop alive
   EXPECT_EQ(got, 9);
 }

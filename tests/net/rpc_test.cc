@@ -167,8 +167,8 @@ TEST_P(DisconnectTest, PeerDisconnectMidCallIsDisconnectedAndLoopGoesOn) {
   conn->stream = accepted.wait(ws);
   conn->network = kj::heap<capnp::TwoPartyVatNetwork>(*conn->stream,
                                                       capnp::rpc::twoparty::Side::SERVER);
-  conn->rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcServer(
-      *conn->network, kj::heap<EchoImpl>(kj::mv(hangStarted.fulfiller))));
+  conn->rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
+      capnp::makeRpcServer(*conn->network, kj::heap<EchoImpl>(kj::mv(hangStarted.fulfiller))));
 
   capnp::TwoPartyClient client(*clientStream);
   auto echo = client.bootstrap().castAs<Echo>();

@@ -46,9 +46,9 @@ class CallbackTimer {
     handle_.get()->data = this;
   }
   void start(uint64_t delayMs) {
-    uv_timer_start(handle_.get(), [](uv_timer_t* t) {
-      static_cast<CallbackTimer*>(t->data)->callback_();
-    }, delayMs, 0);
+    uv_timer_start(
+        handle_.get(), [](uv_timer_t* t) { static_cast<CallbackTimer*>(t->data)->callback_(); },
+        delayMs, 0);
   }
   void stop() { uv_timer_stop(handle_.get()); }
 

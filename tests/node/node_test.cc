@@ -95,8 +95,11 @@ struct Cluster {
 struct Client {
   Client(UvAsyncIo& io, uint port)
       : io(io),
-        stream(io.network().parseAddress("127.0.0.1", port).wait(io.waitScope())->connect().wait(
-            io.waitScope())),
+        stream(io.network()
+                   .parseAddress("127.0.0.1", port)
+                   .wait(io.waitScope())
+                   ->connect()
+                   .wait(io.waitScope())),
         rpc(*stream),
         kv(rpc.bootstrap().castAs<schema::KvService>()) {}
 
@@ -181,8 +184,8 @@ TEST_F(NodeTest, ThreeNodesElectServeRedirectAndFailOver) {
   EXPECT_EQ(redirect.status, Status::NotLeader);
   EXPECT_EQ(redirect.leaderHint, leader);
   EXPECT_EQ(atFollower.leaderAddr, leaderAddr);
-  EXPECT_EQ(redirectError, "not the leader; try node " + std::to_string(leader) + " at " +
-                               leaderAddr);
+  EXPECT_EQ(redirectError,
+            "not the leader; try node " + std::to_string(leader) + " at " + leaderAddr);
   EXPECT_EQ(atFollower.advertised(),
             std::make_pair(cluster.configs[follower - 1].clientAddr, leaderAddr));
   EXPECT_EQ(atLeader.advertised(), std::make_pair(leaderAddr, leaderAddr));
@@ -237,8 +240,9 @@ TEST_F(NodeTest, RestartKeepsDataAndRefusesAnotherIdentity) {
                 Status::Ok);
     }
   }
-  ASSERT_TRUE(testing::waitUntil(
-      io, [&]() { return countContaining(cluster.log, "took a snapshot at index") >= 1; }));
+  ASSERT_TRUE(testing::waitUntil(io, [&]() {
+    return countContaining(cluster.log, "took a snapshot at index") >= 1;
+  }));
   cluster.stopNode(0);
   cluster.startNode(0);
   ASSERT_TRUE(testing::waitUntil(io, [&]() { return cluster.leader() == 1; }));
@@ -252,7 +256,8 @@ TEST_F(NodeTest, RestartKeepsDataAndRefusesAnotherIdentity) {
   twin.clientAddr = "127.0.0.1:0";
   twin.raftAddr = "127.0.0.1:0";
   {
-    Node second(io, twin, [](const std::string&) {}, [](const std::string&) {});
+    Node second(
+        io, twin, [](const std::string&) {}, [](const std::string&) {});
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { second.start().wait(io.waitScope()); })) {
       EXPECT_NE(std::string(e->getDescription().cStr()).find("is in use"), std::string::npos)
           << e->getDescription().cStr();
@@ -266,7 +271,8 @@ TEST_F(NodeTest, RestartKeepsDataAndRefusesAnotherIdentity) {
   other.clusterId = 12345;
   other.clientAddr = "127.0.0.1:0";
   other.raftAddr = "127.0.0.1:0";
-  Node impostor(io, other, [](const std::string&) {}, [](const std::string&) {});
+  Node impostor(
+      io, other, [](const std::string&) {}, [](const std::string&) {});
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { impostor.start().wait(io.waitScope()); })) {
     EXPECT_NE(std::string(e->getDescription().cStr()).find("belongs to cluster"),
               std::string::npos)
@@ -345,7 +351,8 @@ TEST(KvServiceTest, EveryNonOkStatusHasASentence) {
   r.status = Status::NotLeader;
   r.leaderHint = 2;
   EXPECT_EQ(explainStatus(r), "not the leader; try node 2");
-  EXPECT_EQ(explainStatus(r, "", "10.0.0.2:7001"), "not the leader; try node 2 at 10.0.0.2:7001");
+  EXPECT_EQ(explainStatus(r, "", "10.0.0.2:7001"),
+            "not the leader; try node 2 at 10.0.0.2:7001");
   r.leaderHint = kNoNode;
   EXPECT_NE(explainStatus(r).find("leader is not known yet"), std::string::npos);
   r.status = Status::Timeout;

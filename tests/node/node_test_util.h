@@ -47,7 +47,9 @@ class FaultyFileSystem final : public disk::FileSystem {
   kj::Own<disk::File> open(const std::string& path, disk::OpenMode mode) override {
     return kj::heap<FaultyFile>(*this, real_.open(path, mode));
   }
-  void rename(const std::string& from, const std::string& to) override { real_.rename(from, to); }
+  void rename(const std::string& from, const std::string& to) override {
+    real_.rename(from, to);
+  }
   void remove(const std::string& path) override { real_.remove(path); }
   void syncDir(const std::string& dir) override { real_.syncDir(dir); }
   void createDir(const std::string& dir) override { real_.createDir(dir); }

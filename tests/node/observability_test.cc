@@ -34,14 +34,13 @@ TEST(Metrics, HistogramIsCumulativeAndEndsWithInf) {
   metrics::Writer w;
   w.family("x_seconds", metrics::Writer::Type::Histogram, "help");
   w.histogram("x_seconds", {{"op", "put"}}, h);
-  EXPECT_EQ(w.text(),
-            "# HELP x_seconds help\n"
-            "# TYPE x_seconds histogram\n"
-            "x_seconds_bucket{op=\"put\",le=\"0.1\"} 2\n"
-            "x_seconds_bucket{op=\"put\",le=\"1\"} 3\n"
-            "x_seconds_bucket{op=\"put\",le=\"+Inf\"} 4\n"
-            "x_seconds_sum{op=\"put\"} 7.65\n"
-            "x_seconds_count{op=\"put\"} 4\n");
+  EXPECT_EQ(w.text(), "# HELP x_seconds help\n"
+                      "# TYPE x_seconds histogram\n"
+                      "x_seconds_bucket{op=\"put\",le=\"0.1\"} 2\n"
+                      "x_seconds_bucket{op=\"put\",le=\"1\"} 3\n"
+                      "x_seconds_bucket{op=\"put\",le=\"+Inf\"} 4\n"
+                      "x_seconds_sum{op=\"put\"} 7.65\n"
+                      "x_seconds_count{op=\"put\"} 4\n");
   EXPECT_EQ(h.count(), 4u);
 }
 
@@ -53,11 +52,10 @@ TEST(Metrics, SamplesAndCounters) {
   w.family("a_total", metrics::Writer::Type::Counter, "line\\one\nline two");
   w.sample("a_total", c.value());
   w.sample("b", {{"role", "leader"}, {"x", "y"}}, 0.5);
-  EXPECT_EQ(w.text(),
-            "# HELP a_total line\\\\one\\nline two\n"
-            "# TYPE a_total counter\n"
-            "a_total 5\n"
-            "b{role=\"leader\",x=\"y\"} 0.5\n");
+  EXPECT_EQ(w.text(), "# HELP a_total line\\\\one\\nline two\n"
+                      "# TYPE a_total counter\n"
+                      "a_total 5\n"
+                      "b{role=\"leader\",x=\"y\"} 0.5\n");
 }
 
 TEST(Log, TextLine) {
@@ -81,7 +79,9 @@ TEST(Log, JsonLine) {
 
 TEST(Log, JsonStringKeepsUtf8AndReplacesInvalidBytes) {
   EXPECT_EQ(jsonString("caf\xc3\xa9"), "\"caf\xc3\xa9\"");
-  EXPECT_EQ(jsonString("a\xff" "b\x01"), "\"a\\ufffdb\\u0001\"");
+  EXPECT_EQ(jsonString("a\xff"
+                       "b\x01"),
+            "\"a\\ufffdb\\u0001\"");
   EXPECT_EQ(jsonString("\xe2\x82"), "\"\\ufffd\\ufffd\"");  // truncated sequence
 }
 

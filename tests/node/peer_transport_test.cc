@@ -79,7 +79,8 @@ TEST_F(PeerTransportTest, DeliversEveryMessageInOrderInFewBatches) {
     EXPECT_EQ(two.got[i], heartbeat(1, 2, i + 1));
   }
   EXPECT_LE(two.batches, 3);  // all sent in one turn: batched, not one call each
-  ASSERT_TRUE(testing::waitUntil(io, [&]() { return transport.stats(2).sentMessages == 1000; }));
+  ASSERT_TRUE(
+      testing::waitUntil(io, [&]() { return transport.stats(2).sentMessages == 1000; }));
   EXPECT_EQ(two.service.dropped(), 0u);
   transport.send(heartbeat(1, 7, 1));  // not a peer
   EXPECT_EQ(transport.droppedUnknownPeer(), 1u);
@@ -92,8 +93,9 @@ TEST_F(PeerTransportTest, AnotherClusterIsRefusedAndLoggedOnce) {
   PeerTransportOptions fast;
   fast.minBackoff = 5 * kj::MILLISECONDS;
   fast.maxBackoff = 10 * kj::MILLISECONDS;
-  PeerTransport transport(io.network(), io.timer(), /*clusterId=*/8, 1, {{2, two.address()}},
-                          [&](const std::string& l) { log.push_back(l); }, fast);
+  PeerTransport transport(
+      io.network(), io.timer(), /*clusterId=*/8, 1, {{2, two.address()}},
+      [&](const std::string& l) { log.push_back(l); }, fast);
   transport.start();
   for (int round = 0; round < 20; ++round) {
     transport.send(heartbeat(1, 2, 1));
@@ -111,8 +113,7 @@ TEST_F(PeerTransportTest, RaftServiceChecksHelloAndEveryEnvelope) {
   UvAsyncIo io(loop());
   auto& ws = io.waitScope();
   Receiver two(io, 9, 2, {1, 2, 3});
-  auto stream =
-      io.network().parseAddress(two.address()).wait(ws)->connect().wait(ws);
+  auto stream = io.network().parseAddress(two.address()).wait(ws)->connect().wait(ws);
   capnp::TwoPartyClient client(*stream);
   auto peer = client.bootstrap().castAs<schema::RaftPeer>();
 
@@ -173,9 +174,9 @@ TEST_F(PeerTransportTest, ReconnectsWhenThePeerComesBackAndLogsTransitions) {
   std::vector<std::string> log;
   PeerTransportOptions fast;
   fast.maxBackoff = 100 * kj::MILLISECONDS;
-  PeerTransport transport(io.network(), io.timer(), 9, 1,
-                          {{2, "127.0.0.1:" + std::to_string(port)}},
-                          [&](const std::string& l) { log.push_back(l); }, fast);
+  PeerTransport transport(
+      io.network(), io.timer(), 9, 1, {{2, "127.0.0.1:" + std::to_string(port)}},
+      [&](const std::string& l) { log.push_back(l); }, fast);
   transport.start();
   for (int i = 0; i < 10; ++i) transport.send(heartbeat(1, 2, 1));
   io.timer().afterDelay(200 * kj::MILLISECONDS).wait(io.waitScope());
@@ -223,7 +224,8 @@ TEST_F(PeerTransportTest, AHungPeerDoesNotHoldUpALiveOneAndItsQueueIsBounded) {
     for (Index i = 1; i <= 50; ++i) transport.send(heartbeat(1, 2, round * 50 + i));
     io.timer().afterDelay(1 * kj::MILLISECONDS).wait(ws);
   }
-  ASSERT_TRUE(testing::waitUntil(io, [&]() { return two.got.size() == 500; }, 2000));
+  ASSERT_TRUE(testing::waitUntil(
+      io, [&]() { return two.got.size() == 500; }, 2000));
   EXPECT_EQ(two.got.back(), heartbeat(1, 2, 500));
   EXPECT_FALSE(transport.isUp(3));
   EXPECT_EQ(transport.stats(3).droppedQueueFull, 900u);

@@ -35,7 +35,8 @@ class FakeKv final : public schema::KvService::Server {
     c_->callStarted();
     auto paf = kj::newPromiseAndFulfiller<void>();
     s_.held.push_back(kj::mv(paf.fulfiller));
-    return paf.promise.attach(kj::defer([c = kj::addRef(*c_)]() mutable { c->callFinished(); }));
+    return paf.promise.attach(
+        kj::defer([c = kj::addRef(*c_)]() mutable { c->callFinished(); }));
   }
   kj::Promise<void> status(StatusContext) override {
     c_->identify(1);
@@ -49,8 +50,11 @@ class FakeKv final : public schema::KvService::Server {
 
 struct Client {
   Client(UvAsyncIo& io, uint port)
-      : stream(io.network().parseAddress("127.0.0.1", port).wait(io.waitScope())->connect().wait(
-            io.waitScope())),
+      : stream(io.network()
+                   .parseAddress("127.0.0.1", port)
+                   .wait(io.waitScope())
+                   ->connect()
+                   .wait(io.waitScope())),
         rpc(*stream),
         kv(rpc.bootstrap().castAs<schema::KvService>()) {}
   kj::Promise<void> call() { return kv.callRequest().send().ignoreResult(); }
@@ -79,7 +83,8 @@ std::string settle(UvAsyncIo& io, kj::Promise<void> p, int ms = 2000) {
       .then([]() { return std::string("ok"); },
             [](kj::Exception&& e) {
               std::string text = e.getDescription().cStr();
-              return text.find("timed out") != std::string::npos ? std::string("timeout") : text;
+              return text.find("timed out") != std::string::npos ? std::string("timeout")
+                                                                 : text;
             })
       .wait(io.waitScope());
 }
@@ -102,7 +107,8 @@ TEST_F(RpcListenerTest, FullListenerEvictsTheLongestIdleAndRefusesOnlyWhenAllAre
   Client c(io, listener->getPort());
   std::string refused = settle(io, c.status());
   EXPECT_NE(refused.find("refused the connection: too many client connections"),
-            std::string::npos) << refused;
+            std::string::npos)
+      << refused;
   EXPECT_EQ(listener->refusedConnections(), 1u);
 
   service.release();  // a and b answered: now idle, a the longest

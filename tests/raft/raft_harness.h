@@ -25,12 +25,14 @@ namespace kvr::test {
 inline std::vector<Entry> logWithTerms(const std::vector<Term>& terms, Index first = 1) {
   std::vector<Entry> log;
   for (size_t i = 0; i < terms.size(); ++i) {
-    log.push_back(Entry{terms[i], first + i, EntryKind::Command, "e" + std::to_string(first + i)});
+    log.push_back(
+        Entry{terms[i], first + i, EntryKind::Command, "e" + std::to_string(first + i)});
   }
   return log;
 }
 
-inline RecoveredState recoveredWith(Term term, const std::vector<Term>& terms, Index commit = 0) {
+inline RecoveredState recoveredWith(Term term, const std::vector<Term>& terms,
+                                    Index commit = 0) {
   RecoveredState r;
   r.hardState.term = term;
   r.hardState.commit = commit;
@@ -48,12 +50,12 @@ class RaftCluster {
  public:
   struct Node {
     std::unique_ptr<Raft> raft;
-    bool stopped = false;      // neither ticks nor talks
-    bool holdWrites = false;   // Ready writes stay non-durable until persist(id)
-    std::optional<Entry> heldTail;         // last entry handed over but not yet durable
-    std::vector<Message> heldAfterPersist; // waiting for the held writes
+    bool stopped = false;                   // neither ticks nor talks
+    bool holdWrites = false;                // Ready writes stay non-durable until persist(id)
+    std::optional<Entry> heldTail;          // last entry handed over but not yet durable
+    std::vector<Message> heldAfterPersist;  // waiting for the held writes
     std::vector<ReadState> reads;
-    std::vector<Entry> applied;            // committed entries handed out, in order
+    std::vector<Entry> applied;  // committed entries handed out, in order
     std::vector<Snapshot> snapshotsInstalled;
     size_t readies = 0;
     // Storage: what survives a crash, and the writes handed over but not yet synced.
@@ -81,11 +83,11 @@ class RaftCluster {
   size_t size() const { return nodes_.size(); }
 
   // ---- network control
-  std::deque<Message> inflight;            // sent, not yet delivered (FIFO)
-  std::vector<Message> sent;               // every message that left a node
-  std::vector<Message> delivered;          // every message stepped into a node
-  std::set<NodeId> isolated;               // drop everything to or from these
-  std::set<std::pair<NodeId, NodeId>> cut; // drop (from, to)
+  std::deque<Message> inflight;                // sent, not yet delivered (FIFO)
+  std::vector<Message> sent;                   // every message that left a node
+  std::vector<Message> delivered;              // every message stepped into a node
+  std::set<NodeId> isolated;                   // drop everything to or from these
+  std::set<std::pair<NodeId, NodeId>> cut;     // drop (from, to)
   std::function<bool(const Message&)> dropIf;  // extra loss: true = drop
   uint64_t droppedByNetwork = 0;
   std::function<void(NodeId, const Ready&)> onReady;  // sees every Ready before the host acts
@@ -309,7 +311,8 @@ class RaftCluster {
     Node& n = node(id);
     RaftConfig c = base_;
     c.id = id;
-    n.raft = std::make_unique<Raft>(c, Rng(seed_ * 1000 + id + 7919 * n.restarts), conf_, n.durable);
+    n.raft = std::make_unique<Raft>(c, Rng(seed_ * 1000 + id + 7919 * n.restarts), conf_,
+                                    n.durable);
   }
   static void sync(RecoveredState& d, const Ready& w) {
     if (w.snapshot) {

@@ -129,7 +129,8 @@ TEST(RaftElection, CandidateWithOlderLogIsRefused) {
     Raft r = makeNode(1, 3, rec);
     auto a = answerVote(r, voteRequest(2, 1, term, tc.lastIdx, tc.lastTrm));
     ASSERT_TRUE(a.resp);
-    EXPECT_EQ(!a.resp->reject, tc.granted) << "candidate last (" << tc.lastIdx << ", " << tc.lastTrm << ")";
+    EXPECT_EQ(!a.resp->reject, tc.granted)
+        << "candidate last (" << tc.lastIdx << ", " << tc.lastTrm << ")";
     EXPECT_EQ(r.vote(), tc.granted ? 2u : kNoNode);
     // Pre-votes follow the same rule and never change the voter's term.
     Raft p = makeNode(1, 3, rec);

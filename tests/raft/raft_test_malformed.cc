@@ -89,7 +89,8 @@ TEST(RaftMalformed, MisroutedMessagesInAClusterAreDropped) {
   c.elect(1);
   const Index last = c[2].lastIndex();
   // A leader's Append delivered to the wrong follower.
-  Message m = appendFrom(1, 3, c[1].term(), last, c[1].lastTerm(), {entry(last + 1, c[1].term())});
+  Message m = appendFrom(1, 3, c[1].term(), last, c[1].lastTerm(),
+                         {entry(last + 1, c[1].term())});
   c[2].step(m);
   EXPECT_EQ(c[2].droppedMessages(), 1u);
   EXPECT_EQ(c[2].lastIndex(), last);

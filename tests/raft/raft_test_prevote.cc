@@ -8,7 +8,8 @@ namespace kvr::test {
 namespace {
 
 size_t grantedPreVotes(const RaftCluster& c) {
-  return c.countSent([](const Message& m) { return m.type == MsgType::PreVoteResp && !m.reject; });
+  return c.countSent(
+      [](const Message& m) { return m.type == MsgType::PreVoteResp && !m.reject; });
 }
 
 // Node 3 sits behind a partition for many election timeouts while the leader commits

@@ -53,7 +53,8 @@ struct Safety {
   // After every step: the checker looks at every node that is up.
   void afterStep(RaftCluster& c, const std::set<NodeId>& crashed) {
     std::vector<const Raft*> rafts;
-    for (NodeId id = 1; id <= c.size(); ++id) rafts.push_back(crashed.count(id) ? nullptr : &c[id]);
+    for (NodeId id = 1; id <= c.size(); ++id)
+      rafts.push_back(crashed.count(id) ? nullptr : &c[id]);
     checker.afterEvent(rafts);
     report();
   }
@@ -73,8 +74,10 @@ void dumpCluster(RaftCluster& c, const Safety& s, int step) {
   for (NodeId id = 1; id <= c.size(); ++id) {
     Raft& r = c[id];
     fprintf(stderr, "node %u %s term %lu vote %u commit %lu stable %lu first %lu, terms:", id,
-            roleName(r.role()), r.term(), r.vote(), r.commitIndex(), r.stableIndex(), r.firstIndex());
-    for (Index i = r.firstIndex(); i <= r.lastIndex(); ++i) fprintf(stderr, " %lu", r.entryAt(i)->term);
+            roleName(r.role()), r.term(), r.vote(), r.commitIndex(), r.stableIndex(),
+            r.firstIndex());
+    for (Index i = r.firstIndex(); i <= r.lastIndex(); ++i)
+      fprintf(stderr, " %lu", r.entryAt(i)->term);
     fprintf(stderr, "\n");
   }
 }
@@ -87,7 +90,7 @@ struct Faults {
   double sync = 0.7;        // per node: storage makes its pending writes durable
   double compact = 0.02;
   double transfer = 0.003;
-  double delay = 0.25;      // per message: stays in flight another step
+  double delay = 0.25;  // per message: stays in flight another step
   double loss = 0.05;
   double duplicate = 0.03;
 };
@@ -209,7 +212,9 @@ void runNemesis(size_t n, uint64_t seed, RaftConfig cfg, int steps, Faults f = {
     }
     Term term = 0;
     for (NodeId id = 1; id <= n; ++id) term = std::max(term, c[id].term());
-    fprintf(stderr, "seed %lu: committed %lu, highest term %lu, reads served %zu, snapshots installed %zu, restarts %zu\n",
+    fprintf(stderr,
+            "seed %lu: committed %lu, highest term %lu, reads served %zu, snapshots installed "
+            "%zu, restarts %zu\n",
             seed, s.maxCommitted, term, s.readsServed, snaps, restarts);
   }
   ASSERT_NE(idx, 0u) << "no leader accepted a write after healing";
@@ -253,12 +258,15 @@ Faults crashHeavy() {
 }
 
 TEST(RaftRandom, FrequentCrashesAndSlowStorage) {
-  for (uint64_t seed = 1; seed <= 10 && !HasFailure(); ++seed) runNemesis(3, seed, {}, 3000, crashHeavy());
-  for (uint64_t seed = 1; seed <= 6 && !HasFailure(); ++seed) runNemesis(5, seed, {}, 3000, crashHeavy());
+  for (uint64_t seed = 1; seed <= 10 && !HasFailure(); ++seed)
+    runNemesis(3, seed, {}, 3000, crashHeavy());
+  for (uint64_t seed = 1; seed <= 6 && !HasFailure(); ++seed)
+    runNemesis(5, seed, {}, 3000, crashHeavy());
   RaftConfig noPreVote;  // more competing candidates, so lost votes matter
   noPreVote.preVote = false;
   noPreVote.checkQuorum = false;
-  for (uint64_t seed = 1; seed <= 10 && !HasFailure(); ++seed) runNemesis(3, seed, noPreVote, 3000, crashHeavy());
+  for (uint64_t seed = 1; seed <= 10 && !HasFailure(); ++seed)
+    runNemesis(3, seed, noPreVote, 3000, crashHeavy());
 }
 
 }  // namespace

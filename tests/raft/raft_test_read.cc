@@ -10,7 +10,8 @@ namespace {
 bool isReadHeartbeat(const Message& m) { return m.type == MsgType::Heartbeat && m.context > 0; }
 
 // Moves every message in flight that matches `pred` out of the network.
-std::vector<Message> takeInflight(RaftCluster& c, const std::function<bool(const Message&)>& pred) {
+std::vector<Message> takeInflight(RaftCluster& c,
+                                  const std::function<bool(const Message&)>& pred) {
   std::vector<Message> taken;
   std::deque<Message> rest;
   for (auto& m : c.inflight) {
@@ -39,7 +40,8 @@ TEST(RaftReadIndex, ServedOnlyAfterAHeartbeatRoundConfirmsLeadership) {
   // The followers get the round's heartbeats but their answers are delayed.
   c.deliverAll();
   c.pumpAll();
-  auto acks = takeInflight(c, [](const Message& m) { return m.type == MsgType::HeartbeatResp; });
+  auto acks = takeInflight(c,
+                           [](const Message& m) { return m.type == MsgType::HeartbeatResp; });
   ASSERT_EQ(acks.size(), 4u);
   c.settle();
   EXPECT_FALSE(c.readFor(1, 7).has_value());
@@ -67,7 +69,8 @@ TEST(RaftReadIndex, ReadSurvivesTheLossOfItsHeartbeatRound) {
   // Regular heartbeats must carry on the confirmation of the pending round.
   c.tickAllAndSettle(2);
   auto read = c.readFor(1, 8);
-  ASSERT_TRUE(read.has_value()) << "a read whose round was lost must not hang while the leader leads";
+  ASSERT_TRUE(read.has_value()) << "a read whose round was lost must not hang while the leader "
+                                   "leads";
   EXPECT_FALSE(read->failed);
   EXPECT_EQ(read->index, c[1].commitIndex());
 }
@@ -191,7 +194,9 @@ TEST(RaftReadIndex, FollowerReadGetsTheLeadersReadIndex) {
   c.sent.clear();
   c[3].readIndex(42);
   c.settle();
-  EXPECT_EQ(c.countSent([](const Message& m) { return m.type == MsgType::ReadIndex && m.from == 3; }), 1u);
+  EXPECT_EQ(c.countSent(
+                [](const Message& m) { return m.type == MsgType::ReadIndex && m.from == 3; }),
+            1u);
   auto read = c.readFor(3, 42);
   ASSERT_TRUE(read.has_value());
   EXPECT_FALSE(read->failed);

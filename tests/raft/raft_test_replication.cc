@@ -54,7 +54,8 @@ TEST(RaftReplication, Figure7FollowersConvergeOnTheLeadersLog) {
     size_t rejects = c.countSent([id](const Message& m) {
       return m.type == MsgType::AppendResp && m.from == id && m.reject;
     });
-    EXPECT_LE(rejects, 1 + conflictingTerms.size()) << "follower (" << char('a' + id - 2) << ")";
+    EXPECT_LE(rejects, 1 + conflictingTerms.size())
+        << "follower (" << char('a' + id - 2) << ")";
   }
 }
 
@@ -85,7 +86,8 @@ TEST(RaftReplication, Figure8OlderTermEntryCommitsOnlyWithACurrentTermEntry) {
   ASSERT_EQ(c[3].lastIndex(), 2u);
   ASSERT_EQ(c[4].lastIndex(), 2u);
   ASSERT_EQ(c[3].termAt(2), 2u);
-  EXPECT_EQ(c[1].commitIndex(), 1u) << "an entry of an earlier term committed by counting replicas";
+  EXPECT_EQ(c[1].commitIndex(), 1u)
+      << "an entry of an earlier term committed by counting replicas";
   for (int i = 0; i < 5; ++i) c.tickAllAndSettle();
   EXPECT_EQ(c[1].commitIndex(), 1u);
 
@@ -116,7 +118,8 @@ TEST(RaftReplication, PipelineKeepsAtMostMaxInflightAppendsPerFollower) {
     c.settle();  // one Ready, and so one chance to send, per proposal
   }
   auto dataAppendsTo = [&c](NodeId to) {
-    return c.countSent([to](const Message& m) { return isAppendTo(m, to) && !m.entries.empty(); });
+    return c.countSent(
+        [to](const Message& m) { return isAppendTo(m, to) && !m.entries.empty(); });
   };
   EXPECT_EQ(dataAppendsTo(2), 4u) << "the window to node 2 must close at maxInflight";
   EXPECT_EQ(dataAppendsTo(3), 20u);
@@ -144,7 +147,8 @@ TEST(RaftReplication, ProposalsBeforeOneReadyShareOneAppendPerFollower) {
   RaftCluster c(3);
   c.elect(1);
   const Index before = c[1].lastIndex();
-  for (int i = 0; i < 50; ++i) ASSERT_EQ(c.propose(1, "b" + std::to_string(i)), ProposeError::None);
+  for (int i = 0; i < 50; ++i)
+    ASSERT_EQ(c.propose(1, "b" + std::to_string(i)), ProposeError::None);
   std::vector<Ready> seen;
   c.onReady = [&seen](NodeId id, const Ready& rd) {
     if (id == 1) seen.push_back(rd);
@@ -176,7 +180,8 @@ TEST(RaftReplication, CommitWaitsForTheLeadersOwnWriteWhenFollowersAreNoQuorum) 
   c.settle();
   ASSERT_EQ(c[2].lastIndex(), idx) << "node 2 has the entry (replicated in parallel)";
   ASSERT_EQ(c[2].stableIndex(), idx);
-  EXPECT_LT(c[1].commitIndex(), idx) << "node 2 alone is no quorum; the leader's write is not durable";
+  EXPECT_LT(c[1].commitIndex(), idx)
+      << "node 2 alone is no quorum; the leader's write is not durable";
   EXPECT_LT(c.node(1).applied.back().index, idx);
   c.persist(1);
   c.settle();

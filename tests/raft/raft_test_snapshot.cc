@@ -77,7 +77,8 @@ struct LaggingFollower {
   LaggingFollower() : c(3, config()) {
     c.elect(1);
     c.isolate(3);
-    for (int i = 0; i < 20; ++i) EXPECT_EQ(c.propose(1, "w" + std::to_string(i)), ProposeError::None);
+    for (int i = 0; i < 20; ++i)
+      EXPECT_EQ(c.propose(1, "w" + std::to_string(i)), ProposeError::None);
     c.settle();
     Index at = c[1].commitIndex();
     c[1].compacted(makeSnapshot(at, c[1].term(), 3, data));
@@ -140,7 +141,8 @@ TEST(RaftSnapshot, LostChunkIsResent) {
   ASSERT_TRUE(lostOne);
   EXPECT_TRUE(c.node(3).snapshotsInstalled.empty());
   for (int i = 0; i < 5; ++i) c.tickAllAndSettle();
-  EXPECT_EQ(f.chunksSent(16), 2u) << "the lost chunk is sent again, from the acknowledged offset";
+  EXPECT_EQ(f.chunksSent(16), 2u)
+      << "the lost chunk is sent again, from the acknowledged offset";
   ASSERT_EQ(c.node(3).snapshotsInstalled.size(), 1u);
   EXPECT_EQ(*c.node(3).snapshotsInstalled[0].data, f.data);
   EXPECT_EQ(c[3].commitIndex(), c[1].commitIndex());

@@ -38,7 +38,8 @@ TEST(RaftTransfer, LaggingTargetIsCaughtUpBeforeItIsToldToCampaign) {
   RaftCluster c(3);
   c.elect(1);
   c.isolate(3);
-  for (int i = 0; i < 5; ++i) ASSERT_EQ(c.propose(1, "w" + std::to_string(i)), ProposeError::None);
+  for (int i = 0; i < 5; ++i)
+    ASSERT_EQ(c.propose(1, "w" + std::to_string(i)), ProposeError::None);
   c.settle();
   const Index last = c[1].lastIndex();
   ASSERT_LT(c[3].lastIndex(), last);
@@ -53,7 +54,8 @@ TEST(RaftTransfer, LaggingTargetIsCaughtUpBeforeItIsToldToCampaign) {
   ASSERT_TRUE(c[1].transferLeadership(3));
   c.settle();
   ASSERT_EQ(targetLastAtTimeoutNow.size(), 1u);
-  EXPECT_EQ(targetLastAtTimeoutNow[0], last) << "TimeoutNow sent to a target that lacks entries";
+  EXPECT_EQ(targetLastAtTimeoutNow[0], last)
+      << "TimeoutNow sent to a target that lacks entries";
   ASSERT_FALSE(c.sent.empty());
   EXPECT_EQ(c.sent.front().type, MsgType::Append);
   EXPECT_EQ(c[3].role(), Role::Leader);
@@ -71,7 +73,8 @@ TEST(RaftTransfer, AbortsAfterAnElectionTimeoutWhenTheTargetIsDown) {
   EXPECT_EQ(c[1].transferTarget(), 3u);
   EXPECT_EQ(c.propose(1, "x"), ProposeError::TransferInProgress);
   c.tickAllAndSettle(cfg.electionTicks - 1);
-  EXPECT_EQ(c[1].transferTarget(), kNoNode) << "the transfer must give up after an election timeout";
+  EXPECT_EQ(c[1].transferTarget(), kNoNode)
+      << "the transfer must give up after an election timeout";
   EXPECT_EQ(c[1].role(), Role::Leader);
   Index idx = 0;
   EXPECT_EQ(c.propose(1, "x", &idx), ProposeError::None);

@@ -32,12 +32,8 @@ std::string mutate(std::string bytes) {
         bytes[pos] = static_cast<char>(bytes[pos] ^ (1 << *rc::gen::inRange(0, 8)));
         break;
       }
-      case 2:
-        bytes.resize(*rc::gen::inRange<size_t>(0, bytes.size()));
-        break;
-      case 3:
-        bytes += test::genBytes(24);
-        break;
+      case 2: bytes.resize(*rc::gen::inRange<size_t>(0, bytes.size())); break;
+      case 3: bytes += test::genBytes(24); break;
       case 4: {
         if (bytes.size() >= 16) {
           auto word = *rc::gen::inRange<size_t>(0, bytes.size() / 8);

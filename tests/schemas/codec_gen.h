@@ -17,8 +17,10 @@ namespace kvr::test {
 // Arbitrary bytes (all 256 values), length in [0, maxLen].
 inline std::string genBytes(size_t maxLen) {
   auto len = *rc::gen::inRange<size_t>(0, maxLen + 1);
-  return *rc::gen::container<std::string>(
-      len, rc::gen::map(rc::gen::inRange(0, 256), [](int b) { return static_cast<char>(b); }));
+  return *rc::gen::container<std::string>(len,
+                                          rc::gen::map(rc::gen::inRange(0, 256), [](int b) {
+                                            return static_cast<char>(b);
+                                          }));
 }
 
 inline NodeId genNode() { return *rc::gen::inRange<NodeId>(1, limits::kMaxNodes + 1); }

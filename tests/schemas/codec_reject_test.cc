@@ -22,8 +22,8 @@ std::string toBytes(kj::ArrayPtr<const capnp::word> words) {
 }
 
 // An envelope built by hand, so it can break rules the encoder would refuse to break.
-std::string rawEnvelope(std::function<void(schema::Message::Builder)> fill,
-                        NodeId from = 1, NodeId to = 2, uint64_t cluster = kCluster) {
+std::string rawEnvelope(std::function<void(schema::Message::Builder)> fill, NodeId from = 1,
+                        NodeId to = 2, uint64_t cluster = kCluster) {
   capnp::MallocMessageBuilder builder;
   auto env = builder.initRoot<schema::PeerEnvelope>();
   env.setClusterId(cluster);
@@ -63,8 +63,8 @@ TEST(CodecReject, WrongClusterNamesBothIds) {
   m.to = 2;
   Message out;
   std::string error;
-  EXPECT_FALSE(codec::decodeMessageBytes(codec::encodeMessageBytes(1234567, m), 7654321, &out,
-                                         &error));
+  EXPECT_FALSE(
+      codec::decodeMessageBytes(codec::encodeMessageBytes(1234567, m), 7654321, &out, &error));
   EXPECT_NE(error.find("1234567"), std::string::npos) << error;
   EXPECT_NE(error.find("7654321"), std::string::npos) << error;
 

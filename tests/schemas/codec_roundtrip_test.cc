@@ -91,8 +91,8 @@ TEST(CodecRoundTrip, LargestAllowedAppendFits) {
   }
   Message back;
   std::string error;
-  ASSERT_TRUE(codec::decodeMessageBytes(codec::encodeMessageBytes(kCluster, m), kCluster,
-                                        &back, &error))
+  ASSERT_TRUE(codec::decodeMessageBytes(codec::encodeMessageBytes(kCluster, m), kCluster, &back,
+                                        &error))
       << error;
   EXPECT_TRUE(back == m);
 }
@@ -110,8 +110,8 @@ TEST(CodecRoundTrip, LargestSnapshotChunkFits) {
   m.snapDone = true;
   Message back;
   std::string error;
-  ASSERT_TRUE(codec::decodeMessageBytes(codec::encodeMessageBytes(kCluster, m), kCluster,
-                                        &back, &error))
+  ASSERT_TRUE(codec::decodeMessageBytes(codec::encodeMessageBytes(kCluster, m), kCluster, &back,
+                                        &error))
       << error;
   EXPECT_TRUE(back == m);
 }
@@ -126,8 +126,8 @@ TEST(CodecRoundTrip, UnalignedInputDecodes) {
   std::string shifted = "x" + bytes;  // data() + 1 is not word aligned
   Message back;
   std::string error;
-  ASSERT_TRUE(codec::decodeMessageBytes(std::string_view(shifted).substr(1), kCluster, &back,
-                                        &error))
+  ASSERT_TRUE(
+      codec::decodeMessageBytes(std::string_view(shifted).substr(1), kCluster, &back, &error))
       << error;
   EXPECT_TRUE(back == m);
 }

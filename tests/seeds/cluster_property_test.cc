@@ -21,9 +21,9 @@ RC_GTEST_PROP(ClusterProperty, SafeAndLiveUnderGeneratedFaults, ()) {
   const auto ops = *rc::gen::inRange<uint32_t>(10, 200);
   const auto keys = *rc::gen::inRange<uint32_t>(1, 6);
   FaultSet faults;
-  for (Fault f : {Fault::Drop, Fault::Delay, Fault::Reorder, Fault::Duplicate,
-                  Fault::Partition, Fault::Crash, Fault::Pause, Fault::ClockDrift,
-                  Fault::FsyncError, Fault::SlowFsync, Fault::ClientLoss}) {
+  for (Fault f : {Fault::Drop, Fault::Delay, Fault::Reorder, Fault::Duplicate, Fault::Partition,
+                  Fault::Crash, Fault::Pause, Fault::ClockDrift, Fault::FsyncError,
+                  Fault::SlowFsync, Fault::ClientLoss}) {
     faults.set(f, *rc::gen::arbitrary<bool>());
   }
   ScenarioPins pins;

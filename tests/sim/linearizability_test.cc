@@ -432,12 +432,12 @@ TEST(History, JsonLineFormat) {
 TEST(History, JsonParserAcceptsHandWrittenLines) {
   History h;
   string err;
-  ASSERT_TRUE(parseJsonLines(
-      "\n  { \"op\" : \"get\", \"client\":1, \"key\":\"k\", \"invoke_ns\":0,"
-      " \"complete_ns\":3, \"outcome\":\"ok\", \"output\":\"not_found\" }\r\n"
-      "{\"op\":\"delete\",\"client\":2,\"key\":\"k\\u0041\\/\",\"invoke_ns\":1,"
-      "\"complete_ns\":2,\"outcome\":\"ok\",\"output\":\"ok\"}",
-      &h, &err))
+  ASSERT_TRUE(
+      parseJsonLines("\n  { \"op\" : \"get\", \"client\":1, \"key\":\"k\", \"invoke_ns\":0,"
+                     " \"complete_ns\":3, \"outcome\":\"ok\", \"output\":\"not_found\" }\r\n"
+                     "{\"op\":\"delete\",\"client\":2,\"key\":\"k\\u0041\\/\",\"invoke_ns\":1,"
+                     "\"complete_ns\":2,\"outcome\":\"ok\",\"output\":\"ok\"}",
+                     &h, &err))
       << err;
   ASSERT_EQ(h.size(), 2u);
   EXPECT_FALSE(h.op(0).found);
@@ -447,21 +447,22 @@ TEST(History, JsonParserAcceptsHandWrittenLines) {
 
 TEST(History, JsonParserRejectsMalformedLines) {
   const char* bad[] = {
-      "{\"client\":1}",                                                         // missing
+      "{\"client\":1}",  // missing
       "{\"client\":1,\"op\":\"put\",\"key\":\"k\",\"invoke_ns\":5,\"outcome\":\"ok\","
-      "\"complete_ns\":4,\"output\":\"ok\",\"value\":\"v\"}",                   // time order
+      "\"complete_ns\":4,\"output\":\"ok\",\"value\":\"v\"}",  // time order
       "{\"client\":1,\"op\":\"nop\",\"key\":\"k\",\"invoke_ns\":5,\"outcome\":\"ok\"}",
       "{\"client\":1,\"op\":\"get\",\"key\":\"k\",\"invoke_ns\":5,\"outcome\":\"unknown\","
-      "\"bogus\":1}",                                                           // unknown field
+      "\"bogus\":1}",  // unknown field
       "{\"client\":1,\"client\":2,\"op\":\"get\",\"key\":\"k\",\"invoke_ns\":5,"
-      "\"outcome\":\"unknown\"}",                                               // duplicate
-      "{\"client\":1,\"op\":\"get\",\"key\":\"k\\u0100\",\"invoke_ns\":5,\"outcome\":\"unknown\"}",
+      "\"outcome\":\"unknown\"}",  // duplicate
+      "{\"client\":1,\"op\":\"get\",\"key\":\"k\\u0100\",\"invoke_ns\":5,\"outcome\":"
+      "\"unknown\"}",
       "{\"client\":1,\"op\":\"get\",\"key\":\"k,\"invoke_ns\":5,\"outcome\":\"unknown\"}",
       "{\"client\":1,\"op\":\"get\",\"key\":\"k\",\"invoke_ns\":99999999999999999999,"
-      "\"outcome\":\"unknown\"}",                                               // overflow
+      "\"outcome\":\"unknown\"}",  // overflow
       "{\"client\":1,\"op\":\"get\",\"key\":\"k\",\"invoke_ns\":5,\"outcome\":\"unknown\"} x",
       "{\"client\":1,\"op\":\"put\",\"key\":\"k\",\"value\":\"v\",\"invoke_ns\":5,"
-      "\"complete_ns\":6,\"outcome\":\"ok\",\"output\":\"done\"}",              // bad output
+      "\"complete_ns\":6,\"outcome\":\"ok\",\"output\":\"done\"}",  // bad output
   };
   for (const char* line : bad) {
     History h;
@@ -477,10 +478,10 @@ struct GenConfig {
   size_t ops = 100;
   uint32_t keys = 3;
   uint32_t clients = 4;
-  uint64_t maxGap = 20;        // idle time between a client's ops
-  uint64_t maxDuration = 50;   // invoke-to-complete
-  double pUnknown = 0.1;       // an applied op loses its answer
-  double pNotApplied = 0.05;   // an op never takes effect (recorded as fail or unknown)
+  uint64_t maxGap = 20;       // idle time between a client's ops
+  uint64_t maxDuration = 50;  // invoke-to-complete
+  double pUnknown = 0.1;      // an applied op loses its answer
+  double pNotApplied = 0.05;  // an op never takes effect (recorded as fail or unknown)
 };
 
 // Each client runs ops one after another. Every applied op gets a true linearization

@@ -21,13 +21,13 @@ namespace kvr::test::dd {
 
 struct Command {
   std::string file;
-  int line = 0;                 // 1-based line of the command in its file
-  std::string text;             // the command line as written
-  std::string name;             // first word
+  int line = 0;      // 1-based line of the command in its file
+  std::string text;  // the command line as written
+  std::string name;  // first word
   std::vector<std::string> positional;
   std::vector<std::pair<std::string, std::string>> options;  // key=value, in order
   bool hasExpected = false;
-  std::string expected;         // without the trailing newline
+  std::string expected;  // without the trailing newline
 
   // The value of option `key`, or nullptr.
   const std::string* option(const std::string& key) const;

@@ -48,11 +48,13 @@ std::string InteractionEnv::fmtEntries(const std::vector<Entry>& es) {
 }
 
 std::string InteractionEnv::fmtHardState(const HardState& hs) {
-  return "hardState t" + str(hs.term) + " vote=" + nodeStr(hs.vote) + " commit=" + str(hs.commit);
+  return "hardState t" + str(hs.term) + " vote=" + nodeStr(hs.vote) +
+         " commit=" + str(hs.commit);
 }
 
 std::string InteractionEnv::fmtMessage(const Message& m) {
-  std::string s = str(m.from) + "->" + str(m.to) + " " + msgTypeName(m.type) + " t" + str(m.term);
+  std::string s = str(m.from) + "->" + str(m.to) + " " + msgTypeName(m.type) + " t" +
+                  str(m.term);
   switch (m.type) {
     case MsgType::PreVote:
     case MsgType::Vote:
@@ -88,18 +90,16 @@ std::string InteractionEnv::fmtMessage(const Message& m) {
       break;
     case MsgType::Snapshot:
       s += " snap=" + idTerm(m.snap.index, m.snap.term) + " voters=" + voters(m.snap.conf) +
-           " bytes=" + str(m.snapOffset) + "+" + str(m.snapChunk.size()) + "/" + str(m.snapSize);
+           " bytes=" + str(m.snapOffset) + "+" + str(m.snapChunk.size()) + "/" +
+           str(m.snapSize);
       if (m.snapDone) s += " done";
       break;
     case MsgType::SnapshotResp:
       s += " snap=" + str(m.index) + " offset=" + str(m.snapOffset);
       if (m.reject) s += " reject";
       break;
-    case MsgType::TimeoutNow:
-      break;
-    case MsgType::ReadIndex:
-      s += " ctx=" + str(m.context);
-      break;
+    case MsgType::TimeoutNow: break;
+    case MsgType::ReadIndex: s += " ctx=" + str(m.context); break;
     case MsgType::ReadIndexResp:
       s += " ctx=" + str(m.context);
       s += m.reject ? std::string(" reject") : " index=" + str(m.index);
@@ -201,7 +201,8 @@ std::string InteractionEnv::statusLine(Node& n) {
                   " vote=" + nodeStr(r.vote()) + " leader=" + nodeStr(r.leader()) +
                   " commit=" + str(r.commitIndex()) + " applied=" + str(r.appliedIndex()) +
                   " stable=" + str(r.stableIndex()) + " " +
-                  fmtLogTerms(log, r.snapshotIndex(), r.snapshot().meta.term, r.snapshotIndex() > 0);
+                  fmtLogTerms(log, r.snapshotIndex(), r.snapshot().meta.term,
+                              r.snapshotIndex() > 0);
   if (r.transferTarget() != kNoNode) s += " transfer=" + str(r.transferTarget());
   return s;
 }
@@ -240,7 +241,8 @@ void InteractionEnv::processReady(Node& n, std::string& out) {
   if (rd.hardState) out += "  " + fmtHardState(*rd.hardState) + "\n";
   if (rd.snapshot) {
     const Snapshot& s = *rd.snapshot;
-    out += "  snapshot " + idTerm(s.meta.index, s.meta.term) + " voters=" + voters(s.meta.conf) +
+    out += "  snapshot " + idTerm(s.meta.index, s.meta.term) +
+           " voters=" + voters(s.meta.conf) +
            " data=" + text::quoted(s.data ? *s.data : "", text::Quote::Human) + "\n";
   }
   if (!rd.entries.empty()) out += "  entries " + fmtEntries(rd.entries) + "\n";
@@ -268,7 +270,8 @@ void InteractionEnv::processReady(Node& n, std::string& out) {
   }
   if (!rd.committed.empty()) {
     for (auto& e : rd.committed) {
-      if (e.kind == EntryKind::Command && !e.data.empty()) n.smApplied.emplace_back(e.index, e.data);
+      if (e.kind == EntryKind::Command && !e.data.empty())
+        n.smApplied.emplace_back(e.index, e.data);
     }
     r.applied(rd.committed.back().index);
   }
@@ -309,9 +312,12 @@ void InteractionEnv::persist(Node& n, std::string& out) {
   n.unsynced.clear();
   std::string what;
   if (hs) what += fmtHardState(*hs);
-  if (snap) what += (what.empty() ? "" : "; ") + std::string("snapshot ") + idTerm(snap->index, snap->term);
+  if (snap)
+    what += (what.empty() ? "" : "; ") + std::string("snapshot ") +
+            idTerm(snap->index, snap->term);
   if (lastEntry) {
-    what += (what.empty() ? "" : "; ") + std::string("entries ") + indexRange(firstEntry, lastEntry->index);
+    what += (what.empty() ? "" : "; ") + std::string("entries ") +
+            indexRange(firstEntry, lastEntry->index);
   }
   out += str(n.id) + " persist: " + (what.empty() ? "no writes" : what) + "\n";
   if (lastEntry) n.raft->persisted(lastEntry->index, lastEntry->term);
@@ -344,7 +350,8 @@ size_t InteractionEnv::deliver(const std::function<bool(const Message&)>& select
       reason = str(m.to) + " down";
     }
     if (!reason.empty()) {
-      out += line + (reason == "-" ? std::string(" DROPPED") : " DROPPED (" + reason + ")") + "\n";
+      out += line + (reason == "-" ? std::string(" DROPPED") : " DROPPED (" + reason + ")") +
+             "\n";
       continue;
     }
     out += line + "\n";
@@ -355,7 +362,8 @@ size_t InteractionEnv::deliver(const std::function<bool(const Message&)>& select
     } catch (const kj::Exception& e) {
       out += "  " + describe(e) + "\n";
     }
-    if (to.raft->droppedMessages() != malformed) out += "  " + str(to.id) + " dropped it as malformed\n";
+    if (to.raft->droppedMessages() != malformed)
+      out += "  " + str(to.id) + " dropped it as malformed\n";
     noteChanges(to, "  ", out);
   }
   // Nothing joins the network while messages are stepped: replies wait in the Ready.
@@ -454,7 +462,8 @@ std::string InteractionEnv::cmdAddNodes(const dd::Command& c) {
 }
 
 std::string InteractionEnv::cmdSetState(const dd::Command& c) {
-  if (c.positional.size() != 1) throw Error{"usage: set-state ID [term=T] [vote=V] [commit=C] [log=T1,T2,...]"};
+  if (c.positional.size() != 1)
+    throw Error{"usage: set-state ID [term=T] [vote=V] [commit=C] [log=T1,T2,...]"};
   Node& n = node(parseId(c.positional[0]));
   RecoveredState r;
   if (auto* log = c.option("log"); log && !log->empty()) {
@@ -465,7 +474,8 @@ std::string InteractionEnv::cmdSetState(const dd::Command& c) {
   }
   r.hardState.term = r.entries.empty() ? 0 : r.entries.back().term;
   if (auto* v = c.option("term")) r.hardState.term = parseNumber(*v, "term");
-  if (auto* v = c.option("vote")) r.hardState.vote = static_cast<NodeId>(parseNumber(*v, "vote"));
+  if (auto* v = c.option("vote"))
+    r.hardState.vote = static_cast<NodeId>(parseNumber(*v, "vote"));
   if (auto* v = c.option("commit")) r.hardState.commit = parseNumber(*v, "commit");
   n.durable = std::move(r);
   // Nothing in flight belongs to the old incarnation any more.
@@ -603,7 +613,8 @@ std::string InteractionEnv::cmdStabilize(const dd::Command& c) {
         moved = true;
       }
     }
-    if (deliver([&](const Message& m) { return set.count(m.to) > 0; }, {}, out) > 0) moved = true;
+    if (deliver([&](const Message& m) { return set.count(m.to) > 0; }, {}, out) > 0)
+      moved = true;
     if (!moved) return out;
   }
   return out + "stabilize: still busy after 1000 rounds\n";
@@ -703,9 +714,11 @@ std::string InteractionEnv::cmdLog(const dd::Command& c) {
     Raft& r = *n.raft;
     out += str(id) + " log: first=" + str(r.firstIndex()) + " last=" + str(r.lastIndex()) +
            " commit=" + str(r.commitIndex()) + " stable=" + str(r.stableIndex());
-    if (r.snapshotIndex() > 0) out += " snap=" + idTerm(r.snapshotIndex(), r.snapshot().meta.term);
+    if (r.snapshotIndex() > 0)
+      out += " snap=" + idTerm(r.snapshotIndex(), r.snapshot().meta.term);
     out += "\n";
-    for (Index i = r.firstIndex(); i <= r.lastIndex(); ++i) out += "  " + fmtEntry(*r.entryAt(i)) + "\n";
+    for (Index i = r.firstIndex(); i <= r.lastIndex(); ++i)
+      out += "  " + fmtEntry(*r.entryAt(i)) + "\n";
   }
   return out;
 }
@@ -738,7 +751,8 @@ std::string InteractionEnv::cmdCompact(const dd::Command& c) {
   Node& n = upNode(parseId(c.positional[0]));
   Raft& r = *n.raft;
   Index at = parseNumber(c.positional[1], "index");
-  if (at > r.appliedIndex()) throw Error{"compact: index beyond applied " + str(r.appliedIndex())};
+  if (at > r.appliedIndex())
+    throw Error{"compact: index beyond applied " + str(r.appliedIndex())};
   auto term = r.termAt(at);
   if (!term) throw Error{"compact: term of index " + str(at) + " unknown"};
   Snapshot snap;
@@ -748,10 +762,11 @@ std::string InteractionEnv::cmdCompact(const dd::Command& c) {
   snap.data = std::make_shared<const std::string>(stateMachineAt(n, at));
   r.compacted(snap);
   auto& log = n.durable.entries;
-  log.erase(log.begin(), std::find_if(log.begin(), log.end(), [at](const Entry& e) { return e.index > at; }));
+  log.erase(log.begin(), std::find_if(log.begin(), log.end(),
+                                      [at](const Entry& e) { return e.index > at; }));
   n.durable.snapshot = std::move(snap);
-  return str(n.id) + " compacted: snap=" + idTerm(at, *term) + " data=" +
-         text::quoted(*n.durable.snapshot.data, text::Quote::Human) +
+  return str(n.id) + " compacted: snap=" + idTerm(at, *term) +
+         " data=" + text::quoted(*n.durable.snapshot.data, text::Quote::Human) +
          " first=" + str(r.firstIndex());
 }
 

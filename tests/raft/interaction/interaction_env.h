@@ -50,7 +50,7 @@ class InteractionEnv {
     RecoveredState durable;
     std::deque<Batch> unsynced;
     // A toy state machine: the data of applied commands, joined by ','.
-    std::string smBase;                  // from the snapshot it started from
+    std::string smBase;  // from the snapshot it started from
     Index smBaseIndex = 0;
     std::vector<std::pair<Index, std::string>> smApplied;
     // What was last printed about the node, to print changes only.

@@ -36,7 +36,8 @@ std::vector<std::string> testFiles() {
   std::vector<std::string> files;
   std::error_code ec;
   for (auto& e : std::filesystem::directory_iterator(testdataDir(), ec)) {
-    if (e.is_regular_file() && e.path().extension() == ".txt") files.push_back(e.path().filename());
+    if (e.is_regular_file() && e.path().extension() == ".txt")
+      files.push_back(e.path().filename());
   }
   std::sort(files.begin(), files.end());
   return files;
