@@ -378,8 +378,9 @@ void Raft::handleVoteRequest(const Message& m) {
   Message r;
   r.type = preVote ? MsgType::PreVoteResp : MsgType::VoteResp;
   r.to = m.from;
-  if (canVote && !isUpToDate(m.index, m.logTerm)) hitProbe(Probe::VoteRefusedStaleLog);
-  if (canVote && isUpToDate(m.index, m.logTerm)) {
+  bool upToDate = isUpToDate(m.index, m.logTerm);
+  if (canVote && !upToDate) hitProbe(Probe::VoteRefusedStaleLog);
+  if (canVote && upToDate) {
     r.term = m.term;
     if (!preVote) {
       electionElapsed_ = 0;

@@ -101,7 +101,7 @@ void World::healPartitionAfter(uint64_t delay, uint64_t gen) {
   q_.after(delay, [this, gen]() {
     // Only the partition it was scheduled for: a later one keeps its own duration.
     if (!chaos_ || gen != partitionGen_) return;
-    for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+    unblockAll();
     trace("partition healed");
   });
 }
@@ -112,7 +112,7 @@ void World::partitionFault(NodeId victim) {
   // for long, 4 one follower stops hearing the leader.
   uint32_t kind = static_cast<uint32_t>(faultRng_.below(6));
   if (kind == 5) kind = 3;
-  for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  unblockAll();
   if (kind == 4) {
     if (deafenFollower(victim)) return;
     kind = 1;
@@ -228,8 +228,8 @@ bool World::deafenFollower(NodeId victim) {
   if (faultRng_.chance(0.7)) quietUntil_ = std::max(quietUntil_, end);
   trace("nemesis: calm, then a lost link");
   q_.after(calmFor, [this, leader, victim, hold]() {
-    if (!chaos_ || node(leader).replica == nullptr || !node(leader).up) return;
-    for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+    if (!chaos_ || !node(leader).up) return;
+    unblockAll();
     blocked_[leader][victim] = true;
     trace(kj::str("partition: n", victim, " no longer hears leader n", leader).cStr());
     healPartitionAfter(hold);
@@ -256,7 +256,7 @@ void World::cutOffLeader(NodeId leader, bool mayCrash) {
     while (side[c]) c = c % sc_.nodes + 1;  // distinct companions
     side[c] = true;
   }
-  for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  unblockAll();
   for (uint32_t a = 1; a <= sc_.nodes; ++a)
     for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[a][b] = side[a] != side[b];
   trace(kj::str("partition: leader n", leader, " cut off with ", companions, " others").cStr());
@@ -354,7 +354,7 @@ void World::replayToRestarted(NodeId id) {
 
 void World::healAll() {
   chaos_ = false;
-  for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  unblockAll();
   sc_.dropP = 0;
   sc_.duplicateP = 0;
   sc_.reorderP = 0;

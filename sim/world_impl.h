@@ -126,6 +126,9 @@ class World {
   void flush(Node& n, uint64_t incarnation);
   Node& node(NodeId id) { return nodes_[id - 1]; }
   bool reachable(NodeId from, NodeId to) const;
+  void unblockAll() {
+    for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  }
 
   // network
   void sendMessage(NodeId from, Message&& msg);

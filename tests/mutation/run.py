@@ -28,7 +28,7 @@ def M(name, file, bug, old, new):
 MUTATIONS = [
     M('up_to_date_check', 'core/raft.cc',
       'vote granted without the up-to-date log check (election restriction, §5.4.1)',
-      '  if (canVote && isUpToDate(m.index, m.logTerm)) {',
+      '  if (canVote && upToDate) {',
       '  if (canVote) {'),
     M('figure8_commit_rule', 'core/raft.cc',
       'leader commits an older-term entry by counting replicas (Figure 8, §5.4.2)',
