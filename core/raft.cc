@@ -20,6 +20,14 @@ const char* roleName(Role r) {
 
 namespace {
 
+// Bytes counted per entry beyond its payload (index, term, type, framing) when the leader
+// bounds its uncommitted log; a rough figure, it only has to keep empty entries from
+// counting as free.
+constexpr size_t kEntryOverheadBytes = 24;
+// A follower in snapshot state that acknowledged nothing for this many heartbeats lost a
+// chunk or its ack: resend from its last acknowledged offset.
+constexpr uint32_t kSnapshotResendHeartbeats = 3;
+
 // Messages that claim something about local durable state (a vote, a log match, a
 // term) may leave only after everything handed to storage so far is durable.
 bool needsPersistence(MsgType t) {
@@ -34,7 +42,7 @@ bool needsPersistence(MsgType t) {
   }
 }
 
-size_t entryBytes(const Entry& e) { return e.data.size() + 24; }
+size_t entryBytes(const Entry& e) { return e.data.size() + kEntryOverheadBytes; }
 
 }  // namespace
 
@@ -252,7 +260,7 @@ void Raft::tick() {
   }
   for (auto& [id, pr] : progress_) {
     if (id != config_.id && pr.state == ProgressState::Snapshot &&
-        ++pr.snapIdleTicks >= 3 * config_.heartbeatTicks) {
+        ++pr.snapIdleTicks >= kSnapshotResendHeartbeats * config_.heartbeatTicks) {
       sendSnapshotChunk(id, pr);  // a chunk or its ack was lost: resend from the ack
     }
   }

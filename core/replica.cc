@@ -150,9 +150,12 @@ void Replica::sendAll(std::vector<Message>& messages) {
   messages.clear();
 }
 
+// Readies drained per process() call: each is bounded in size, and a host that gets
+// control back between calls can serve its other events (what is left stays ready).
+constexpr int kMaxReadiesPerProcess = 64;
+
 void Replica::process() {
-  // Bounded: each round drains at most one Ready; a Ready is bounded in size.
-  for (int round = 0; round < 64 && raft_.hasReady(); ++round) {
+  for (int round = 0; round < kMaxReadiesPerProcess && raft_.hasReady(); ++round) {
     Ready rd = raft_.takeReady();
     if (rd.snapshot) {
       KJ_REQUIRE(kv_.restore(*rd.snapshot->data),
