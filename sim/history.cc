@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "core/text.h"
+#include "sim/json.h"
 
 namespace kvr::sim {
 
@@ -286,217 +287,84 @@ std::string toJsonLines(const History& history) {
 
 namespace {
 
-class LineParser {
- public:
-  explicit LineParser(std::string_view line) : s_(line) {}
-
-  // Parses one object into *op. On failure returns false with error_ set.
-  bool parseObject(Operation* op) {
-    bool haveClient = false, haveOp = false, haveKey = false, haveInvoke = false,
-         haveOutcome = false, haveFound = false;
-    uint32_t seen = 0;  // one bit per key, to reject duplicates
-    skipSpace();
-    if (!expect('{')) return false;
-    skipSpace();
-    if (peek() == '}') return fail("empty object");
-    while (true) {
-      skipSpace();
-      std::string name;
-      if (!parseString(&name)) return false;
-      skipSpace();
-      if (!expect(':')) return false;
-      skipSpace();
-      static constexpr std::string_view kKeys[] = {"client",      "op",       "key",
-                                                   "value",       "expected", "invoke_ns",
-                                                   "complete_ns", "outcome",  "output",
-                                                   "found"};
-      uint32_t bit = 0;
-      for (size_t i = 0; i < std::size(kKeys); ++i) {
-        if (name == kKeys[i]) bit = 1u << i;
-      }
-      if (bit == 0) return fail("unknown field \"" + name + "\"");
-      if (seen & bit) return fail("duplicate field \"" + name + "\"");
-      seen |= bit;
-
-      if (name == "client") {
-        uint64_t n;
-        if (!parseNumber(&n)) return false;
-        if (n > UINT32_MAX) return fail("client out of range");
-        op->client = static_cast<uint32_t>(n);
-        haveClient = true;
-      } else if (name == "op") {
-        std::string v;
-        if (!parseString(&v)) return false;
-        if (v == "put") op->op = OpKind::Put;
-        else if (v == "get") op->op = OpKind::Get;
-        else if (v == "delete") op->op = OpKind::Delete;
-        else if (v == "cas") op->op = OpKind::Cas;
-        else return fail("unknown op \"" + v + "\"");
-        haveOp = true;
-      } else if (name == "key") {
-        if (!parseString(&op->key)) return false;
-        haveKey = true;
-      } else if (name == "value") {
-        if (!parseString(&op->value)) return false;
-      } else if (name == "expected") {
-        if (consumeLiteral("null")) {
-          op->expectAbsent = true;
-          op->expected.clear();
-        } else {
-          op->expectAbsent = false;
-          if (!parseString(&op->expected)) return false;
-        }
-      } else if (name == "invoke_ns") {
-        if (!parseNumber(&op->invokeNs)) return false;
-        haveInvoke = true;
-      } else if (name == "complete_ns") {
-        if (consumeLiteral("null")) {
-          op->completeNs.reset();
-        } else {
-          uint64_t n;
-          if (!parseNumber(&n)) return false;
-          op->completeNs = n;
-        }
-      } else if (name == "outcome") {
-        std::string v;
-        if (!parseString(&v)) return false;
-        if (v == "ok") op->outcome = Outcome::Ok;
-        else if (v == "fail") op->outcome = Outcome::Fail;
-        else if (v == "unknown") op->outcome = Outcome::Unknown;
-        else return fail("unknown outcome \"" + v + "\"");
-        haveOutcome = true;
-      } else if (name == "output") {
-        if (!parseString(&op->output)) return false;
-      } else if (name == "found") {
-        if (consumeLiteral("true")) op->found = true;
-        else if (consumeLiteral("false")) op->found = false;
-        else return fail("found must be true or false");
-        haveFound = true;
-      }
-      skipSpace();
-      if (peek() == ',') {
-        ++pos_;
-        continue;
-      }
-      if (!expect('}')) return false;
-      break;
-    }
-    skipSpace();
-    if (pos_ != s_.size()) return fail("trailing characters after the object");
-    if (!haveClient) return fail("missing \"client\"");
-    if (!haveOp) return fail("missing \"op\"");
-    if (!haveKey) return fail("missing \"key\"");
-    if (!haveInvoke) return fail("missing \"invoke_ns\"");
-    if (!haveOutcome) return fail("missing \"outcome\"");
-    if (!haveFound && op->outcome == Outcome::Ok) {
-      // Older or hand-written files: infer from the output text.
-      if (op->op == OpKind::Get) op->found = op->output != kOutputNotFound;
-      if (op->op == OpKind::Delete) op->found = op->output == kOutputOk;
-    }
-    return true;
-  }
-
-  const std::string& error() const { return error_; }
-
- private:
-  char peek() const { return pos_ < s_.size() ? s_[pos_] : '\0'; }
-
-  void skipSpace() {
-    while (pos_ < s_.size() &&
-           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\r' || s_[pos_] == '\n')) {
-      ++pos_;
-    }
-  }
-
-  bool fail(std::string what) {
-    error_ = "column " + std::to_string(pos_ + 1) + ": " + std::move(what);
+// Fills *op from one parsed line. False, with the reason in *error, on an unknown or
+// mistyped field or a missing required one.
+bool operationFromJson(const json::Value& obj, Operation* op, std::string* error) {
+  auto bad = [&](std::string what) {
+    *error = std::move(what);
     return false;
-  }
-
-  bool expect(char c) {
-    if (peek() != c) return fail(std::string("expected '") + c + "'");
-    ++pos_;
-    return true;
-  }
-
-  bool consumeLiteral(std::string_view lit) {
-    if (s_.substr(pos_, lit.size()) != lit) return false;
-    pos_ += lit.size();
-    return true;
-  }
-
-  bool parseNumber(uint64_t* out) {
-    if (pos_ >= s_.size() || s_[pos_] < '0' || s_[pos_] > '9') {
-      return fail("expected a non-negative integer");
-    }
-    if (s_[pos_] == '0' && pos_ + 1 < s_.size() && s_[pos_ + 1] >= '0' && s_[pos_ + 1] <= '9') {
-      return fail("leading zero in a number");
-    }
-    uint64_t n = 0;
-    while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
-      uint64_t d = static_cast<uint64_t>(s_[pos_] - '0');
-      if (n > (UINT64_MAX - d) / 10) return fail("number out of range");
-      n = n * 10 + d;
-      ++pos_;
-    }
-    if (pos_ < s_.size() && (s_[pos_] == '.' || s_[pos_] == 'e' || s_[pos_] == 'E')) {
-      return fail("expected an integer");
-    }
-    *out = n;
-    return true;
-  }
-
-  static int hexDigit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  }
-
-  bool parseString(std::string* out) {
-    if (!expect('"')) return false;
-    out->clear();
-    while (true) {
-      if (pos_ >= s_.size()) return fail("unterminated string");
-      unsigned char c = static_cast<unsigned char>(s_[pos_++]);
-      if (c == '"') return true;
-      if (c < 0x20) return fail("raw control character in a string");
-      if (c != '\\') {
-        *out += static_cast<char>(c);
-        continue;
+  };
+  if (obj.kind != json::Value::Object) return bad("not an object");
+  if (obj.members.empty()) return bad("empty object");
+  bool haveFound = false;
+  for (const auto& [name, v] : obj.members) {
+    auto isNull = v.kind == json::Value::Null;
+    auto needString = [&](std::string* out) {
+      if (v.kind != json::Value::String) return bad("\"" + name + "\" is not a string");
+      *out = v.text;
+      return true;
+    };
+    auto needU64 = [&](uint64_t* out) {
+      if (!json::toU64(v, out)) return bad("\"" + name + "\" is not a non-negative integer");
+      return true;
+    };
+    if (name == "client") {
+      uint64_t n;
+      if (!needU64(&n)) return false;
+      if (n > UINT32_MAX) return bad("client out of range");
+      op->client = static_cast<uint32_t>(n);
+    } else if (name == "op") {
+      std::string s;
+      if (!needString(&s)) return false;
+      if (s == "put") op->op = OpKind::Put;
+      else if (s == "get") op->op = OpKind::Get;
+      else if (s == "delete") op->op = OpKind::Delete;
+      else if (s == "cas") op->op = OpKind::Cas;
+      else return bad("unknown op \"" + s + "\"");
+    } else if (name == "key") {
+      if (!needString(&op->key)) return false;
+    } else if (name == "value") {
+      if (!needString(&op->value)) return false;
+    } else if (name == "expected") {
+      op->expectAbsent = isNull;
+      op->expected.clear();
+      if (!isNull && !needString(&op->expected)) return false;
+    } else if (name == "invoke_ns") {
+      if (!needU64(&op->invokeNs)) return false;
+    } else if (name == "complete_ns") {
+      op->completeNs.reset();
+      uint64_t n;
+      if (!isNull) {
+        if (!needU64(&n)) return false;
+        op->completeNs = n;
       }
-      if (pos_ >= s_.size()) return fail("unterminated escape");
-      char e = s_[pos_++];
-      switch (e) {
-        case '"': *out += '"'; break;
-        case '\\': *out += '\\'; break;
-        case '/': *out += '/'; break;
-        case 'b': *out += '\b'; break;
-        case 'f': *out += '\f'; break;
-        case 'n': *out += '\n'; break;
-        case 'r': *out += '\r'; break;
-        case 't': *out += '\t'; break;
-        case 'u': {
-          if (pos_ + 4 > s_.size()) return fail("short \\u escape");
-          int code = 0;
-          for (int i = 0; i < 4; ++i) {
-            int d = hexDigit(s_[pos_++]);
-            if (d < 0) return fail("bad hex digit in \\u escape");
-            code = code * 16 + d;
-          }
-          if (code > 0xff) return fail("\\u escape above 00ff (strings are bytes)");
-          *out += static_cast<char>(code);
-          break;
-        }
-        default: return fail(std::string("unknown escape \\") + e);
-      }
+    } else if (name == "outcome") {
+      std::string s;
+      if (!needString(&s)) return false;
+      if (s == "ok") op->outcome = Outcome::Ok;
+      else if (s == "fail") op->outcome = Outcome::Fail;
+      else if (s == "unknown") op->outcome = Outcome::Unknown;
+      else return bad("unknown outcome \"" + s + "\"");
+    } else if (name == "output") {
+      if (!needString(&op->output)) return false;
+    } else if (name == "found") {
+      if (v.kind != json::Value::Bool) return bad("found must be true or false");
+      op->found = v.boolean;
+      haveFound = true;
+    } else {
+      return bad("unknown field \"" + name + "\"");
     }
   }
-
-  std::string_view s_;
-  size_t pos_ = 0;
-  std::string error_;
-};
+  for (const char* required : {"client", "op", "key", "invoke_ns", "outcome"}) {
+    if (obj.get(required) == nullptr) return bad(std::string("missing \"") + required + "\"");
+  }
+  if (!haveFound && op->outcome == Outcome::Ok) {
+    // Older or hand-written files: infer from the output text.
+    if (op->op == OpKind::Get) op->found = op->output != kOutputNotFound;
+    if (op->op == OpKind::Delete) op->found = op->output == kOutputOk;
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -518,9 +386,9 @@ bool parseJsonLines(std::string_view text, History* out, std::string* error) {
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     if (out->size() >= kMaxHistoryOps) return bad("too many operations");
     Operation op;
-    LineParser parser(line);
-    if (!parser.parseObject(&op)) return bad(parser.error());
+    json::Value doc;
     std::string why;
+    if (!json::parse(line, &doc, &why) || !operationFromJson(doc, &op, &why)) return bad(why);
     if (!validateOperation(op, &why)) return bad(why);
     out->append(std::move(op));
   }

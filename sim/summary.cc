@@ -9,6 +9,9 @@
 #include <cstring>
 #include <utility>
 
+#include "core/text.h"
+#include "sim/json.h"
+
 namespace kvr::sim {
 
 namespace {
@@ -27,239 +30,10 @@ std::string format(const char* fmt, ...) {
   return s;
 }
 
-std::string jsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c >= 0x7f) {
-      out += format("\\u%04x", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
+std::string jsonString(const std::string& s) { return text::quoted(s, text::Quote::Json); }
 
-// A small JSON reader: enough for the summary object (and strict about its syntax).
-struct Json {
-  enum Kind { Null, Bool, Number, String, Array, Object } kind = Null;
-  bool boolean = false;
-  std::string text;  // a number's literal text, or a string's value
-  std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> members;
-
-  const Json* get(const std::string& key) const {
-    for (const auto& [k, v] : members) {
-      if (k == key) return &v;
-    }
-    return nullptr;
-  }
-};
-
-class Reader {
- public:
-  explicit Reader(const std::string& s) : s_(s) {}
-
-  bool document(Json* out, std::string* error) {
-    skipSpace();
-    if (!value(out, 0)) {
-      *error = error_ + " at offset " + std::to_string(pos_);
-      return false;
-    }
-    skipSpace();
-    if (pos_ != s_.size()) {
-      *error = "trailing text at offset " + std::to_string(pos_);
-      return false;
-    }
-    return true;
-  }
-
- private:
-  bool fail(const char* why) {
-    if (error_.empty()) error_ = why;
-    return false;
-  }
-  void skipSpace() {
-    while (pos_ < s_.size() &&
-           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r')) {
-      ++pos_;
-    }
-  }
-  bool literal(const char* word) {
-    size_t n = strlen(word);
-    if (s_.compare(pos_, n, word) != 0) return fail("unexpected character");
-    pos_ += n;
-    return true;
-  }
-  bool value(Json* out, int depth) {
-    if (depth > 32) return fail("nested too deeply");
-    if (pos_ >= s_.size()) return fail("unexpected end");
-    char c = s_[pos_];
-    if (c == '{') return object(out, depth);
-    if (c == '[') return array(out, depth);
-    if (c == '"') {
-      out->kind = Json::String;
-      return string(&out->text);
-    }
-    if (c == 't') {
-      out->kind = Json::Bool;
-      out->boolean = true;
-      return literal("true");
-    }
-    if (c == 'f') {
-      out->kind = Json::Bool;
-      return literal("false");
-    }
-    if (c == 'n') {
-      out->kind = Json::Null;
-      return literal("null");
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-      size_t start = pos_;
-      while (pos_ < s_.size() && strchr("+-.eE0123456789", s_[pos_]) != nullptr) ++pos_;
-      out->kind = Json::Number;
-      out->text = s_.substr(start, pos_ - start);
-      return true;
-    }
-    return fail("unexpected character");
-  }
-  bool string(std::string* out) {
-    ++pos_;  // the opening quote
-    while (pos_ < s_.size() && s_[pos_] != '"') {
-      char c = s_[pos_++];
-      if (static_cast<unsigned char>(c) < 0x20) return fail("control character in a string");
-      if (c != '\\') {
-        *out += c;
-        continue;
-      }
-      if (pos_ >= s_.size()) return fail("unexpected end");
-      char e = s_[pos_++];
-      switch (e) {
-        case '"':
-        case '\\':
-        case '/': *out += e; break;
-        case 'b': *out += '\b'; break;
-        case 'f': *out += '\f'; break;
-        case 'n': *out += '\n'; break;
-        case 'r': *out += '\r'; break;
-        case 't': *out += '\t'; break;
-        case 'u': {
-          if (pos_ + 4 > s_.size()) return fail("short \\u escape");
-          unsigned v = 0;
-          for (int i = 0; i < 4; ++i) {
-            char h = s_[pos_++];
-            v <<= 4;
-            if (h >= '0' && h <= '9') v |= static_cast<unsigned>(h - '0');
-            else if (h >= 'a' && h <= 'f') v |= static_cast<unsigned>(h - 'a' + 10);
-            else if (h >= 'A' && h <= 'F') v |= static_cast<unsigned>(h - 'A' + 10);
-            else return fail("bad \\u escape");
-          }
-          if (v > 0xff) return fail("\\u escape beyond one byte");  // we only write bytes
-          *out += static_cast<char>(v);
-          break;
-        }
-        default: return fail("bad escape");
-      }
-    }
-    if (pos_ >= s_.size()) return fail("unterminated string");
-    ++pos_;  // the closing quote
-    return true;
-  }
-  bool object(Json* out, int depth) {
-    out->kind = Json::Object;
-    ++pos_;
-    skipSpace();
-    if (pos_ < s_.size() && s_[pos_] == '}') {
-      ++pos_;
-      return true;
-    }
-    for (;;) {
-      skipSpace();
-      if (pos_ >= s_.size() || s_[pos_] != '"') return fail("expected a key");
-      std::string key;
-      if (!string(&key)) return false;
-      skipSpace();
-      if (pos_ >= s_.size() || s_[pos_] != ':') return fail("expected ':'");
-      ++pos_;
-      skipSpace();
-      Json v;
-      if (!value(&v, depth + 1)) return false;
-      if (out->get(key) != nullptr) return fail("duplicate key");
-      out->members.emplace_back(std::move(key), std::move(v));
-      skipSpace();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (pos_ < s_.size() && s_[pos_] == '}') {
-        ++pos_;
-        return true;
-      }
-      return fail("expected ',' or '}'");
-    }
-  }
-  bool array(Json* out, int depth) {
-    out->kind = Json::Array;
-    ++pos_;
-    skipSpace();
-    if (pos_ < s_.size() && s_[pos_] == ']') {
-      ++pos_;
-      return true;
-    }
-    for (;;) {
-      skipSpace();
-      Json v;
-      if (!value(&v, depth + 1)) return false;
-      out->items.push_back(std::move(v));
-      skipSpace();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (pos_ < s_.size() && s_[pos_] == ']') {
-        ++pos_;
-        return true;
-      }
-      return fail("expected ',' or ']'");
-    }
-  }
-
-  const std::string& s_;
-  size_t pos_ = 0;
-  std::string error_;
-};
-
-bool getU64(const Json& obj, const std::string& key, uint64_t* out, std::string* error) {
-  const Json* v = obj.get(key);
-  if (v == nullptr) {
-    *error = "no '" + key + "'";
-    return false;
-  }
-  if (v->kind != Json::Number || v->text.empty() ||
-      v->text.find_first_not_of("0123456789") != std::string::npos) {
-    *error = "'" + key + "' is not a non-negative integer";
-    return false;
-  }
-  errno = 0;
-  *out = strtoull(v->text.c_str(), nullptr, 10);
-  if (errno != 0) {
-    *error = "'" + key + "' is out of range";
-    return false;
-  }
-  return true;
-}
-
-bool getString(const Json& obj, const std::string& key, std::string* out, std::string* error) {
-  const Json* v = obj.get(key);
-  if (v == nullptr || v->kind != Json::String) {
-    *error = v == nullptr ? "no '" + key + "'" : "'" + key + "' is not a string";
-    return false;
-  }
-  *out = v->text;
-  return true;
-}
+using json::getString;
+using json::getU64;
 
 }  // namespace
 
@@ -333,13 +107,13 @@ std::string Summary::json() const {
 }
 
 bool Summary::parse(const std::string& text, Summary* out, std::string* error) {
-  Json doc;
+  json::Value doc;
   std::string why;
-  if (!Reader(text).document(&doc, &why)) {
+  if (!json::parse(text, &doc, &why)) {
     *error = "not a kvsim summary (not a JSON object: " + why + ")";
     return false;
   }
-  if (doc.kind != Json::Object) {
+  if (doc.kind != json::Value::Object) {
     *error = "not a JSON object";
     return false;
   }
@@ -373,8 +147,8 @@ bool Summary::parse(const std::string& text, Summary* out, std::string* error) {
     return false;
   }
   s.traceHash = strtoull(hash.c_str(), nullptr, 16);
-  const Json* f = doc.get("faults");
-  if (f->kind != Json::Object) {
+  const json::Value* f = doc.get("faults");
+  if (f->kind != json::Value::Object) {
     *error = "'faults' is not an object";
     return false;
   }
@@ -393,8 +167,8 @@ bool Summary::parse(const std::string& text, Summary* out, std::string* error) {
     *error = "'faults' has kinds this kvsim does not know";
     return false;
   }
-  const Json* pr = doc.get("probes");
-  if (pr == nullptr || pr->kind != Json::Object) {
+  const json::Value* pr = doc.get("probes");
+  if (pr == nullptr || pr->kind != json::Value::Object) {
     *error = "a kvsim summary without 'probes' (written by an older kvsim?); rerun that shard "
              "with this kvsim";
     return false;
@@ -409,7 +183,8 @@ bool Summary::parse(const std::string& text, Summary* out, std::string* error) {
     *error = "'probes' has names this kvsim does not know";
     return false;
   }
-  if (const Json* w = doc.get("wall_seconds"); w != nullptr && w->kind == Json::Number) {
+  if (const json::Value* w = doc.get("wall_seconds");
+      w != nullptr && w->kind == json::Value::Number) {
     s.wallSeconds = strtod(w->text.c_str(), nullptr);
   }
   if (s.seedsTo < s.seedsFrom || s.runs != s.seedsTo - s.seedsFrom + 1) {
@@ -497,9 +272,9 @@ std::string summaryObjectOf(const std::string& fileText) {
   std::string trimmed = fileText.substr(b, e - b + 1);
   if (trimmed.front() == '{' && trimmed.back() == '}') {
     // One object, possibly pretty-printed; a whole kvsim output starts with "runs=".
-    Json doc;
+    json::Value doc;
     std::string error;
-    if (Reader(trimmed).document(&doc, &error)) return trimmed;
+    if (json::parse(trimmed, &doc, &error)) return trimmed;
   }
   size_t nl = trimmed.find_last_of('\n');
   std::string last = nl == std::string::npos ? trimmed : trimmed.substr(nl + 1);
