@@ -483,17 +483,23 @@ void World::clientSend(Client& c) {
       count(Fault::ClientLoss);
       return;
     }
-    n.replica->submit(cmd, ReadMode::Linearizable, [this, cid, seq, target](KvReply reply) {
-      trace(kj::str("n", target, " answers c", cid, ": ", statusName(reply.status)).cStr());
-      bool lost = chaos_ && sc_.clientLossP > 0 && netRng_.chance(sc_.clientLossP);
-      if (lost) {
-        count(Fault::ClientLoss);
-        return;
-      }
-      q_.after(sampleDelay(), [this, cid, seq, r = std::move(reply)]() mutable {
-        clientReply(cid, seq, std::move(r));
-      });
-    });
+    bool read = cmd.op == OpType::Get;
+    Index committed = highestCommit_;
+    n.replica->submit(
+        cmd, ReadMode::Linearizable, [this, cid, seq, target, read, committed](KvReply reply) {
+          trace(kj::str("n", target, " answers c", cid, ": ", statusName(reply.status)).cStr());
+          if (read && (reply.status == Status::Ok || reply.status == Status::NotFound)) {
+            checkReadServer(target, committed, cid);
+          }
+          bool lost = chaos_ && sc_.clientLossP > 0 && netRng_.chance(sc_.clientLossP);
+          if (lost) {
+            count(Fault::ClientLoss);
+            return;
+          }
+          q_.after(sampleDelay(), [this, cid, seq, r = std::move(reply)]() mutable {
+            clientReply(cid, seq, std::move(r));
+          });
+        });
   });
   q_.after(kClientTimeoutNs, [this, cid, seq]() {
     Client& c = clients_[cid - 1];
@@ -504,6 +510,15 @@ void World::clientSend(Client& c) {
     // Sticky only through the chaos: a real client with one endpoint would hang on a
     // dead node for good, which says nothing about the cluster.
     bool same = c.sticky && chaos_ && !node(c.target).dead;
+    if (same && !c.opening && c.cmd.isWrite() && clientRng_.chance(0.5)) {
+      // Or it gives up on the write (outcome unknown) and goes on with its next
+      // operation at the same node: its reads there, while a cut-off leader still
+      // believes it leads, are what a read path without a quorum check serves stale.
+      history_.giveUp(c.hop, "timed out; moved on");
+      trace(kj::str("c", c.id, " moves on").cStr());
+      clientFinish(c);
+      return;
+    }
     clientRetry(c, same ? c.target : kNoNode, 0);
   });
 }

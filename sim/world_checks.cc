@@ -56,6 +56,21 @@ void World::checkPersistenceRule(NodeId from, const Message& m) {
   }
 }
 
+void World::checkReadServer(NodeId server, Index committedAtArrival, uint32_t client) {
+  // Stronger than the linearizability checker, which needs a conflicting write on the
+  // same key to notice: any entry committed before the read arrived must be applied.
+  // (A leader's read index is its commit index after it committed an entry of its own
+  // term, above every entry committed before; a follower waits for that index.)
+  const Raft& r = node(server).replica->raft();
+  Index applied = node(server).replica->kv().appliedIndex();
+  if (applied >= committedAtArrival) return;
+  fail("stale_read",
+       kj::str("n", server, " (", roleName(r.role()), ", term ", r.term(), ") answered c",
+               client, "'s read at applied index ", applied, ", but index ", committedAtArrival,
+               " was committed before the read arrived")
+           .cStr());
+}
+
 void World::observeRoles() {
   for (auto& n : nodes_) {
     Role role = n.up ? n.replica->raft().role() : Role::Follower;
@@ -121,7 +136,11 @@ void World::afterEvent() {
   // Refilled in place: this runs after every event.
   std::vector<const Replica*>& reps = replicaView_;
   reps.clear();
-  for (auto& n : nodes_) reps.push_back(n.up ? n.replica.get() : nullptr);
+  for (auto& n : nodes_) {
+    reps.push_back(n.up ? n.replica.get() : nullptr);
+    if (!n.up) continue;
+    highestCommit_ = std::max(highestCommit_, n.replica->raft().commitIndex());
+  }
   checker_.afterEvent(reps);
   if (sc_.preVote && sc_.checkQuorum) observeRoles();
   for (auto& n : nodes_) {

@@ -145,6 +145,9 @@ class World {
   uint64_t disruptionWindow() const { return 2 * 3 * sc_.electionTicks * kTickNs + 500 * kMs; }
   bool quietSince(NodeId id, uint64_t since) const;
   void checkPersistenceRule(NodeId from, const Message& m);
+  // A linearizable read must see every entry committed before it arrived: the state it
+  // is answered from (the server's applied index) must reach `committedAtArrival`.
+  void checkReadServer(NodeId server, Index committedAtArrival, uint32_t client);
   void replayToRestarted(NodeId id);
   void deliver(NodeId from, uint64_t senderIncarnation, NodeId to, std::string bytes);
 
@@ -241,6 +244,8 @@ class World {
   bool stop_ = false;
   std::vector<uint64_t> lastEffects_;  // per node: the KV effect counter at its last apply
   std::vector<const Replica*> replicaView_;
+  // The highest commit index any node has reached (committed entries stay committed).
+  Index highestCommit_ = 0;
 };
 
 }  // namespace kvr::sim
