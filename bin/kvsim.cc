@@ -64,6 +64,7 @@ namespace {
           "usage: kvsim (--seed S | --seeds A..B) [--nodes N] [--clients C] [--ops K] [--keys "
           "N]\n"
           "             [--faults all|none|LIST] [--trace FILE] [--history FILE]\n"
+          "             [--timeline FILE.html]\n"
           "             [--json] [--shrink] [--quiet] [--jobs N] [--require-probes]\n"
           "       kvsim --merge FILE...   (the --json summaries of shards of one seed range)\n"
           "faults: drop delay reorder duplicate partition crash pause clock_drift\n"
@@ -639,6 +640,8 @@ int main(int argc, char** argv) {
       opts.tracePath = next();
     } else if (a == "--history") {
       opts.historyPath = next();
+    } else if (a == "--timeline") {
+      opts.timelinePath = next();
     } else if (a == "--mem-store") {
       opts.memStore = true;  // diagnosis: in-memory storage instead of the WAL code
     } else if (a == "--json") {
@@ -675,8 +678,9 @@ int main(int argc, char** argv) {
     return mergeMain(mergeFiles);
   }
   if (!haveSeed) usage("give --seed S or --seeds A..B");
-  if (first != last && (!opts.tracePath.empty() || !opts.historyPath.empty())) {
-    usage("--trace and --history take a single --seed");
+  if (first != last &&
+      (!opts.tracePath.empty() || !opts.historyPath.empty() || !opts.timelinePath.empty())) {
+    usage("--trace, --history and --timeline take a single --seed");
   }
   if (jobs == 0) jobs = defaultJobs();
   if (shrink) jobs = 1;  // shrinking runs right after its violation, in order

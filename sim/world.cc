@@ -24,6 +24,7 @@ World::World(const Scenario& sc, const RunOptions& opts)
     traceFile_ = std::make_unique<std::ofstream>(opts_.tracePath, std::ios::trunc);
     KJ_REQUIRE(traceFile_->good(), "cannot open trace file", opts_.tracePath.c_str());
   }
+  if (!opts_.timelinePath.empty()) timeline_ = std::make_unique<Timeline>(sc_.nodes);
   nodes_.resize(sc_.nodes);
   blocked_.assign(sc_.nodes + 1, std::vector<bool>(sc_.nodes + 1, false));
   nodeTrouble_.assign(sc_.nodes + 1, 0);
@@ -74,6 +75,7 @@ void World::fail(std::string property, std::string detail) {
   result_.detail = std::move(detail);
   result_.failedAtEvent = q_.executed();
   stop_ = true;
+  if (timeline_) timeline_->violation(q_.now(), result_.property, result_.detail);
 }
 
 std::vector<const Replica*> World::replicas() const {
@@ -476,7 +478,7 @@ void World::clientSend(Client& c) {
   NodeId target = c.target;
   KvCommand cmd = c.cmd;
   // Request travels to the node; its reply travels back. Either may be lost.
-  q_.after(sampleDelay(), [this, cid, seq, target, cmd]() {
+  q_.after(sampleDelay(), [this, cid, seq, target, cmd, hop = c.hop]() {
     Node& n = node(target);
     if (!n.up || n.pausedUntil > q_.now()) return;  // the client will time out
     if (chaos_ && sc_.clientLossP > 0 && netRng_.chance(sc_.clientLossP)) {
@@ -486,10 +488,11 @@ void World::clientSend(Client& c) {
     bool read = cmd.op == OpType::Get;
     Index committed = highestCommit_;
     n.replica->submit(
-        cmd, ReadMode::Linearizable, [this, cid, seq, target, read, committed](KvReply reply) {
+        cmd, ReadMode::Linearizable,
+        [this, cid, seq, target, read, committed, hop](KvReply reply) {
           trace(kj::str("n", target, " answers c", cid, ": ", statusName(reply.status)).cStr());
           if (read && (reply.status == Status::Ok || reply.status == Status::NotFound)) {
-            checkReadServer(target, committed, cid);
+            checkReadServer(target, committed, hop);
           }
           bool lost = chaos_ && sc_.clientLossP > 0 && netRng_.chance(sc_.clientLossP);
           if (lost) {
@@ -751,7 +754,17 @@ RunResult World::finishRun() {
   }
   result_.traceHash = traceHash_;
   if (traceFile_) traceFile_->flush();
+  writeTimeline(result_);
   return result_;
+}
+
+void World::writeTimeline(const RunResult& result) {
+  if (!timeline_) return;
+  if (!result.ok) timeline_->violation(q_.now(), result.property, result.detail);
+  timeline_->finish(q_.now());
+  std::ofstream out(opts_.timelinePath, std::ios::trunc);
+  out << renderTimelineHtml(*timeline_, history_, sc_.describe());
+  KJ_REQUIRE(out.good(), "cannot write the timeline", opts_.timelinePath.c_str());
 }
 
 RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
@@ -764,6 +777,7 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
     result.ok = false;
     result.property = "assertion";
     result.detail = kj::str(e->getFile(), ":", e->getLine(), ": ", e->getDescription()).cStr();
+    world.writeTimeline(result);
   }
   return result;
 }

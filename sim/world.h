@@ -37,9 +37,10 @@ struct RunResult {
 };
 
 struct RunOptions {
-  std::string tracePath;    // write a readable trace here when set
-  std::string historyPath;  // write the client history (JSON lines) here when set
-  bool memStore = false;    // replicas on MemStore instead of the real WAL (tests only)
+  std::string tracePath;     // write a readable trace here when set
+  std::string historyPath;   // write the client history (JSON lines) here when set
+  std::string timelinePath;  // write the run as an HTML timeline here when set
+  bool memStore = false;     // replicas on MemStore instead of the real WAL (tests only)
   // Scheduled faults, when set, replace the random fault schedule (replay/shrink).
   uint64_t maxSimNs = 600'000'000'000ull;  // hard stop: 10 simulated minutes
 };

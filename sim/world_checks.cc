@@ -56,7 +56,7 @@ void World::checkPersistenceRule(NodeId from, const Message& m) {
   }
 }
 
-void World::checkReadServer(NodeId server, Index committedAtArrival, uint32_t client) {
+void World::checkReadServer(NodeId server, Index committedAtArrival, History::OpId op) {
   // Stronger than the linearizability checker, which needs a conflicting write on the
   // same key to notice: any entry committed before the read arrived must be applied.
   // (A leader's read index is its commit index after it committed an entry of its own
@@ -65,9 +65,9 @@ void World::checkReadServer(NodeId server, Index committedAtArrival, uint32_t cl
   Index applied = node(server).replica->kv().appliedIndex();
   if (applied >= committedAtArrival) return;
   fail("stale_read",
-       kj::str("n", server, " (", roleName(r.role()), ", term ", r.term(), ") answered c",
-               client, "'s read at applied index ", applied, ", but index ", committedAtArrival,
-               " was committed before the read arrived")
+       kj::str("n", server, " (", roleName(r.role()), ", term ", r.term(), ") answered #", op,
+               " ", describeOperation(history_.op(op)).c_str(), " at applied index ", applied,
+               ", but index ", committedAtArrival, " was committed before the read arrived")
            .cStr());
 }
 
@@ -129,7 +129,39 @@ void World::checkDisruption(NodeId who, Term newTerm, bool stepDown) {
            .cStr());
 }
 
+void World::markOnTimeline(Fault f) {
+  switch (f) {
+    case Fault::Drop:
+    case Fault::Delay:
+    case Fault::Reorder:
+    case Fault::Duplicate:
+    case Fault::SlowFsync:
+    case Fault::ClientLoss:
+    case Fault::Replay: return;  // per message or write: thousands a run, noise on a page
+    default: timeline_->mark(q_.now(), faultName(f));
+  }
+}
+
+void World::observeTimeline() {
+  std::vector<NodeLook> looks(nodes_.size());
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& n = nodes_[i];
+    NodeLook& l = looks[i];
+    l.state = n.dead ? NodeLook::Dead : NodeLook::Down;
+    l.driftPermille = static_cast<uint32_t>(n.drift * 1000 + 0.5);
+    if (!n.up) continue;
+    const Raft& r = n.replica->raft();
+    static constexpr NodeLook::State kByRole[] = {NodeLook::Follower, NodeLook::PreCandidate,
+                                                  NodeLook::Candidate, NodeLook::Leader};
+    l.state = kByRole[static_cast<size_t>(r.role())];
+    l.term = r.term();
+    l.paused = n.pausedUntil > q_.now();
+  }
+  timeline_->observe(q_.now(), looks, blocked_);
+}
+
 void World::afterEvent() {
+  if (timeline_) observeTimeline();
   if (stop_) return;
   // First: it may crash a node, and the checks below must see the world after that.
   if (chaos_ && q_.now() < flakyUntil_) watchLeaders();

@@ -13,6 +13,7 @@
 #include "core/hash.h"
 #include "sim/disk_store.h"
 #include "sim/mem_store.h"
+#include "sim/timeline.h"
 
 namespace kvr::sim {
 
@@ -49,6 +50,9 @@ class World {
   World(const Scenario& sc, const RunOptions& opts);
   RunResult run();
   // What is known of a run that stopped on an exception.
+  // Writes the timeline page when RunOptions::timelinePath is set; a violation found
+  // outside fail() (an exception) is marked from `result`.
+  void writeTimeline(const RunResult& result);
   RunResult partialResult() {
     result_.simNs = q_.now();
     result_.events = q_.executed();
@@ -147,7 +151,7 @@ class World {
   void checkPersistenceRule(NodeId from, const Message& m);
   // A linearizable read must see every entry committed before it arrived: the state it
   // is answered from (the server's applied index) must reach `committedAtArrival`.
-  void checkReadServer(NodeId server, Index committedAtArrival, uint32_t client);
+  void checkReadServer(NodeId server, Index committedAtArrival, History::OpId op);
   void replayToRestarted(NodeId id);
   void deliver(NodeId from, uint64_t senderIncarnation, NodeId to, std::string bytes);
 
@@ -174,10 +178,15 @@ class World {
   // Ends the partition made last (generation `gen`, or a new one) after `delay`.
   void healPartitionAfter(uint64_t delay, uint64_t gen = 0);
   void watchLeaders();
-  void count(Fault f) { ++result_.faults[static_cast<size_t>(f)]; }
+  void count(Fault f) {
+    ++result_.faults[static_cast<size_t>(f)];
+    if (timeline_) markOnTimeline(f);
+  }
+  void markOnTimeline(Fault f);
 
   // checking
   void afterEvent();
+  void observeTimeline();
   bool withinBudget();  // false (and failed) when the run exceeds a budget
   bool livenessStep();  // true when the liveness phase is over (or failed)
   void issueFinalReads();
@@ -244,6 +253,7 @@ class World {
   bool stop_ = false;
   std::vector<uint64_t> lastEffects_;  // per node: the KV effect counter at its last apply
   std::vector<const Replica*> replicaView_;
+  std::unique_ptr<Timeline> timeline_;  // when RunOptions::timelinePath is set
   // The highest commit index any node has reached (committed entries stay committed).
   Index highestCommit_ = 0;
 };
