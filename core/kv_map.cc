@@ -180,7 +180,30 @@ int64_t KvMap::erase(std::string_view key) {
   } else if (i == 0) {
     firstKeys_[li] = std::string(leaf.items[0]->key());
   }
+  if (li < leaves_.size() && leaves_[li]->items.size() < kLeafMergeBelow) mergeSparse(li);
   return bytes;
+}
+
+void KvMap::mergeSparse(size_t li) {
+  // With a neighbour that leaves room for growth (together at most half a leaf), or
+  // not at all: a map that lost most of its keys keeps about kLeafMergeBelow or more
+  // pairs per leaf instead of a leaf (and its kLeafMax slots) per surviving key.
+  auto fits = [&](size_t a) {
+    return leaves_[a]->items.size() + leaves_[a + 1]->items.size() <= kLeafMax / 2;
+  };
+  size_t left;
+  if (li + 1 < leaves_.size() && fits(li)) {
+    left = li;
+  } else if (li > 0 && fits(li - 1)) {
+    left = li - 1;
+  } else {
+    return;
+  }
+  const std::shared_ptr<KvLeaf> right = leaves_[left + 1];  // read only: a view may share it
+  KvLeaf& into = mutableLeaf(left);
+  into.items.insert(into.items.end(), right->items.begin(), right->items.end());
+  leaves_.erase(leaves_.begin() + ptrdiff_t(left + 1));
+  firstKeys_.erase(firstKeys_.begin() + ptrdiff_t(left + 1));
 }
 
 void KvMap::clear() {

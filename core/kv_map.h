@@ -88,6 +88,9 @@ class KvMapView {
 class KvMap {
  public:
   static constexpr size_t kLeafMax = 128;
+  // An erase that leaves a leaf with fewer pairs than this merges it into a neighbour
+  // when the two fit in half a leaf.
+  static constexpr size_t kLeafMergeBelow = kLeafMax / 4;
 
   KvMap() = default;
   // A copy has its own leaves (sharing the immutable items).
@@ -146,6 +149,7 @@ class KvMap {
   static size_t lowerBound(const std::vector<KvItemRef>& items, std::string_view key);
   // The leaf at `li`, copied first if a view may share it.
   KvLeaf& mutableLeaf(size_t li);
+  void mergeSparse(size_t li);
   std::shared_ptr<KvLeaf> newLeaf();
 
   uint64_t epoch_ = 1;

@@ -100,6 +100,35 @@ TEST(KvMap, LoadInKeyOrderFillsLeaves) {
   EXPECT_EQ(map.leafCount(), 10u);
 }
 
+// Erasing most keys, in any order, merges the sparse leaves: about a leaf per
+// kLeafMergeBelow survivors, not a leaf per survivor; views taken before still hold
+// everything.
+RC_GTEST_PROP(KvMapProp, ErasingMostKeysMergesLeaves, ()) {
+  const uint32_t n = *rc::gen::inRange<uint32_t>(KvMap::kLeafMax, 40 * KvMap::kLeafMax);
+  KvMap map;
+  Model model;
+  for (uint32_t i = 0; i < n; ++i) {
+    map.put(keyOf(i), "v");
+    model[keyOf(i)] = "v";
+  }
+  const KvMapView before = map.freeze();
+  const Model all = model;
+  const uint32_t keepOneIn = *rc::gen::inRange<uint32_t>(2, 200);
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t k = uint32_t((uint64_t(i) * 7919) % n);  // a scattered order
+    if (k % keepOneIn == 0) continue;
+    RC_ASSERT(map.erase(keyOf(k)) > 0);
+    model.erase(keyOf(k));
+  }
+  RC_ASSERT(map.valid());
+  RC_ASSERT(contents(map) == model);
+  RC_ASSERT(contents(before) == all);
+  // A sparse leaf (< kLeafMergeBelow) only sits between dense ones (their sum with it
+  // exceeds half a leaf), so two neighbouring leaves hold at least kLeafMergeBelow + 2.
+  RC_ASSERT(map.leafCount() <= 2 * map.size() / (KvMap::kLeafMergeBelow + 2) + 2);
+  RC_ASSERT(map.leafCount() >= map.size() / KvMap::kLeafMax);
+}
+
 // A frozen store serializes to the snapshot it had at the freeze, after any number of
 // later applies; materialize() makes the bytes once.
 RC_GTEST_PROP(KvMapProp, FrozenStoreSerializesToTheSnapshotOfItsMoment, ()) {
