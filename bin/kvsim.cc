@@ -5,7 +5,9 @@
 //   kvsim ... --nodes N --clients C --ops K --faults all|none|LIST
 //   kvsim --seed S --trace FILE --history FILE
 //   kvsim ... --json               the summary as one JSON object on the last line
-//   kvsim --seed S --shrink        minimize a failing scenario
+//   kvsim --seed S --shrink        minimize a failing scenario, then its schedule; write
+//                                  a replay file
+//   kvsim --replay FILE            run a replay file's schedule (with --trace, --timeline)
 //   kvsim --seeds A..B --jobs N    the seeds in N worker processes (default: one per core)
 //   kvsim --merge FILE...          one summary from the --json summaries of shards
 //   kvsim ... --require-probes     fail unless every coverage probe (core/probe.h) was hit
@@ -44,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "sim/replay.h"
 #include "sim/shrink.h"
 #include "sim/summary.h"
 #include "sim/world.h"
@@ -64,7 +67,8 @@ namespace {
           "usage: kvsim (--seed S | --seeds A..B) [--nodes N] [--clients C] [--ops K] [--keys "
           "N]\n"
           "             [--faults all|none|LIST] [--trace FILE] [--history FILE]\n"
-          "             [--timeline FILE.html]\n"
+          "             [--timeline FILE.html] [--shrink-budget RUNS] [--replay-out FILE]\n"
+          "       kvsim --replay FILE [--trace FILE] [--history FILE] [--timeline FILE]\n"
           "             [--json] [--shrink] [--quiet] [--jobs N] [--require-probes]\n"
           "       kvsim --merge FILE...   (the --json summaries of shards of one seed range)\n"
           "faults: drop delay reorder duplicate partition crash pause clock_drift\n"
@@ -264,8 +268,9 @@ std::string encodeResult(uint64_t seed, const RunResult& r) {
   w.u64(r.ok ? 1 : 0);
   w.str(r.property);
   w.str(r.detail);
-  for (uint64_t v : {r.failedAtEvent, r.simNs, r.events, r.traceHash, r.opsOk, r.opsFail,
-                     r.opsUnknown, r.messages, r.transfers, r.maxCommit}) {
+  for (uint64_t v :
+       {r.failedAtEvent, r.simNs, r.events, r.traceHash, r.opsOk, r.opsFail, r.opsUnknown,
+        r.messages, r.transfers, r.maxCommit, r.faultEvents, r.opsDrawn}) {
     w.u64(v);
   }
   for (uint64_t v : r.faults) w.u64(v);
@@ -279,9 +284,9 @@ bool decodeResult(const std::string& bytes, uint64_t* seed, RunResult* r) {
   r->ok = rd.u64() != 0;
   r->property = rd.str();
   r->detail = rd.str();
-  for (uint64_t* v :
-       {&r->failedAtEvent, &r->simNs, &r->events, &r->traceHash, &r->opsOk, &r->opsFail,
-        &r->opsUnknown, &r->messages, &r->transfers, &r->maxCommit}) {
+  for (uint64_t* v : {&r->failedAtEvent, &r->simNs, &r->events, &r->traceHash, &r->opsOk,
+                      &r->opsFail, &r->opsUnknown, &r->messages, &r->transfers, &r->maxCommit,
+                      &r->faultEvents, &r->opsDrawn}) {
     *v = rd.u64();
   }
   for (uint64_t& v : r->faults) v = rd.u64();
@@ -592,6 +597,80 @@ int mergeMain(const std::vector<std::string>& files) {
   return merged.failures == 0 ? 0 : 1;
 }
 
+// The options every shrinking run shares: the test hooks, no output files.
+RunOptions baseOpts(const RunOptions& opts) {
+  RunOptions o;
+  o.memStore = opts.memStore;
+  o.testFailAfterFaults = opts.testFailAfterFaults;
+  return o;
+}
+
+// --shrink: the scenario's parameters first (fewer nodes, clients, ops, keys, fault
+// classes), then its schedule (fault events, operations); writes the replay file.
+void shrinkMain(const Scenario& sc, const RunResult& r, uint64_t budget, std::string replayOut,
+                const RunOptions& opts) {
+  uint64_t scenarioBudget = budget / 3;
+  kvr::sim::ShrinkResult s = kvr::sim::shrinkScenario(sc, r.property, scenarioBudget,
+                                                      baseOpts(opts));
+  fprintf(stderr, "  scenario shrunk in %" PRIu64 " runs to: %s\n", s.runs,
+          s.scenario.describe().c_str());
+  kvr::sim::ScheduleShrinkResult ss = kvr::sim::shrinkSchedule(s.scenario, r.property,
+                                                               budget - s.runs, baseOpts(opts));
+  fprintf(stderr,
+          "  schedule shrunk in %" PRIu64 " runs: fault events %" PRIu64 " -> %" PRIu64
+          ", operations %" PRIu64 " -> %" PRIu64 ", events %" PRIu64 " -> %" PRIu64
+          " (the unshrunk run: %" PRIu64 " events)\n",
+          ss.runs, ss.faultsBefore, ss.faultsAfter, ss.opsBefore, ss.opsAfter, ss.before.events,
+          ss.after.events, r.events);
+  kvr::sim::Replay replay;
+  replay.seed = sc.seed;
+  replay.pins = s.pins;
+  replay.property = r.property;
+  replay.schedule = ss.schedule;
+  if (replayOut.empty()) replayOut = "kvsim-" + std::to_string(sc.seed) + ".replay";
+  std::ofstream out(replayOut, std::ios::trunc);
+  out << kvr::sim::formatReplay(replay);
+  out.close();
+  if (!out) {
+    fprintf(stderr, "kvsim: cannot write %s\n", replayOut.c_str());
+    exit(2);
+  }
+  fprintf(stderr, "  %s: %s\n  replay: build/bin/kvsim --replay %s [--timeline run.html]\n",
+          r.property.c_str(), ss.after.detail.substr(0, ss.after.detail.find('\n')).c_str(),
+          replayOut.c_str());
+}
+
+// --replay FILE: the file's scenario with its schedule; exit 1 when it fails (as the
+// file says it should), 0 when it passes, 2 on a bad file.
+int replayMain(const std::string& path, RunOptions opts) {
+  std::string text, error;
+  if (!readFile(path, &text)) {
+    fprintf(stderr, "kvsim: cannot read %s\n", path.c_str());
+    return 2;
+  }
+  kvr::sim::Replay replay;
+  if (!kvr::sim::parseReplay(text, &replay, &error)) {
+    fprintf(stderr, "kvsim: %s: %s\n", path.c_str(), error.c_str());
+    return 2;
+  }
+  Scenario sc = Scenario::draw(replay.seed, replay.pins);
+  opts.schedule = replay.schedule;
+  RunResult r = kvr::sim::runScenario(sc, opts);
+  uint64_t faults = 0, ops = 0;
+  for (bool k : replay.schedule.keepFaults) faults += k ? 1 : 0;
+  for (bool k : replay.schedule.keepOps) ops += k ? 1 : 0;
+  printf("replay %s: %s  %s\n  fault events %" PRIu64 ", operations %" PRIu64
+         ", events %" PRIu64 ", sim=%.3fs, trace=%016" PRIx64 "\n",
+         path.c_str(), r.ok ? "ok" : ("VIOLATION " + r.property).c_str(), sc.describe().c_str(),
+         faults, ops, r.events, static_cast<double>(r.simNs) / 1e9, r.traceHash);
+  if (!r.ok) printf("%s\n", r.detail.c_str());
+  if (r.ok || r.property != replay.property) {
+    fprintf(stderr, "kvsim: the replay did not reproduce %s%s\n", replay.property.c_str(),
+            r.ok ? "" : (" (it failed with " + r.property + ")").c_str());
+  }
+  return r.ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -600,6 +679,8 @@ int main(int argc, char** argv) {
   uint32_t jobs = 0;  // 0: the default
   bool merge = false;
   std::vector<std::string> mergeFiles;
+  std::string replayPath, replayOut;
+  uint64_t shrinkBudget = 1500;
   ScenarioPins pins;
   RunOptions opts;
   for (int i = 1; i < argc; ++i) {
@@ -648,6 +729,14 @@ int main(int argc, char** argv) {
       json = true;
     } else if (a == "--shrink") {
       shrink = true;
+    } else if (a == "--shrink-budget") {
+      shrinkBudget = parseU64("--shrink-budget", next());
+      if (shrinkBudget < 1 || shrinkBudget > 100'000)
+        usage("--shrink-budget must be 1..100000");
+    } else if (a == "--replay-out") {
+      replayOut = next();
+    } else if (a == "--replay") {
+      replayPath = next();
     } else if (a == "--quiet") {
       quiet = true;
     } else if (a == "--require-probes") {
@@ -665,6 +754,11 @@ int main(int argc, char** argv) {
       for (std::string item; std::getline(list, item, ',');) {
         testHooks.failSeeds.insert(parseU64("--test-fail-seeds", item.c_str()));
       }
+    } else if (a == "--test-fail-after-faults") {  // testing --shrink and --replay
+      std::stringstream list(next());
+      for (std::string item; std::getline(list, item, ',');) {
+        opts.testFailAfterFaults.push_back(parseU64("--test-fail-after-faults", item.c_str()));
+      }
     } else if (a == "--test-crash-seed") {  // testing --jobs: that seed's worker dies
       testHooks.crashSeed = parseU64("--test-crash-seed", next());
     } else if (a == "--help" || a == "-h") {
@@ -676,6 +770,11 @@ int main(int argc, char** argv) {
   if (merge) {
     if (haveSeed) usage("--merge takes no --seed/--seeds: the shards' summaries name them");
     return mergeMain(mergeFiles);
+  }
+  if (!replayPath.empty()) {
+    if (haveSeed || shrink)
+      usage("--replay takes no --seed, --seeds or --shrink: the file names them");
+    return replayMain(replayPath, opts);
   }
   if (!haveSeed) usage("give --seed S or --seeds A..B");
   if (first != last &&
@@ -698,13 +797,7 @@ int main(int argc, char** argv) {
       Scenario sc = Scenario::draw(seed, pins);
       RunResult r = runSeed(sc, opts, false);
       reporter.record(seed, sc, r);
-      if (!r.ok && shrink) {
-        kvr::sim::ShrinkResult s = kvr::sim::shrinkScenario(sc, r.property);
-        fprintf(stderr,
-                "  shrunk in %" PRIu64 " runs to: %s\n  replay: build/bin/kvsim --seed %" PRIu64
-                "%s\n",
-                s.runs, s.scenario.describe().c_str(), seed, s.flags.c_str());
-      }
+      if (!r.ok && shrink) shrinkMain(sc, r, shrinkBudget, replayOut, opts);
       if (first == last && !quiet) {
         printf("seed %" PRIu64 ": %s  %s\n  ops ok=%" PRIu64 " fail=%" PRIu64
                " unknown=%" PRIu64 "  commit=%" PRIu64 "  events=%" PRIu64

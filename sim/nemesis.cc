@@ -3,14 +3,28 @@
 
 #include <kj/debug.h>
 
+#include <algorithm>
+
 namespace kvr::sim {
 
-void World::scheduleFault() {
-  uint64_t delay = faultRng_.below(2 * sc_.faultEveryNs) + 1;
+void World::scheduleFault(uint64_t delay) {
   q_.after(delay, [this]() {
     if (!chaos_ || stop_) return;
-    injectFault();
-    scheduleFault();
+    // Fault event k draws from its own stream, the time of the next one first: a
+    // schedule that drops events keeps the others' times and first choices.
+    uint64_t k = faultEvents_++;
+    faultRng_.reseed(faultStreamSeed_ ^ (k * 0x9e3779b97f4a7c15ull));
+    uint64_t next = faultRng_.below(2 * sc_.faultEveryNs) + 1;
+    if (!opts_.schedule || Schedule::kept(opts_.schedule->keepFaults, k)) {
+      trace(kj::str("fault event ", k).cStr());
+      injectFault();
+      const auto& wanted = opts_.testFailAfterFaults;
+      if (std::find(wanted.begin(), wanted.end(), k) != wanted.end() &&
+          ++testFaultsSeen_ == wanted.size()) {
+        fail("injected", "every fault event of --test-fail-after-faults was injected");
+      }
+    }
+    scheduleFault(next);
   });
 }
 
@@ -354,6 +368,7 @@ void World::replayToRestarted(NodeId id) {
 
 void World::healAll() {
   chaos_ = false;
+  result_.chaosEndNs = q_.now();
   unblockAll();
   sc_.dropP = 0;
   sc_.duplicateP = 0;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "sim/scenario.h"
+#include "sim/world.h"
 
 namespace kvr::sim {
 
@@ -17,8 +18,20 @@ struct ShrinkResult {
 };
 
 ShrinkResult shrinkScenario(const Scenario& failing, const std::string& property,
-                            uint64_t maxRuns = 300);
+                            uint64_t maxRuns = 300, const RunOptions& base = {});
 
 std::string pinFlags(const ScenarioPins& pins);
+
+// Minimizes the schedule of a failing run (its fault events, then its operations, by
+// delta debugging) while the run still fails with `property`, within `maxRuns` runs.
+struct ScheduleShrinkResult {
+  Schedule schedule;
+  RunResult before, after;  // the full run and the minimized one
+  uint64_t faultsBefore = 0, faultsAfter = 0, opsBefore = 0, opsAfter = 0;
+  uint64_t runs = 0;
+};
+// Every run uses `base` (its schedule replaced).
+ScheduleShrinkResult shrinkSchedule(const Scenario& failing, const std::string& property,
+                                    uint64_t maxRuns, const RunOptions& base = {});
 
 }  // namespace kvr::sim

@@ -262,8 +262,9 @@ function focusViolation() {
     const op = D.ops[i];
     a = Math.min(a, op[1]); b = Math.max(b, op[2] < 0 ? D.violation.at : op[2]);
   }
-  if (!D.violation.ops.length) a -= Math.max(D.violation.at * 0.1, 2e8);
-  const pad = Math.max((b - a) * 0.1, 5e6);
+  // Some context before: what led there is usually a partition or an election ago.
+  a -= Math.max((b - a) * 0.3, 3e8);
+  const pad = Math.max((b - a) * 0.05, 5e6);
   zoomTo(a - pad, b + pad);
 }
 document.getElementById('focus').onclick = focusViolation;

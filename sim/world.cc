@@ -20,6 +20,8 @@ World::World(const Scenario& sc, const RunOptions& opts)
       clientRng_(rng_.fork()),
       fsRng_(rng_.fork()),
       checker_(sc.nodes) {
+  faultStreamSeed_ = rng_.next();
+  opStreamSeed_ = rng_.next();
   if (!opts_.tracePath.empty()) {
     traceFile_ = std::make_unique<std::ofstream>(opts_.tracePath, std::ios::trunc);
     KJ_REQUIRE(traceFile_->good(), "cannot open trace file", opts_.tracePath.c_str());
@@ -428,7 +430,14 @@ void World::clientNext(Client& c) {
     return;
   }
   if (opsIssued_ >= sc_.ops) return;
-  ++opsIssued_;
+  uint64_t k = opsIssued_++;
+  clientRng_.reseed(opStreamSeed_ ^ (k * 0x9e3779b97f4a7c15ull));
+  if (opts_.schedule && !Schedule::kept(opts_.schedule->keepOps, k)) {
+    // Dropped by the schedule: this client goes on to its next operation.
+    q_.after(clientRng_.below(2 * kMs) + 1,
+             [this, cid = c.id]() { clientNext(clients_[cid - 1]); });
+    return;
+  }
   c.busy = true;
   c.opening = false;
   c.attempts = 0;
@@ -636,7 +645,7 @@ RunResult World::run() {
     q_.after(clientRng_.below(10 * kMs),
              [this, cid = c.id]() { clientNext(clients_[cid - 1]); });
   }
-  if (chaos_) scheduleFault();
+  if (chaos_) scheduleFault(faultRng_.below(2 * sc_.faultEveryNs) + 1);
   while (!stop_ && withinBudget()) {
     if (!q_.runOne()) {
       fail("liveness", "event queue ran dry");
@@ -644,10 +653,17 @@ RunResult World::run() {
     }
     afterEvent();
     if (stop_) break;
-    if (chaos_ && (opsIssued_ >= sc_.ops || q_.now() > kMaxChaosNs)) healAll();
+    if (chaos_ && chaosOver()) healAll();
     if (!chaos_ && livenessStep()) break;
   }
   return finishRun();
+}
+
+bool World::chaosOver() const {
+  if (opts_.schedule && opts_.schedule->chaosEndNs > 0) {
+    return q_.now() >= opts_.schedule->chaosEndNs;
+  }
+  return opsIssued_ >= sc_.ops || q_.now() > kMaxChaosNs;
 }
 
 bool World::withinBudget() {
@@ -728,6 +744,8 @@ RunResult World::finishRun() {
   result_.simNs = q_.now();
   result_.events = q_.executed();
   result_.maxCommit = checker_.maxCommitted();
+  result_.faultEvents = faultEvents_;
+  result_.opsDrawn = opsIssued_;
   if (result_.ok) {
     checker_.fullCheck(replicas());
     if (checker_.failed()) fail(checker_.violation()->property, checker_.violation()->detail);

@@ -33,7 +33,26 @@ struct RunResult {
   uint64_t messages = 0;
   uint64_t transfers = 0;  // leadership transfers requested
   uint64_t maxCommit = 0;
+  uint64_t faultEvents = 0;  // fault events that fired (kept or dropped), see Schedule
+  uint64_t opsDrawn = 0;     // client operations drawn (issued or dropped)
+  uint64_t chaosEndNs = 0;   // when the chaos phase ended (0: the run stopped during it)
   std::array<uint64_t, kProbeCount> probes{};  // coverage probe hits in this run
+};
+
+// Which of a run's fault events and client operations take place: replay files and
+// schedule shrinking (sim/shrink.h). Events are numbered in the order they come up: the
+// k-th time the fault schedule fires, the k-th operation a client draws. Each draws
+// from its own random stream (derived from the seed and k), so dropping some leaves the
+// others as they were drawn (their effects on the run may differ, of course).
+struct Schedule {
+  std::vector<bool> keepFaults;  // index k kept when k < size() and keepFaults[k]
+  std::vector<bool> keepOps;
+  // When the chaos phase ends (0: as usual, once every operation was drawn). A fixed
+  // end keeps the fault events coming at their times however many operations remain.
+  uint64_t chaosEndNs = 0;
+  static bool kept(const std::vector<bool>& keep, uint64_t k) {
+    return k < keep.size() && keep[k];
+  }
 };
 
 struct RunOptions {
@@ -41,7 +60,11 @@ struct RunOptions {
   std::string historyPath;   // write the client history (JSON lines) here when set
   std::string timelinePath;  // write the run as an HTML timeline here when set
   bool memStore = false;     // replicas on MemStore instead of the real WAL (tests only)
-  // Scheduled faults, when set, replace the random fault schedule (replay/shrink).
+  // When set, only the kept fault events and operations take place (replay, shrinking).
+  std::optional<Schedule> schedule;
+  // Testing the shrinker: the run fails (property "injected") once all of these fault
+  // events have been injected.
+  std::vector<uint64_t> testFailAfterFaults;
   uint64_t maxSimNs = 600'000'000'000ull;  // hard stop: 10 simulated minutes
 };
 

@@ -164,7 +164,7 @@ class World {
   void finishOp(Client& c, const KvReply& reply);
 
   // faults
-  void scheduleFault();
+  void scheduleFault(uint64_t delay);
   void injectFault();
   void startTransfer();
   void partitionFault(NodeId victim);
@@ -187,8 +187,9 @@ class World {
   // checking
   void afterEvent();
   void observeTimeline();
-  bool withinBudget();  // false (and failed) when the run exceeds a budget
-  bool livenessStep();  // true when the liveness phase is over (or failed)
+  bool withinBudget();
+  bool chaosOver() const;  // false (and failed) when the run exceeds a budget
+  bool livenessStep();     // true when the liveness phase is over (or failed)
   void issueFinalReads();
   RunResult finishRun();
   void trace(const std::string& line);
@@ -214,7 +215,12 @@ class World {
   RunResult result_;
   uint64_t traceHash_ = 0;
   std::unique_ptr<std::ofstream> traceFile_;
-  uint32_t opsIssued_ = 0;
+  uint32_t opsIssued_ = 0;  // drawn, whether issued or dropped by the schedule
+  uint64_t faultEvents_ = 0;
+  size_t testFaultsSeen_ = 0;  // of RunOptions::testFailAfterFaults
+  // Seeds of the per-event streams (Schedule): one per fault event, one per operation.
+  uint64_t faultStreamSeed_ = 0;
+  uint64_t opStreamSeed_ = 0;
   bool chaos_ = true;
   bool finalPhase_ = false;
   uint64_t livenessDeadline_ = 0;
