@@ -6,6 +6,7 @@ the nemesis or the checkers.
 
 usage: python3 tests/mutation/run.py [--seeds 1..300] [--only NAME,...] [--list]
            [--timeout SEC] [--min-hits 3] [--jobs N] [--markdown FILE] [--require-all]
+           [--shrink-check [--max-schedule 50]]
        ./dev mutants [the same arguments]
 
 Not part of ./dev test: each mutant is a rebuild and a few hundred seeds. The working
@@ -180,6 +181,27 @@ def check_mutations(tree, mutations):
         fail('bad mutations:\n  ' + '\n  '.join(problems))
 
 
+def shrink_check(kvsim, violation, tmp, name, max_schedule):
+    """kvsim --shrink on the violating seed, then --replay of the file it writes: the
+    replay must fail with the same property, keeping at most max_schedule events."""
+    seed, prop = violation[0], violation[1]
+    replay = os.path.join(tmp, f'{name}.replay')
+    r = subprocess.run([kvsim, '--seed', str(seed), '--shrink', '--replay-out', replay],
+                       capture_output=True, text=True, timeout=1800)
+    m = re.search(r'fault events (\d+) -> (\d+), operations (\d+) -> (\d+)', r.stderr)
+    if not m or not os.path.exists(replay):
+        return f'shrink of seed {seed} wrote no replay file'
+    kept = int(m.group(2)) + int(m.group(4))
+    rp = subprocess.run([kvsim, '--replay', replay], capture_output=True, text=True, timeout=600)
+    if rp.returncode != 1 or f'VIOLATION {prop}' not in rp.stdout:
+        return f'replay of seed {seed} did not reproduce {prop}'
+    what = (f'seed {seed}: fault events {m.group(1)} -> {m.group(2)}, operations '
+            f'{m.group(3)} -> {m.group(4)}; the replay fails with {prop}')
+    if kept > max_schedule:
+        return f'too long: {what} ({kept} events > {max_schedule})'
+    return 'shrunk ' + what
+
+
 def run_kvsim(kvsim, seeds, jobs, timeout):
     """Runs the seeds; returns (status, violations, seconds) with status 'ok', 'hung ...'
     or 'error: ...' and violations a list of (seed, property, excerpt) in seed order (for a
@@ -246,6 +268,12 @@ def main():
                    help='kvsim --jobs (default: kvsim\'s own, one worker per core)')
     p.add_argument('--markdown', metavar='FILE', help='also write the table to FILE')
     p.add_argument('--require-all', action='store_true', help='exit 1 if a mutant is not caught')
+    p.add_argument('--shrink-check', action='store_true',
+                   help='shrink each caught mutant\'s first violating seed (kvsim --shrink), '
+                        'replay the file, and report the schedule left (fault events + ops)')
+    p.add_argument('--max-schedule', type=int, default=50,
+                   help='with --shrink-check: most schedule events a shrunk failure may keep '
+                        '(default 50)')
     p.add_argument('--no-baseline', action='store_true',
                    help='skip the unmutated run (its failing seeds then count for the mutants)')
     args = p.parse_args()
@@ -271,6 +299,7 @@ def main():
                            capture_output=True, text=True, cwd=top).stdout.strip()
 
     rows = []
+    shrink_failures = []
     with tempfile.TemporaryDirectory(prefix='kvmut-') as tmp:
         src = os.path.join(tmp, 'src')
         shutil.copytree(top, src, ignore=shutil.ignore_patterns('build*', '.git', 'data', '__pycache__'))
@@ -329,9 +358,17 @@ def main():
             else:
                 verdict = status
                 excerpt = counted[0][2] if counted else ''
+            shrunk = ''
+            if args.shrink_check and verdict == 'caught':
+                # The binary is still the mutant's: the source was restored, not rebuilt.
+                shrunk = shrink_check(kvsim, counted[0], tmp, m.name, args.max_schedule)
+                if not shrunk.startswith('shrunk'):
+                    shrink_failures.append(m.name)
             rows.append((m, hits, excerpt, verdict, seconds))
             print(f'{m.name:32} {len(hits):4} violating seeds  {verdict}  {seconds:.0f}s'
                   + (f'  {excerpt[:90]}' if excerpt else ''), flush=True)
+            if shrunk:
+                print(f'{"":32} {shrunk}', flush=True)
 
     caught = sum(1 for r in rows if r[3] == 'caught')
     out = [
@@ -355,7 +392,11 @@ def main():
         with open(args.markdown, 'w') as f:
             f.write(text + '\n\nCommand: `' + ' '.join(['python3', 'tests/mutation/run.py'] +
                                                         [shlex.quote(a) for a in sys.argv[1:]]) + '`\n')
-    if args.require_all and caught < len(rows):
+    if args.shrink_check:
+        print(f'shrink check: {len(shrink_failures)} of {caught} caught mutants did not shrink '
+              f'to a replayable schedule of at most {args.max_schedule} events'
+              + (f': {", ".join(shrink_failures)}' if shrink_failures else ''))
+    if args.require_all and (caught < len(rows) or shrink_failures):
         return 1
     return 0
 
