@@ -83,9 +83,6 @@ std::string describe(const kj::Exception& e) {
   return text;
 }
 
-// What went wrong talking to `address`, for Result::error. A node that refuses a
-// connection (too many) sends an Abort whose reason starts with kRefusedConnectionPrefix:
-// "node HOST:PORT refused the connection: too many client connections (...)".
 // describe(), with TLS failures in an operator's words.
 std::string describeCause(const kj::Exception& e) {
   if (!net::isTlsFailure(e)) return describe(e);
@@ -93,6 +90,9 @@ std::string describeCause(const kj::Exception& e) {
   return text.rfind("TLS handshake with ", 0) == 0 ? text : "TLS: " + text;
 }
 
+// What went wrong talking to `address`, for Result::error. A node that refuses a
+// connection (too many) sends an Abort whose reason starts with kRefusedConnectionPrefix:
+// "node HOST:PORT refused the connection: too many client connections (...)".
 std::string describeFailure(const std::string& address, const kj::Exception& e) {
   std::string text = describeCause(e);
   if (text.rfind(net::kRefusedConnectionPrefix, 0) == 0) return "node " + address + " " + text;
@@ -100,12 +100,9 @@ std::string describeFailure(const std::string& address, const kj::Exception& e) 
   return address + ": " + text;
 }
 
-// A node that requires TLS we do not speak, or a TLS handshake that failed on a
-// certificate: retrying the same endpoint gets the same answer. (The request never
-// reached the service either way.)
-bool isMisconfiguration(const kj::Exception& e) {
-  return net::isTlsFailure(e) ||
-         describe(e) == std::string(net::kRefusedConnectionPrefix) + net::kTlsRequiredReason;
+// The Abort of a TLS port to a plaintext client: it served nothing on that connection.
+bool isTlsRequiredRefusal(const kj::Exception& e) {
+  return describe(e) == std::string(net::kRefusedConnectionPrefix) + net::kTlsRequiredReason;
 }
 
 bool isTransient(Status s) {
@@ -164,7 +161,7 @@ struct ClusterChannel::Endpoint {
   kj::Maybe<kj::Own<Connection>> connection;
   kj::Maybe<kj::ForkedPromise<void>> connecting;
   uint64_t generation = 0;     // bumped per connection, so a stale failure drops nothing
-  bool misconfigured = false;  // its last failure was isMisconfiguration()
+  bool misconfigured = false;  // its last failure was a refusal of our TLS or its absence
 };
 
 struct ClusterChannel::Attempt : public kj::Refcounted {
@@ -452,9 +449,12 @@ kj::Promise<ClusterChannel::Step> ClusterChannel::onCallFailed(Attempt& a, size_
                                                                kj::Exception&& e) {
   a.lastError = describeFailure(state_[i]->address, e);
   a.lastStatus = Status::Ok;
-  bool misconfigured = isMisconfiguration(e);
-  // Unanswered once sent: the node may have received it, and may apply it yet. Not so
-  // when the node refused our TLS (or its absence): no request got past that.
+  // The node refused our TLS (a failed handshake: connect() fails before the request is
+  // sent) or its absence: it served nothing on that connection, and the same endpoint
+  // will answer the same way again. A TLS error on a connection that was up is a
+  // disconnect like any other.
+  bool misconfigured = isTlsRequiredRefusal(e) || (!a.sent && net::isTlsFailure(e));
+  // Unanswered once sent: the node may have received it, and may apply it yet.
   if (a.sent && a.command.isWrite() && !misconfigured) a.maybeApplied = true;
   dropConnection(i, generation);
   state_[i]->misconfigured = misconfigured;
