@@ -1584,13 +1584,17 @@ def tls_client_handshake(port, ca, cert, key):
 
 
 def scenario_tls(c):
-    """A 3-node cluster with TLS on every port (mutual TLS between peers): writes and reads
-    through every node with kvctl --cacert, also naming the nodes by DNS name
-    (--tls-server-name localhost); a backup over TLS. A plaintext kvctl on a TLS port fails
+    """A 3-node cluster with TLS on every port (mutual TLS between peers, which check the
+    name localhost: kvnode --tls-server-name): writes and reads through every node with
+    kvctl --cacert, also naming the nodes by DNS name (--tls-server-name localhost); a
+    backup over TLS. A plaintext kvctl on a TLS port fails
     fast saying the port requires TLS, and the node logs it; plaintext Cap'n Proto on a raft
     port gets the same refusal; a stranger that opens TCP and never starts TLS is closed
     within the raft port's 2 s handshake bound and the client port's 5 s TLS bound."""
     certs = tls_cluster(c)
+    # Peers check each other's certificate for this name (the other TLS scenarios: for
+    # the host of the --cluster address).
+    c.node_flags += ["--tls-server-name", "localhost"]
     put_and_get_through_every_node(c)
     out = c.kvctl_ok("--tls-server-name", "localhost", "get", "key1")
     check(out == "value1\n", f"get with --tls-server-name localhost: {out!r}")
