@@ -171,6 +171,7 @@ constexpr Hint kHints[] = {
     {"wrong version number", "the other side does not speak TLS (a plaintext port?)"},
     {"packet length too long", "the other side does not speak TLS (a plaintext port?)"},
     {"http request", "the other side does not speak TLS"},
+    {"unexpected message", "the other side does not follow the TLS handshake"},
     {"unexpected eof while reading", "the connection closed during the TLS handshake"},
     {"peer did not return a certificate",
      "the client presented no certificate, and this port requires one"},
