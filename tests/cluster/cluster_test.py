@@ -1645,7 +1645,8 @@ def scenario_tls_wrong_ca(c):
     2 still elect a leader and take writes; node 3 never joins, and both sides log why
     (node 3: the peers' certificates are not signed by its CA; nodes 1 and 2: a failed
     handshake from node 3). kvctl trusting the cluster's CA refuses node 3, and trusting
-    the other CA refuses nodes 1 and 2: exit 2 at once, saying why, not a timeout."""
+    the other CA refuses nodes 1 and 2: exit 2 at once, saying why, not a timeout. A node
+    whose certificate its own --tls-ca did not sign does not start (exit 2)."""
     certs = tls_cluster(c)
     c.per_node_flags[3] = [f for f in c.node_flags]
     c.per_node_flags[3][c.per_node_flags[3].index("--tls-cert") + 1] = certs["other_node_cert"]
@@ -1674,6 +1675,17 @@ def scenario_tls_wrong_ca(c):
     st = json.loads(out)[0]
     check(st["role"] != "leader" and st["commit"] == 0,
           f"node 3 must be cut off from the cluster: {st}")
+    # A node whose own certificate its --tls-ca did not sign cannot start: its peers would
+    # refuse it in every handshake.
+    data_dir = os.path.join(c.root, "mixed-data")
+    r = subprocess.run([ARGS.kvnode, "--id", "1", "--data-dir", data_dir, "--client-addr",
+                        "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--tls-cert",
+                        certs["other_node_cert"], "--tls-key", certs["other_node_key"],
+                        "--tls-ca", certs["ca"]], capture_output=True, timeout=30)
+    err = r.stderr.decode(errors="replace")
+    check(r.returncode == 2 and "does not chain to --tls-ca" in err and
+          not os.path.exists(data_dir), f"kvnode with a certificate of another CA: "
+          f"rc {r.returncode}, {err!r}")
 
 
 def scenario_tls_expired(c):
