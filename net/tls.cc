@@ -49,9 +49,9 @@ std::string readPemFile(const std::string& flag, const std::string& file) {
            "more than " + std::to_string(kMaxPemFileBytes) + " bytes: not a PEM file");
     }
   }
-  bool bad = std::ferror(f) != 0;
+  int error = std::ferror(f) != 0 ? errno : 0;  // before fclose can change errno
   std::fclose(f);
-  if (bad) fail(flag, file, std::string("cannot read it: ") + std::strerror(errno));
+  if (error != 0) fail(flag, file, std::string("cannot read it: ") + std::strerror(error));
   return data;
 }
 
@@ -267,8 +267,10 @@ TlsSetup::TlsSetup(const TlsFiles& files, bool requireCert, bool requireClientCe
 
     std::string keyPem = readPemFile(files.keyFlag, files.keyFile);
     auto keyBio = memoryBio(keyPem);
+    // No password: an encrypted key is refused, never prompted for on a terminal.
+    auto noPassword = [](char*, int, int, void*) { return 0; };
     std::unique_ptr<EVP_PKEY, KeyFree> key(
-        PEM_read_bio_PrivateKey(keyBio.get(), nullptr, nullptr, nullptr));
+        PEM_read_bio_PrivateKey(keyBio.get(), nullptr, noPassword, nullptr));
     if (key == nullptr) {
       ERR_clear_error();
       fail(files.keyFlag, files.keyFile, "holds no unencrypted PEM private key");
