@@ -2,7 +2,8 @@
 //
 //   kvbench --endpoints LIST --clients C --conns N --total T [--key-size 8]
 //           [--val-size 256] [--key-space K] [--first-key F] [--timeout MS] [--seed S]
-//           put|get|mixed [--stale] [--json]
+//           put|get|mixed [--stale] [--json] [--cacert FILE [--cert FILE --key FILE]]
+//           [--tls-server-name NAME]
 //
 // C logical clients (one session each, one request at a time) share N connections
 // (ClusterChannels, one TCP connection per endpoint each) round-robin, and issue T
@@ -47,7 +48,9 @@ using Clock = std::chrono::steady_clock;
                "usage: kvbench --endpoints HOST:PORT,... --clients C --conns N --total T\n"
                "               [--key-size 8] [--val-size 256] [--key-space K] [--first-key "
                "F]\n"
-               "               [--timeout MS] [--seed S] put|get|mixed [--stale] [--json]\n");
+               "               [--timeout MS] [--seed S] put|get|mixed [--stale] [--json]\n"
+               "               [--cacert FILE [--cert FILE --key FILE]] "
+               "[--tls-server-name NAME]\n");
   std::exit(2);
 }
 
@@ -68,6 +71,7 @@ struct Flags {
   bool haveMode = false;
   bool stale = false;
   bool json = false;
+  kvr::client::TlsOptions tls;
 };
 
 uint64_t parseNumber(const std::string& flag, const char* text) {
@@ -98,6 +102,10 @@ Flags parse(int argc, char** argv) {
     else if (a == "--seed") f.seed = parseNumber(a, value());
     else if (a == "--stale") f.stale = true;
     else if (a == "--json") f.json = true;
+    else if (a == "--cacert") f.tls.caFile = value();
+    else if (a == "--cert") f.tls.certFile = value();
+    else if (a == "--key") f.tls.keyFile = value();
+    else if (a == "--tls-server-name") f.tls.serverName = value();
     else if (a == "-h" || a == "--help") usage("");
     else if (a == "put" || a == "get" || a == "mixed") {
       if (f.haveMode) usage("give one of put, get, mixed");
@@ -271,6 +279,7 @@ int run(const Flags& f) {
   Options options;
   options.timeoutMs = f.timeoutMs;
   options.stale = f.stale;
+  options.tls = f.tls;
   auto endpoints = kvr::client::parseEndpointList(f.endpoints);
   kj::Vector<kj::Own<ClusterChannel>> channels;
   for (uint32_t n = 0; n < f.conns; ++n) {

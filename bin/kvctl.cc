@@ -50,6 +50,12 @@ void usage(FILE* out) {
       "  --attempt-timeout MS       deadline of one RPC attempt (default 1000)\n"
       "  --json                     machine-readable output\n"
       "  --no-local-check           send requests the client would reject (for tests)\n"
+      "  --cacert FILE              connect with TLS, trusting the nodes' certificates\n"
+      "                             only if this CA (PEM) signed them\n"
+      "  --cert FILE, --key FILE    client certificate and key (PEM), for nodes started\n"
+      "                             with --client-cert-auth\n"
+      "  --tls-server-name NAME     the name the nodes' certificates must carry (default:\n"
+      "                             the host of each endpoint)\n"
       "\n"
       "commands:\n"
       "  put K V                    V of '-' reads the value from stdin\n"
@@ -125,6 +131,14 @@ bool parseFlag(Args& a, const std::string& f, const std::function<std::string()>
     if (f == "--json") a.json = true;
     if (f == "--no-local-check") a.options.checkLocally = false;
     if (f == "--absent") a.absent = true;
+  } else if (f == "--cacert") {
+    a.options.tls.caFile = value();
+  } else if (f == "--cert") {
+    a.options.tls.certFile = value();
+  } else if (f == "--key") {
+    a.options.tls.keyFile = value();
+  } else if (f == "--tls-server-name") {
+    a.options.tls.serverName = value();
   } else if (f == "--limit") {
     a.limit = uint32_t(parseNumber(f, value(), UINT32_MAX));
   } else {

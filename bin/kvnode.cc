@@ -66,6 +66,14 @@ event with its time (UTC) and level (info, warn, error):
                             (default: none)
   --log-format text|json    json: one object per line with ts, level, node, term
                             (null until known) and msg (default text)
+  --tls-cert FILE           TLS on the client and raft ports and to the peers: this
+  --tls-key FILE            node's certificate (PEM, usable for server and client auth)
+  --tls-ca FILE             and key, and the CA that signed every node's certificate
+                            (all three or none). Peers must present a certificate
+                            signed by the CA (mutual TLS); clients need --cacert.
+  --client-cert-auth        clients must present a certificate signed by --tls-ca too
+  --tls-server-name NAME    the name peers' certificates must carry (default: the host
+                            of their --cluster address)
   --help                    this text
 
 Exit codes: 0 after SIGINT/SIGTERM (stops accepting, finishes the WAL write in
@@ -110,7 +118,12 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
     kMetricsAddr,
     kLogFormat,
     kHelp,
-    kRestore
+    kRestore,
+    kTlsCert,
+    kTlsKey,
+    kTlsCa,
+    kClientCertAuth,
+    kTlsServerName
   };
   static const option options[] = {
       {"id", required_argument, nullptr, kId},
@@ -131,6 +144,11 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
       {"log-format", required_argument, nullptr, kLogFormat},
       {"help", no_argument, nullptr, kHelp},
       {"restore", required_argument, nullptr, kRestore},
+      {"tls-cert", required_argument, nullptr, kTlsCert},
+      {"tls-key", required_argument, nullptr, kTlsKey},
+      {"tls-ca", required_argument, nullptr, kTlsCa},
+      {"client-cert-auth", no_argument, nullptr, kClientCertAuth},
+      {"tls-server-name", required_argument, nullptr, kTlsServerName},
       {nullptr, 0, nullptr, 0},
   };
   kvr::net::NodeConfig c;
@@ -175,6 +193,11 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
       }
       case kHelp: std::fputs(kUsage, stdout); std::exit(0);
       case kRestore: gRestoreFile = optarg; break;
+      case kTlsCert: c.tls.certFile = optarg; break;
+      case kTlsKey: c.tls.keyFile = optarg; break;
+      case kTlsCa: c.tls.caFile = optarg; break;
+      case kClientCertAuth: c.clientCertAuth = true; break;
+      case kTlsServerName: c.tlsServerName = optarg; break;
       default: usageError(std::string("unknown or incomplete option '") + flag + "'");
     }
   }

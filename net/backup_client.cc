@@ -6,6 +6,7 @@
 #include <kj/async-io.h>
 #include <kj/debug.h>
 
+#include "net/client_tls.h"
 #include "schemas/kv.capnp.h"
 
 namespace kvr::client {
@@ -19,6 +20,7 @@ bool transient(schema::Status s) {
 }
 
 std::string describe(const kj::Exception& e) {
+  if (net::isTlsFailure(e)) return net::describeTlsFailure(e);
   std::string text(e.getDescription().cStr());
   const std::string remote = "remote exception: ";
   if (text.rfind(remote, 0) == 0) text.erase(0, remote.size());
@@ -32,6 +34,7 @@ SnapshotDownload downloadSnapshot(const std::vector<std::string>& endpoints,
                                   const Options& options, uint32_t chunkBytes,
                                   const std::function<void(uint64_t, uint64_t)>& progress) {
   KJ_REQUIRE(!endpoints.empty() && chunkBytes > 0);
+  kj::Own<net::TlsSetup> tls = makeClientTls(options.tls);
   auto io = kj::setupAsyncIo();
   kj::Timer& timer = io.provider->getTimer();
   const kj::Duration timeout = options.timeoutMs * kj::MILLISECONDS;
@@ -56,11 +59,17 @@ SnapshotDownload downloadSnapshot(const std::vector<std::string>& endpoints,
                   auto address = io.provider->getNetwork()
                                      .parseAddress(endpoint.c_str())
                                      .wait(io.waitScope);
+                  auto connecting = address->connect().then(
+                      [&](kj::Own<kj::AsyncIoStream> plain)
+                          -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
+                        if (tls.get() == nullptr) return kj::mv(plain);
+                        return tls->connect(kj::mv(plain), endpoint, options.tls.serverName);
+                      });
                   kj::Own<kj::AsyncIoStream> stream =
                       timer
                           .timeoutAfter(std::min(remaining,
                                                  options.attemptTimeoutMs * kj::MILLISECONDS),
-                                        address->connect())
+                                        kj::mv(connecting))
                           .wait(io.waitScope);
                   capnp::TwoPartyClient rpc(*stream);
                   auto service = rpc.bootstrap().castAs<schema::KvService>();
@@ -102,7 +111,10 @@ SnapshotDownload downloadSnapshot(const std::vector<std::string>& endpoints,
                   }
                   out.ok = true;
                 })) {
-      lastError = endpoint + ": " + describe(*e);
+      lastError = endpoint + ": " +
+                  (tls.get() != nullptr && net::isTlsFailure(*e) ? tls->explain(*e)
+                                                                 : describe(*e));
+      if (net::isTlsFailure(*e)) retry = false;  // a certificate mismatch stays one
       if (streaming) {
         lastError = "reading the snapshot from " + lastError;
         retry = false;

@@ -5,7 +5,9 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/debug.h>
 
-#include "net/rpc_listener.h"  // kRefusedConnectionPrefix only
+#include "net/client_tls.h"
+#include "net/rpc_listener.h"  // kRefusedConnectionPrefix, kTlsRequiredReason only
+#include "net/tls.h"
 #include "schemas/codec.h"
 #include "schemas/kv.capnp.h"
 
@@ -52,6 +54,22 @@ std::vector<std::string> parseEndpointList(std::string_view list) {
   return out;
 }
 
+kj::Own<net::TlsSetup> makeClientTls(const TlsOptions& tls) {
+  if (tls.caFile.empty() && tls.certFile.empty() && tls.keyFile.empty()) return {};
+  if (tls.caFile.empty()) {
+    kj::throwFatalException(KJ_EXCEPTION(FAILED, "TLS needs --cacert (the CA that signed the "
+                                                 "nodes' certificates)"));
+  }
+  net::TlsFiles files;
+  files.caFile = tls.caFile;
+  files.certFile = tls.certFile;
+  files.keyFile = tls.keyFile;
+  files.caFlag = "--cacert";
+  files.certFlag = "--cert";
+  files.keyFlag = "--key";
+  return kj::heap<net::TlsSetup>(files, /*requireCert=*/false, /*requireClientCert=*/false);
+}
+
 namespace {
 
 std::string describe(const kj::Exception& e) {
@@ -65,13 +83,26 @@ std::string describe(const kj::Exception& e) {
   return text;
 }
 
+// describe(), with TLS failures in an operator's words.
+std::string describeCause(const kj::Exception& e) {
+  if (!net::isTlsFailure(e)) return describe(e);
+  std::string text = net::describeTlsFailure(e);
+  return text.rfind("TLS handshake with ", 0) == 0 ? text : "TLS: " + text;
+}
+
 // What went wrong talking to `address`, for Result::error. A node that refuses a
 // connection (too many) sends an Abort whose reason starts with kRefusedConnectionPrefix:
 // "node HOST:PORT refused the connection: too many client connections (...)".
 std::string describeFailure(const std::string& address, const kj::Exception& e) {
-  std::string text = describe(e);
+  std::string text = describeCause(e);
   if (text.rfind(net::kRefusedConnectionPrefix, 0) == 0) return "node " + address + " " + text;
+  if (text.rfind("TLS handshake with ", 0) == 0) return text;  // names the address
   return address + ": " + text;
+}
+
+// The Abort of a TLS port to a plaintext client: it served nothing on that connection.
+bool isTlsRequiredRefusal(const kj::Exception& e) {
+  return describe(e) == std::string(net::kRefusedConnectionPrefix) + net::kTlsRequiredReason;
 }
 
 bool isTransient(Status s) {
@@ -129,7 +160,8 @@ struct ClusterChannel::Endpoint {
   NodeId id = kNoNode;  // learned from status() or a NotLeader reply; kNoNode until then
   kj::Maybe<kj::Own<Connection>> connection;
   kj::Maybe<kj::ForkedPromise<void>> connecting;
-  uint64_t generation = 0;  // bumped per connection, so a stale failure drops nothing
+  uint64_t generation = 0;     // bumped per connection, so a stale failure drops nothing
+  bool misconfigured = false;  // its last failure was a refusal of our TLS or its absence
 };
 
 struct ClusterChannel::Attempt : public kj::Refcounted {
@@ -152,6 +184,7 @@ ClusterChannel::ClusterChannel(kj::AsyncIoProvider& provider, kj::Timer& timer,
       timer_(timer),
       endpoints_(std::move(endpoints)),
       options_(options),
+      tls_(makeClientTls(options_.tls)),
       errorHandler_(kj::heap<IgnoreErrors>()) {
   KJ_REQUIRE(!endpoints_.empty(), "a client needs at least one endpoint");
   KJ_REQUIRE(options_.timeoutMs > 0 && options_.attemptTimeoutMs > 0, "timeouts must be > 0");
@@ -183,22 +216,46 @@ kj::Promise<ClusterChannel::Connection*> ClusterChannel::connect(size_t i) {
     return c->get();
   }
   if (ep.connecting == nullptr) {
-    auto connecting = provider_.getNetwork()
-                          .parseAddress(ep.address.c_str())
-                          .then([](kj::Own<kj::NetworkAddress> addr) {
-                            return addr->connect().attach(kj::mv(addr));
-                          })
-                          .then(
-                              [this, i](kj::Own<kj::AsyncIoStream> stream) {
-                                Endpoint& e = *state_[i];
-                                e.connection = kj::heap<Connection>(kj::mv(stream),
-                                                                    ++e.generation);
-                                forgetConnecting(i);
-                              },
-                              [this, i](kj::Exception&& ex) {
-                                forgetConnecting(i);
-                                kj::throwFatalException(kj::mv(ex));
-                              });
+    auto connecting =
+        provider_.getNetwork()
+            .parseAddress(ep.address.c_str())
+            .then([](kj::Own<kj::NetworkAddress> addr) {
+              return addr->connect().attach(kj::mv(addr));
+            })
+            .then([this, i](kj::Own<kj::AsyncIoStream> stream) -> kj::Promise<void> {
+              Endpoint& e = *state_[i];
+              if (tls_.get() == nullptr) {
+                e.connection = kj::heap<Connection>(kj::mv(stream), ++e.generation);
+                return kj::READY_NOW;
+              }
+              return tls_->connect(kj::mv(stream), e.address, options_.tls.serverName)
+                  .then([this, i](kj::Own<kj::AsyncIoStream> secure) {
+                    Endpoint& e = *state_[i];
+                    auto c = kj::heap<Connection>(kj::mv(secure), ++e.generation);
+                    // With TLS 1.3 a server that refuses our certificate says so only
+                    // after our side of the handshake is done. One round trip (the
+                    // bootstrap) before any request shows it, so a refused connection
+                    // never counts as a request that may have been applied.
+                    auto resolved = c->service.whenResolved();
+                    return resolved
+                        .then([this, i, c = kj::mv(c)]() mutable {
+                          state_[i]->connection = kj::mv(c);
+                        })
+                        .catch_([this, i](kj::Exception&& e) {
+                          if (!net::isTlsFailure(e)) kj::throwFatalException(kj::mv(e));
+                          kj::throwFatalException(
+                              KJ_EXCEPTION(DISCONNECTED,
+                                           kj::str("TLS handshake with ",
+                                                   state_[i]->address.c_str(),
+                                                   " failed: ", tls_->explain(e).c_str())));
+                        });
+                  });
+            })
+            .then([this, i]() { forgetConnecting(i); },
+                  [this, i](kj::Exception&& ex) {
+                    forgetConnecting(i);
+                    kj::throwFatalException(kj::mv(ex));
+                  });
     ep.connecting = connecting.fork();
   }
   auto& forked = KJ_ASSERT_NONNULL(ep.connecting);
@@ -309,6 +366,7 @@ kj::Promise<ClusterChannel::Answer> ClusterChannel::callOnce(Attempt& a, size_t 
 kj::Promise<ClusterChannel::Step> ClusterChannel::onAnswer(Attempt& a, size_t i, Answer ans) {
   const KvReply& rep = ans.reply;
   a.lastStatus = rep.status;
+  state_[i]->misconfigured = false;
   if (!a.stale) leaderGuess_ = i;
   if (!isTransient(rep.status)) {
     Result r;
@@ -391,9 +449,20 @@ kj::Promise<ClusterChannel::Step> ClusterChannel::onCallFailed(Attempt& a, size_
                                                                kj::Exception&& e) {
   a.lastError = describeFailure(state_[i]->address, e);
   a.lastStatus = Status::Ok;
+  // The node refused our TLS (a failed handshake: connect() fails before the request is
+  // sent) or its absence: it served nothing on that connection, and the same endpoint
+  // will answer the same way again. A TLS error on a connection that was up is a
+  // disconnect like any other.
+  bool misconfigured = isTlsRequiredRefusal(e) || (!a.sent && net::isTlsFailure(e));
   // Unanswered once sent: the node may have received it, and may apply it yet.
-  if (a.sent && a.command.isWrite()) a.maybeApplied = true;
+  if (a.sent && a.command.isWrite() && !misconfigured) a.maybeApplied = true;
   dropConnection(i, generation);
+  state_[i]->misconfigured = misconfigured;
+  if (misconfigured &&
+      std::all_of(state_.begin(), state_.end(),
+                  [](const kj::Own<Endpoint>& ep) { return ep->misconfigured; })) {
+    return Step::finished(notApplied(a, a.lastError));
+  }
   if (leaderGuess_ % state_.size() == i) leaderGuess_ = i + 1;
   a.redirectsInARow = 0;
   // Another endpoint may answer at once; pause only once we have tried them all.
@@ -491,7 +560,7 @@ kj::Promise<EndpointStatus> ClusterChannel::statusOf(size_t i, kj::Duration time
             EndpointStatus st;
             st.endpoint = state_[i]->address;
             st.reachable = false;
-            st.error = describe(e);
+            st.error = describeCause(e);
             return st;
           })
       .attach(kj::mv(generation));

@@ -46,7 +46,21 @@
 #include "core/command.h"
 #include "core/types.h"
 
+namespace kvr::net {
+class TlsSetup;
+}
+
 namespace kvr::client {
+
+// TLS to nodes started with --tls-cert/--tls-key/--tls-ca. An empty caFile (and no
+// certificate) means plaintext.
+struct TlsOptions {
+  std::string caFile;    // PEM: the CA that signed the nodes' certificates (kvctl --cacert)
+  std::string certFile;  // PEM client certificate and its key, for nodes that require
+  std::string keyFile;   // one (--client-cert-auth); kvctl --cert, --key
+  // The name the nodes' certificates must carry ("": the host of each endpoint).
+  std::string serverName;
+};
 
 struct Options {
   uint32_t timeoutMs = 5000;         // overall deadline of one operation, retries included
@@ -58,6 +72,7 @@ struct Options {
   uint64_t clientId = 0;             // 0: open a session on first write
   uint64_t firstRequestId = 1;       // the first write's request id (then +1 per write)
   bool checkLocally = true;          // reject oversized/empty keys before sending
+  TlsOptions tls;
 };
 
 enum class Outcome : uint8_t {
@@ -119,12 +134,15 @@ std::vector<std::string> parseEndpointList(std::string_view list);
 
 class ClusterChannel {
  public:
+  // Throws kj::Exception with one sentence if options.tls names a bad file.
   ClusterChannel(kj::AsyncIoProvider& provider, kj::Timer& timer,
                  std::vector<std::string> endpoints, Options options);
   ~ClusterChannel() noexcept(false);
   KJ_DISALLOW_COPY(ClusterChannel);
 
-  // Runs one command until a definite answer or the deadline; never rejects.
+  // Runs one command until a definite answer or the deadline; never rejects. A TLS failure
+  // (a CA or certificate mismatch) or a node that requires TLS we do not speak ends it at
+  // once when every known endpoint failed that way.
   kj::Promise<Result> execute(KvCommand command, bool stale);
 
   // Asks every configured endpoint for its status (concurrently, one attempt each); never
@@ -173,6 +191,7 @@ class ClusterChannel {
   kj::Timer& timer_;
   std::vector<std::string> endpoints_;
   Options options_;
+  kj::Own<net::TlsSetup> tls_;            // null: plaintext
   std::vector<kj::Own<Endpoint>> state_;  // configured endpoints first, then learned ones
   size_t leaderGuess_ = 0;                // index into endpoints_ most likely to be the leader
   kj::Own<kj::TaskSet> background_;

@@ -159,10 +159,12 @@ void logEvent(LogLevel level, uint32_t node, std::optional<uint64_t> term,
 }
 
 LogLevel componentLineLevel(std::string_view line) {
-  // PeerTransport: "peer N down: ...", "peer N refused our connection: ...".
+  // PeerTransport: "peer N down: ...", "peer N refused our connection: ...", "peer N: TLS
+  // handshake with ... failed: ...".
   // RaftService: "refusing peer connection: ...", "dropped a peer message: ...".
   if (line.starts_with("peer ") && (line.find(" down: ") != std::string_view::npos ||
-                                    line.find(" refused ") != std::string_view::npos)) {
+                                    line.find(" refused ") != std::string_view::npos ||
+                                    line.find(": TLS ") != std::string_view::npos)) {
     return LogLevel::Warn;
   }
   if (line.starts_with("refusing ") || line.starts_with("dropped ")) return LogLevel::Warn;

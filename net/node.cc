@@ -77,6 +77,9 @@ void Node::openStorage() {
       io_.network(), io_.timer(), config_.clusterId, config_.id, peers,
       [this](const std::string& line) { log(line, componentLineLevel(line)); }, config_.peer);
   transport_->setClientAddresses(&clientAddresses_);
+  if (peerDialTls_.get() != nullptr) {
+    transport_->setTls(peerDialTls_.get(), config_.tlsServerName);
+  }
   transport_->setRoundTripObserver([this](NodeId peer, uint64_t nanos) {
     if (peer <= limits::kMaxNodes)
       metrics_.peers.roundTripSeconds[peer].observe(double(nanos) / 1e9);
@@ -131,6 +134,8 @@ std::string Node::peerReach() const {
 kj::Promise<void> Node::start() {
   KJ_REQUIRE(!started_, "start() called twice");
   started_ = true;
+  // Bad certificate files stop the node before it touches its data dir or the network.
+  setUpTls();
   // Refuse to start before touching the network if the data cannot be trusted.
   openStorage();
   auto& network = io_.network();
@@ -141,6 +146,7 @@ kj::Promise<void> Node::start() {
     options.maxUnidentified = kMaxUnidentifiedPeerConnections;
     options.handshakeTimeout = kPeerHandshakeTimeoutMs * kj::MILLISECONDS;
     options.refusalReason = "too many connections that are not cluster peers";
+    applyTls(options, peerTls_.get());
     raftListener_ = kj::heap<RpcListener>(
         addr->listen(),
         [this](kj::Own<ConnectionHandle> c) { return raftService_->newConnection(kj::mv(c)); },
@@ -154,6 +160,7 @@ kj::Promise<void> Node::start() {
         options.refusalReason = "too many client connections (" +
                                 std::to_string(config_.maxClientConnections) +
                                 " open, each with a request in flight)";
+        applyTls(options, clientTls_);
         clientListener_ = kj::heap<RpcListener>(
             addr->listen(),
             [this](kj::Own<ConnectionHandle> c) {
@@ -182,6 +189,26 @@ kj::Promise<void> Node::start() {
         startTicking();
         afterInput();
       });
+}
+
+void Node::setUpTls() {
+  if (!config_.tlsEnabled()) return;
+  peerTls_ = kj::heap<TlsSetup>(config_.tls, /*requireCert=*/true, /*requireClientCert=*/true);
+  // A context that demands the other side's certificate fails a client's handshake with
+  // OpenSSL's bare "certificate verify failed"; one that does not lets kj check it after
+  // the handshake and name the reason (expired, unknown CA, hostname mismatch).
+  peerDialTls_ = kj::heap<TlsSetup>(config_.tls, /*requireCert=*/true,
+                                    /*requireClientCert=*/false);
+  clientTls_ = config_.clientCertAuth ? peerTls_.get() : peerDialTls_.get();
+  log("TLS on the client and raft ports: certificate " + peerTls_->summary() +
+      "; peers must present a certificate signed by " + config_.tls.caFile +
+      (config_.clientCertAuth ? "; so must clients (--client-cert-auth)" : ""));
+}
+
+void Node::applyTls(ListenerOptions& options, TlsSetup* setup) {
+  if (setup == nullptr) return;
+  options.tls = &setup->context();
+  options.log = [this](const std::string& line) { log(line, LogLevel::Warn); };
 }
 
 void Node::advertiseClientAddr() {

@@ -84,6 +84,10 @@ class Node {
   // Logs `text` as an error and stops the process (or hands it to the test's FatalFn).
   void fatal(const std::string& text);
   kj::Promise<void> startMetrics();
+  // Reads and checks the TLS files (config_.tls); throws one sentence if they are bad.
+  void setUpTls();
+  // ListenerOptions for a listener on `context` (null: plaintext).
+  void applyTls(ListenerOptions& options, TlsSetup* setup);
   // Runs a replica call; an exception from it is fatal.
   template <typename Func>
   void guarded(const char* what, Func&& func);
@@ -102,7 +106,13 @@ class Node {
 
   // Declaration order = construction order; destruction runs bottom-up, so listeners
   // and services go before the replica, the replica before its storage and transport,
-  // and the data dir lock is released last.
+  // the data dir lock is released after them, and the TLS contexts (used by listeners
+  // and transport) go last.
+  kj::Own<TlsSetup> peerTls_;      // raft port: a peer must present a certificate
+  kj::Own<TlsSetup> peerDialTls_;  // to peers: presents ours, checks theirs
+  // Client port: peerTls_ with config_.clientCertAuth, else peerDialTls_ (a client
+  // certificate is optional).
+  TlsSetup* clientTls_ = nullptr;
   kj::Own<disk::DataDirLock> dirLock_;
   kj::Own<NodeStorage> storage_;
   kj::Own<PeerTransport> transport_;

@@ -93,6 +93,14 @@ std::string checkConfig(const NodeConfig& c) {
   if (c.snapshotEntries == 0) return "snapshot-entries must be at least 1";
   if (c.requestTimeoutMs == 0) return "the request timeout must be positive";
   if (c.maxClientConnections == 0) return "max-client-connections must be at least 1";
+  if (c.tlsEnabled() &&
+      (c.tls.certFile.empty() || c.tls.keyFile.empty() || c.tls.caFile.empty())) {
+    return "TLS needs all of --tls-cert, --tls-key and --tls-ca";
+  }
+  if (!c.tlsEnabled() && (c.clientCertAuth || !c.tlsServerName.empty())) {
+    return "--client-cert-auth and --tls-server-name need TLS (--tls-cert, --tls-key, "
+           "--tls-ca)";
+  }
   return "";
 }
 

@@ -8,6 +8,7 @@
 
 #include "core/replica.h"
 #include "net/peer_transport.h"
+#include "net/tls.h"
 
 namespace kvr::net {
 
@@ -42,6 +43,17 @@ struct NodeConfig {
   uint32_t clientIdleTimeoutMs = 300'000;
   uint64_t rngSeed = 0;  // 0: taken from the clock and pid
   PeerTransportOptions peer;
+  // TLS on both listeners and on the connections to peers: all three files, or none
+  // (plaintext). Peers always present their certificate and must present one signed by
+  // the CA (mutual TLS); clients must only with clientCertAuth.
+  TlsFiles tls;
+  bool clientCertAuth = false;
+  // The name the peers' certificates must carry ("": the host of their --cluster address).
+  std::string tlsServerName;
+
+  bool tlsEnabled() const {
+    return !tls.certFile.empty() || !tls.keyFile.empty() || !tls.caFile.empty();
+  }
 };
 
 // Parses "1=host:port,2=host:port,...". False with a reason on bad input.

@@ -90,13 +90,39 @@ class PeerTransport::Peer {
   kj::Promise<void> run() {
     return connectAndServe().then([this]() { return retryLater(kj::str("connection closed")); },
                                   [this](kj::Exception&& e) {
-                                    return retryLater(kj::str(e.getDescription()));
+                                    if (!isTlsFailure(e)) {
+                                      return retryLater(kj::str(e.getDescription()));
+                                    }
+                                    // A CA or certificate mismatch fails every retry the
+                                    // same way: say it once, while the peer is not up.
+                                    std::string why = t_.tls_ != nullptr
+                                                          ? t_.tls_->explain(e)
+                                                          : describeTlsFailure(e);
+                                    if (why.rfind("TLS ", 0) != 0) why = "TLS: " + why;
+                                    logOnce(why, "peer " + std::to_string(id_) + ": " + why);
+                                    return retryLater(kj::str(why));
                                   });
   }
 
+  // Logs `line` the first time `reason` is seen (a bounded number of reasons).
+  void logOnce(const std::string& reason, const std::string& line) {
+    constexpr size_t kMaxReasonsLogged = 16;
+    if (reasonsLogged_.size() < kMaxReasonsLogged && reasonsLogged_.insert(reason).second) {
+      t_.log_(line);
+    }
+  }
+
   kj::Promise<void> connectAndServe() {
-    auto connecting = t_.network_.parseAddress(address_).then(
-        [](kj::Own<kj::NetworkAddress> addr) { return addr->connect().attach(kj::mv(addr)); });
+    auto connecting = t_.network_.parseAddress(address_)
+                          .then([](kj::Own<kj::NetworkAddress> addr) {
+                            return addr->connect().attach(kj::mv(addr));
+                          })
+                          .then([this](kj::Own<kj::AsyncIoStream> stream)
+                                    -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
+                            if (t_.tls_ == nullptr) return kj::mv(stream);
+                            return t_.tls_->connect(kj::mv(stream), address_,
+                                                    t_.tlsServerName_);
+                          });
     return t_.timer_.timeoutAfter(t_.options_.connectTimeout, kj::mv(connecting))
         .then([this](kj::Own<kj::AsyncIoStream> stream) {
           conn_ = kj::heap<Connection>(kj::mv(stream));
@@ -112,11 +138,8 @@ class PeerTransport::Peer {
                   capnp::Response<schema::RaftPeer::HelloResults> answer) -> kj::Promise<void> {
           if (!answer.getOk()) {
             std::string reason = answer.getReason();
-            constexpr size_t kMaxReasonsLogged = 16;
-            if (refusalsLogged_.size() < kMaxReasonsLogged &&
-                refusalsLogged_.insert(reason).second) {
-              t_.log_("peer " + std::to_string(id_) + " refused our connection: " + reason);
-            }
+            logOnce(reason,
+                    "peer " + std::to_string(id_) + " refused our connection: " + reason);
             return KJ_EXCEPTION(FAILED, "peer refused hello", reason);
           }
           learnClientAddr(answer.getClientAddr());
@@ -223,7 +246,7 @@ class PeerTransport::Peer {
   bool up_ = false;
   kj::Duration backoff_;
   PeerStats stats_;
-  std::set<std::string> refusalsLogged_;
+  std::set<std::string> reasonsLogged_;  // refusals and TLS failures logged once
   kj::Maybe<kj::Own<Connection>> conn_;
   kj::Promise<void> running_ = nullptr;  // connect / serve / back off, forever
 };

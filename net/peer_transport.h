@@ -12,7 +12,7 @@
 //    backoff. Nothing ever waits on a peer: send() only queues, so a slow or dead peer
 //    never delays the others or the caller.
 // Transitions are logged: "peer N up", "peer N down: <why>", and a refusal by the peer
-// once per distinct reason. Nothing is dialled before start(). The client address a peer
+// or a failed TLS handshake once per distinct reason. Nothing is dialled before start(). The client address a peer
 // names in its answer to our hello goes into ClientAddresses (if set), logged when new.
 #pragma once
 
@@ -26,6 +26,7 @@
 #include "core/env.h"
 #include "net/client_addresses.h"
 #include "net/node_log.h"
+#include "net/tls.h"
 
 namespace kvr::net {
 
@@ -63,6 +64,14 @@ class PeerTransport final : public Transport {
   // outlive the transport. Without it the hello carries no address. Before start().
   void setClientAddresses(ClientAddresses* addresses) { addresses_ = addresses; }
 
+  // Connect with TLS: `tls` (its client side: it presents our certificate) must outlive
+  // the transport; a peer's certificate must name `serverName`, or, if that is empty,
+  // the host of its address. The handshake counts toward connectTimeout. Before start().
+  void setTls(TlsSetup* tls, std::string serverName) {
+    tls_ = tls;
+    tlsServerName_ = std::move(serverName);
+  }
+
   // Starts connecting to every peer (once).
   void start();
 
@@ -93,6 +102,8 @@ class PeerTransport final : public Transport {
   bool started_ = false;
   bool stopped_ = false;
   ClientAddresses* addresses_ = nullptr;
+  TlsSetup* tls_ = nullptr;
+  std::string tlsServerName_;
   uint64_t droppedUnknown_ = 0;
   RoundTripFn roundTrip_;
   std::map<NodeId, kj::Own<Peer>> peers_;

@@ -1,5 +1,9 @@
 #include "net/rpc_listener.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <capnp/message.h>
 #include <capnp/rpc-twoparty.h>
 #include <capnp/rpc.capnp.h>
@@ -8,6 +12,8 @@
 
 #include <algorithm>
 #include <vector>
+
+#include "net/tls.h"
 
 namespace kvr::net {
 namespace {
@@ -32,6 +38,74 @@ kj::Promise<void> drain(kj::AsyncIoStream& stream, kj::Array<kj::byte> buffer) {
   });
 }
 
+// A stream whose first byte was read already (to tell TLS from plaintext): hands it out
+// again before reading on, so the TLS handshake sees the whole ClientHello. It does not
+// own `inner`: the connection keeps the socket, to linger on it after a failed handshake.
+class ReplayFirstByte final : public kj::AsyncIoStream {
+ public:
+  ReplayFirstByte(kj::AsyncIoStream& inner, kj::byte first) : inner_(inner), first_(first) {}
+
+  kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override {
+    if (replayed_ || maxBytes == 0) return inner_.tryRead(buffer, minBytes, maxBytes);
+    replayed_ = true;
+    auto* out = static_cast<kj::byte*>(buffer);
+    out[0] = first_;
+    if (minBytes <= 1) return size_t(1);
+    return inner_.tryRead(out + 1, minBytes - 1, maxBytes - 1).then([](size_t n) {
+      return n + 1;
+    });
+  }
+  kj::Promise<void> write(const void* buffer, size_t size) override {
+    return inner_.write(buffer, size);
+  }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    return inner_.write(pieces);
+  }
+  kj::Promise<void> whenWriteDisconnected() override { return inner_.whenWriteDisconnected(); }
+  void shutdownWrite() override { inner_.shutdownWrite(); }
+  void abortRead() override { inner_.abortRead(); }
+  void getsockopt(int level, int option, void* value, uint* length) override {
+    inner_.getsockopt(level, option, value, length);
+  }
+  void setsockopt(int level, int option, const void* value, uint length) override {
+    inner_.setsockopt(level, option, value, length);
+  }
+  void getsockname(struct sockaddr* addr, uint* length) override {
+    inner_.getsockname(addr, length);
+  }
+  void getpeername(struct sockaddr* addr, uint* length) override {
+    inner_.getpeername(addr, length);
+  }
+
+ private:
+  kj::AsyncIoStream& inner_;
+  kj::byte first_;
+  bool replayed_ = false;
+};
+
+// "HOST:PORT" of the other end, for logs ("?" if the socket cannot say).
+std::string peerAddress(kj::AsyncIoStream& stream) {
+  sockaddr_storage addr{};
+  uint length = sizeof addr;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                stream.getpeername(reinterpret_cast<sockaddr*>(&addr), &length);
+              })) {
+    return "?";
+  }
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (addr.ss_family == AF_INET) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
+  }
+  if (addr.ss_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+    return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+  }
+  return "?";
+}
+
 }  // namespace
 
 struct RpcListener::Conn {
@@ -41,8 +115,12 @@ struct RpcListener::Conn {
   kj::TimePoint lastActivity = kj::origin<kj::TimePoint>();
   uint32_t inflight = 0;
   bool identified = false;
+  bool handshaking = false;  // TLS handshake not finished: no RPC yet
   uint64_t key = 0;
-  // Destroyed bottom-up: the watch on the connection before the connection.
+  // Destroyed bottom-up (and in this order by close()): the watch on the connection, the
+  // connection, the TLS handshake that made its stream, the socket under all of them.
+  kj::Own<kj::AsyncIoStream> socket;  // TLS only: the TLS stream reads and writes it
+  kj::Promise<void> tlsHandshake = nullptr;
   kj::Own<AcceptedConnection> rpc;
   kj::Promise<void> watch = nullptr;
 };
@@ -68,9 +146,13 @@ RpcListener::RpcListener(kj::Own<kj::ConnectionReceiver> receiver, BootstrapFact
   KJ_REQUIRE(options_.maxUnidentified >= 1, "a listener must admit at least one connection");
   KJ_REQUIRE(options_.handshakeTimeout >= 0 * kj::SECONDS &&
              options_.idleTimeout >= 0 * kj::SECONDS);
+  KJ_REQUIRE(options_.tls == nullptr || options_.tlsHandshakeTimeout > 0 * kj::SECONDS,
+             "a TLS handshake must be bounded");
   // Sweep often enough that a timeout is enforced within a quarter of itself.
+  kj::Duration tlsTimeout = options_.tls != nullptr ? options_.tlsHandshakeTimeout
+                                                    : 0 * kj::SECONDS;
   kj::Duration shortest = 0 * kj::SECONDS;
-  for (kj::Duration d : {options_.handshakeTimeout, options_.idleTimeout}) {
+  for (kj::Duration d : {options_.handshakeTimeout, options_.idleTimeout, tlsTimeout}) {
     if (d > 0 * kj::SECONDS && (shortest == 0 * kj::SECONDS || d < shortest)) shortest = d;
   }
   if (shortest > 0 * kj::SECONDS) {
@@ -118,35 +200,139 @@ void RpcListener::admit(kj::Own<kj::AsyncIoStream> stream) {
   conn->handle = kj::refcounted<ConnectionHandle>();
   conn->handle->listener_ = this;
   conn->handle->id_ = conn->id;
-  conn->rpc = kj::heap<AcceptedConnection>(kj::mv(stream), factory_(kj::addRef(*conn->handle)));
   uint64_t id = conn->id;
-  conn->watch = conn->rpc->network.onDisconnect()
-                    .then([this, id]() { closeLater(id); },
-                          [this, id](kj::Exception&&) { closeLater(id); })
-                    .eagerlyEvaluate(nullptr);
+  Conn& c = *conn;
   conns_.emplace(id, kj::mv(conn));
   ++unidentified_;
+  if (options_.tls == nullptr) {
+    serve(c, kj::mv(stream));
+  } else {
+    c.handshaking = true;
+    c.socket = kj::mv(stream);
+    c.tlsHandshake = handshake(id, *c.socket).eagerlyEvaluate(nullptr);
+  }
+}
+
+void RpcListener::serve(Conn& conn, kj::Own<kj::AsyncIoStream> stream) {
+  conn.rpc = kj::heap<AcceptedConnection>(kj::mv(stream), factory_(kj::addRef(*conn.handle)));
+  uint64_t id = conn.id;
+  conn.watch = conn.rpc->network.onDisconnect()
+                   .then([this, id]() { closeLater(id); },
+                         [this, id](kj::Exception&&) { closeLater(id); })
+                   .eagerlyEvaluate(nullptr);
+}
+
+kj::Promise<void> RpcListener::handshake(uint64_t id, kj::AsyncIoStream& socket) {
+  std::string from = peerAddress(socket);
+  auto first = kj::heapArray<kj::byte>(1);
+  auto read = socket.tryRead(first.begin(), 1, 1);
+  return read
+      .then([this, id, from, &socket,
+             first = kj::mv(first)](size_t n) mutable -> kj::Promise<void> {
+        if (n == 0) {  // closed before saying anything
+          closeLater(id);
+          return kj::READY_NOW;
+        }
+        if (first[0] != kTlsHandshakeRecordType) {
+          // Plaintext (most likely Cap'n Proto without TLS): say what is wrong in its
+          // language rather than fail a handshake it does not know it is in.
+          ++plaintextRefused_;
+          logTlsFailure("refused a plaintext connection from " + from + " on a TLS port");
+          // From a later turn: this continuation still hangs off the socket's read.
+          tasks_.add(kj::evalLater([this, socket = takeSocket(id)]() mutable {
+            sendAbort(kj::mv(socket), kTlsRequiredReason, false);
+          }));
+          closeLater(id);
+          return kj::READY_NOW;
+        }
+        return options_.tls->wrapServer(kj::heap<ReplayFirstByte>(socket, first[0]))
+            .then([this, id](kj::Own<kj::AsyncIoStream> secure) {
+              auto it = conns_.find(id);
+              KJ_ASSERT(it != conns_.end(), "a handshake outlived its connection", id);
+              it->second->handshaking = false;
+              it->second->lastActivity = timer_.now();
+              serve(*it->second, kj::mv(secure));
+            });
+      })
+      .catch_([this, id, from](kj::Exception&& e) {
+        ++tlsFailures_;
+        logTlsFailure("TLS handshake from " + from + " failed: " + describeTlsFailure(e));
+        // OpenSSL has written its alert; closing at once with the client's unread bytes
+        // (a TLS 1.3 client sends its request right after its Finished) would reset the
+        // connection, and the client would see "connection reset", not the alert.
+        linger(takeSocket(id));
+        closeLater(id);
+      });
+}
+
+kj::Own<kj::AsyncIoStream> RpcListener::takeSocket(uint64_t id) {
+  auto it = conns_.find(id);
+  KJ_ASSERT(it != conns_.end(), "a handshake outlived its connection", id);
+  return kj::mv(it->second->socket);
+}
+
+void RpcListener::logTlsFailure(const std::string& line) {
+  if (!options_.log) return;
+  // A stranger can fail handshakes as fast as it can connect: one line a second at most.
+  kj::TimePoint now = timer_.now();
+  if (lastTlsLog_ != kj::origin<kj::TimePoint>() && now - lastTlsLog_ < 1 * kj::SECONDS) {
+    ++tlsLogsSuppressed_;
+    return;
+  }
+  lastTlsLog_ = now;
+  std::string text = line;
+  if (tlsLogsSuppressed_ > 0) {
+    text += " (and " + std::to_string(tlsLogsSuppressed_) +
+            " more TLS failures not logged in the second before)";
+    tlsLogsSuppressed_ = 0;
+  }
+  options_.log(text);
 }
 
 void RpcListener::refuse(kj::Own<kj::AsyncIoStream> stream) {
   ++refused_;
+  sendAbort(kj::mv(stream), options_.refusalReason, options_.tls != nullptr);
+}
+
+void RpcListener::sendAbort(kj::Own<kj::AsyncIoStream> stream, const std::string& reason,
+                            bool tls) {
   if (refusing_ >= kMaxRefusing) return;  // dropping the stream closes it
-  ++refusing_;
   // A Cap'n Proto Abort: the client's calls fail with our reason instead of a reset.
   auto message = kj::heap<capnp::MallocMessageBuilder>();
   auto abort = message->initRoot<capnp::rpc::Message>().initAbort();
-  abort.setReason((kRefusedConnectionPrefix + options_.refusalReason).c_str());
+  abort.setReason((kRefusedConnectionPrefix + reason).c_str());
   abort.setType(capnp::rpc::Exception::Type::OVERLOADED);
-  kj::AsyncIoStream& s = *stream;
-  auto done = capnp::writeMessage(s, *message)
-                  .then([&s]() {
-                    s.shutdownWrite();
-                    return drain(s, kj::heapArray<kj::byte>(4096));
-                  })
-                  .attach(kj::mv(message));
+  kj::Promise<kj::Own<kj::AsyncIoStream>> ready = tls ? options_.tls->wrapServer(kj::mv(stream))
+                                                      : kj::Promise<kj::Own<kj::AsyncIoStream>>(
+                                                            kj::mv(stream));
+  lingerAfter(ready.then([message = kj::mv(message)](kj::Own<kj::AsyncIoStream> s) mutable {
+    kj::AsyncIoStream& out = *s;
+    return capnp::writeMessage(out, *message)
+        .attach(kj::mv(message))
+        .then([s = kj::mv(s)]() mutable { return kj::mv(s); });
+  }));
+}
+
+void RpcListener::linger(kj::Own<kj::AsyncIoStream> stream) {
+  // From a later turn either way: the failed handshake that wrote to it (and still
+  // refers to it) is torn down first.
+  if (refusing_ >= kMaxRefusing) {
+    tasks_.add(kj::evalLater([stream = kj::mv(stream)]() mutable { stream = nullptr; }));
+    return;
+  }
+  lingerAfter(kj::evalLater([stream = kj::mv(stream)]() mutable { return kj::mv(stream); }));
+}
+
+void RpcListener::lingerAfter(kj::Promise<kj::Own<kj::AsyncIoStream>> written) {
+  ++refusing_;
+  auto done = written.then([](kj::Own<kj::AsyncIoStream> s) {
+    kj::AsyncIoStream& out = *s;
+    out.shutdownWrite();
+    return drain(out, kj::heapArray<kj::byte>(4096)).attach(kj::mv(s));
+  });
   tasks_.add(timer_.timeoutAfter(kRefusalLinger, kj::mv(done))
                  .then([]() {}, [](kj::Exception&&) {})
-                 .attach(kj::mv(stream), kj::defer([this]() { --refusing_; })));
+                 .attach(kj::defer([this]() { --refusing_; })));
 }
 
 kj::Maybe<uint64_t> RpcListener::longestIdle() {
@@ -180,6 +366,8 @@ void RpcListener::close(uint64_t id) {
   conn->handle->listener_ = nullptr;
   conn->watch = nullptr;
   conn->rpc = nullptr;
+  conn->tlsHandshake = nullptr;
+  conn->socket = nullptr;
 }
 
 void RpcListener::closeLater(uint64_t id) {
@@ -203,7 +391,8 @@ void RpcListener::sweep() {
                      now - conn->accepted >= options_.handshakeTimeout;
     bool idle = options_.idleTimeout > 0 * kj::SECONDS && conn->inflight == 0 &&
                 now - conn->lastActivity >= options_.idleTimeout;
-    if (handshake || idle) expired.push_back(id);
+    bool tls = conn->handshaking && now - conn->accepted >= options_.tlsHandshakeTimeout;
+    if (handshake || idle || tls) expired.push_back(id);
   }
   for (uint64_t id : expired) {
     ++timedOut_;

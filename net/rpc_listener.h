@@ -17,6 +17,12 @@
 //  * handshakeTimeout: an unidentified connection older than this is closed.
 //  * idleTimeout: an unidentified connection with no call in flight and none started
 //    for this long is closed.
+//  * TLS (ListenerOptions::tls): a connection does its TLS handshake (server side) before
+//    any RPC, counted as unidentified and evictable meanwhile, and closed if it has not
+//    finished within tlsHandshakeTimeout (or handshakeTimeout, if shorter). A client that
+//    speaks plaintext Cap'n Proto to a TLS port gets an Abort saying the port requires TLS
+//    (kTlsRequiredReason), not a reset. Failed handshakes are logged, at most one line a
+//    second (the rest are counted into the next line).
 #pragma once
 
 #include <cstdint>
@@ -26,6 +32,7 @@
 
 #include <capnp/capability.h>
 #include <kj/async-io.h>
+#include <kj/compat/tls.h>
 #include <kj/refcount.h>
 
 namespace kvr::net {
@@ -36,6 +43,9 @@ class RpcListener;
 // refusalReason; the client library recognizes it (the exception type does not survive
 // an Abort in capnp 0.9).
 constexpr const char* kRefusedConnectionPrefix = "refused the connection: ";
+// The reason a TLS port gives a plaintext client (after kRefusedConnectionPrefix).
+constexpr const char* kTlsRequiredReason = "this port requires TLS (connect with TLS: kvctl "
+                                           "--cacert CA_FILE)";
 
 // What a service knows of the connection it serves (handed to the bootstrap factory).
 // Safe to use after the connection is gone: every call is then a no-op.
@@ -60,6 +70,12 @@ struct ListenerOptions {
   kj::Duration handshakeTimeout = 0 * kj::SECONDS;  // 0: unidentified may stay
   kj::Duration idleTimeout = 0 * kj::SECONDS;       // 0: never closed for idleness
   std::string refusalReason = "too many connections";
+  // Non-null: every connection is TLS, this context's server side (it must outlive the
+  // listener). A handshake not finished within tlsHandshakeTimeout closes the connection.
+  kj::TlsContext* tls = nullptr;
+  kj::Duration tlsHandshakeTimeout = 5 * kj::SECONDS;
+  // Gets one line per failed TLS handshake (rate-limited); may be empty.
+  std::function<void(const std::string&)> log;
 };
 
 class RpcListener final : private kj::TaskSet::ErrorHandler {
@@ -92,6 +108,8 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   uint64_t timedOutConnections() const { return timedOut_; }
   uint64_t replacedConnections() const { return replaced_; }
   uint64_t acceptErrors() const { return acceptErrors_; }
+  uint64_t tlsHandshakeFailures() const { return tlsFailures_; }
+  uint64_t plaintextRefused() const { return plaintextRefused_; }
 
  private:
   friend class ConnectionHandle;
@@ -99,7 +117,21 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
 
   kj::Promise<void> acceptLoop();
   void admit(kj::Own<kj::AsyncIoStream> stream);
+  // Runs Cap'n Proto on the (plaintext or TLS) stream of connection `conn`.
+  void serve(Conn& conn, kj::Own<kj::AsyncIoStream> stream);
+  // TLS: tells a plaintext client off, else does the handshake over connection `id`'s
+  // socket, then serve().
+  kj::Promise<void> handshake(uint64_t id, kj::AsyncIoStream& socket);
+  kj::Own<kj::AsyncIoStream> takeSocket(uint64_t id);
   void refuse(kj::Own<kj::AsyncIoStream> stream);
+  // Sends an Abort with `reason` (`tls`: after a server-side handshake), then lingers.
+  void sendAbort(kj::Own<kj::AsyncIoStream> stream, const std::string& reason, bool tls);
+  // Closes our side and reads what the client still sends until it closes too, so that
+  // what we wrote last reaches it instead of a reset; bounded by kRefusalLinger and, in
+  // number, by kMaxRefusing (beyond that the stream is just closed).
+  void linger(kj::Own<kj::AsyncIoStream> stream);
+  void lingerAfter(kj::Promise<kj::Own<kj::AsyncIoStream>> written);
+  void logTlsFailure(const std::string& line);
   // The unidentified connection with no call in flight that has been idle longest.
   kj::Maybe<uint64_t> longestIdle();
   void close(uint64_t id);
@@ -127,6 +159,10 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   uint64_t timedOut_ = 0;
   uint64_t replaced_ = 0;
   uint64_t acceptErrors_ = 0;
+  uint64_t tlsFailures_ = 0;
+  uint64_t plaintextRefused_ = 0;
+  kj::TimePoint lastTlsLog_ = kj::origin<kj::TimePoint>();
+  uint64_t tlsLogsSuppressed_ = 0;
   kj::TaskSet tasks_;  // deferred closes, refusals
   kj::Promise<void> sweeping_ = nullptr;
   kj::Promise<void> accepting_ = nullptr;

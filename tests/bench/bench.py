@@ -4,8 +4,10 @@
     bench.py --build DIR --workdir TMP --out docs/BENCHMARKS.md [--only a,b] [--quick]
 
 Parts, in order (--only picks some): matrix (kvbench put/get on a fresh 3-node cluster),
-failover (20 leader kills under light write load), wal (walbench), sim (kvsim), memory
-(node RSS after loading up to 1M keys of 256 B into a second fresh cluster). Every node
+tls (the same kvbench runs, and kvctl's whole-command time, on a plaintext and a TLS
+cluster side by side), failover (20 leader kills under light write load), wal
+(walbench), sim (kvsim), memory (node RSS after loading up to 1M keys of 256 B into a
+second fresh cluster). Every node
 and load process is started in its own session and killed at exit, also on failure or
 SIGTERM; their pids are also written to WORKDIR/pids so run.sh's trap can reap them if
 this process itself dies. Results go to WORKDIR/results.json and, rendered against the
@@ -21,6 +23,9 @@ import sys
 import time
 
 import report
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cluster"))
+import tls_certs  # noqa: E402  (tests/cluster/tls_certs.py: certificates made by openssl)
 
 ARGS = None
 PROCS = []  # every Popen started here, for cleanup
@@ -85,10 +90,12 @@ def wait_until(what, predicate, timeout_s, interval_s=0.02):
 class Cluster:
     """Three kvnode processes with default timeouts and fsync on, in WORKDIR/NAME."""
 
-    def __init__(self, name, size=3):
+    def __init__(self, name, size=3, node_flags=(), client_flags=()):
         self.root = os.path.join(ARGS.workdir, name)
         os.makedirs(self.root)
         self.size = size
+        self.node_flags = list(node_flags)
+        self.client_flags = list(client_flags)  # kvctl and kvbench (--cacert)
         self.procs = {}
         ports = free_ports(2 * size)
         self.client_ports = {i + 1: ports[i] for i in range(size)}
@@ -101,7 +108,8 @@ class Cluster:
         cluster = ",".join(f"{j}=127.0.0.1:{self.raft_ports[j]}" for j in sorted(self.raft_ports))
         return [tool("bin/kvnode"), "--id", str(i), "--data-dir", os.path.join(self.root, f"node{i}"),
                 "--client-addr", f"127.0.0.1:{self.client_ports[i]}",
-                "--raft-addr", f"127.0.0.1:{self.raft_ports[i]}", "--cluster", cluster]
+                "--raft-addr", f"127.0.0.1:{self.raft_ports[i]}", "--cluster", cluster] + \
+            self.node_flags
 
     def start_node(self, i):
         out = open(os.path.join(self.root, f"node{i}.log"), "a")
@@ -135,7 +143,7 @@ class Cluster:
 
     def kvctl(self, *args, timeout_ms=1000):
         r = subprocess.run([tool("bin/kvctl"), "--endpoints", self.endpoints(), "--timeout",
-                            str(timeout_ms)] + list(args), capture_output=True,
+                            str(timeout_ms)] + self.client_flags + list(args), capture_output=True,
                            timeout=timeout_ms / 1000 + 10)
         return r.returncode, r.stdout.decode(errors="replace")
 
@@ -168,6 +176,9 @@ def kvbench(cluster, mode, clients, conns, total, extra=(), label=None):
            "--conns", str(conns), "--total", str(total), "--key-size", "8", "--val-size", "256"]
     cmd += list(extra) + [mode, "--json"]
     shown = " ".join(["build/bin/kvbench", "--endpoints", "$ENDPOINTS"] + cmd[3:])
+    if cluster.client_flags:
+        cmd += cluster.client_flags
+        shown += " --cacert CA"
     log(f"{label or mode}: {shown}")
     p = track(subprocess.Popen(cmd, stdout=subprocess.PIPE, start_new_session=True))
     out, _ = p.communicate(timeout=600)
@@ -198,6 +209,50 @@ def part_matrix(results):
                                   "stale get 64/8")
     c.stop()
     results["matrix"] = m
+
+
+def kvctl_seconds(cluster, runs):
+    """Median wall time of a whole `kvctl get` process (start, connect, handshake, one
+    linearizable read, exit) against the cluster's first node, over `runs` runs."""
+    times = []
+    for _ in range(runs):
+        t = time.monotonic()
+        r = subprocess.run([tool("bin/kvctl"), "--endpoints", cluster.endpoints().split(",")[0]] +
+                           cluster.client_flags + ["get", "tls-probe"], capture_output=True,
+                           timeout=30)
+        times.append(time.monotonic() - t)
+        if r.returncode not in (0, 1):
+            raise BenchFailure(f"kvctl get failed: {r.stderr.decode(errors='replace')}")
+    times.sort()
+    return times[len(times) // 2]
+
+
+def part_tls(results):
+    """The cost of TLS: the same runs against a plaintext and a TLS cluster (all three
+    nodes with --tls-cert/--tls-key/--tls-ca, peers on mutual TLS, kvbench --cacert),
+    one cluster at a time, each run twice in alternation so that a change in the
+    machine's load hits both sides alike."""
+    q = ARGS.quick
+    certs = tls_certs.make_certs(os.path.join(ARGS.workdir, "certs"))
+    tls_node = ["--tls-cert", certs["node_cert"], "--tls-key", certs["node_key"],
+                "--tls-ca", certs["ca"]]
+    sides = {"plain": ([], []), "tls": (tls_node, ["--cacert", certs["ca"]])}
+    runs = [("put_64_8", "put", 64, 8, 60000, []),
+            ("put_1_1", "put", 1, 1, 5000, []),
+            ("get_64_8", "get", 64, 8, 60000, ["--key-space", "10000"])]
+    t = {"plain": {}, "tls": {}}
+    for rep in range(1 if q else 2):
+        for side, (node_flags, client_flags) in sides.items():
+            c = Cluster(f"tls-{side}-{rep}", node_flags=node_flags, client_flags=client_flags)
+            c.start()
+            log(f"tls part: {side} cluster up at {c.endpoints()} (round {rep + 1})")
+            for key, mode, clients, conns, total, extra in runs:
+                r = kvbench(c, mode, clients, conns, total // (10 if q else 2), extra,
+                            f"{side} {mode} {clients}/{conns}")
+                t[side].setdefault(key, []).append(r)
+            t[side].setdefault("kvctl_s", []).append(kvctl_seconds(c, 5 if q else 15))
+            c.stop()
+    results["tls"] = t
 
 
 def read_new_acks(path, state):
@@ -341,8 +396,8 @@ def part_memory(results):
     }
 
 
-PARTS = {"matrix": part_matrix, "failover": part_failover, "wal": part_wal, "sim": part_sim,
-         "memory": part_memory}
+PARTS = {"matrix": part_matrix, "tls": part_tls, "failover": part_failover, "wal": part_wal,
+         "sim": part_sim, "memory": part_memory}
 
 
 def main():

@@ -141,6 +141,9 @@ def render(r):
             out.append(res["command"])
         out.append("```\n")
 
+    if r.get("tls"):
+        out.extend(render_tls(r["tls"]))
+
     if f:
         out.append("## Failover\n")
         out.append(f"{f['rounds']} rounds on one cluster: under light write load (loadgen, 4 "
@@ -196,6 +199,52 @@ def render(r):
 
     out.append(PROFILE_NOTES)
     return "\n".join(out)
+
+
+def render_tls(t):
+    """The TLS part: plaintext and TLS side by side, each figure the mean over the rounds."""
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else None
+
+    def cost(plain, tls, lower_is_better):
+        if not plain or tls is None:
+            return "n/a"
+        change = (tls - plain) / plain * 100
+        if not lower_is_better:
+            change = -change
+        return f"{change:+.0f}%"
+
+    names = {"put_64_8": "put, 64 clients / 8 conns", "put_1_1": "put, 1 client / 1 conn",
+             "get_64_8": "linearizable get, 64 clients / 8 conns"}
+    out = ["## TLS\n"]
+    rounds = len(t["plain"].get("kvctl_s", []))
+    out.append(f"The same runs on a plaintext and on a TLS cluster (every node with "
+               "`--tls-cert/--tls-key/--tls-ca`, peers on mutual TLS, kvbench and kvctl with "
+               f"`--cacert`; ECDSA P-256 certificates, TLS 1.3), one cluster at a time, "
+               f"{rounds} round(s) in alternation; figures are means over the rounds. "
+               "\"cost\": how much worse TLS is (positive = slower).\n")
+    out.append("| workload | plaintext req/s | TLS req/s | cost | plaintext p50 / p99 ms | "
+               "TLS p50 / p99 ms |\n|---|---|---|---|---|---|")
+    for key, name in names.items():
+        p, s = t["plain"].get(key, []), t["tls"].get(key, [])
+        if not p or not s:
+            continue
+        prps, srps = mean([x["rps"] for x in p]), mean([x["rps"] for x in s])
+        lat = {side: (mean([x["latency_ms"]["p50"] for x in runs]),
+                      mean([x["latency_ms"]["p99"] for x in runs]))
+               for side, runs in (("p", p), ("s", s))}
+        errors = sum(x["errors"] for x in p + s)
+        out.append(f"| {name} | {prps:,.0f} | {srps:,.0f} | {cost(prps, srps, False)} | "
+                   f"{lat['p'][0]:.2f} / {lat['p'][1]:.2f} | {lat['s'][0]:.2f} / "
+                   f"{lat['s'][1]:.2f} |" + (f" ({errors} errors)" if errors else ""))
+    pk, sk = mean(t["plain"].get("kvctl_s", [])), mean(t["tls"].get("kvctl_s", []))
+    if pk is not None and sk is not None:
+        out.append(f"| one `kvctl get` process (median wall time: start, connect, handshake, "
+                   f"read, exit) | {pk * 1000:.1f} ms | {sk * 1000:.1f} ms | "
+                   f"{cost(pk, sk, True)} | | |")
+    out.append("")
+    out.append("Commands: as in the client load table, with `--cacert CA` on the TLS side.\n")
+    return out
 
 
 # Written by hand from a profiling session (not regenerated): what the biggest miss, put

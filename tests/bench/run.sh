@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark suite: `./dev bench` (which builds build/ with debugoptimized first).
 #
-#   bash tests/bench/run.sh [--build DIR] [--out FILE] [--only matrix,failover,wal,sim,memory]
+#   bash tests/bench/run.sh [--build DIR] [--out FILE] [--only matrix,tls,failover,wal,sim,memory]
 #                           [--quick] [--keep]
 #
 # Starts fresh local 3-node clusters (fsync on, default timeouts) on free loopback ports
-# in a temp dir, runs the kvbench matrix, 20 leader kills, walbench, kvsim and a memory
-# load, and writes docs/BENCHMARKS.md (each figure next to its target). Takes about
-# 10 minutes on 2 cores. Every process it starts is stopped at the end, also on failure
-# or Ctrl-C.
+# in a temp dir, runs the kvbench matrix, kvbench on a plaintext and a TLS cluster side by
+# side, 20 leader kills, walbench, kvsim and a memory load, and writes docs/BENCHMARKS.md
+# (each figure next to its target). Takes about 12 minutes on 2 cores. Every process it
+# starts is stopped at the end, also on failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

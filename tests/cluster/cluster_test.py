@@ -22,6 +22,8 @@ import tempfile
 import threading
 import time
 
+import tls_certs
+
 ARGS = None
 FAILOVER_LIMIT_S = 3.0
 
@@ -71,6 +73,8 @@ class Cluster:
         self.root = root
         self.size = size
         self.node_flags = list(node_flags)
+        self.per_node_flags = {}  # node id -> flags used instead of node_flags
+        self.client_flags = []    # given to every kvctl (e.g. --cacert)
         self.procs = {}      # node id -> Popen
         self.logs = {}       # node id -> log path
         self.others = []     # extra processes (loadgen, strangers) to clean up
@@ -101,7 +105,8 @@ class Cluster:
         return [ARGS.kvnode, "--id", str(i), "--data-dir", self.data_dir(i),
                 "--client-addr", self.endpoint(i),
                 "--raft-addr", f"127.0.0.1:{self.raft_ports[i]}",
-                "--cluster", self.cluster_flag()] + self.node_flags + list(extra)
+                "--cluster", self.cluster_flag()] + \
+            self.per_node_flags.get(i, self.node_flags) + list(extra)
 
     def start_node(self, i, extra=()):
         check(i not in self.procs or self.procs[i].poll() is not None, f"node {i} is running")
@@ -174,7 +179,7 @@ class Cluster:
 
     def kvctl(self, *args, endpoints=None, timeout_ms=5000, stdin=None):
         cmd = [ARGS.kvctl, "--endpoints", endpoints or self.endpoints(),
-               "--timeout", str(timeout_ms)] + list(args)
+               "--timeout", str(timeout_ms)] + self.client_flags + list(args)
         r = subprocess.run(cmd, input=stdin, capture_output=True,
                            timeout=timeout_ms / 1000 + 30)
         return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
@@ -263,8 +268,9 @@ def count_acks(path):
 
 # ---------------------------------------------------------------- scenarios
 
-def scenario_replication(c):
-    """Writes through every node (followers too) succeed; every node serves them."""
+def put_and_get_through_every_node(c):
+    """Starts c; key<i> = value<i> written through node i first, each read through each
+    node first. Returns the leader."""
     c.start()
     leader = c.wait_healthy()
     log(f"leader is node {leader}")
@@ -275,6 +281,12 @@ def scenario_replication(c):
         for j in range(1, c.size + 1):
             out = c.kvctl_ok("get", f"key{j}", endpoints=c.endpoints(first=i))
             check(out == f"value{j}\n", f"get key{j} via node {i} first: {out!r}")
+    return leader
+
+
+def scenario_replication(c):
+    """Writes through every node (followers too) succeed; every node serves them."""
+    leader = put_and_get_through_every_node(c)
     # Each node's own state (stale read from that node alone) converges.
     for i in range(1, c.size + 1):
         for j in range(1, c.size + 1):
@@ -1473,6 +1485,277 @@ def scenario_flags_anywhere(c):
         rc, out, err, _ = run_kvctl("--endpoints", e, *args)
         check(rc == 2 and message in err, f"kvctl {' '.join(args)}: rc {rc} {err!r}")
 
+# ---------------------------------------------------------------- TLS
+
+def tls_cluster(c):
+    """Certificates for c (made now with openssl) and TLS flags for its nodes and kvctl."""
+    certs = tls_certs.make_certs(os.path.join(c.root, "certs"))
+    c.node_flags += ["--tls-cert", certs["node_cert"], "--tls-key", certs["node_key"],
+                     "--tls-ca", certs["ca"]]
+    c.client_flags = ["--cacert", certs["ca"]]
+    return certs
+
+
+def plaintext_exchange(port, send, timeout_s=5):
+    """Connects, sends `send`, returns everything read until the server closes (or None
+    if it did not close within timeout_s) and how long that took."""
+    started = time.monotonic()
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
+        if send:
+            s.sendall(send)
+        s.settimeout(0.2)
+        while time.monotonic() - started < timeout_s:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return data, time.monotonic() - started
+            if not chunk:
+                return data, time.monotonic() - started
+            data += chunk
+    return None, time.monotonic() - started
+
+
+def kvctl_fails_fast(c, args, want, what, limit_s=2.0):
+    """kvctl with exactly `args` must exit 2 within limit_s, saying `want` (a regular
+    expression) on stderr."""
+    rc, _, err, took = run_kvctl(*args, timeout_s=30)
+    check(rc == 2 and re.search(want, err) and took < limit_s,
+          f"{what}: rc {rc} in {took:.2f} s (limit {limit_s} s), stderr {err.strip()!r}; "
+          f"want exit 2 saying {want!r}")
+    log(f"{what}: {err.strip()}")
+    return err
+
+
+def tls_server(cert, key):
+    """A TLS server on a free port that presents `cert` and closes each connection after
+    its handshake; returns (port, stop). Stands in for a node with a certificate that
+    kvnode itself would refuse to start with."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    running = [True]
+
+    def serve():
+        while running[0]:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            try:
+                conn.settimeout(2)
+                ctx.wrap_socket(conn, server_side=True).close()
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def stop():
+        running[0] = False
+        thread.join(2)
+        listener.close()
+    return listener.getsockname()[1], stop
+
+
+def tls_client_handshake(port, ca, cert, key):
+    """A TLS client presenting cert/key to port: the error the handshake or the first read
+    ends with (a TLS 1.3 server refuses a client certificate after the client's side of
+    the handshake), or None if the server kept the connection."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    ctx.check_hostname = False
+    ctx.load_cert_chain(cert, key)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        try:
+            with ctx.wrap_socket(raw) as s:
+                s.settimeout(2)
+                s.recv(1)
+        except (OSError, ssl.SSLError) as e:
+            return str(e)
+    return None
+
+
+def scenario_tls(c):
+    """A 3-node cluster with TLS on every port (mutual TLS between peers, which check the
+    name localhost: kvnode --tls-server-name): writes and reads through every node with
+    kvctl --cacert, also naming the nodes by DNS name (--tls-server-name localhost); a
+    backup over TLS. A plaintext kvctl on a TLS port fails
+    fast saying the port requires TLS, and the node logs it; plaintext Cap'n Proto on a raft
+    port gets the same refusal; a stranger that opens TCP and never starts TLS is closed
+    within the raft port's 2 s handshake bound and the client port's 5 s TLS bound."""
+    certs = tls_cluster(c)
+    # Peers check each other's certificate for this name (the other TLS scenarios: for
+    # the host of the --cluster address).
+    c.node_flags += ["--tls-server-name", "localhost"]
+    put_and_get_through_every_node(c)
+    out = c.kvctl_ok("--tls-server-name", "localhost", "get", "key1")
+    check(out == "value1\n", f"get with --tls-server-name localhost: {out!r}")
+    backup = os.path.join(c.root, "backup.kvb")
+    saved = json.loads(c.kvctl_ok("--json", "snapshot", "save", backup))
+    check(saved.get("keys") == c.size, f"backup over TLS: {saved}")
+    # A name the certificate does not carry is refused, naming it.
+    kvctl_fails_fast(c, ["--endpoints", c.endpoint(1), "--cacert", certs["ca"],
+                         "--tls-server-name", "elsewhere.example", "get", "key1"],
+                     "does not carry the name 'elsewhere\\.example'", "a wrong server name")
+
+    # Plaintext kvctl on a TLS client port: refused with the reason, not a hang or reset.
+    kvctl_fails_fast(c, ["--endpoints", c.endpoint(1), "--timeout", "5000", "get", "key1"],
+                     "requires TLS", "plaintext kvctl on a TLS port")
+    wait_until("node 1 to log the plaintext client",
+               lambda: "refused a plaintext connection" in c.read_log(1), 5)
+    # Plaintext Cap'n Proto (a frame header: one segment of 0 words) on a raft port.
+    data, took = plaintext_exchange(c.raft_ports[2], b"\0" * 8)
+    check(data is not None and b"requires TLS" in data,
+          f"plaintext on a raft port: got {data!r} in {took:.2f} s")
+
+    # Strangers that never start TLS do not keep a slot.
+    results = {}
+
+    def silent(name, port):
+        results[name] = plaintext_exchange(port, b"", timeout_s=10)
+    threads = [threading.Thread(target=silent, args=("raft", c.raft_ports[1])),
+               threading.Thread(target=silent, args=("client", c.client_ports[1]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    raft_data, raft_took = results["raft"]
+    client_data, client_took = results["client"]
+    check(raft_data is not None and 1.5 <= raft_took < 4,
+          f"silent stranger on the raft port: closed after {raft_took:.2f} s, want 2 s + sweep")
+    check(client_data is not None and 4.5 <= client_took < 8,
+          f"silent stranger on the client port: closed after {client_took:.2f} s, want 5 s")
+    log(f"silent strangers closed after {raft_took:.1f} s (raft) and {client_took:.1f} s "
+        f"(client)")
+    c.wait_healthy(timeout_s=5)
+    for i in range(1, c.size + 1):
+        check(c.alive(i), f"node {i} died:\n{c.read_log(i)[-2000:]}")
+
+
+def scenario_tls_wrong_ca(c):
+    """Node 3's certificate comes from another CA (and it trusts only that CA): nodes 1 and
+    2 still elect a leader and take writes; node 3 never joins, and both sides log why
+    (node 3: the peers' certificates are not signed by its CA; nodes 1 and 2: a failed
+    handshake from node 3). kvctl trusting the cluster's CA refuses node 3, and trusting
+    the other CA refuses nodes 1 and 2: exit 2 at once, saying why, not a timeout. A node
+    whose certificate its own --tls-ca did not sign does not start (exit 2)."""
+    certs = tls_cluster(c)
+    c.per_node_flags[3] = [f for f in c.node_flags]
+    c.per_node_flags[3][c.per_node_flags[3].index("--tls-cert") + 1] = certs["other_node_cert"]
+    c.per_node_flags[3][c.per_node_flags[3].index("--tls-key") + 1] = certs["other_node_key"]
+    c.per_node_flags[3][c.per_node_flags[3].index("--tls-ca") + 1] = certs["other_ca"]
+    c.start()
+    majority = ",".join(c.endpoint(i) for i in (1, 2))
+    c.wait_healthy(endpoints=majority)
+    c.kvctl_ok("put", "k", "v", endpoints=majority)
+    check(c.kvctl_ok("get", "k", endpoints=majority) == "v\n", "get k via nodes 1, 2")
+    wait_until("node 3 to log that it does not trust its peers",
+               lambda: re.search(r"peer [12]: TLS handshake with .* not signed by the CA we "
+                                 r"trust", c.read_log(3)), 10)
+    for i in (1, 2):
+        wait_until(f"node {i} to log node 3's failed handshake",
+                   lambda: re.search(r"warn .*TLS handshake from 127\.0\.0\.1:\d+ failed: "
+                                     r"the other side's certificate did not verify",
+                                     c.read_log(i)), 10)
+    kvctl_fails_fast(c, ["--endpoints", c.endpoint(3), "--cacert", certs["ca"], "get", "k"],
+                     "not signed by the CA we trust", "kvctl with the cluster's CA on node 3")
+    kvctl_fails_fast(c, ["--endpoints", majority, "--cacert", certs["other_ca"], "put", "k", "x"],
+                     "not signed by the CA we trust", "kvctl with the other CA on nodes 1, 2")
+    c.client_flags = ["--cacert", certs["other_ca"]]
+    rc, out, err = c.kvctl("--json", "status", endpoints=c.endpoint(3), timeout_ms=2000)
+    check(rc == 0, f"status of node 3 with its own CA: rc {rc} {err!r}")
+    st = json.loads(out)[0]
+    check(st["role"] != "leader" and st["commit"] == 0,
+          f"node 3 must be cut off from the cluster: {st}")
+    # A node whose own certificate its --tls-ca did not sign cannot start: its peers would
+    # refuse it in every handshake.
+    data_dir = os.path.join(c.root, "mixed-data")
+    r = subprocess.run([ARGS.kvnode, "--id", "1", "--data-dir", data_dir, "--client-addr",
+                        "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--tls-cert",
+                        certs["other_node_cert"], "--tls-key", certs["other_node_key"],
+                        "--tls-ca", certs["ca"]], capture_output=True, timeout=30)
+    err = r.stderr.decode(errors="replace")
+    check(r.returncode == 2 and "does not chain to --tls-ca" in err and
+          not os.path.exists(data_dir), f"kvnode with a certificate of another CA: "
+          f"rc {r.returncode}, {err!r}")
+
+
+def scenario_tls_expired(c):
+    """Certificates out of their validity: kvnode refuses to start with an expired or a
+    not-yet-valid one (exit 2 naming the file and the date; no data dir made); kvctl
+    refuses an expired --cert at once; a server presenting an expired certificate (a
+    stand-in: kvnode would not start with one) is refused by kvctl, which says the
+    certificate has expired. With --client-cert-auth: a client presenting an expired
+    certificate is refused and the node logs it, kvctl without a certificate is told it
+    needs one, and kvctl with a good one is served."""
+    certs = tls_cluster(c)
+    for which, want in (("expired", "expired on 2020-01-02 00:00:00 UTC"),
+                        ("future", "is not valid until 2099-01-01 00:00:00 UTC")):
+        data_dir = os.path.join(c.root, f"{which}-data")
+        flags = [f for f in c.node_flags]
+        flags[flags.index("--tls-cert") + 1] = certs[f"{which}_cert"]
+        flags[flags.index("--tls-key") + 1] = certs[f"{which}_key"]
+        r = subprocess.run([ARGS.kvnode, "--id", "1", "--data-dir", data_dir,
+                            "--client-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"] + flags,
+                           capture_output=True, timeout=30)
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode == 2 and want in err and certs[f"{which}_cert"] in err,
+              f"kvnode with the {which} certificate: rc {r.returncode}, {err!r}")
+        check(not os.path.exists(data_dir), f"kvnode with the {which} certificate made {data_dir}")
+        log(f"kvnode with the {which} certificate: {err.strip().splitlines()[-1]}")
+
+    kvctl_fails_fast(c, ["--endpoints", "127.0.0.1:1", "--cacert", certs["ca"], "--cert",
+                         certs["expired_cert"], "--key", certs["expired_key"], "get", "k"],
+                     "expired on 2020-01-02", "kvctl with an expired --cert")
+    port, stop = tls_server(certs["expired_cert"], certs["expired_key"])
+    try:
+        kvctl_fails_fast(c, ["--endpoints", f"127.0.0.1:{port}", "--cacert", certs["ca"],
+                             "get", "k"], "certificate has expired",
+                         "kvctl against a server with an expired certificate")
+    finally:
+        stop()
+
+    c.node_flags.append("--client-cert-auth")
+    c.client_flags += ["--cert", certs["client_cert"], "--key", certs["client_key"]]
+    c.start()
+    c.wait_healthy()
+    c.kvctl_ok("put", "k", "v")
+    check(c.kvctl_ok("get", "k") == "v\n", "get with a client certificate")
+    # One refusal a second is logged per port: one case per port, or a pause between.
+    kvctl_fails_fast(c, ["--endpoints", c.endpoint(1), "--cacert", certs["ca"], "get", "k"],
+                     "requires a client certificate", "kvctl without a client certificate")
+    wait_until("node 1 to log the client without a certificate",
+               lambda: "the client presented no certificate" in c.read_log(1), 5)
+    err = tls_client_handshake(c.raft_ports[1], certs["ca"], certs["expired_cert"],
+                               certs["expired_key"])
+    check(err is not None, "the raft port kept a peer with an expired certificate")
+    wait_until("node 1 to log the expired peer certificate",
+               lambda: re.search(r"warn .*TLS handshake from 127\.0\.0\.1:\d+ failed: the "
+                                 r"other side's certificate did not verify", c.read_log(1)), 5)
+    time.sleep(1.1)
+    err = tls_client_handshake(c.client_ports[1], certs["ca"], certs["expired_cert"],
+                               certs["expired_key"])
+    check(err is not None, "the client port kept a client with an expired certificate")
+    kvctl_fails_fast(c, ["--endpoints", c.endpoints(), "--cacert", certs["ca"],
+                         "--cert", certs["other_node_cert"], "--key", certs["other_node_key"],
+                         "get", "k"],
+                     # The alert, if kvctl reads it before the end of the session.
+                     r"refused our certificate|does not trust our certificate \(unknown CA\)",
+                     "kvctl with a client certificate of another CA")
+    check(c.read_log(1).count("certificate did not verify") >= 2,
+          "node 1 did not log both refused certificates")
+    c.wait_healthy(timeout_s=5)
+
+
+
 SCENARIOS = {
     "replication": scenario_replication,
     "failover": scenario_failover,
@@ -1494,6 +1777,9 @@ SCENARIOS = {
     "any_node": scenario_any_node,
     "no_leader": scenario_no_leader,
     "flags_anywhere": scenario_flags_anywhere,
+    "tls": scenario_tls,
+    "tls_wrong_ca": scenario_tls_wrong_ca,
+    "tls_expired": scenario_tls_expired,
 }
 
 

@@ -2,9 +2,12 @@
 // evicts the longest-idle connection without a call in flight, refuses (with its
 // reason, as a Cap'n Proto Abort) only when every connection is busy; idle and
 // handshake timeouts; an identified connection is replaced by a newer one with the same
-// key and is exempt from the timeouts.
+// key and is exempt from the timeouts. With TLS: a TLS client is served, a plaintext one
+// told the port requires TLS, a silent one closed after the TLS handshake bound.
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -12,6 +15,7 @@
 #include <kj/async-io.h>
 
 #include "net/rpc_listener.h"
+#include "net/tls.h"
 #include "net/uv_io.h"
 #include "schemas/kv.capnp.h"
 #include "tests/net/uv_loop_fixture.h"
@@ -156,6 +160,78 @@ TEST_F(RpcListenerTest, TimeoutsCloseStrangersAndANewerIdentifiedConnectionRepla
   EXPECT_EQ(settle(io, io.timer().afterDelay(500 * kj::MILLISECONDS)), "ok");
   EXPECT_EQ(idleListener->timedOutConnections(), 1u);
   EXPECT_NE(settle(io, quiet.status()), "ok");
+}
+
+// A CA and a node certificate for DNS:localhost, made with the openssl command (as the
+// cluster tests make theirs) in a fresh temp dir.
+TlsFiles makeCertificates() {
+  char dir[] = "/tmp/kvraft-tls-test-XXXXXX";
+  KJ_ASSERT(mkdtemp(dir) != nullptr);
+  std::string d = dir;
+  const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  std::string script =
+      "cd " + d + " && openssl req -x509" + ec +
+      " -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca && openssl req" + ec +
+      " -keyout node.key -out node.csr -subj /CN=node -addext subjectAltName=DNS:localhost"
+      " -addext extendedKeyUsage=serverAuth,clientAuth && openssl x509 -req -in node.csr"
+      " -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem -days 2 -copy_extensions copy";
+  int rc = std::system((script + " >" + d + "/openssl.log 2>&1").c_str());
+  KJ_ASSERT(rc == 0, "openssl failed; see the log", d);
+  TlsFiles files;
+  files.certFile = d + "/node.pem";
+  files.keyFile = d + "/node.key";
+  files.caFile = d + "/ca.pem";
+  return files;
+}
+
+TEST_F(RpcListenerTest, TlsServesTlsClientsRefusesPlaintextAndBoundsHandshakes) {
+  TlsFiles files = makeCertificates();
+  UvAsyncIo io(loop());
+  TlsSetup server(files, /*requireCert=*/true, /*requireClientCert=*/false);
+  FakeService service;
+  std::vector<std::string> logged;
+  ListenerOptions options;
+  options.tls = &server.context();
+  options.tlsHandshakeTimeout = 300 * kj::MILLISECONDS;
+  options.log = [&logged](const std::string& line) { logged.push_back(line); };
+  auto listener = listen(io, service, options);
+  uint port = listener->getPort();
+
+  TlsFiles trust;
+  trust.caFile = files.caFile;
+  TlsSetup client(trust, /*requireCert=*/false, /*requireClientCert=*/false);
+  auto raw = io.network().parseAddress("127.0.0.1", port).wait(io.waitScope())->connect();
+  auto secure = raw.then([&client, port](kj::Own<kj::AsyncIoStream> s) {
+                     return client.connect(kj::mv(s), "127.0.0.1:" + std::to_string(port),
+                                           "localhost");
+                   })
+                    .wait(io.waitScope());
+  capnp::TwoPartyClient rpc(*secure);
+  auto kv = rpc.bootstrap().castAs<schema::KvService>();
+  EXPECT_EQ(settle(io, kv.statusRequest().send().ignoreResult()), "ok");  // key 1
+
+  Client plain(io, port);
+  std::string refused = settle(io, plain.status());
+  EXPECT_NE(refused.find(kTlsRequiredReason), std::string::npos) << refused;
+  EXPECT_EQ(listener->plaintextRefused(), 1u);
+
+  auto silent = io.network()
+                    .parseAddress("127.0.0.1", port)
+                    .wait(io.waitScope())
+                    ->connect()
+                    .wait(io.waitScope());
+  EXPECT_EQ(settle(io, io.timer().afterDelay(50 * kj::MILLISECONDS)), "ok");
+  EXPECT_EQ(listener->unidentifiedConnections(), 1u);  // the silent one, handshaking
+  EXPECT_EQ(settle(io, io.timer().afterDelay(500 * kj::MILLISECONDS)), "ok");
+  EXPECT_EQ(listener->timedOutConnections(), 1u);
+  EXPECT_EQ(listener->openConnections(), 1u);
+  EXPECT_EQ(settle(io, kv.statusRequest().send().ignoreResult()), "ok");
+
+  ASSERT_FALSE(logged.empty());
+  EXPECT_NE(logged[0].find("refused a plaintext connection from 127.0.0.1:"), std::string::npos)
+      << logged[0];
+  std::string dir = files.caFile.substr(0, files.caFile.rfind('/'));
+  EXPECT_EQ(std::system(("rm -rf " + dir).c_str()), 0);
 }
 
 }  // namespace
