@@ -641,6 +641,7 @@ RunResult World::run() {
   ProbeCounts::global().reset();  // the probes this run reaches
   trace(sc_.describe());
   for (auto& n : nodes_) startNode(n);
+  if (timeline_) observeTimeline();  // the nodes as they start, not as before time 0
   for (auto& c : clients_) {
     q_.after(clientRng_.below(10 * kMs),
              [this, cid = c.id]() { clientNext(clients_[cid - 1]); });
