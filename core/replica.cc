@@ -254,9 +254,17 @@ void Replica::serveReads() {
   }
 }
 
+void Replica::requestSnapshot() {
+  snapshotRequested_ = true;
+  maybeSnapshot();
+}
+
 void Replica::maybeSnapshot() {
   Index applied = kv_.appliedIndex();
-  if (snapshotInFlight_ || applied < lastSnapshotIndex_ + config_.snapshotEveryEntries) return;
+  if (snapshotInFlight_ || applied <= lastSnapshotIndex_) return;
+  if (!snapshotRequested_ && applied < lastSnapshotIndex_ + config_.snapshotEveryEntries)
+    return;
+  snapshotRequested_ = false;
   auto term = raft_.termAt(applied);
   KJ_ASSERT(term.has_value(), "applied entry has no term", applied);
   const SnapshotMeta meta{applied, *term, raft_.conf()};

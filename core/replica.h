@@ -56,6 +56,10 @@ class Replica {
   // The storage wrote the file of the local snapshot at `index` that it took with
   // Storage::prepareSnapshot (core/env.h); the replica now persists it.
   void onSnapshotPrepared(Index index);
+  // Takes a local snapshot of what is applied now (and compacts the log behind it) as
+  // soon as none is in flight, whatever snapshotEveryEntries says: an operator's
+  // compaction, and the simulator's way to make a lagging follower need a snapshot.
+  void requestSnapshot();
   // Asks the leader to hand leadership to `target`. False if this node is not leader.
   bool transferLeadership(NodeId target);
   // Fails every pending request with ShuttingDown (the host is stopping).
@@ -109,7 +113,8 @@ class Replica {
   ApplyObserver observer_;
   uint64_t now_ = 0;  // ticks since start
   uint64_t nextSeq_ = 1;
-  bool snapshotInFlight_ = false;  // from freezing until the snapshot batch is durable
+  bool snapshotInFlight_ = false;   // from freezing until the snapshot batch is durable
+  bool snapshotRequested_ = false;  // requestSnapshot(): the next one is due now
   struct Preparing {
     SnapshotMeta meta;
     std::shared_ptr<SnapshotSource> source;

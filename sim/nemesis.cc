@@ -311,6 +311,16 @@ void World::cutOffLeader(NodeId leader, bool mayCrash) {
         if (!n.up && !n.dead) startNode(n);
       });
     }
+    if (!crash && faultRng_.chance(0.5)) {
+      // The majority's leader compacts just before the heal: the old leader's
+      // companions, whose logs hold a suffix of the old term, then need a snapshot that
+      // ends inside that suffix (it must replace it, not keep it).
+      for (auto& m : nodes_) {
+        if (m.id != leader && m.up && m.replica->raft().role() == Role::Leader) {
+          m.replica->requestSnapshot();
+        }
+      }
+    }
     healPartitionAfter(faultRng_.between(0, 100 * kMs), gen);
   });
 }
