@@ -175,6 +175,7 @@ void Replica::process() {
       batch.hardState = rd.hardState;
       batch.snapshot = rd.snapshot;
       batch.resetLog = rd.snapshot.has_value();
+      batch.endRecovery = rd.endRecovery;
       InFlightBatch pending{batch.seq, 0, 0, std::nullopt, std::move(rd.afterPersist)};
       if (!rd.entries.empty()) {
         pending.lastIndex = rd.entries.back().index;

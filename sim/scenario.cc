@@ -5,10 +5,23 @@
 namespace kvr::sim {
 
 namespace {
-constexpr const char* kFaultNames[kFaultCount] = {
-    "drop",        "delay",      "reorder",     "duplicate",  "partition",
-    "crash",       "pause",      "clock_drift", "torn_write", "bit_flip",
-    "fsync_error", "slow_fsync", "client_loss", "replay",     "isolate_leader"};
+constexpr const char* kFaultNames[kFaultCount] = {"drop",
+                                                  "delay",
+                                                  "reorder",
+                                                  "duplicate",
+                                                  "partition",
+                                                  "crash",
+                                                  "pause",
+                                                  "clock_drift",
+                                                  "torn_write",
+                                                  "bit_flip",
+                                                  "fsync_error",
+                                                  "slow_fsync",
+                                                  "client_loss",
+                                                  "replay",
+                                                  "isolate_leader",
+                                                  "lost_write",
+                                                  "misdirected_write"};
 }
 
 const char* faultName(Fault f) { return kFaultNames[static_cast<size_t>(f)]; }

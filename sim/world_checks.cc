@@ -10,6 +10,13 @@ void World::checkPersistenceRule(NodeId from, const Message& m) {
   // Checked where the message leaves, against what the node's disk holds right now: a
   // message that claims durable state may leave only once that state is durable.
   const RecoveredState& d = node(from).store->durableState();
+  if ((m.type == MsgType::VoteResp || m.type == MsgType::PreVoteResp) && !m.reject &&
+      node(from).replica && node(from).replica->raft().recovering()) {
+    fail("recovering_vote", kj::str("n", from, " granted a ", msgTypeName(m.type), " in term ",
+                                    m.term, " to n", m.to, " while recovering")
+                                .cStr());
+    return;
+  }
   const char* broken = nullptr;
   kj::String detail = kj::str("");
   switch (m.type) {

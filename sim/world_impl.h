@@ -101,6 +101,9 @@ class World {
     bool wasLeader = false;    // for the flaky-leader nemesis
     uint64_t lostOutbox = 0;   // messages sent by this incarnation are lost
     Index leaderCommitSeen = 0;
+    // The highest committed entry its disk held durably at its last crash: a restart
+    // that is not recovering must still hold it (durability).
+    Index durableCommittedFloor = 0;
   };
   struct Client {
     uint32_t id = 0;
@@ -162,7 +165,7 @@ class World {
   void startTransfer();
   void partitionFault(NodeId victim);
   void crashFault(NodeId victim);
-  void bitFlipFault();
+  void storageFault(Fault kind);  // bit flip, lost or misdirected write at rest
   void healAll();
   void isolateLeader();
   void cutOffLeader(NodeId leader, bool mayCrash);
