@@ -522,6 +522,7 @@ void Raft::handleHeartbeat(const Message& m) {
   Index newCommit = std::min(m.commit, recovering_ ? recoveryVerified() : lastIndex());
   if (newCommit > commit_) commit_ = newCommit;
   maybeFinishRecovery();
+  if (recovering_ && m.commit > recoveryVerified()) askLeaderToVerify(m.from);
   Message r;
   r.type = MsgType::HeartbeatResp;
   r.to = m.from;

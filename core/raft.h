@@ -163,6 +163,7 @@ class Raft {
   Index recoveryVerified() const;
   void markRecoveringResponse(Message& resp) const;
   void forgetLostMatch(Progress& pr, const Message& resp);
+  void askLeaderToVerify(NodeId leader);
 
   // log
   bool matchTerm(Index index, Term term) const;

@@ -45,6 +45,20 @@ void Raft::markRecoveringResponse(Message& resp) const {
   resp.commit = commit_;
 }
 
+void Raft::askLeaderToVerify(NodeId leader) {
+  // The leader believes we hold more than an Append of its verified (its match for us
+  // predates the damage) and sends none while it does: tell it where we stand.
+  Message r;
+  r.type = MsgType::AppendResp;
+  r.to = leader;
+  r.term = term_;
+  r.reject = true;
+  r.index = commit_;
+  r.rejectHint = commit_;
+  markRecoveringResponse(r);
+  send(std::move(r));
+}
+
 void Raft::forgetLostMatch(Progress& pr, const Message& resp) {
   // The follower no longer holds what it acknowledged: lower our match for it to what
   // it says is committed in its log (a stale rejection only makes us re-probe).

@@ -142,6 +142,8 @@ ReplicaStatus Replica::status() const {
   s.applied = kv_.appliedIndex();
   s.lastIndex = raft_.lastIndex();
   s.snapshotIndex = raft_.snapshotIndex();
+  s.recovering = raft_.recovering();
+  s.recoverUntil = raft_.recoverUntil();
   return s;
 }
 

@@ -128,9 +128,9 @@ DiskStorage::Recovered DiskStorage::open(FileSystem& fs, const std::string& dir,
     out.state.recoverUntil = mark->damaged ? std::max(replay.hwm, replay.state.lastIndex())
                                            : mark->untilIndex;
     out.state.hardState.commit = std::min(out.state.hardState.commit, replay.state.lastIndex());
+    // New records keep saying how far this node may have acknowledged.
+    replay.hwm = std::max(replay.hwm, out.state.recoverUntil);
   }
-  // New records keep saying how far this node may have acknowledged.
-  if (mark) replay.hwm = std::max(replay.hwm, out.state.recoverUntil);
   out.storage = kj::heap<DiskStorage>(fs, dir, options, replay);
   // Snapshot files other than the one in effect are leftovers of crashed writes.
   SnapshotStore(fs, dir).removeAllExcept(

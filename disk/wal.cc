@@ -43,13 +43,13 @@ std::string readWhole(FileSystem& fs, const std::string& path) {
   return bytes;
 }
 
-// Whether a valid record header with seq >= minSeq starts anywhere at or after `from`:
-// tells corruption (valid records follow) from a torn tail.
-bool validRecordFollows(std::string_view bytes, size_t from, uint64_t minSeq) {
+// Whether a valid header of a later record (seq > afterSeq) starts anywhere at or after
+// `from`: tells corruption (valid records follow) from a torn tail.
+bool validRecordFollows(std::string_view bytes, size_t from, uint64_t afterSeq) {
   for (size_t pos = from; pos + kRecordHeaderBytes <= bytes.size(); ++pos) {
     if (bytes[pos] != 'K') continue;  // the magic's first byte, little-endian "KVW2"
     auto h = parseHeader(bytes.substr(pos));
-    if (h && h->seq >= minSeq) return true;
+    if (h && h->seq > afterSeq) return true;
   }
   return false;
 }
@@ -131,7 +131,6 @@ WalReplay replayWal(FileSystem& fs, const std::string& dir) {
     size_t batchStart = 0;
     Index batchMaxIndex = 0;
     Index batchHwm = 0;
-    bool batchDegraded = false;
     size_t pos = 0;
     uint64_t seq = firstSeq;
     std::optional<RecordRead> stop;
@@ -149,7 +148,6 @@ WalReplay replayWal(FileSystem& fs, const std::string& dir) {
       }
       batch.push_back(std::move(*body));
       batchHwm = std::max(batchHwm, r.header->hwm);
-      batchDegraded = r.degraded;
       pos += r.header->recordBytes();
       ++seq;
       if (r.header->continues) continue;
@@ -162,7 +160,7 @@ WalReplay replayWal(FileSystem& fs, const std::string& dir) {
       seg.maxEntryIndex = std::max(seg.maxEntryIndex, batchMaxIndex);
       seg.records += batch.size();
       replay.hwm = std::max(replay.hwm, batchHwm);
-      replay.lastRecordDegraded = batchDegraded;
+      replay.lastRecordDegraded = r.degraded;
       batch.clear();
       batchStart = pos;
     }

@@ -107,6 +107,20 @@ bool DiskStore::flipBitAtRest(Rng& rng) {
   // can always tell what a damaged record was, the newest included.
   auto files = filesAtRest();
   if (files.empty()) return false;
+  if (rng.chance(0.4)) {
+    // Aimed at the newest records (the last bytes of the newest segment): the ones a
+    // node acknowledged last, which a torn-tail cut would silently lose.
+    std::string newest;
+    for (auto& [path, size] : files) {
+      if (path.rfind(disk::joinPath(kDir, "wal-"), 0) == 0) newest = path;
+    }
+    if (!newest.empty()) {
+      const uint64_t size = fs_.fileSize(newest);
+      const uint64_t span = std::min<uint64_t>(size, 512);
+      fs_.flipBit(newest, size - 1 - rng.below(span));
+      return true;
+    }
+  }
   auto& [path, size] = files[rng.below(files.size())];
   fs_.flipBit(path, rng.below(size));
   return true;

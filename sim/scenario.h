@@ -31,7 +31,8 @@ enum class Fault : uint8_t {
   MisdirectedWrite,  // a synced sector landed at another place (of the node's files)
 };
 constexpr size_t kFaultCount = 17;
-const char* faultName(Fault f);  // "drop", "torn_write", ...
+constexpr size_t kFaultsFirstDrawn = 15;  // the rest are drawn after the other knobs
+const char* faultName(Fault f);           // "drop", "torn_write", ...
 std::optional<Fault> parseFault(const std::string& name);
 
 struct FaultSet {

@@ -109,8 +109,9 @@ void World::startNode(Node& n) {
     trace(kj::str("n", n.id, " repaired: ", repair.c_str()).cStr());
   }
   if (rec.recovering) {
+    // It may have lost committed entries it held: it must fetch them before it votes
+    // again (checkRecoveryEnd).
     trace(kj::str("n", n.id, " recovering until index ", rec.recoverUntil).cStr());
-    n.durableCommittedFloor = 0;  // may be lost: the node fetches it before it votes
   } else {
     Index last = rec.entries.empty() ? rec.snapshot.meta.index : rec.entries.back().index;
     if (last < n.durableCommittedFloor) {
@@ -138,6 +139,7 @@ void World::startNode(Node& n) {
   Index snapIndex = rec.snapshot.meta.index;
   noteNodeTrouble(n.id, q_.now());
   n.up = true;
+  n.recovering = rec.recovering;
   n.flushScheduled = false;
   n.flushing = false;
   ++n.incarnation;

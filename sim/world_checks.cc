@@ -121,6 +121,24 @@ void World::checkDisruption(NodeId who, Term newTerm, bool stepDown) {
            .cStr());
 }
 
+void World::checkRecoveryEnd(Node& n) {
+  // A node that leaves its recovering state votes again: it must hold again every
+  // committed entry its disk held before the damage.
+  const Raft& r = n.replica->raft();
+  if (n.recovering && !r.recovering()) {
+    const Index floor = n.durableCommittedFloor;
+    if (r.lastIndex() < floor || r.stableIndex() < floor ||
+        (floor > r.snapshotIndex() && !checker_.isCommitted(*r.entryAt(floor)))) {
+      fail("durability",
+           kj::str("n", n.id, " left its recovering state without committed entry ", floor,
+                   " it held before the damage (log to ", r.lastIndex(), ", durable to ",
+                   r.stableIndex(), ")")
+               .cStr());
+    }
+  }
+  n.recovering = r.recovering();
+}
+
 void World::afterEvent() {
   if (stop_) return;
   // First: it may crash a node, and the checks below must see the world after that.
@@ -135,6 +153,7 @@ void World::afterEvent() {
     // An applied index that moved without an apply: a snapshot was installed. Its
     // state must be what the replicas that applied up to there had.
     if (!n.up) continue;
+    checkRecoveryEnd(n);
     Index applied = n.replica->kv().appliedIndex();
     if (applied != n.appliedSeen) {
       n.appliedSeen = applied;

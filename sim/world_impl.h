@@ -104,6 +104,7 @@ class World {
     // The highest committed entry its disk held durably at its last crash: a restart
     // that is not recovering must still hold it (durability).
     Index durableCommittedFloor = 0;
+    bool recovering = false;  // its Raft was recovering at the last check
   };
   struct Client {
     uint32_t id = 0;
@@ -148,6 +149,7 @@ class World {
   uint64_t disruptionWindow() const { return 2 * 3 * sc_.electionTicks * kTickNs + 500 * kMs; }
   bool quietSince(NodeId id, uint64_t since) const;
   void checkPersistenceRule(NodeId from, const Message& m);
+  void checkRecoveryEnd(Node& n);
   void replayToRestarted(NodeId id);
   void deliver(NodeId from, uint64_t senderIncarnation, NodeId to, std::string bytes);
 
