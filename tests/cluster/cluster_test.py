@@ -575,12 +575,13 @@ def scenario_wal_damage(c):
     c.kill9(victim)
     size = os.path.getsize(seg)
     check(size > 4096, f"segment {seg} too small to damage in the middle ({size} bytes)")
+    at = payload_byte_after(seg, size // 2)
     with open(seg, "r+b") as f:
-        f.seek(size // 2)
+        f.seek(at)
         b = f.read(1)
-        f.seek(size // 2)
+        f.seek(at)
         f.write(bytes([b[0] ^ 0x10]))
-    log(f"flipped a bit at byte {size // 2} of {seg}")
+    log(f"flipped a bit at byte {at} of {seg} (a record payload in the middle)")
     # Damage in the middle: the node cuts the WAL there, says so, and recovers the rest
     # from the leader (issue 14); before, it refused to start.
     c.start_node(victim)
@@ -599,6 +600,20 @@ def scenario_wal_damage(c):
 # bytes: magic, u8 type at 4, u32 payload length at 8.
 WAL_HEADER = 60
 WAL_ENTRIES = 2
+
+
+def payload_byte_after(seg, offset):
+    """A byte in the middle of the payload of the first record ending after `offset` (a
+    flip in a header copy is harmless: the other copy tells the record)."""
+    data = open(seg, "rb").read()
+    pos = 0
+    while pos + 2 * WAL_HEADER <= len(data):
+        check(data[pos:pos + 4] == b"KVW2", f"{seg}: no record header at byte {pos}")
+        length = int.from_bytes(data[pos + 8:pos + 12], "little")
+        if pos + WAL_HEADER + length > offset and length > 0:
+            return pos + WAL_HEADER + length // 2
+        pos += 2 * WAL_HEADER + length
+    raise TestFailure(f"{seg}: no record after byte {offset}")
 
 
 def newest_entries_record(seg):
