@@ -309,6 +309,8 @@ int printStatus(const Args& a, const std::vector<EndpointStatus>& all) {
                ",\"applied\":" + std::to_string(s.applied) +
                ",\"lastIndex\":" + std::to_string(s.lastIndex) +
                ",\"snapshotIndex\":" + std::to_string(s.snapshotIndex) +
+               ",\"recovering\":" + (s.recovering ? "true" : "false") +
+               ",\"recoverUntil\":" + std::to_string(s.recoverUntil) +
                ",\"clientAddr\":" + jsonString(s.clientAddr) +
                ",\"leaderAddr\":" + jsonString(s.leaderAddr);
       } else {
@@ -326,6 +328,11 @@ int printStatus(const Args& a, const std::vector<EndpointStatus>& all) {
                     s.role.c_str(), static_cast<unsigned long long>(s.term), s.leader,
                     static_cast<unsigned long long>(s.commit),
                     static_cast<unsigned long long>(s.applied));
+        if (s.recovering) {
+          std::printf("%-22s      recovering: repairing storage damage from the leader, no "
+                      "vote until its log matches up to index %llu\n",
+                      "", static_cast<unsigned long long>(s.recoverUntil));
+        }
       } else {
         std::printf("%-22s unreachable: %s\n", s.endpoint.c_str(), s.error.c_str());
       }

@@ -72,7 +72,8 @@ namespace {
           "             [--json] [--shrink] [--quiet] [--jobs N] [--require-probes]\n"
           "       kvsim --merge FILE...   (the --json summaries of shards of one seed range)\n"
           "faults: drop delay reorder duplicate partition crash pause clock_drift\n"
-          "        torn_write bit_flip fsync_error slow_fsync client_loss\n"
+          "        torn_write bit_flip fsync_error slow_fsync client_loss replay\n"
+          "        isolate_leader lost_write misdirected_write\n"
           "--jobs: worker processes for --seeds (default: the cores this process may use)\n");
   exit(2);
 }

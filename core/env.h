@@ -27,8 +27,11 @@ struct PersistBatch {
   // New entries. When non-empty, every stored entry with index >= entries[0].index is
   // discarded first (a follower overwriting a conflicting suffix).
   std::vector<Entry> entries;
+  // The node left its recovering state: once this batch (with its hard state) is
+  // durable, the storage forgets that it was recovering.
+  bool endRecovery = false;
 
-  bool empty() const { return !hardState && !snapshot && entries.empty(); }
+  bool empty() const { return !hardState && !snapshot && entries.empty() && !endRecovery; }
 };
 
 // The bytes of a local snapshot, made when the storage wants them: a frozen view of the

@@ -3,15 +3,25 @@
 namespace kvr {
 
 namespace {
-constexpr const char* kProbeNames[kProbeCount] = {
-    "commit_old_term_via_newer",    "suffix_truncated",
-    "snapshot_over_conflict",       "snapshot_kept_suffix",
-    "vote_refused_by_lease",        "vote_refused_stale_log",
-    "step_down_check_quorum",       "read_index_rejected",
-    "read_deferred_to_term_commit", "follower_read",
-    "transfer_timeout_now",         "reject_backup_by_term",
-    "session_retry_answered",       "session_evicted",
-    "wal_torn_tail_truncated"};
+constexpr const char* kProbeNames[kProbeCount] = {"commit_old_term_via_newer",
+                                                  "suffix_truncated",
+                                                  "snapshot_over_conflict",
+                                                  "snapshot_kept_suffix",
+                                                  "vote_refused_by_lease",
+                                                  "vote_refused_stale_log",
+                                                  "step_down_check_quorum",
+                                                  "read_index_rejected",
+                                                  "read_deferred_to_term_commit",
+                                                  "follower_read",
+                                                  "transfer_timeout_now",
+                                                  "reject_backup_by_term",
+                                                  "session_retry_answered",
+                                                  "session_evicted",
+                                                  "wal_torn_tail_truncated",
+                                                  "wal_corruption_found",
+                                                  "snapshot_damage_found",
+                                                  "vote_refused_recovering",
+                                                  "recovery_finished"};
 }
 
 const char* probeName(Probe p) { return kProbeNames[static_cast<size_t>(p)]; }

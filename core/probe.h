@@ -30,8 +30,12 @@ enum class Probe : uint8_t {
   SessionRetryAnswered,      // a retried request answered from the session table
   SessionEvicted,            // a session expired to make room
   WalTornTailTruncated,      // recovery cut a torn tail off the newest WAL segment
+  WalCorruptionFound,        // recovery found a damaged record it may not cut as torn
+  SnapshotDamageFound,       // the snapshot in effect was damaged: log and snapshot wiped
+  VoteRefusedRecovering,     // a (pre-)vote refused because this node is recovering
+  RecoveryFinished,          // a recovering node caught up with a leader and rejoined
 };
-constexpr size_t kProbeCount = 15;
+constexpr size_t kProbeCount = 19;
 
 const char* probeName(Probe p);
 // Whether the default swarm (kvsim --seeds 1..300) must reach it. The one exception is

@@ -86,6 +86,12 @@ Raft::Raft(const RaftConfig& config, const Rng& rng, const ConfState& bootstrapC
   stable_ = lastIndex();
   unstableFrom_ = lastIndex() + 1;
   lastHardState_ = HardState{term_, vote_, recovered.hardState.commit};
+  recovering_ = recovered.recovering;
+  recoverUntil_ = recovered.recoverUntil;
+  // The recovered term and vote may come from the recovery mark, not the WAL: write
+  // them to the WAL at once.
+  if (recovering_) lastHardState_.term = term_ + 1;
+  maybeFinishRecovery();  // nothing beyond the committed prefix was lost
   role_ = Role::Follower;
   resetElectionTimer();
 }
@@ -217,6 +223,7 @@ void Raft::becomeLeader() {
 
 void Raft::campaign(bool preVote, bool transfer) {
   if (!isVoter(config_.id)) return;
+  KJ_ASSERT(!recovering_, "a recovering node campaigns");
   if (preVote) {
     becomePreCandidate();
   } else {
@@ -251,7 +258,7 @@ void Raft::tick() {
   if (role_ != Role::Leader) {
     if (electionElapsed_ >= randomizedElectionTicks_) {
       electionElapsed_ = 0;
-      campaign(config_.preVote, false);
+      if (!recovering_) campaign(config_.preVote, false);
     }
     return;
   }
@@ -366,7 +373,7 @@ void Raft::step(Message m) {
     case MsgType::PreVote:
     case MsgType::Vote: handleVoteRequest(m); return;
     case MsgType::TimeoutNow:
-      if (role_ != Role::Leader) campaign(false, true);
+      if (role_ != Role::Leader && !recovering_) campaign(false, true);
       return;
     case MsgType::ReadIndex: handleReadIndexRequest(m.from, m.context); return;
     default: break;
@@ -383,6 +390,11 @@ void Raft::handleVoteRequest(const Message& m) {
   bool preVote = m.type == MsgType::PreVote;
   bool canVote = vote_ == m.from || (vote_ == kNoNode && leader_ == kNoNode) ||
                  (preVote && m.term > term_);
+  if (recovering_ && canVote) {
+    // Its log no longer shows what it acknowledged: no vote until it caught up.
+    hitProbe(Probe::VoteRefusedRecovering);
+    canVote = false;
+  }
   Message r;
   r.type = preVote ? MsgType::PreVoteResp : MsgType::VoteResp;
   r.to = m.from;
@@ -466,6 +478,7 @@ void Raft::handleAppend(Message& m) {
   r.type = MsgType::AppendResp;
   r.to = m.from;
   r.term = term_;
+  markRecoveringResponse(r);
   if (m.index < commit_) {
     r.index = commit_;
     send(std::move(r));
@@ -500,11 +513,16 @@ void Raft::handleAppend(Message& m) {
   if (newCommit > commit_) commit_ = newCommit;
   r.index = lastNew;
   send(std::move(r));
+  noteLeaderMatch(lastNew);
 }
 
 void Raft::handleHeartbeat(const Message& m) {
-  Index newCommit = std::min(m.commit, lastIndex());
+  // The leader's view of our log (m.commit <= what we acknowledged) is stale while we
+  // recover: our log may be an older version of itself. Only what an Append verified.
+  Index newCommit = std::min(m.commit, recovering_ ? recoveryVerified() : lastIndex());
   if (newCommit > commit_) commit_ = newCommit;
+  maybeFinishRecovery();
+  if (recovering_ && m.commit > recoveryVerified()) askLeaderToVerify(m.from);
   Message r;
   r.type = MsgType::HeartbeatResp;
   r.to = m.from;
@@ -559,6 +577,7 @@ void Raft::handleSnapshotChunk(Message& m) {
   snap.data = std::make_shared<const std::string>(std::move(incoming_->data));
   incoming_.reset();
   installSnapshot(std::move(snap));
+  noteLeaderMatch(commit_);
   Message r;
   r.type = MsgType::AppendResp;
   r.to = m.from;
@@ -610,6 +629,7 @@ void Raft::handleAppendResp(const Message& m) {
   Progress& pr = progress_[m.from];
   pr.recentActive = true;
   if (m.reject) {
+    if (m.context == kRecoveringResponse) forgetLostMatch(pr, m);
     bool stale = pr.state == ProgressState::Replicate ? m.index <= pr.match
                                                       : m.index != pr.next - 1;
     if (stale || pr.state == ProgressState::Snapshot) return;
@@ -908,6 +928,7 @@ void Raft::persisted(Index index, Term term) {
   KJ_ASSERT(index < unstableFrom_, "storage reported entries it was never given");
   stable_ = index;
   if (role_ == Role::Leader) maybeCommit();
+  maybeFinishRecovery();
 }
 
 void Raft::compacted(Snapshot snap) {
@@ -974,8 +995,9 @@ void Raft::flushLeaderOutput() {
 
 bool Raft::hasReady() const {
   return !outNow_.empty() || !outAfterPersist_.empty() || !outReads_.empty() ||
-         unstableFrom_ <= lastIndex() || snapshotPending_ || term_ != lastHardState_.term ||
-         vote_ != lastHardState_.vote || handedCommitted_ < stableCommitted() ||
+         unstableFrom_ <= lastIndex() || snapshotPending_ || endRecoveryPending_ ||
+         term_ != lastHardState_.term || vote_ != lastHardState_.vote ||
+         handedCommitted_ < stableCommitted() ||
          (role_ == Role::Leader &&
           (broadcastPending_ || commitBroadcastPending_ || !unsentReads_.empty()));
 }
@@ -990,11 +1012,13 @@ Ready Raft::takeReady() {
   for (Index i = unstableFrom_; i <= lastIndex(); ++i) rd.entries.push_back(*entryAt(i));
   unstableFrom_ = lastIndex() + 1;
   HardState hs{term_, vote_, commit_};
-  if (hs.term != lastHardState_.term || hs.vote != lastHardState_.vote ||
+  if (hs.term != lastHardState_.term || hs.vote != lastHardState_.vote || endRecoveryPending_ ||
       (hs.commit != lastHardState_.commit && (rd.snapshot || !rd.entries.empty()))) {
     rd.hardState = hs;
     lastHardState_ = hs;
   }
+  rd.endRecovery = endRecoveryPending_;
+  endRecoveryPending_ = false;
   rd.messages = std::move(outNow_);
   outNow_.clear();
   rd.afterPersist = std::move(outAfterPersist_);

@@ -48,7 +48,8 @@ struct Ready {
   std::vector<Message> afterPersist;  // may leave only once this Ready's writes are durable
   std::vector<Entry> committed;       // durable locally and committed: apply in order
   std::vector<ReadState> readStates;
-  bool mustPersist() const { return hardState || snapshot || !entries.empty(); }
+  bool endRecovery = false;  // left the recovering state: persist with the hard state
+  bool mustPersist() const { return hardState || snapshot || !entries.empty() || endRecovery; }
 };
 
 enum class ProposeError : uint8_t { None = 0, NotLeader, TransferInProgress, Busy, TooLarge };
@@ -98,6 +99,10 @@ class Raft {
   NodeId transferTarget() const { return transferTarget_; }
   // Messages dropped because they were malformed or from a non-member.
   uint64_t droppedMessages() const { return dropped_; }
+  // Recovering (after storage damage, RecoveredState::recovering): no campaign, no
+  // (pre-)vote granted, until the log durably matches a leader's up to recoverUntil().
+  bool recovering() const { return recovering_; }
+  Index recoverUntil() const { return recoverUntil_; }
 
  private:
   enum class ProgressState : uint8_t { Probe, Replicate, Snapshot };
@@ -151,6 +156,14 @@ class Raft {
   void handleSnapshotResp(const Message& msg);
   void handleReadIndexRequest(NodeId from, uint64_t context);
   bool wellFormed(const Message& msg) const;
+  // recovering state (core/raft_recovery.cc)
+  void noteLeaderMatch(Index index);
+  void maybeFinishRecovery();
+  // Highest index our log is known to share with this term's leader.
+  Index recoveryVerified() const;
+  void markRecoveringResponse(Message& resp) const;
+  void forgetLostMatch(Progress& pr, const Message& resp);
+  void askLeaderToVerify(NodeId leader);
 
   // log
   bool matchTerm(Index index, Term term) const;
@@ -206,6 +219,11 @@ class Raft {
   uint32_t transferElapsed_ = 0;
   size_t uncommittedBytes_ = 0;
   uint64_t dropped_ = 0;
+  bool recovering_ = false;
+  Index recoverUntil_ = 0;
+  Index recoverMatch_ = 0;  // our log matches the current term's leader's up to here
+  Term recoverMatchTerm_ = 0;
+  bool endRecoveryPending_ = false;
 
   // reads
   uint64_t nextReadRound_ = 1;

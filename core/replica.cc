@@ -142,6 +142,8 @@ ReplicaStatus Replica::status() const {
   s.applied = kv_.appliedIndex();
   s.lastIndex = raft_.lastIndex();
   s.snapshotIndex = raft_.snapshotIndex();
+  s.recovering = raft_.recovering();
+  s.recoverUntil = raft_.recoverUntil();
   return s;
 }
 
@@ -175,6 +177,7 @@ void Replica::process() {
       batch.hardState = rd.hardState;
       batch.snapshot = rd.snapshot;
       batch.resetLog = rd.snapshot.has_value();
+      batch.endRecovery = rd.endRecovery;
       InFlightBatch pending{batch.seq, 0, 0, std::nullopt, std::move(rd.afterPersist)};
       if (!rd.entries.empty()) {
         pending.lastIndex = rd.entries.back().index;

@@ -34,6 +34,8 @@ struct ReplicaStatus {
   Index applied = 0;
   Index lastIndex = 0;
   Index snapshotIndex = 0;
+  bool recovering = false;  // storage damage: no votes until caught up (docs/STORAGE.md)
+  Index recoverUntil = 0;
 };
 
 using ReplyFn = std::function<void(KvReply)>;

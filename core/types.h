@@ -114,12 +114,21 @@ struct Message {
 };
 
 constexpr uint64_t kCampaignTransfer = 1;
+// AppendResp.context from a recovering node: its log may have lost entries it
+// acknowledged, so the leader's match for it may be too high; AppendResp.commit then
+// carries the follower's commit index (known to match the leader's log).
+constexpr uint64_t kRecoveringResponse = 1;
 
 // What a node recovered from its storage at start (disk/ fills this).
 struct RecoveredState {
   HardState hardState;
   Snapshot snapshot;           // meta.index == 0 and null data when none
   std::vector<Entry> entries;  // contiguous, starting at snapshot.meta.index + 1
+  // The storage found damage that may have cost entries this node acknowledged (or its
+  // snapshot): the node must catch up from a leader to at least `recoverUntil` before
+  // it votes again (Raft's recovering state, docs/STORAGE.md).
+  bool recovering = false;
+  Index recoverUntil = 0;
 };
 
 }  // namespace kvr

@@ -1,8 +1,12 @@
 #include "disk/disk_storage.h"
 
+#include <algorithm>
+
 #include <kj/debug.h>
 
+#include "core/probe.h"
 #include "disk/disk_error.h"
+#include "disk/recovery_mark.h"
 
 namespace kvr::disk {
 
@@ -18,6 +22,27 @@ DiskStorage::DiskStorage(FileSystem& fs, const std::string& dir, WalOptions opti
 
 DiskStorage::~DiskStorage() noexcept = default;
 
+namespace {
+
+// Removes every WAL segment (newest first) and snapshot file, durably.
+void wipeLogAndSnapshots(FileSystem& fs, const std::string& dir) {
+  std::vector<std::string> names = fs.list(dir);
+  for (auto it = names.rbegin(); it != names.rend(); ++it) {
+    if (parseSegmentName(*it) || SnapshotStore::isSnapshotFileName(*it)) {
+      fs.remove(joinPath(dir, *it));
+    }
+  }
+  fs.syncDir(dir);
+}
+
+// The newer of two hard states by term (term and vote only matter here).
+HardState newer(const HardState& a, const HardState& b) {
+  if (b.term > a.term) return HardState{b.term, b.vote, a.commit};
+  return a;
+}
+
+}  // namespace
+
 DiskStorage::Recovered DiskStorage::open(FileSystem& fs, const std::string& dir,
                                          const NodeIdentity& id, const WalOptions& options) {
   fs.createDir(dir);
@@ -25,15 +50,87 @@ DiskStorage::Recovered DiskStorage::open(FileSystem& fs, const std::string& dir,
   for (const std::string& name : fs.list(dir)) {
     if (parseSegmentName(name) || SnapshotStore::isSnapshotFileName(name)) fresh = false;
   }
-  checkOrWriteIdentity(fs, dir, id, fresh);
+  checkOrWriteIdentity(fs, dir, id, fresh && !readRecoveryMark(fs, dir));
 
-  WalReplay replay = replayWal(fs, dir);
   Recovered out;
-  out.state.hardState = replay.state.hardState;
-  if (replay.state.marker) {
-    out.state.snapshot = SnapshotStore(fs, dir).load(*replay.state.marker);
+  std::optional<RecoveryMark> mark = readRecoveryMark(fs, dir);
+  if (mark && mark->damaged) {
+    out.repairs.push_back(joinPath(dir, kRecoveryMarkFileName) +
+                          " at byte offset 0: the recovery mark does not verify; recovering "
+                          "to the highest index the WAL holds");
   }
+  if (mark && mark->wipe) {
+    // A crash interrupted the wipe below: finish it.
+    wipeLogAndSnapshots(fs, dir);
+    mark->wipe = false;
+    writeRecoveryMark(fs, dir, *mark);
+  }
+  WalReplay replay = replayWal(fs, dir);
+  if (replay.damage) {
+    hitProbe(Probe::WalCorruptionFound);
+    const WalDamage& d = *replay.damage;
+    RecoveryMark m = mark && !mark->damaged ? *mark : RecoveryMark{};
+    m.untilIndex = std::max({m.untilIndex, d.wroteUpTo, replay.state.lastIndex()});
+    m.hardState = newer(newer(m.hardState, replay.state.hardState),
+                        d.laterHardState.value_or(HardState{}));
+    m.hardState.commit = 0;
+    // Durable before anything is cut: a crash from here on still restarts recovering.
+    writeRecoveryMark(fs, dir, m);
+    cutDamage(fs, dir, replay);
+    std::string dropped;
+    for (const auto& name : d.dropped) dropped += (dropped.empty() ? "" : ", ") + name;
+    out.repairs.push_back(
+        d.file + " at byte offset " + std::to_string(d.offset) + ": " + d.what +
+        ". Not a torn write: entries this node may have acknowledged (up to index " +
+        std::to_string(d.wroteUpTo) + ") may be lost. Cut the WAL there (kept " +
+        std::to_string(d.keepBytes) + " bytes, entries up to index " +
+        std::to_string(replay.state.lastIndex()) + ")" +
+        (dropped.empty() ? std::string() : "; dropped later segments " + dropped) +
+        "; recovering: no votes until the log matches a leader's up to index " +
+        std::to_string(m.untilIndex));
+    mark = m;
+  }
+  std::optional<Snapshot> snapshot;
+  if (replay.state.marker) {
+    const SnapshotMarker marker = *replay.state.marker;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions(
+                       [&]() { snapshot = SnapshotStore(fs, dir).load(marker); })) {
+      // The snapshot in effect is damaged (or gone): the log after it is useless without
+      // it. Keep the term and vote, drop log and snapshot, catch up from a leader.
+      hitProbe(Probe::SnapshotDamageFound);
+      RecoveryMark m = mark && !mark->damaged ? *mark : RecoveryMark{};
+      m.untilIndex = std::max({m.untilIndex, replay.state.lastIndex(), marker.meta.index});
+      m.hardState = newer(m.hardState, replay.state.hardState);
+      m.hardState.commit = 0;
+      m.wipe = true;
+      writeRecoveryMark(fs, dir, m);
+      wipeLogAndSnapshots(fs, dir);
+      m.wipe = false;
+      writeRecoveryMark(fs, dir, m);
+      out.repairs.push_back(std::string(e->getDescription().cStr()) +
+                            " Dropped the snapshot and the whole WAL (term " +
+                            std::to_string(m.hardState.term) +
+                            " and vote kept); recovering: no votes until the log matches a "
+                            "leader's up to index " +
+                            std::to_string(m.untilIndex));
+      mark = m;
+      snapshot.reset();
+      replay = replayWal(fs, dir);
+      KJ_ASSERT(!replay.damage && !replay.state.marker && replay.state.entries.empty());
+    }
+  }
+  out.state.hardState = replay.state.hardState;
+  if (snapshot) out.state.snapshot = std::move(*snapshot);
   out.state.entries.assign(replay.state.entries.begin(), replay.state.entries.end());
+  if (mark) {
+    out.state.recovering = true;
+    out.state.hardState = newer(out.state.hardState, mark->hardState);
+    out.state.recoverUntil = mark->damaged ? std::max(replay.hwm, replay.state.lastIndex())
+                                           : mark->untilIndex;
+    out.state.hardState.commit = std::min(out.state.hardState.commit, replay.state.lastIndex());
+    // New records keep saying how far this node may have acknowledged.
+    replay.hwm = std::max(replay.hwm, out.state.recoverUntil);
+  }
   out.storage = kj::heap<DiskStorage>(fs, dir, options, replay);
   // Snapshot files other than the one in effect are leftovers of crashed writes.
   SnapshotStore(fs, dir).removeAllExcept(
@@ -94,6 +191,7 @@ void DiskStorage::persist(PersistBatch&& batch) {
   }
   q.snapshot = std::move(batch.snapshot);
   q.resetLog = batch.resetLog;
+  q.endRecovery = batch.endRecovery;
   // Commit the new shape only now that nothing can throw.
   encodedSnapshotIndex_ = snapIndex;
   encodedLastIndex_ = lastIndex;
@@ -122,7 +220,9 @@ std::vector<uint64_t> DiskStorage::write(QueuedWrites&& work) {
     std::vector<WalBatch> batches;
     batches.reserve(work.size());
     bool newSnapshot = false;
+    bool endRecovery = false;
     for (QueuedBatch& q : work) {
+      endRecovery = endRecovery || q.endRecovery;
       if (q.snapshot) {
         // The snapshot file is durable before the WAL marker that points at it.
         SnapshotMarker marker;
@@ -146,6 +246,8 @@ std::vector<uint64_t> DiskStorage::write(QueuedWrites&& work) {
       durable.push_back(q.seq);
     }
     wal_.append(batches);
+    // The hard state and the log that ended the recovery are durable in the WAL.
+    if (endRecovery) removeRecoveryMark(fs_, dir_);
     if (newSnapshot) {
       // The new marker is durable: older snapshot files are no longer needed.
       const auto& marker = wal_.marker();

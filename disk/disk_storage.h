@@ -37,6 +37,7 @@ struct QueuedBatch {
   // the writer half only appends this marker).
   std::optional<SnapshotMarker> prepared;
   bool resetLog = false;
+  bool endRecovery = false;  // remove the recovery mark once this batch is durable
   WalBatch wal;  // frames after the snapshot marker (the writer prepends the marker)
 };
 using QueuedWrites = std::vector<QueuedBatch>;
@@ -98,6 +99,9 @@ class DiskStorage final : public Storage {
 struct DiskStorage::Recovered {
   kj::Own<DiskStorage> storage;
   RecoveredState state;
+  // For the operator's log: each damage found (file, byte offset, what) and what was
+  // done about it. Empty when the data dir was clean (a torn tail is not damage).
+  std::vector<std::string> repairs;
 };
 
 }  // namespace kvr::disk

@@ -43,16 +43,35 @@ std::string readWhole(FileSystem& fs, const std::string& path) {
   return bytes;
 }
 
-// The offset of the first frame at or after `from` that passes its checksum and
-// decodes, if any: tells corruption (valid records follow) from a torn tail.
-std::optional<size_t> findValidFrame(std::string_view bytes, size_t from) {
+// Whether a valid header of a later record (seq > afterSeq) starts anywhere at or after
+// `from`: tells corruption (valid records follow) from a torn tail.
+bool validRecordFollows(std::string_view bytes, size_t from, uint64_t afterSeq) {
   for (size_t pos = from; pos + kRecordHeaderBytes <= bytes.size(); ++pos) {
-    Frame f = readFrame(bytes.substr(pos));
-    if (f.status != FrameStatus::Ok) continue;
-    const char* problem = "";
-    if (decodePayload(f.type, f.payload, &problem)) return pos;
+    if (bytes[pos] != 'K') continue;  // the magic's first byte, little-endian "KVW2"
+    auto h = parseHeader(bytes.substr(pos));
+    if (h && h->seq > afterSeq) return true;
   }
-  return std::nullopt;
+  return false;
+}
+
+// Reads every header copy at or after `from` that is valid: what the damaged part says
+// this node wrote (entry indexes, hard states).
+void summarizeRest(std::string_view bytes, size_t from, WalDamage& d, uint64_t& hsSeq) {
+  for (size_t pos = from; pos + kRecordHeaderBytes <= bytes.size(); ++pos) {
+    if (bytes[pos] != 'K') continue;
+    auto h = parseHeader(bytes.substr(pos));
+    if (!h) continue;
+    d.wroteUpTo = std::max(d.wroteUpTo, h->hwm);
+    if (h->type == RecordType::Entries || h->type == RecordType::SnapshotMarker) {
+      d.wroteUpTo = std::max(d.wroteUpTo, h->type == RecordType::Entries ? h->b : h->a);
+    } else if (h->type == RecordType::HardState && h->seq >= hsSeq) {
+      hsSeq = h->seq;
+      HardState hs;
+      hs.term = h->a;
+      hs.vote = static_cast<NodeId>(h->b);
+      if (!d.laterHardState || hs.term >= d.laterHardState->term) d.laterHardState = hs;
+    }
+  }
 }
 
 Index maxIndexIn(const RecordBody& body) {
@@ -71,71 +90,113 @@ WalReplay replayWal(FileSystem& fs, const std::string& dir) {
   WalReplay replay;
   // After the oldest segments were deleted, replay starts mid-log.
   replay.state.allowHoles = !names.empty() && names.front().first != 1;
+  uint64_t hsSeq = 0;
   for (size_t i = 0; i < names.size(); ++i) {
     const auto& [firstSeq, name] = names[i];
     const std::string path = joinPath(dir, name);
     const bool newest = i + 1 == names.size();
+    std::string bytes = readWhole(fs, path);
+    if (replay.damage) {
+      // After the damage: only what the records say, for the recovery target.
+      replay.damage->dropped.push_back(name);
+      summarizeRest(bytes, 0, *replay.damage, hsSeq);
+      continue;
+    }
     if (i > 0) {
       const SegmentInfo& prev = replay.segments.back();
       if (firstSeq != prev.firstSeq + prev.records) {
-        refuseToStart(path, 0,
-                      "segment starts at record seq " + std::to_string(firstSeq) +
-                          " but the previous segment ends before seq " +
-                          std::to_string(prev.firstSeq + prev.records) +
-                          " (a WAL segment is missing or was cut short)");
+        WalDamage d;
+        d.file = path;
+        d.what = "segment starts at record seq " + std::to_string(firstSeq) +
+                 " but the previous segment ends before seq " +
+                 std::to_string(prev.firstSeq + prev.records) +
+                 " (a WAL segment is missing or was cut short)";
+        d.segment = replay.segments.size() - 1;
+        d.keepBytes = prev.bytes;
+        d.wroteUpTo = replay.hwm;
+        replay.damage = std::move(d);
+        replay.damage->dropped.push_back(name);
+        summarizeRest(bytes, 0, *replay.damage, hsSeq);
+        continue;
       }
     }
-    std::string bytes = readWhole(fs, path);
+    if (i == 0 && looksLikeV1Record(bytes)) {
+      refuseToStart(path, 0,
+                    "this WAL was written in record format v1 by an older kvraft; this "
+                    "version reads only format v2 (docs/STORAGE.md)");
+    }
     SegmentInfo seg;
     seg.firstSeq = firstSeq;
     std::vector<RecordBody> batch;  // records of the batch being read
     size_t batchStart = 0;
+    Index batchMaxIndex = 0;
+    Index batchHwm = 0;
     size_t pos = 0;
-    const char* stopProblem = nullptr;
+    uint64_t seq = firstSeq;
+    std::optional<RecordRead> stop;
     while (pos < bytes.size()) {
-      Frame f = readFrame(std::string_view(bytes).substr(pos));
-      if (f.status != FrameStatus::Ok) {
-        stopProblem = f.problem;
+      RecordRead r = readRecord(std::string_view(bytes).substr(pos), seq);
+      if (r.status != RecordStatus::Ok) {
+        stop = r;
         break;
       }
       const char* problem = "malformed record";
-      auto body = decodePayload(f.type, f.payload, &problem);
+      auto body = decodePayload(r.header->type, r.payload, &problem);
       if (!body) {
+        // Passed its checksum yet does not decode: no writer produces that.
         refuseToStart(path, pos, std::string(problem) + " (the record passed its checksum)");
       }
       batch.push_back(std::move(*body));
-      pos += f.frameBytes;
-      if (f.continues) continue;
+      batchHwm = std::max(batchHwm, r.header->hwm);
+      pos += r.header->recordBytes();
+      ++seq;
+      if (r.header->continues) continue;
       // A complete batch: apply it.
       for (const RecordBody& record : batch) {
         if (const char* bad = applyRecord(replay.state, record))
           refuseToStart(path, batchStart, bad);
-        seg.maxEntryIndex = std::max(seg.maxEntryIndex, maxIndexIn(record));
+        batchMaxIndex = std::max(batchMaxIndex, maxIndexIn(record));
       }
+      seg.maxEntryIndex = std::max(seg.maxEntryIndex, batchMaxIndex);
       seg.records += batch.size();
+      replay.hwm = std::max(replay.hwm, batchHwm);
+      replay.lastRecordDegraded = r.degraded;
       batch.clear();
       batchStart = pos;
     }
     seg.bytes = batchStart;
-    if (batchStart < bytes.size()) {
-      // The bytes from batchStart on are not a complete, valid batch.
-      std::string what = stopProblem != nullptr ? std::string(stopProblem)
-                                                : std::string("batch without its last record");
-      if (!newest) {
-        refuseToStart(path, stopProblem != nullptr ? pos : batchStart,
-                      what + " in a segment that is not the newest (corruption, not a torn "
-                             "write)");
-      }
-      if (stopProblem != nullptr) {
-        if (auto valid = findValidFrame(bytes, pos + 1)) {
-          refuseToStart(path, pos,
-                        what + ", followed by a valid record at byte offset " +
-                            std::to_string(*valid) + " (corruption, not a torn write)");
-        }
+    replay.segments.push_back(seg);
+    if (newest) replay.newestFileBytes = bytes.size();
+    if (batchStart == bytes.size()) continue;
+    // The bytes from batchStart on are not a complete, valid batch. A torn tail only
+    // if this is the newest segment, the record looks torn (not damaged after it was
+    // completely written), and no valid record follows it.
+    std::string what = stop ? std::string(stop->problem) : "batch without its last record";
+    const uint64_t at = stop ? pos : batchStart;
+    if (newest && (!stop || stop->status == RecordStatus::Torn) &&
+        !validRecordFollows(bytes, pos + 1, seq)) {
+      continue;  // torn tail: WalWriter cuts it
+    }
+    WalDamage d;
+    d.file = path;
+    d.offset = at;
+    d.what = what + (newest ? "" : " in a segment that is not the newest") +
+             (stop && stop->status == RecordStatus::Torn ? ", followed by valid records" : "");
+    d.segment = replay.segments.size() - 1;
+    d.keepBytes = batchStart;
+    d.wroteUpTo = replay.hwm;
+    if (stop && stop->header) {
+      const RecordHeader& h = *stop->header;
+      d.wroteUpTo = std::max(d.wroteUpTo, h.hwm);
+      if (h.type == RecordType::Entries) d.wroteUpTo = std::max(d.wroteUpTo, h.b);
+      if (h.type == RecordType::SnapshotMarker) d.wroteUpTo = std::max(d.wroteUpTo, h.a);
+      if (h.type == RecordType::HardState) {
+        hsSeq = h.seq;
+        d.laterHardState = HardState{h.a, static_cast<NodeId>(h.b), 0};
       }
     }
-    if (newest) replay.newestFileBytes = bytes.size();
-    replay.segments.push_back(seg);
+    replay.damage = std::move(d);
+    summarizeRest(bytes, batchStart, *replay.damage, hsSeq);
   }
   if (replay.state.hasHole()) {
     refuseToStart(joinPath(dir, names.front().second), 0,
@@ -147,6 +208,24 @@ WalReplay replayWal(FileSystem& fs, const std::string& dir) {
   return replay;
 }
 
+void cutDamage(FileSystem& fs, const std::string& dir, WalReplay& replay) {
+  KJ_REQUIRE(replay.damage.has_value());
+  WalDamage& d = *replay.damage;
+  for (auto it = d.dropped.rbegin(); it != d.dropped.rend(); ++it) {
+    fs.remove(joinPath(dir, *it));
+  }
+  if (!d.dropped.empty()) fs.syncDir(dir);
+  KJ_ASSERT(d.segment + 1 == replay.segments.size());
+  SegmentInfo& seg = replay.segments.back();
+  KJ_ASSERT(seg.bytes == d.keepBytes);
+  auto file = fs.open(joinPath(dir, segmentName(seg.firstSeq)), OpenMode::Append);
+  if (file->size() > d.keepBytes) {
+    file->truncate(d.keepBytes);
+    file->datasync();
+  }
+  replay.newestFileBytes = d.keepBytes;
+}
+
 WalWriter::WalWriter(FileSystem& fs, std::string dir, WalOptions options,
                      const WalReplay& replay)
     : fs_(fs),
@@ -154,7 +233,8 @@ WalWriter::WalWriter(FileSystem& fs, std::string dir, WalOptions options,
       options_(options),
       segments_(replay.segments),
       hardState_(replay.state.hardState),
-      marker_(replay.state.marker) {
+      marker_(replay.state.marker),
+      hwm_(std::max(replay.hwm, replay.state.lastIndex())) {
   if (options_.segmentBytes < kMinSegmentBytes || options_.segmentBytes > kMaxSegmentBytes) {
     throwDiskError("disk: WAL segment size " + std::to_string(options_.segmentBytes) +
                    " is outside the allowed range [" + std::to_string(kMinSegmentBytes) + ", " +
@@ -178,6 +258,7 @@ WalWriter::WalWriter(FileSystem& fs, std::string dir, WalOptions options,
     SegmentInfo& newest = segments_.back();
     file_ = fs_.open(joinPath(dir_, segmentName(newest.firstSeq)), OpenMode::Append);
     newestHasBatches_ = true;
+    if (replay.lastRecordDegraded) appendAfterDegraded();
     return;
   }
   SegmentInfo& newest = segments_.back();
@@ -189,6 +270,16 @@ WalWriter::WalWriter(FileSystem& fs, std::string dir, WalOptions options,
     file_->datasync();
   }
   newestHasBatches_ = newest.records > 0;
+  if (replay.lastRecordDegraded) appendAfterDegraded();
+}
+
+void WalWriter::appendAfterDegraded() {
+  // Put a valid record after it (the hard state again, which changes nothing).
+  std::vector<WalBatch> batches(1);
+  appendFrame(batches[0].frames, RecordType::HardState, false, encodeHardState(hardState_));
+  batches[0].records = 1;
+  batches[0].hardState = hardState_;
+  append(batches);
 }
 
 void WalWriter::writeOut(std::string& buffer) {
@@ -206,14 +297,17 @@ void WalWriter::roll(std::string& buffer) {
   next.firstSeq = old.firstSeq + old.records;
   file_ = fs_.open(joinPath(dir_, segmentName(next.firstSeq)), OpenMode::Create);
   // Header batch: the hard state, then the snapshot marker in effect.
-  appendFrame(buffer, RecordType::HardState, marker_.has_value(), encodeHardState(hardState_));
+  std::string header;
+  appendFrame(header, RecordType::HardState, marker_.has_value(), encodeHardState(hardState_));
   next.records = 1;
   if (marker_) {
-    SnapshotMarker header = *marker_;
-    header.resetLog = false;  // repeats the snapshot in effect; must not drop entries after it
-    appendFrame(buffer, RecordType::SnapshotMarker, false, encodeSnapshotMarker(header));
+    SnapshotMarker m = *marker_;
+    m.resetLog = false;  // repeats the snapshot in effect; must not drop entries after it
+    appendFrame(header, RecordType::SnapshotMarker, false, encodeSnapshotMarker(m));
     next.records = 2;
   }
+  stampSeqs(header, next.firstSeq, &hwm_);
+  buffer += header;
   segments_.push_back(next);
   newestHasBatches_ = false;
 }
@@ -228,6 +322,8 @@ void WalWriter::append(std::vector<WalBatch>& batches) {
       roll(buffer);
       created = true;
     }
+    KJ_ASSERT(stampSeqs(b.frames, nextSeq(), &hwm_) == b.records, "batch record count",
+              b.records);
     buffer += b.frames;
     SegmentInfo& seg = segments_.back();
     seg.records += b.records;

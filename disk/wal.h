@@ -36,16 +36,46 @@ struct SegmentInfo {
   Index maxEntryIndex = 0;  // highest entry index any of its records wrote
 };
 
-struct WalReplay {
-  LogState state;
-  std::vector<SegmentInfo> segments;  // oldest first
-  uint64_t newestFileBytes = 0;       // > segments.back().bytes when the tail is torn
+// Damage that is not a torn tail: a completely written record that is damaged or out
+// of place, a bad record followed by valid ones, a record in a segment that is not the
+// newest, or a missing segment. Entries this node may have acknowledged may be gone.
+struct WalDamage {
+  std::string file;
+  uint64_t offset = 0;  // of the damaged record (or 0 for a missing segment)
+  std::string what;
+  size_t segment = 0;      // index in WalReplay::segments of the segment to cut
+  uint64_t keepBytes = 0;  // the valid prefix of that segment (whole batches)
+  // The highest entry index any readable record from the damage on (header copies
+  // included) says this node wrote, and the newest hard state such a record held.
+  Index wroteUpTo = 0;
+  std::optional<HardState> laterHardState;
+  std::vector<std::string> dropped;  // later segments, dropped whole
 };
 
-// Reads and verifies every segment in `dir` and replays it. Refuses to start
-// (disk/disk_error.h) on corruption, a bad record followed by valid ones, or a missing
-// segment. A torn tail of the newest segment is reported, not cut (see WalWriter).
+struct WalReplay {
+  LogState state;                     // what the valid prefix holds
+  std::vector<SegmentInfo> segments;  // oldest first (up to the damaged one)
+  uint64_t newestFileBytes = 0;       // > segments.back().bytes when the tail is torn
+  std::optional<WalDamage> damage;
+  // The highest entry index the valid prefix's records say the WAL ever held (their
+  // hwm); the writer's records carry at least this (a recovering node's target too).
+  Index hwm = 0;
+  // The last record kept has only one good header copy: the writer appends a record
+  // after it at once, so that more damage to it shows as corruption (valid records
+  // follow), never as a torn tail.
+  bool lastRecordDegraded = false;
+};
+
+// Reads and verifies every segment in `dir` and replays the valid prefix. A torn tail
+// of the newest segment is reported, not cut (see WalWriter). Damage (above) is
+// reported in `damage`, never cut here: the caller must first record durably that the
+// node is recovering (disk/recovery_mark.h), then cut it with cutDamage. Refuses to
+// start (disk/disk_error.h) on a WAL in the old format and on missing older segments.
 WalReplay replayWal(FileSystem& fs, const std::string& dir);
+
+// Cuts the damage off: removes the dropped segments (newest first), truncates the
+// damaged one to its valid prefix, all durably; `replay` then describes the WAL as it is.
+void cutDamage(FileSystem& fs, const std::string& dir, WalReplay& replay);
 
 // One batch ready for the WAL: complete frames, the last without kRecordContinues.
 struct WalBatch {
@@ -68,12 +98,15 @@ class WalWriter {
   void append(std::vector<WalBatch>& batches);
 
   const std::optional<SnapshotMarker>& marker() const { return marker_; }
+  // The seq the next record appended gets.
+  uint64_t nextSeq() const { return segments_.back().firstSeq + segments_.back().records; }
   size_t segmentCount() const { return segments_.size(); }
 
  private:
   void writeOut(std::string& buffer);
   void roll(std::string& buffer);
   void deleteCoveredSegments();
+  void appendAfterDegraded();
 
   FileSystem& fs_;
   std::string dir_;
@@ -84,6 +117,7 @@ class WalWriter {
   HardState hardState_;
   bool haveHardState_ = false;
   std::optional<SnapshotMarker> marker_;
+  Index hwm_ = 0;
 };
 
 }  // namespace kvr::disk

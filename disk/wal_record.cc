@@ -61,64 +61,215 @@ std::string encodeSnapshotMarker(const SnapshotMarker& m) {
   return out;
 }
 
-void appendFrame(std::string& out, RecordType type, bool continues, std::string_view payload) {
-  KJ_REQUIRE(payload.size() <= kMaxRecordPayloadBytes, "WAL record payload over the limit",
-             payload.size(), kMaxRecordPayloadBytes);
-  size_t start = out.size();
-  putFixed32(out, static_cast<uint32_t>(payload.size()));
-  putFixed64(out, 0);  // checksum, filled below
-  putU8(out, static_cast<uint8_t>(type) | (continues ? kRecordContinues : 0));
-  out += payload;
-  std::string sum;
-  putFixed64(sum, hash64(std::string_view(out).substr(start + 12)));
-  out.replace(start + 4, sum.size(), sum);
-}
+namespace {
 
-static bool knownType(uint8_t t) {
+constexpr size_t kHeaderChecksumAt = 52;
+constexpr size_t kSeqAt = 12;
+constexpr size_t kHwmAt = 36;
+
+bool knownType(uint8_t t) {
   return t >= static_cast<uint8_t>(RecordType::HardState) &&
          t <= static_cast<uint8_t>(RecordType::SnapshotMarker);
 }
 
-Frame readFrame(std::string_view bytes) {
-  Frame f;
-  if (bytes.size() < kRecordHeaderBytes) {
-    f.status = FrameStatus::Incomplete;
-    f.problem = "record header cut short";
-    return f;
+void writeU64(std::string& out, size_t at, uint64_t v) {
+  std::string le;
+  putFixed64(le, v);
+  out.replace(at, 8, le);
+}
+
+// The payload summary kept in the header (a, b): see wal_record.h.
+std::pair<uint64_t, uint64_t> summarize(RecordType type, std::string_view payload) {
+  wire::Reader r(payload);
+  uint64_t a = 0;
+  uint64_t b = 0;
+  switch (type) {
+    case RecordType::HardState: {
+      uint32_t vote = 0;
+      r.fixed64(&a);
+      r.fixed32(&vote);
+      b = vote;
+      break;
+    }
+    case RecordType::Entries: {
+      uint32_t count = 0;
+      uint64_t term = 0;
+      r.fixed32(&count);
+      r.fixed64(&term);
+      r.fixed64(&a);
+      b = count == 0 ? a : a + count - 1;
+      break;
+    }
+    case RecordType::TruncateSuffix: r.fixed64(&a); break;
+    case RecordType::SnapshotMarker:
+      r.fixed64(&a);
+      r.fixed64(&b);
+      break;
   }
-  wire::Reader header(bytes.substr(0, kRecordHeaderBytes));
-  uint32_t length = 0;
+  return {a, b};
+}
+
+}  // namespace
+
+void appendFrame(std::string& out, RecordType type, bool continues, std::string_view payload) {
+  KJ_REQUIRE(payload.size() <= kMaxRecordPayloadBytes, "WAL record payload over the limit",
+             payload.size(), kMaxRecordPayloadBytes);
+  auto [a, b] = summarize(type, payload);
+  std::string header;
+  header.reserve(kRecordHeaderBytes);
+  putFixed32(header, kRecordMagic);
+  putU8(header, static_cast<uint8_t>(type));
+  putU8(header, continues ? kRecordContinues : 0);
+  putU8(header, 0);
+  putU8(header, 0);
+  putFixed32(header, static_cast<uint32_t>(payload.size()));
+  putFixed64(header, 0);  // seq: stamped by the WAL writer
+  putFixed64(header, a);
+  putFixed64(header, b);
+  putFixed64(header, 0);  // hwm: stamped by the WAL writer
+  putFixed64(header, hash64(payload));
+  putFixed64(header, hash64(std::string_view(header)));
+  KJ_ASSERT(header.size() == kRecordHeaderBytes);
+  out += header;
+  out += payload;
+  out += header;
+}
+
+uint64_t stampSeqs(std::string& frames, uint64_t firstSeq, Index* hwm) {
+  size_t pos = 0;
+  uint64_t seq = firstSeq;
+  while (pos < frames.size()) {
+    auto h = parseHeader(std::string_view(frames).substr(pos));
+    KJ_REQUIRE(h.has_value(), "stampSeqs: not a record", pos);
+    if (h->type == RecordType::Entries) *hwm = std::max(*hwm, h->b);
+    if (h->type == RecordType::SnapshotMarker) *hwm = std::max(*hwm, h->a);
+    const size_t trailer = pos + kRecordHeaderBytes + h->length;
+    for (size_t at : {pos, trailer}) {
+      writeU64(frames, at + kSeqAt, seq);
+      writeU64(frames, at + kHwmAt, *hwm);
+      writeU64(frames, at + kHeaderChecksumAt,
+               hash64(std::string_view(frames).substr(at, kHeaderChecksumAt)));
+    }
+    pos += h->recordBytes();
+    ++seq;
+  }
+  KJ_ASSERT(pos == frames.size());
+  return seq - firstSeq;
+}
+
+std::optional<RecordHeader> parseHeader(std::string_view bytes) {
+  if (bytes.size() < kRecordHeaderBytes) return std::nullopt;
+  wire::Reader r(bytes.substr(0, kRecordHeaderBytes));
+  uint32_t magic = 0;
+  uint8_t type = 0;
+  uint8_t flags = 0;
+  uint8_t pad0 = 0;
+  uint8_t pad1 = 0;
+  RecordHeader h;
   uint64_t stored = 0;
-  uint8_t typeByte = 0;
-  header.fixed32(&length);
-  header.fixed64(&stored);
-  header.u8(&typeByte);
-  if (length > kMaxRecordPayloadBytes) {
-    f.status = FrameStatus::Bad;
-    f.problem = "record length over the limit";
-    return f;
+  r.fixed32(&magic);
+  r.u8(&type);
+  r.u8(&flags);
+  r.u8(&pad0);
+  r.u8(&pad1);
+  r.fixed32(&h.length);
+  r.fixed64(&h.seq);
+  r.fixed64(&h.a);
+  r.fixed64(&h.b);
+  r.fixed64(&h.hwm);
+  r.fixed64(&h.payloadChecksum);
+  r.fixed64(&stored);
+  if (!r.done() || magic != kRecordMagic) return std::nullopt;
+  if (hash64(bytes.substr(0, kHeaderChecksumAt)) != stored) return std::nullopt;
+  if (!knownType(type) || (flags & ~kRecordContinues) != 0 || pad0 != 0 || pad1 != 0 ||
+      h.length > kMaxRecordPayloadBytes) {
+    return std::nullopt;
   }
-  if (!knownType(typeByte & ~kRecordContinues)) {
-    f.status = FrameStatus::Bad;
-    f.problem = "unknown record type";
-    return f;
+  h.type = static_cast<RecordType>(type);
+  h.continues = (flags & kRecordContinues) != 0;
+  return h;
+}
+
+RecordRead readRecord(std::string_view bytes, uint64_t expectSeq) {
+  RecordRead out;
+  if (bytes.size() < kRecordHeaderBytes) {
+    out.status = RecordStatus::Torn;
+    out.problem = "record header cut short";
+    return out;
   }
-  if (bytes.size() - kRecordHeaderBytes < length) {
-    f.status = FrameStatus::Incomplete;
-    f.problem = "record payload cut short";
-    return f;
+  std::optional<RecordHeader> front = parseHeader(bytes);
+  std::optional<RecordHeader> back;
+  if (front) {
+    if (bytes.size() - kRecordHeaderBytes < front->length + kRecordHeaderBytes) {
+      // The header says how long the record is, and the bytes end before that.
+      out.header = front;
+      out.status = RecordStatus::Torn;
+      out.problem = "record cut short";
+      return out;
+    }
+    back = parseHeader(bytes.substr(kRecordHeaderBytes + front->length));
+  } else {
+    // The front copy is damaged: the trailer is the valid header copy, with the same
+    // seq, whose length places it right after a payload starting here.
+    for (size_t at = kRecordHeaderBytes; at + kRecordHeaderBytes <= bytes.size(); ++at) {
+      auto h = parseHeader(bytes.substr(at));
+      if (h && h->seq == expectSeq && h->length == at - kRecordHeaderBytes) {
+        back = h;
+        break;
+      }
+    }
   }
-  if (hash64(bytes.substr(12, 1 + length)) != stored) {
-    f.status = FrameStatus::Bad;
-    f.problem = "record checksum mismatch";
-    return f;
+  if (front && back && !(*front == *back)) {
+    out.header = back->seq == expectSeq ? back : front;
+    out.status = RecordStatus::Corrupt;
+    out.problem = "the record's two header copies disagree";
+    return out;
   }
-  f.status = FrameStatus::Ok;
-  f.type = static_cast<RecordType>(typeByte & ~kRecordContinues);
-  f.continues = (typeByte & kRecordContinues) != 0;
-  f.payload = bytes.substr(kRecordHeaderBytes, length);
-  f.frameBytes = kRecordHeaderBytes + length;
-  return f;
+  const std::optional<RecordHeader>& h = front ? front : back;
+  out.header = h;
+  if (!h) {
+    out.status = RecordStatus::Torn;
+    out.problem = "no valid record header";
+    return out;
+  }
+  if (h->seq != expectSeq) {
+    out.status = RecordStatus::Corrupt;
+    out.problem = "record with another seq at this place (a misdirected or lost write)";
+    return out;
+  }
+  std::string_view payload = bytes.substr(kRecordHeaderBytes, h->length);
+  if (hash64(payload) == h->payloadChecksum) {
+    // Verified (one header copy may be damaged: the other and the payload agree).
+    out.status = RecordStatus::Ok;
+    out.payload = payload;
+    out.degraded = !front || !back;
+    return out;
+  }
+  if (back) {
+    // The trailer arrived, so the whole record was written: the payload was damaged
+    // after the fact.
+    out.status = RecordStatus::Corrupt;
+    out.problem = "record payload checksum mismatch in a completely written record";
+    return out;
+  }
+  out.status = RecordStatus::Torn;
+  out.problem = "record payload damaged and its trailer missing (a torn write)";
+  return out;
+}
+
+bool looksLikeV1Record(std::string_view bytes) {
+  // v1: [u32 length][u64 XXH3 of type byte + payload][u8 type][payload]
+  if (bytes.size() < 13) return false;
+  wire::Reader r(bytes.substr(0, 13));
+  uint32_t length = 0;
+  uint64_t sum = 0;
+  uint8_t type = 0;
+  r.fixed32(&length);
+  r.fixed64(&sum);
+  r.u8(&type);
+  if (length > kMaxRecordPayloadBytes || bytes.size() - 13 < length) return false;
+  if (!knownType(type & 0x7f)) return false;
+  return hash64(bytes.substr(12, 1 + length)) == sum;
 }
 
 std::optional<RecordBody> decodePayload(RecordType type, std::string_view payload,

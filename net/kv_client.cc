@@ -541,6 +541,8 @@ kj::Promise<EndpointStatus> ClusterChannel::statusOf(size_t i, kj::Duration time
           st.applied = s.getApplied();
           st.lastIndex = s.getLastIndex();
           st.snapshotIndex = s.getSnapshotIndex();
+          st.recovering = s.getRecovering();
+          st.recoverUntil = s.getRecoverUntil();
           st.clientAddr = s.getClientAddr().cStr();
           st.leaderAddr = s.getLeaderAddr().cStr();
           return st;

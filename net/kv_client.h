@@ -117,6 +117,8 @@ struct EndpointStatus {
   Index applied = 0;
   Index lastIndex = 0;
   Index snapshotIndex = 0;
+  bool recovering = false;  // repairing storage damage from the leader (no vote)
+  Index recoverUntil = 0;
   std::string clientAddr;  // the client address the node advertises ("" = none)
   std::string leaderAddr;  // the leader's advertised client address ("" = unknown)
 };

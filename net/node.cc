@@ -60,6 +60,9 @@ void Node::openStorage() {
   dirLock_ = kj::heap<disk::DataDirLock>(config_.dataDir);
   auto recovered = disk::DiskStorage::open(meteredFs_, config_.dataDir,
                                            disk::NodeIdentity{config_.clusterId, config_.id});
+  for (const std::string& repair : recovered.repairs) {
+    log("storage damage: " + repair, LogLevel::Warn);
+  }
   storage_ = kj::heap<NodeStorage>(io_.uvLoop(), kj::mv(recovered.storage),
                                    [this](const std::string& why) { fatal(why); });
   storage_->setDurableCallback([this](uint64_t seq) {
@@ -95,6 +98,12 @@ void Node::openStorage() {
       " members, log " + std::to_string(last_.snapshotIndex) + ".." +
       std::to_string(last_.lastIndex) + " (snapshot..last), commit " +
       std::to_string(last_.commit));
+  if (last_.recovering) {
+    log("recovering: storage damage may have cost entries this node acknowledged; it will "
+        "not vote until its log matches the leader's up to index " +
+            std::to_string(last_.recoverUntil),
+        LogLevel::Warn);
+  }
 
   std::vector<NodeId> members;
   for (const auto& [id, address] : config_.members) members.push_back(id);
@@ -294,6 +303,10 @@ void Node::afterInput() {
   if (now.leader != before.leader && now.role != Role::Leader &&
       !(now.role != before.role && now.role == Role::Follower)) {
     log("leader is now " + node(now.leader));
+  }
+  if (before.recovering && !now.recovering) {
+    log("recovered: the log matches the leader's up to index " +
+        std::to_string(before.recoverUntil) + "; voting again");
   }
   if (now.snapshotIndex > before.snapshotIndex) {
     if (before.applied < now.snapshotIndex) {

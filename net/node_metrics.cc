@@ -159,6 +159,12 @@ std::string renderNodeMetrics(Node& node) {
   w.family("kvraft_server_snapshot_index", Writer::Type::Gauge,
            "The index the current snapshot covers.");
   w.sample("kvraft_server_snapshot_index", uint64_t(status.snapshotIndex));
+  w.family("kvraft_server_recovering", Writer::Type::Gauge,
+           "1 while this node repairs storage damage from the leader (it does not vote).");
+  w.sample("kvraft_server_recovering", uint64_t(status.recovering));
+  w.family("kvraft_server_recover_until_index", Writer::Type::Gauge,
+           "While recovering: the index its log must match the leader's up to.");
+  w.sample("kvraft_server_recover_until_index", uint64_t(status.recoverUntil));
   w.family("kvraft_server_proposals_committed_total", Writer::Type::Counter,
            "Log entries seen committed since this process started (commit index advance; "
            "includes leader no-ops).");

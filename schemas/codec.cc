@@ -345,6 +345,8 @@ void toCapnp(const ReplicaStatus& status, schema::NodeStatus::Builder out) {
   out.setApplied(status.applied);
   out.setLastIndex(status.lastIndex);
   out.setSnapshotIndex(status.snapshotIndex);
+  out.setRecovering(status.recovering);
+  out.setRecoverUntil(status.recoverUntil);
 }
 
 // ---- validating readers ----

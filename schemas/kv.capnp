@@ -88,6 +88,8 @@ struct NodeStatus {
   snapshotIndex @7 :UInt64;
   clientAddr @8 :Text;     # the client address this node advertises to its peers
   leaderAddr @9 :Text;     # the leader's client address; empty = unknown
+  recovering @10 :Bool;    # repairing storage damage from the leader: does not vote
+  recoverUntil @11 :UInt64;  # ... until its log matches the leader's up to here
 }
 
 # Backup (kvctl snapshot save): what the served snapshot is.

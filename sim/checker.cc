@@ -7,6 +7,11 @@
 
 namespace kvr::sim {
 
+bool Checker::isCommitted(const Entry& entry) const {
+  auto it = committed_.find(entry.index);
+  return it != committed_.end() && it->second.id == EntryId{entry.term, hashBytes(entry.data)};
+}
+
 uint64_t hashBytes(const std::string& bytes) { return hash64(bytes); }
 
 Checker::Checker(uint32_t nodes) : nodes_(nodes) {}

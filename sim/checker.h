@@ -41,6 +41,8 @@ class Checker {
   const std::optional<Violation>& violation() const { return violation_; }
   bool failed() const { return violation_.has_value(); }
   Index maxCommitted() const { return committed_.empty() ? 0 : committed_.rbegin()->first; }
+  // Whether `entry` is the entry known committed at its index.
+  bool isCommitted(const Entry& entry) const;
 
  private:
   struct EntryId {

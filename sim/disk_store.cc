@@ -57,7 +57,13 @@ RecoveredState DiskStore::recover() {
   writing_.clear();
   auto rec = disk::DiskStorage::open(fs_, kDir, identity_, options_);
   storage_ = kj::mv(rec.storage);
-  if (shadowExact_) {
+  lastRepairs_ = std::move(rec.repairs);
+  // Only damage injected at rest may make a node recover: a torn write is never
+  // mistaken for corruption (or a power outage could leave no node able to vote).
+  KJ_ASSERT(!rec.state.recovering || corrupted(), "recovering without damage at rest",
+            lastRepairs_.empty() ? kj::str("(mark left from before)")
+                                 : kj::str(lastRepairs_[0].c_str()));
+  if (shadowExact_ && !rec.state.recovering) {
     const RecoveredState& want = shadow_.durable();
     const RecoveredState& got = rec.state;
     KJ_ASSERT(got.hardState == want.hardState, "recovered hard state differs from durable",
@@ -83,28 +89,80 @@ RecoveredState DiskStore::recover() {
   return std::move(rec.state);
 }
 
-bool DiskStore::flipBitAtRest(Rng& rng) {
-  std::vector<std::string> candidates;
-  std::vector<std::string> segments;
+std::vector<std::pair<std::string, uint64_t>> DiskStore::filesAtRest() {
+  // Every WAL segment and snapshot file, with its size. list() is sorted and segment
+  // names sort by first seq: the last segment listed is the newest.
+  std::vector<std::pair<std::string, uint64_t>> out;
   for (const auto& name : fs_.list(kDir)) {
-    if (name.rfind("wal-", 0) == 0) {
-      segments.push_back(name);
-    } else if (name.rfind("snap-", 0) == 0) {
-      candidates.push_back(name);
-    }
-  }
-  // list() is sorted and segment names sort by first seq: the last is the newest.
-  if (!segments.empty()) segments.pop_back();
-  candidates.insert(candidates.end(), segments.begin(), segments.end());
-  std::vector<std::pair<std::string, uint64_t>> sized;
-  for (auto& name : candidates) {
+    if (name.rfind("wal-", 0) != 0 && name.rfind("snap-", 0) != 0) continue;
     std::string path = disk::joinPath(kDir, name);
     uint64_t size = fs_.fileSize(path);
-    if (size > 0) sized.emplace_back(path, size);
+    if (size > 0) out.emplace_back(path, size);
   }
-  if (sized.empty()) return false;
-  auto& [path, size] = sized[rng.below(sized.size())];
+  return out;
+}
+
+bool DiskStore::flipBitAtRest(Rng& rng) {
+  // Anywhere: every record keeps one header copy through a single flip, so recovery
+  // can always tell what a damaged record was, the newest included.
+  auto files = filesAtRest();
+  if (files.empty()) return false;
+  if (rng.chance(0.4)) {
+    // Aimed at the newest records (the last bytes of the newest segment): the ones a
+    // node acknowledged last, which a torn-tail cut would silently lose.
+    std::string newest;
+    for (auto& [path, size] : files) {
+      if (path.rfind(disk::joinPath(kDir, "wal-"), 0) == 0) newest = path;
+    }
+    if (!newest.empty()) {
+      const uint64_t size = fs_.fileSize(newest);
+      const uint64_t span = std::min<uint64_t>(size, 512);
+      fs_.flipBit(newest, size - 1 - rng.below(span));
+      return true;
+    }
+  }
+  auto& [path, size] = files[rng.below(files.size())];
   fs_.flipBit(path, rng.below(size));
+  return true;
+}
+
+std::vector<std::pair<std::string, uint64_t>> DiskStore::sectorsAtRest() {
+  // Sectors a lost or misdirected write may hit: all but those holding the newest WAL
+  // segment's last record trailer (a lost final write looks like one never made).
+  std::string newest;
+  for (const auto& name : fs_.list(kDir)) {
+    if (name.rfind("wal-", 0) == 0) newest = disk::joinPath(kDir, name);
+  }
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (auto& [path, size] : filesAtRest()) {
+    uint64_t sectors = (size + SimFileSystem::kSectorBytes - 1) / SimFileSystem::kSectorBytes;
+    if (path == newest) {
+      sectors = size < disk::kRecordHeaderBytes
+                    ? 0
+                    : (size - disk::kRecordHeaderBytes) / SimFileSystem::kSectorBytes;
+    }
+    if (sectors > 0) out.emplace_back(path, sectors);
+  }
+  return out;
+}
+
+bool DiskStore::loseWriteAtRest(Rng& rng) {
+  auto sectors = sectorsAtRest();
+  if (sectors.empty()) return false;
+  auto& [path, count] = sectors[rng.below(sectors.size())];
+  fs_.loseSector(path, rng.below(count));
+  return true;
+}
+
+bool DiskStore::misdirectWriteAtRest(Rng& rng) {
+  auto sectors = sectorsAtRest();
+  if (sectors.empty()) return false;
+  auto& [from, fromCount] = sectors[rng.below(sectors.size())];
+  auto& [to, toCount] = sectors[rng.below(sectors.size())];
+  uint64_t fromSector = rng.below(fromCount);
+  uint64_t toSector = rng.below(toCount);
+  if (from == to && fromSector == toSector) return false;
+  fs_.misdirectSector(from, fromSector, to, toSector);
   return true;
 }
 

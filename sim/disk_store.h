@@ -28,13 +28,23 @@ class DiskStore final : public NodeStore {
   // torn tail: WAL segments other than the newest, and snapshot files. False if there
   // is no such place yet.
   bool flipBitAtRest(Rng& rng) override;
+  bool loseWriteAtRest(Rng& rng) override;
+  bool misdirectWriteAtRest(Rng& rng) override;
   const RecoveredState& durableState() const override { return shadow_.durable(); }
-  bool corrupted() const override { return fs_.faults().bitFlips > 0; }
+  bool corrupted() const override {
+    const SimFsFaultStats& f = fs_.faults();
+    return f.bitFlips + f.lostSectors + f.misdirectedSectors > 0;
+  }
+  // What the last recovery repaired (for the trace).
+  const std::vector<std::string>& lastRepairs() const override { return lastRepairs_; }
   uint64_t tornFiles() const override { return fs_.faults().tornFiles; }
 
   static constexpr const char* kDir = "data";
 
  private:
+  std::vector<std::pair<std::string, uint64_t>> filesAtRest();    // (path, bytes)
+  std::vector<std::pair<std::string, uint64_t>> sectorsAtRest();  // (path, sectors)
+
   SimFileSystem fs_;
   disk::NodeIdentity identity_;
   disk::WalOptions options_;
@@ -44,6 +54,7 @@ class DiskStore final : public NodeStore {
   // back exactly what this holds as durable.
   MemStore shadow_;
   bool shadowExact_ = true;
+  std::vector<std::string> lastRepairs_;
 };
 
 }  // namespace kvr::sim

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/env.h"
@@ -31,8 +32,18 @@ class NodeStore : public Storage {
   // Storage faults at rest, for stores that model a disk (the in-memory one has none).
   // Flips a bit where a checksum must catch it; false if there is no such place yet.
   virtual bool flipBitAtRest(Rng&) { return false; }
-  // Whether a fault that recovery may rightly refuse (a flip at rest) was injected.
+  // A synced sector lost (reads as zeros), or written over another sector, anywhere
+  // but the very end of a WAL segment (where a lost write cannot be told from one that
+  // never happened: docs/STORAGE.md). False if there is no such place yet.
+  virtual bool loseWriteAtRest(Rng&) { return false; }
+  virtual bool misdirectWriteAtRest(Rng&) { return false; }
+  // Whether a fault at rest (flip, lost or misdirected write) was injected: only then
+  // may recovery find damage, refuse, or start the node recovering.
   virtual bool corrupted() const { return false; }
+  virtual const std::vector<std::string>& lastRepairs() const {
+    static const std::vector<std::string> kNone;
+    return kNone;
+  }
   // Files whose unsynced writes were partly kept at a crash.
   virtual uint64_t tornFiles() const { return 0; }
 };

@@ -5,10 +5,23 @@
 namespace kvr::sim {
 
 namespace {
-constexpr const char* kFaultNames[kFaultCount] = {
-    "drop",        "delay",      "reorder",     "duplicate",  "partition",
-    "crash",       "pause",      "clock_drift", "torn_write", "bit_flip",
-    "fsync_error", "slow_fsync", "client_loss", "replay",     "isolate_leader"};
+constexpr const char* kFaultNames[kFaultCount] = {"drop",
+                                                  "delay",
+                                                  "reorder",
+                                                  "duplicate",
+                                                  "partition",
+                                                  "crash",
+                                                  "pause",
+                                                  "clock_drift",
+                                                  "torn_write",
+                                                  "bit_flip",
+                                                  "fsync_error",
+                                                  "slow_fsync",
+                                                  "client_loss",
+                                                  "replay",
+                                                  "isolate_leader",
+                                                  "lost_write",
+                                                  "misdirected_write"};
 }
 
 const char* faultName(Fault f) { return kFaultNames[static_cast<size_t>(f)]; }
@@ -79,7 +92,9 @@ Scenario Scenario::draw(uint64_t seed, const ScenarioPins& pins) {
   KJ_REQUIRE(sc.keys >= 1 && sc.keys <= 100'000, "--keys must be 1..100000");
   // Swarm: each class on with probability 3/4, so runs differ in what they stress.
   // Drawn even when pinned, so a pin changes nothing else about the run.
-  for (size_t i = 0; i < kFaultCount; ++i) sc.faults.on[i] = rng.chance(0.75);
+  // The classes added later (lost and misdirected writes) are drawn last, so every
+  // older draw of a seed stays what it was.
+  for (size_t i = 0; i < kFaultsFirstDrawn; ++i) sc.faults.on[i] = rng.chance(0.75);
   if (pins.faults) sc.faults = *pins.faults;
   sc.putPct = static_cast<uint32_t>(rng.between(10, 50));
   sc.deletePct = static_cast<uint32_t>(rng.between(0, 15));
@@ -114,6 +129,10 @@ Scenario Scenario::draw(uint64_t seed, const ScenarioPins& pins) {
   sc.replayP = sc.faults.has(Fault::Replay) ? 0.0005 * static_cast<double>(rng.between(1, 20))
                                             : 0;
   sc.stickyClients = rng.chance(0.5) ? 1 : 0;
+  for (size_t i = kFaultsFirstDrawn; i < kFaultCount; ++i) {
+    bool on = rng.chance(0.75);
+    if (!pins.faults) sc.faults.on[i] = on;
+  }
   return sc;
 }
 

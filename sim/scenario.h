@@ -25,11 +25,14 @@ enum class Fault : uint8_t {
   FsyncError,
   SlowFsync,
   ClientLoss,
-  Replay,         // an old message delivered again, seconds late
-  IsolateLeader,  // the leader cut off with a minority, then often crashed (Figure 8)
+  Replay,            // an old message delivered again, seconds late
+  IsolateLeader,     // the leader cut off with a minority, then often crashed (Figure 8)
+  LostWrite,         // a synced sector never reached the disk (reads back as zeros)
+  MisdirectedWrite,  // a synced sector landed at another place (of the node's files)
 };
-constexpr size_t kFaultCount = 15;
-const char* faultName(Fault f);  // "drop", "torn_write", ...
+constexpr size_t kFaultCount = 17;
+constexpr size_t kFaultsFirstDrawn = 15;  // the rest are drawn after the other knobs
+const char* faultName(Fault f);           // "drop", "torn_write", ...
 std::optional<Fault> parseFault(const std::string& name);
 
 struct FaultSet {

@@ -199,6 +199,37 @@ void SimFileSystem::flipBit(const std::string& path, uint64_t offset) {
   ++faults_.bitFlips;
 }
 
+void SimFileSystem::loseSector(const std::string& path, uint64_t sector) {
+  auto inode = liveInode(path, "loseSector");
+  const uint64_t begin = sector * kSectorBytes;
+  KJ_REQUIRE(begin < inode->current.size(), "sim-fs: loseSector beyond end of file", path);
+  const uint64_t end = std::min<uint64_t>(begin + kSectorBytes, inode->current.size());
+  for (uint64_t i = begin; i < end; ++i) {
+    inode->current[i] = '\0';
+    if (i < inode->durable.size()) inode->durable[i] = '\0';
+  }
+  ++faults_.lostSectors;
+}
+
+void SimFileSystem::misdirectSector(const std::string& fromPath, uint64_t from,
+                                    const std::string& toPath, uint64_t to) {
+  auto src = liveInode(fromPath, "misdirectSector");
+  auto dst = liveInode(toPath, "misdirectSector");
+  const uint64_t fromBegin = from * kSectorBytes;
+  const uint64_t toBegin = to * kSectorBytes;
+  KJ_REQUIRE(fromBegin < src->current.size() && toBegin < dst->current.size(),
+             "sim-fs: misdirectSector beyond end of file");
+  std::string bytes = src->current.substr(fromBegin, kSectorBytes);
+  bytes.resize(std::min<uint64_t>(bytes.size(), dst->current.size() - toBegin));
+  loseSector(fromPath, from);
+  --faults_.lostSectors;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    dst->current[toBegin + i] = bytes[i];
+    if (toBegin + i < dst->durable.size()) dst->durable[toBegin + i] = bytes[i];
+  }
+  ++faults_.misdirectedSectors;
+}
+
 std::string SimFileSystem::crashedContent(const Inode& inode, bool torn) {
   const std::string& d = inode.durable;
   const std::string& c = inode.current;

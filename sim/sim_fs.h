@@ -29,12 +29,14 @@ struct SimFsFaultStats {
   uint64_t lostFileWrites = 0;  // files that lost unsynced bytes at a crash
   uint64_t lostDirOps = 0;      // directory entries reverted at a crash
   uint64_t bitFlips = 0;
+  uint64_t lostSectors = 0;         // synced sectors that read back as zeros
+  uint64_t misdirectedSectors = 0;  // synced sectors that landed elsewhere
   uint64_t writeErrors = 0;
   uint64_t syncErrors = 0;
 
   uint64_t total() const {
-    return crashes + tornFiles + lostFileWrites + lostDirOps + bitFlips + writeErrors +
-           syncErrors;
+    return crashes + tornFiles + lostFileWrites + lostDirOps + bitFlips + lostSectors +
+           misdirectedSectors + writeErrors + syncErrors;
   }
 };
 
@@ -67,6 +69,13 @@ class SimFileSystem final : public disk::FileSystem {
   void disarmCrash() { crashCountdown_.reset(); }
   // Flips one random bit of the byte at `offset` (durable and live: it is on the platter).
   void flipBit(const std::string& path, uint64_t offset);
+  // A lost write: the sector `sector` (512 bytes, or what the file holds of it) reads
+  // back as zeros although its fsync succeeded.
+  void loseSector(const std::string& path, uint64_t sector);
+  // A misdirected write: the bytes meant for sector `from` of `fromPath` landed on
+  // sector `to` of `toPath` instead (overwriting it); sector `from` reads as zeros.
+  void misdirectSector(const std::string& fromPath, uint64_t from, const std::string& toPath,
+                       uint64_t to);
   void failNextWrite() { failNextWrite_ = true; }
   void failNextSync() { failNextSync_ = true; }
   void clearInjectedErrors() { failNextWrite_ = failNextSync_ = false; }

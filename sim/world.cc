@@ -109,6 +109,23 @@ void World::startNode(Node& n) {
     }
     return;
   }
+  for (const std::string& repair : n.store->lastRepairs()) {
+    trace(kj::str("n", n.id, " repaired: ", repair.c_str()).cStr());
+  }
+  if (rec.recovering) {
+    // It may have lost committed entries it held: it must fetch them before it votes
+    // again (checkRecoveryEnd).
+    trace(kj::str("n", n.id, " recovering until index ", rec.recoverUntil).cStr());
+  } else {
+    Index last = rec.entries.empty() ? rec.snapshot.meta.index : rec.entries.back().index;
+    if (last < n.durableCommittedFloor) {
+      fail("durability",
+           kj::str("node ", n.id, " restarted (not recovering) with its log ending at ", last,
+                   " but it held committed entry ", n.durableCommittedFloor, " durably")
+               .cStr());
+      return;
+    }
+  }
   ReplicaConfig cfg;
   cfg.raft.id = n.id;
   cfg.raft.electionTicks = sc_.electionTicks;
@@ -126,6 +143,7 @@ void World::startNode(Node& n) {
   Index snapIndex = rec.snapshot.meta.index;
   noteNodeTrouble(n.id, q_.now());
   n.up = true;
+  n.recovering = rec.recovering;
   n.flushScheduled = false;
   n.flushing = false;
   ++n.incarnation;
@@ -173,6 +191,17 @@ void World::crashNode(Node& n, const char* why) {
   n.up = false;
   n.replica = nullptr;
   n.pausedUntil = 0;
+  {
+    const RecoveredState& d = n.store->durableState();
+    Index floor = d.snapshot.meta.index;
+    for (auto it = d.entries.rbegin(); it != d.entries.rend(); ++it) {
+      if (checker_.isCommitted(*it)) {
+        floor = std::max(floor, it->index);
+        break;
+      }
+    }
+    n.durableCommittedFloor = std::max(n.durableCommittedFloor, floor);
+  }
   n.store->crash(faultRng_, sc_.faults.has(Fault::TornWrite));
   n.flushScheduled = false;
   n.flushing = false;

@@ -10,6 +10,13 @@ void World::checkPersistenceRule(NodeId from, const Message& m) {
   // Checked where the message leaves, against what the node's disk holds right now: a
   // message that claims durable state may leave only once that state is durable.
   const RecoveredState& d = node(from).store->durableState();
+  if ((m.type == MsgType::VoteResp || m.type == MsgType::PreVoteResp) && !m.reject &&
+      node(from).replica && node(from).replica->raft().recovering()) {
+    fail("recovering_vote", kj::str("n", from, " granted a ", msgTypeName(m.type), " in term ",
+                                    m.term, " to n", m.to, " while recovering")
+                                .cStr());
+    return;
+  }
   const char* broken = nullptr;
   kj::String detail = kj::str("");
   switch (m.type) {
@@ -160,6 +167,24 @@ void World::observeTimeline() {
   timeline_->observe(q_.now(), looks, blocked_);
 }
 
+void World::checkRecoveryEnd(Node& n) {
+  // A node that leaves its recovering state votes again: it must hold again every
+  // committed entry its disk held before the damage.
+  const Raft& r = n.replica->raft();
+  if (n.recovering && !r.recovering()) {
+    const Index floor = n.durableCommittedFloor;
+    if (r.lastIndex() < floor || r.stableIndex() < floor ||
+        (floor > r.snapshotIndex() && !checker_.isCommitted(*r.entryAt(floor)))) {
+      fail("durability",
+           kj::str("n", n.id, " left its recovering state without committed entry ", floor,
+                   " it held before the damage (log to ", r.lastIndex(), ", durable to ",
+                   r.stableIndex(), ")")
+               .cStr());
+    }
+  }
+  n.recovering = r.recovering();
+}
+
 void World::afterEvent() {
   if (timeline_) observeTimeline();
   if (stop_) return;
@@ -179,6 +204,7 @@ void World::afterEvent() {
     // An applied index that moved without an apply: a snapshot was installed. Its
     // state must be what the replicas that applied up to there had.
     if (!n.up) continue;
+    checkRecoveryEnd(n);
     Index applied = n.replica->kv().appliedIndex();
     if (applied != n.appliedSeen) {
       n.appliedSeen = applied;

@@ -105,6 +105,10 @@ class World {
     bool wasLeader = false;    // for the flaky-leader nemesis
     uint64_t lostOutbox = 0;   // messages sent by this incarnation are lost
     Index leaderCommitSeen = 0;
+    // The highest committed entry its disk held durably at its last crash: a restart
+    // that is not recovering must still hold it (durability).
+    Index durableCommittedFloor = 0;
+    bool recovering = false;  // its Raft was recovering at the last check
   };
   struct Client {
     uint32_t id = 0;
@@ -152,6 +156,7 @@ class World {
   // A linearizable read must see every entry committed before it arrived: the state it
   // is answered from (the server's applied index) must reach `committedAtArrival`.
   void checkReadServer(NodeId server, Index committedAtArrival, History::OpId op);
+  void checkRecoveryEnd(Node& n);
   void replayToRestarted(NodeId id);
   void deliver(NodeId from, uint64_t senderIncarnation, NodeId to, std::string bytes);
 
@@ -169,7 +174,7 @@ class World {
   void startTransfer();
   void partitionFault(NodeId victim);
   void crashFault(NodeId victim);
-  void bitFlipFault();
+  void storageFault(Fault kind);  // bit flip, lost or misdirected write at rest
   void healAll();
   void isolateLeader();
   void cutOffLeader(NodeId leader, bool mayCrash);
