@@ -140,11 +140,11 @@ WalReplay replayWal(FileSystem& fs, const std::string& dir) {
         stop = r;
         break;
       }
-      const char* problem = "malformed record";
+      std::string problem = "malformed record";
       auto body = decodePayload(r.header->type, r.payload, &problem);
       if (!body) {
         // Passed its checksum yet does not decode: no writer produces that.
-        refuseToStart(path, pos, std::string(problem) + " (the record passed its checksum)");
+        refuseToStart(path, pos, problem + " (the record passed its checksum)");
       }
       batch.push_back(std::move(*body));
       batchHwm = std::max(batchHwm, r.header->hwm);

@@ -273,7 +273,7 @@ bool looksLikeV1Record(std::string_view bytes) {
 }
 
 std::optional<RecordBody> decodePayload(RecordType type, std::string_view payload,
-                                        const char** problem) {
+                                        std::string* error) {
   // Outputs start at zero and a failed read leaves them so; the checks below then see
   // zeros, and !r.done() rejects the record.
   wire::Reader r(payload);
@@ -291,7 +291,7 @@ std::optional<RecordBody> decodePayload(RecordType type, std::string_view payloa
       r.fixed32(&count);
       // Each entry takes at least 21 bytes: reject absurd counts before allocating.
       if (count == 0 || count > r.remaining() / 21) {
-        *problem = "entries record with a bad count";
+        *error = "entries record with a bad count";
         return std::nullopt;
       }
       std::vector<Entry> entries;
@@ -303,7 +303,7 @@ std::optional<RecordBody> decodePayload(RecordType type, std::string_view payloa
         uint8_t kind = 0;
         r.u8(&kind);
         if (kind > static_cast<uint8_t>(EntryKind::Command)) {
-          *problem = "entry with an unknown kind";
+          *error = "entry with an unknown kind";
           return std::nullopt;
         }
         e.kind = static_cast<EntryKind>(kind);
@@ -313,7 +313,7 @@ std::optional<RecordBody> decodePayload(RecordType type, std::string_view payloa
         r.raw(len, &data);
         e.data = std::string(data);
         if (!r.failed() && (e.index == 0 || (i > 0 && e.index != entries[0].index + i))) {
-          *problem = "entries not consecutive";
+          *error = "entries not consecutive";
           return std::nullopt;
         }
         entries.push_back(std::move(e));
@@ -334,7 +334,7 @@ std::optional<RecordBody> decodePayload(RecordType type, std::string_view payloa
       uint32_t voters = 0;
       r.fixed32(&voters);
       if (voters > limits::kMaxNodes) {
-        *problem = "snapshot marker with too many voters";
+        *error = "snapshot marker with too many voters";
         return std::nullopt;
       }
       for (uint32_t i = 0; i < voters; ++i) {
@@ -351,7 +351,7 @@ std::optional<RecordBody> decodePayload(RecordType type, std::string_view payloa
       return RecordBody(std::move(m));
     }
   }
-  *problem = "malformed record payload";
+  *error = "malformed record payload";
   return std::nullopt;
 }
 

@@ -131,8 +131,8 @@ RecordRead readRecord(std::string_view bytes, uint64_t expectSeq);
 // Whether `bytes` starts with a record in the format before v2 (checksum valid).
 bool looksLikeV1Record(std::string_view bytes);
 
-// Decodes a checksummed payload. nullopt (with `problem` set) when it is malformed.
+// Decodes a checksummed payload. nullopt, with the reason in *error, when it is malformed.
 std::optional<RecordBody> decodePayload(RecordType type, std::string_view payload,
-                                        const char** problem);
+                                        std::string* error);
 
 }  // namespace kvr::disk

@@ -40,7 +40,7 @@ TEST(WalRecord, RoundTrip) {
   while (!rest.empty()) {
     RecordRead r = readRecord(rest, seq++);
     ASSERT_EQ(r.status, RecordStatus::Ok) << r.problem;
-    const char* problem = "";
+    std::string problem;
     auto body = decodePayload(r.header->type, r.payload, &problem);
     ASSERT_TRUE(body) << problem;
     bodies.push_back(*body);
@@ -139,7 +139,7 @@ RC_GTEST_PROP(WalRecordProp, RandomBytesNeverAccepted, (std::string bytes)) {
   // A random header passes a 64-bit checksum with negligible probability.
   RC_ASSERT(readRecord(bytes, 1).status != RecordStatus::Ok);
   for (uint8_t t = 1; t <= 4; ++t) {
-    const char* problem = "";
+    std::string problem;
     (void)decodePayload(static_cast<RecordType>(t), bytes, &problem);  // must not crash
   }
 }
@@ -178,7 +178,7 @@ RC_GTEST_PROP(WalRecordProp, DecoderSurvivesRandomPayloads,
   withCount.push_back(0);
   withCount += payload;
   for (uint8_t t = 1; t <= 4; ++t) {
-    const char* problem = "";
+    std::string problem;
     auto body = decodePayload(static_cast<RecordType>(t), withCount, &problem);
     if (body && t == 2) {
       const auto& entries = std::get<std::vector<Entry>>(*body);
