@@ -154,23 +154,16 @@ ScheduleShrinkResult shrinkSchedule(const Scenario& failing, const std::string& 
     return all;
   };
   std::vector<uint64_t> keptFaults = index(faults), keptOps = index(ops);
+  // Fails with these kept events? Then its result is the newest minimized run.
+  auto fails = [&](const std::vector<uint64_t>& f, const std::vector<uint64_t>& o) {
+    RunResult r;
+    if (!run(Schedule{maskOf(f, faults), maskOf(o, ops), chaosEnd}, &r)) return false;
+    out.after = r;
+    return true;
+  };
   for (int pass = 0; pass < 2; ++pass) {
-    keptFaults = ddmin(keptFaults, [&](const std::vector<uint64_t>& trial) {
-      Schedule s{maskOf(trial, faults), maskOf(keptOps, ops), chaosEnd};
-      RunResult r;
-      if (!run(s, &r)) return false;
-      out.after = r;
-      out.schedule = s;
-      return true;
-    });
-    keptOps = ddmin(keptOps, [&](const std::vector<uint64_t>& trial) {
-      Schedule s{maskOf(keptFaults, faults), maskOf(trial, ops), chaosEnd};
-      RunResult r;
-      if (!run(s, &r)) return false;
-      out.after = r;
-      out.schedule = s;
-      return true;
-    });
+    keptFaults = ddmin(keptFaults, [&](const auto& trial) { return fails(trial, keptOps); });
+    keptOps = ddmin(keptOps, [&](const auto& trial) { return fails(keptFaults, trial); });
   }
   out.schedule = Schedule{maskOf(keptFaults, faults), maskOf(keptOps, ops), chaosEnd};
   out.faultsAfter = keptCount(out.schedule.keepFaults);
