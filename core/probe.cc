@@ -11,7 +11,9 @@ constexpr const char* kProbeNames[kProbeCount] = {
     "read_deferred_to_term_commit", "follower_read",
     "transfer_timeout_now",         "reject_backup_by_term",
     "session_retry_answered",       "session_evicted",
-    "wal_torn_tail_truncated"};
+    "wal_torn_tail_truncated",      "conf_reverted",
+    "leader_removed_step_down",     "learner_snapshot",
+    "conf_change_not_ready",        "promote_refused_lag"};
 }
 
 const char* probeName(Probe p) { return kProbeNames[static_cast<size_t>(p)]; }

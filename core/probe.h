@@ -30,8 +30,13 @@ enum class Probe : uint8_t {
   SessionRetryAnswered,      // a retried request answered from the session table
   SessionEvicted,            // a session expired to make room
   WalTornTailTruncated,      // recovery cut a torn tail off the newest WAL segment
+  ConfReverted,              // a Config entry cut from a log: the older configuration is back
+  LeaderRemovedStepDown,     // a leader that removed itself stepped down once that committed
+  LearnerSnapshot,           // a non-voter (learner or joining node) installed a snapshot
+  ConfChangeNotReady,        // a change refused until the new leader commits in its term
+  PromoteRefusedLag,         // a promotion refused because the learner lags
 };
-constexpr size_t kProbeCount = 15;
+constexpr size_t kProbeCount = 20;
 
 const char* probeName(Probe p);
 // Whether the default swarm (kvsim --seeds 1..300) must reach it. The one exception is

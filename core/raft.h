@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/limits.h"
+#include "core/membership.h"
 #include "core/rng.h"
 #include "core/types.h"
 
@@ -66,6 +67,10 @@ class Raft {
   // Requests a linearizable read; the answer comes back as a ReadState with `context`.
   void readIndex(uint64_t context);
   bool transferLeadership(NodeId target);
+  // Appends a membership change at the leader (one server at a time, at most one
+  // uncommitted, only once an entry of the leader's term is committed). The new
+  // configuration takes effect at once; *index is its Config entry.
+  ConfChangeError proposeConfChange(const ConfChange& cc, Index* index);
   // Storage made entries up to (index, term) durable.
   void persisted(Index index, Term term);
   // A local snapshot covering up to meta.index is durable: drop old log entries.
@@ -91,7 +96,15 @@ class Raft {
   Index firstIndex() const { return logOffset_ + 1; }
   Index snapshotIndex() const { return snapshot_.meta.index; }
   const Snapshot& snapshot() const { return snapshot_; }
+  // The configuration in force: the newest Config entry in the log, committed or not,
+  // else the snapshot's, else bootstrap.
   const ConfState& conf() const { return conf_; }
+  Index confIndex() const { return confIndex_; }  // its Config entry (0: snapshot/bootstrap)
+  // The configuration as of `index` (>= snapshotIndex()): for a local snapshot's metadata.
+  ConfState confAt(Index index) const;
+  bool isMember(NodeId id) const { return isMemberOf(conf_, id); }
+  // The leader's view of a member's log (0 when unknown or not leader).
+  Index matchOf(NodeId id) const;
   // Term of the entry at `index`, or nullopt if unknown (compacted or beyond the end).
   std::optional<Term> termAt(Index index) const;
   const Entry* entryAt(Index index) const;
@@ -137,6 +150,14 @@ class Raft {
   void resetElectionTimer();
   bool isVoter(NodeId id) const;
   size_t quorum() const { return conf_.voters.size() / 2 + 1; }
+  // Whether `ids` hold a majority of the voters (learners and non-members never count).
+  bool hasQuorum(const std::set<NodeId>& ids) const;
+  // membership
+  Index confBound() const;
+  void refreshConf(bool force);
+  void syncProgress(bool probeNew);
+  void maybeStepDownRemoved();
+  void setCommit(Index index);
 
   // message handlers
   void stepLeader(Message& msg);
@@ -177,7 +198,10 @@ class Raft {
 
   RaftConfig config_;
   Rng rng_;
+  ConfState bootstrapConf_;
   ConfState conf_;
+  Index confIndex_ = 0;
+  std::vector<Index> confEntries_;  // indexes of the Config entries in log_, ascending
 
   // persistent (mirrored to storage through Ready)
   Term term_ = 0;
