@@ -333,13 +333,16 @@ void Raft::becomeLeader() {
   appendAndBroadcast(Entry{term_, lastIndex() + 1, EntryKind::Noop, {}});
 }
 
+// A node campaigns while it is a voter in its newest configuration, or in the one before
+// while the newest is not committed: the removal may still need it to commit (thesis
+// §4.1). Its own vote then counts only if it is a voter in the newest.
+bool Raft::mayCampaign() const {
+  return isVoter(config_.id) ||
+         (confIndex_ > commit_ && isVoterIn(confAt(confIndex_ - 1), config_.id));
+}
+
 void Raft::campaign(bool preVote, bool transfer) {
-  // A node campaigns while it is a voter in its newest configuration, or in the one
-  // before while the newest is not committed: the removal may still need it to commit
-  // (thesis §4.1). Its own vote then counts only if it is a voter in the newest.
-  bool needed = isVoter(config_.id) ||
-                (confIndex_ > commit_ && isVoterIn(confAt(confIndex_ - 1), config_.id));
-  if (!needed) return;
+  if (!mayCampaign()) return;
   if (preVote) {
     becomePreCandidate();
   } else {
@@ -370,9 +373,11 @@ void Raft::campaign(bool preVote, bool transfer) {
 // ---------------------------------------------------------------- inputs
 
 void Raft::tick() {
-  ++electionElapsed_;
+  if (electionElapsed_ < UINT32_MAX) ++electionElapsed_;
   if (role_ != Role::Leader) {
-    if (electionElapsed_ >= randomizedElectionTicks_) {
+    // A node that may not campaign (a learner) lets its timer run on: it must not stay
+    // in the lease of a leader it no longer hears (regression seed learner-lease).
+    if (electionElapsed_ >= randomizedElectionTicks_ && mayCampaign()) {
       electionElapsed_ = 0;
       campaign(config_.preVote, false);
     }

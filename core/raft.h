@@ -147,6 +147,7 @@ class Raft {
   void becomeCandidate();
   void becomeLeader();
   void campaign(bool preVote, bool transfer);
+  bool mayCampaign() const;
   void resetElectionTimer();
   bool isVoter(NodeId id) const;
   size_t quorum() const { return conf_.voters.size() / 2 + 1; }
