@@ -66,8 +66,9 @@ namespace {
   fprintf(stderr,
           "usage: kvsim (--seed S | --seeds A..B) [--nodes N] [--clients C] [--ops K] [--keys "
           "N]\n"
-          "             [--faults all|none|LIST] [--trace FILE] [--history FILE]\n"
-          "             [--timeline FILE.html] [--shrink-budget RUNS] [--replay-out FILE]\n"
+          "             [--faults all|none|LIST] [--membership on|off] [--trace FILE]\n"
+          "             [--history FILE] [--timeline FILE.html] [--shrink-budget RUNS]\n"
+          "             [--replay-out FILE]\n"
           "       kvsim --replay FILE [--trace FILE] [--history FILE] [--timeline FILE]\n"
           "             [--json] [--shrink] [--quiet] [--jobs N] [--require-probes]\n"
           "       kvsim --merge FILE...   (the --json summaries of shards of one seed range)\n"
@@ -271,7 +272,7 @@ std::string encodeResult(uint64_t seed, const RunResult& r) {
   w.str(r.detail);
   for (uint64_t v :
        {r.failedAtEvent, r.simNs, r.events, r.traceHash, r.opsOk, r.opsFail, r.opsUnknown,
-        r.messages, r.transfers, r.maxCommit, r.faultEvents, r.opsDrawn}) {
+        r.messages, r.transfers, r.memberChanges, r.maxCommit, r.faultEvents, r.opsDrawn}) {
     w.u64(v);
   }
   for (uint64_t v : r.faults) w.u64(v);
@@ -286,7 +287,7 @@ bool decodeResult(const std::string& bytes, uint64_t* seed, RunResult* r) {
   r->property = rd.str();
   r->detail = rd.str();
   for (uint64_t* v : {&r->failedAtEvent, &r->simNs, &r->events, &r->traceHash, &r->opsOk,
-                      &r->opsFail, &r->opsUnknown, &r->messages, &r->transfers, &r->maxCommit,
+                      &r->opsFail, &r->opsUnknown, &r->messages, &r->transfers, &r->memberChanges, &r->maxCommit,
                       &r->faultEvents, &r->opsDrawn}) {
     *v = rd.u64();
   }
@@ -718,6 +719,10 @@ int main(int argc, char** argv) {
       std::string error;
       if (!kvr::sim::FaultSet::parse(next(), &fs, &error)) usage(error.c_str());
       pins.faults = fs;
+    } else if (a == "--membership") {
+      std::string v = next();
+      if (v != "on" && v != "off") usage("--membership wants on or off");
+      pins.membership = v == "on";
     } else if (a == "--trace") {
       opts.tracePath = next();
     } else if (a == "--history") {

@@ -34,8 +34,13 @@ enum class Probe : uint8_t {
   SnapshotDamageFound,       // the snapshot in effect was damaged: log and snapshot wiped
   VoteRefusedRecovering,     // a (pre-)vote refused because this node is recovering
   RecoveryFinished,          // a recovering node caught up with a leader and rejoined
+  ConfReverted,              // a Config entry cut from a log: the older configuration is back
+  LeaderRemovedStepDown,     // a leader that removed itself stepped down once that committed
+  LearnerSnapshot,           // a non-voter (learner or joining node) installed a snapshot
+  ConfChangeNotReady,        // a change refused until the new leader commits in its term
+  PromoteRefusedLag,         // a promotion refused because the learner lags
 };
-constexpr size_t kProbeCount = 19;
+constexpr size_t kProbeCount = 24;
 
 const char* probeName(Probe p);
 // Whether the default swarm (kvsim --seeds 1..300) must reach it. The one exception is

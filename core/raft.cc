@@ -58,14 +58,12 @@ Raft::Raft(const RaftConfig& config, const Rng& rng, const ConfState& bootstrapC
   KJ_REQUIRE(config_.maxAppendBytes >= 1 && config_.maxAppendBytes <= limits::kMaxAppendBytes);
 
   snapshot_ = std::move(recovered.snapshot);
+  bootstrapConf_ = bootstrapConf;
   conf_ = snapshot_.meta.index > 0 ? snapshot_.meta.conf : bootstrapConf;
   KJ_REQUIRE(!conf_.voters.empty() && conf_.voters.size() <= limits::kMaxNodes,
              "cluster must have 1..7 voters", conf_.voters.size());
-  KJ_REQUIRE(std::is_sorted(conf_.voters.begin(), conf_.voters.end()) &&
-                 std::adjacent_find(conf_.voters.begin(), conf_.voters.end()) ==
-                     conf_.voters.end(),
-             "voters must be sorted and unique");
-  for (NodeId v : conf_.voters) KJ_REQUIRE(v != kNoNode);
+  KJ_REQUIRE(validConf(conf_), "voters and learners must be sorted, unique and disjoint",
+             describeConf(conf_));
 
   logOffset_ = snapshot_.meta.index;
   logOffsetTerm_ = snapshot_.meta.term;
@@ -75,12 +73,19 @@ Raft::Raft(const RaftConfig& config, const Rng& rng, const ConfState& bootstrapC
     KJ_REQUIRE(e.term >= (log_.empty() ? logOffsetTerm_ : log_.back().term),
                "recovered log terms go backwards", e.index);
     ++expect;
+    if (e.kind == EntryKind::Config) {
+      ConfState c;
+      KJ_REQUIRE(decodeConf(e.data, &c), "recovered configuration entry does not decode",
+                 e.index);
+      confEntries_.push_back(e.index);
+    }
     log_.push_back(std::move(e));
   }
+  refreshConf(false);
   term_ = recovered.hardState.term;
   vote_ = recovered.hardState.vote;
   KJ_REQUIRE(lastTerm() <= term_, "log holds a term beyond the persisted term");
-  commit_ = std::min(std::max(recovered.hardState.commit, snapshot_.meta.index), lastIndex());
+  setCommit(std::min(std::max(recovered.hardState.commit, snapshot_.meta.index), lastIndex()));
   applied_ = snapshot_.meta.index;
   handedCommitted_ = snapshot_.meta.index;
   stable_ = lastIndex();
@@ -137,6 +142,13 @@ void Raft::truncateFrom(Index index) {
   while (lastIndex() >= index) log_.pop_back();
   stable_ = std::min(stable_, index - 1);
   unstableFrom_ = std::min(unstableFrom_, index);
+  if (!confEntries_.empty() && confEntries_.back() >= index) {
+    // A configuration is used from the moment it is in the log, so one that is cut
+    // from the log reverts to the one before it.
+    hitProbe(Probe::ConfReverted);
+    while (!confEntries_.empty() && confEntries_.back() >= index) confEntries_.pop_back();
+    refreshConf(false);
+  }
 }
 
 void Raft::appendLocal(std::vector<Entry>&& entries) {
@@ -144,11 +156,123 @@ void Raft::appendLocal(std::vector<Entry>&& entries) {
   Index first = entries.front().index;
   KJ_ASSERT(first > logOffset_ && first <= lastIndex() + 1, first, lastIndex());
   if (first <= lastIndex()) truncateFrom(first);
+  bool newConf = false;
   for (auto& e : entries) {
     KJ_ASSERT(e.index == lastIndex() + 1 && e.term >= lastTerm());
+    if (e.kind == EntryKind::Config) {
+      confEntries_.push_back(e.index);
+      newConf = true;
+    }
     log_.push_back(std::move(e));
   }
   unstableFrom_ = std::min(unstableFrom_, first);
+  if (newConf) refreshConf(false);
+}
+
+// ---------------------------------------------------------------- membership
+
+ConfState Raft::confAt(Index index) const {
+  KJ_REQUIRE(index >= snapshot_.meta.index && index <= lastIndex(), index);
+  auto it = std::upper_bound(confEntries_.begin(), confEntries_.end(), index);
+  if (it != confEntries_.begin() && *(it - 1) > snapshot_.meta.index) {
+    ConfState c;
+    KJ_ASSERT(decodeConf(entryAt(*(it - 1))->data, &c));
+    return c;
+  }
+  return snapshot_.meta.index > 0 ? snapshot_.meta.conf : bootstrapConf_;
+}
+
+// Up to which index Config entries are in force: all of the log (thesis §4.1).
+Index Raft::confBound() const { return lastIndex(); }
+
+void Raft::refreshConf(bool force) {
+  Index bound = confBound();
+  auto it = std::upper_bound(confEntries_.begin(), confEntries_.end(), bound);
+  Index at = it == confEntries_.begin() ? 0 : *(it - 1);
+  if (at == confIndex_ && !force && at != 0) return;
+  ConfState next;
+  if (at != 0) {
+    KJ_ASSERT(decodeConf(entryAt(at)->data, &next), "configuration entry does not decode", at);
+  } else {
+    next = snapshot_.meta.index > 0 ? snapshot_.meta.conf : bootstrapConf_;
+  }
+  if (next == conf_ && at == confIndex_) return;
+  conf_ = std::move(next);
+  confIndex_ = at;
+  if (role_ == Role::Leader) syncProgress(true);
+}
+
+void Raft::syncProgress(bool probeNew) {
+  KJ_ASSERT(role_ == Role::Leader);
+  std::vector<NodeId> fresh;
+  for (auto it = progress_.begin(); it != progress_.end();) {
+    if (it->first != config_.id && !isMemberOf(conf_, it->first)) {
+      it = progress_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  auto add = [&](NodeId id) {
+    if (progress_.count(id) != 0) return;
+    Progress pr;
+    pr.next = lastIndex() + 1;
+    pr.recentActive = true;
+    if (id == config_.id) pr.match = stable_;
+    progress_[id] = pr;
+    if (id != config_.id) fresh.push_back(id);
+  };
+  for (NodeId v : conf_.voters) add(v);
+  for (NodeId l : conf_.learners) add(l);
+  // Probe a member added by a change at once: its log is likely empty, and waiting for
+  // a heartbeat would cost a round.
+  if (probeNew) {
+    for (NodeId id : fresh) sendAppend(id, true);
+  }
+  if (transferTarget_ != kNoNode && !isVoter(transferTarget_)) transferTarget_ = kNoNode;
+}
+
+void Raft::setCommit(Index index) {
+  KJ_ASSERT(index >= commit_ || commit_ == 0, index, commit_);
+  commit_ = index;
+  if (!confEntries_.empty() && confEntries_.back() > confIndex_) refreshConf(false);
+}
+
+bool Raft::hasQuorum(const std::set<NodeId>& ids) const {
+  size_t n = 0;
+  for (NodeId id : ids) {
+    if (isVoter(id)) ++n;
+  }
+  return n >= quorum();
+}
+
+Index Raft::matchOf(NodeId id) const {
+  if (role_ != Role::Leader) return 0;
+  auto it = progress_.find(id);
+  return it == progress_.end() ? 0 : it->second.match;
+}
+
+// A leader that removed itself leads until the change commits (it does not count itself
+// meanwhile), then hands over to the most caught-up voter and steps down.
+void Raft::maybeStepDownRemoved() {
+  if (role_ != Role::Leader || isVoter(config_.id) || commit_ < confIndex_) return;
+  hitProbe(Probe::LeaderRemovedStepDown);
+  NodeId best = kNoNode;
+  Index bestMatch = 0;
+  for (NodeId v : conf_.voters) {
+    Index m = progress_[v].match;
+    if (best == kNoNode || m > bestMatch) {
+      best = v;
+      bestMatch = m;
+    }
+  }
+  if (best != kNoNode) {
+    Message t;
+    t.type = MsgType::TimeoutNow;
+    t.to = best;
+    t.term = term_;
+    send(std::move(t));
+  }
+  becomeFollower(term_, kNoNode);
 }
 
 // ---------------------------------------------------------------- roles
@@ -169,6 +293,7 @@ void Raft::becomeFollower(Term term, NodeId leader) {
   if (term > term_) {
     term_ = term;
     vote_ = kNoNode;
+    termNotDurable_ = false;  // the new term's messages follow the usual rules
   }
   role_ = Role::Follower;
   leader_ = leader;
@@ -210,30 +335,36 @@ void Raft::becomeLeader() {
   electionElapsed_ = 0;
   uncommittedBytes_ = 0;
   progress_.clear();
-  for (NodeId v : conf_.voters) {
-    Progress pr;
-    pr.next = lastIndex() + 1;
-    pr.recentActive = true;
-    if (v == config_.id) pr.match = stable_;
-    progress_[v] = pr;
-  }
+  syncProgress(false);  // voters and learners
   // A no-op of the new term lets the leader commit (Raft §5.4.2) and serve reads.
   appendAndBroadcast(Entry{term_, lastIndex() + 1, EntryKind::Noop, {}});
 }
 
+// A node campaigns while it is a voter in its newest configuration, or in the one before
+// while the newest is not committed: the removal may still need it to commit (thesis
+// §4.1). Its own vote then counts only if it is a voter in the newest.
+bool Raft::mayCampaign() const {
+  return isVoter(config_.id) ||
+         (confIndex_ > commit_ && isVoterIn(confAt(confIndex_ - 1), config_.id));
+}
+
 void Raft::campaign(bool preVote, bool transfer) {
-  if (!isVoter(config_.id)) return;
+  if (!mayCampaign()) return;
   KJ_ASSERT(!recovering_, "a recovering node campaigns");
   if (preVote) {
     becomePreCandidate();
   } else {
     becomeCandidate();
   }
-  if (votesGranted_.size() >= quorum()) {
+  if (hasQuorum(votesGranted_)) {
     // Single-voter cluster: nobody to ask.
     if (preVote) {
       campaign(false, transfer);
     } else {
+      // No vote request waited for our term to be durable, so nothing may leave at it
+      // until it is: restarted without it, we could win this term again with another log
+      // (regression seed single-voter-term-not-durable).
+      termNotDurable_ = true;
       becomeLeader();
     }
     return;
@@ -254,9 +385,11 @@ void Raft::campaign(bool preVote, bool transfer) {
 // ---------------------------------------------------------------- inputs
 
 void Raft::tick() {
-  ++electionElapsed_;
+  if (electionElapsed_ < UINT32_MAX) ++electionElapsed_;
   if (role_ != Role::Leader) {
-    if (electionElapsed_ >= randomizedElectionTicks_) {
+    // A node that may not campaign (a learner) lets its timer run on: it must not stay
+    // in the lease of a leader it no longer hears (regression seed learner-lease).
+    if (electionElapsed_ >= randomizedElectionTicks_ && mayCampaign()) {
       electionElapsed_ = 0;
       if (!recovering_) campaign(config_.preVote, false);
     }
@@ -280,12 +413,12 @@ void Raft::tick() {
   if (electionElapsed_ >= config_.electionTicks) {
     electionElapsed_ = 0;
     if (config_.checkQuorum) {
-      size_t active = 0;
+      std::set<NodeId> active;
       for (auto& [id, pr] : progress_) {
-        if (id == config_.id || pr.recentActive) ++active;
+        if (id == config_.id || pr.recentActive) active.insert(id);
         if (id != config_.id) pr.recentActive = false;
       }
-      if (active < quorum()) {
+      if (!hasQuorum(active)) {
         // Cut off from a majority: stop leading (and serving reads) before a new
         // leader can be elected elsewhere.
         hitProbe(Probe::StepDownCheckQuorum);
@@ -297,13 +430,26 @@ void Raft::tick() {
 
 bool Raft::wellFormed(const Message& m) const {
   if (static_cast<uint8_t>(m.type) >= kMsgTypeCount) return false;
-  if (m.to != config_.id || m.from == config_.id || !isVoter(m.from)) return false;
+  if (m.to != config_.id || m.from == m.to || m.from == kNoNode) return false;
+  // From a non-member only what a leader sends: our log may not yet hold the Config
+  // entry that added it, or it is a leader that removed itself handing over. A removed node's campaigns and answers are dropped, and vote
+  // requests count only from voters, so a removed node cannot inflate terms.
+  bool fromLeader = m.type == MsgType::Append || m.type == MsgType::Heartbeat ||
+                    m.type == MsgType::Snapshot || m.type == MsgType::TimeoutNow;
+  if (!isMemberOf(conf_, m.from) && !fromLeader) return false;
+  if ((m.type == MsgType::PreVote || m.type == MsgType::Vote) && !isVoter(m.from)) return false;
   if (m.entries.size() > limits::kMaxEntriesPerAppend) return false;
   Term prevTerm = m.logTerm;
   for (size_t i = 0; i < m.entries.size(); ++i) {
     const Entry& e = m.entries[i];
     if (e.index != m.index + 1 + i || e.term < prevTerm || e.term > m.term) return false;
-    if (e.kind != EntryKind::Noop && e.kind != EntryKind::Command) return false;
+    if (e.kind != EntryKind::Noop && e.kind != EntryKind::Command &&
+        e.kind != EntryKind::Config)
+      return false;
+    if (e.kind == EntryKind::Config) {
+      ConfState c;
+      if (!decodeConf(e.data, &c)) return false;
+    }
     prevTerm = e.term;
   }
   if (m.type == MsgType::Snapshot) {
@@ -312,8 +458,7 @@ bool Raft::wellFormed(const Message& m) const {
     if (m.snapOffset > m.snapSize || m.snapChunk.size() > m.snapSize - m.snapOffset)
       return false;
     if (m.snap.index == 0 || m.snap.term == 0 || m.snap.term > m.term) return false;
-    if (m.snap.conf.voters.empty() || m.snap.conf.voters.size() > limits::kMaxNodes)
-      return false;
+    if (!validConf(m.snap.conf)) return false;
   }
   return true;
 }
@@ -432,13 +577,13 @@ void Raft::stepCandidate(Message& m) {
       } else {
         votesGranted_.insert(m.from);
       }
-      if (votesGranted_.size() >= quorum()) {
+      if (hasQuorum(votesGranted_)) {
         if (role_ == Role::PreCandidate) {
           campaign(false, false);
         } else {
           becomeLeader();
         }
-      } else if (votesRejected_.size() >= quorum()) {
+      } else if (hasQuorum(votesRejected_)) {
         becomeFollower(term_, kNoNode);
       }
       return;
@@ -510,7 +655,7 @@ void Raft::handleAppend(Message& m) {
     appendLocal(std::move(fresh));
   }
   Index newCommit = std::min(m.commit, lastNew);
-  if (newCommit > commit_) commit_ = newCommit;
+  if (newCommit > commit_) setCommit(newCommit);
   r.index = lastNew;
   send(std::move(r));
   noteLeaderMatch(lastNew);
@@ -520,7 +665,7 @@ void Raft::handleHeartbeat(const Message& m) {
   // The leader's view of our log (m.commit <= what we acknowledged) is stale while we
   // recover: our log may be an older version of itself. Only what an Append verified.
   Index newCommit = std::min(m.commit, recovering_ ? recoveryVerified() : lastIndex());
-  if (newCommit > commit_) commit_ = newCommit;
+  if (newCommit > commit_) setCommit(newCommit);
   maybeFinishRecovery();
   if (recovering_ && m.commit > recoveryVerified()) askLeaderToVerify(m.from);
   Message r;
@@ -594,15 +739,15 @@ void Raft::installSnapshot(Snapshot snap) {
     // suffix after it stays (the next Append replaces any part of it that conflicts);
     // entries up to it are now committed.
     hitProbe(Probe::SnapshotKeptSuffix);
-    commit_ = meta.index;
+    setCommit(meta.index);
     return;
   }
   // Step 7: discard the whole log and reset the state machine from the snapshot.
   if (meta.index <= lastIndex()) hitProbe(Probe::SnapshotOverConflict);
   log_.clear();
+  confEntries_.clear();
   logOffset_ = meta.index;
   logOffsetTerm_ = meta.term;
-  conf_ = meta.conf;
   commit_ = meta.index;
   applied_ = meta.index;
   handedCommitted_ = meta.index;
@@ -610,6 +755,8 @@ void Raft::installSnapshot(Snapshot snap) {
   unstableFrom_ = meta.index + 1;
   snapshot_ = std::move(snap);
   snapshotPending_ = true;
+  if (!isVoter(config_.id)) hitProbe(Probe::LearnerSnapshot);
+  refreshConf(true);
 }
 
 // ---------------------------------------------------------------- leader
@@ -704,12 +851,44 @@ ProposeError Raft::propose(std::string data, Index* index) {
   return ProposeError::None;
 }
 
+ConfChangeError Raft::proposeConfChange(const ConfChange& cc, Index* index) {
+  if (role_ != Role::Leader) return ConfChangeError::NotLeader;
+  if (transferTarget_ != kNoNode) return ConfChangeError::TransferInProgress;
+  // Single-server changes are safe only once this leader committed an entry of its own
+  // term: an older leader's uncommitted change it does not hold could otherwise form a
+  // majority disjoint from this one's (Ongaro, raft-dev 2015; thesis §4.1 erratum).
+  if (termAt(commit_) != term_) {
+    hitProbe(Probe::ConfChangeNotReady);
+    return ConfChangeError::NotReady;
+  }
+  if (!confEntries_.empty() && confEntries_.back() > commit_)
+    return ConfChangeError::InProgress;
+  ConfState next;
+  ConfChangeError err = applyConfChange(conf_, cc, &next);
+  if (err != ConfChangeError::None) return err;
+  if (cc.type == ConfChangeType::Promote) {
+    const Progress& pr = progress_[cc.id];
+    if (pr.state != ProgressState::Replicate ||
+        pr.match + limits::kMaxPromoteLagEntries < lastIndex()) {
+      hitProbe(Probe::PromoteRefusedLag);
+      return ConfChangeError::LearnerLags;
+    }
+  }
+  Index at = lastIndex() + 1;
+  appendAndBroadcast(Entry{term_, at, EntryKind::Config, encodeConf(next)});
+  if (index != nullptr) *index = at;
+  return ConfChangeError::None;
+}
+
 void Raft::appendAndBroadcast(Entry entry) {
   KJ_ASSERT(role_ == Role::Leader && entry.index == lastIndex() + 1 && entry.term == term_);
   uncommittedBytes_ += entryBytes(entry);
+  bool config = entry.kind == EntryKind::Config;
+  if (config) confEntries_.push_back(entry.index);
   log_.push_back(std::move(entry));
   unstableFrom_ = std::min(unstableFrom_, lastIndex());
   broadcastPending_ = true;
+  if (config) refreshConf(false);
   if (conf_.voters.size() == 1) maybeCommit();
 }
 
@@ -809,7 +988,7 @@ void Raft::maybeCommit() {
   matches.reserve(conf_.voters.size());
   for (NodeId v : conf_.voters) matches.push_back(progress_[v].match);
   std::sort(matches.begin(), matches.end(), std::greater<Index>());
-  Index q = matches[quorum() - 1];
+  Index q = matches[quorum() - 1];  // the highest index a majority of the voters hold
   // Only an entry of the current term commits by counting replicas (Figure 8).
   if (q <= commit_ || termAt(q) != term_) return;
   if (termAt(commit_ + 1) != term_) hitProbe(Probe::CommitOldTermViaNewer);
@@ -817,13 +996,14 @@ void Raft::maybeCommit() {
     size_t b = entryBytes(*entryAt(i));
     uncommittedBytes_ = uncommittedBytes_ > b ? uncommittedBytes_ - b : 0;
   }
-  commit_ = q;
+  setCommit(q);
   commitBroadcastPending_ = true;
   if (!deferredReads_.empty()) {
     auto reads = std::move(deferredReads_);
     deferredReads_.clear();
     for (auto& [from, ctx] : reads) handleReadIndexRequest(from, ctx);
   }
+  maybeStepDownRemoved();
 }
 
 // ---------------------------------------------------------------- reads
@@ -857,7 +1037,7 @@ void Raft::handleReadIndexRequest(NodeId from, uint64_t context) {
     deferredReads_.emplace_back(from, context);
     return;
   }
-  if (conf_.voters.size() == 1) {
+  if (conf_.voters.size() == 1 && conf_.voters[0] == config_.id) {
     if (from == config_.id) outReads_.push_back(ReadState{context, commit_, false});
     return;
   }
@@ -869,7 +1049,7 @@ void Raft::releaseReadRounds() {
   // earlier round, because each ack was sent after that round began.
   size_t confirmed = 0;
   for (size_t i = 0; i < readRounds_.size(); ++i) {
-    if (readRounds_[i].acks.size() >= quorum()) confirmed = i + 1;
+    if (hasQuorum(readRounds_[i].acks)) confirmed = i + 1;
   }
   for (size_t i = 0; i < confirmed; ++i) {
     ReadRound round = std::move(readRounds_.front());
@@ -927,6 +1107,7 @@ void Raft::persisted(Index index, Term term) {
   if (index <= stable_ || !matchTerm(index, term)) return;  // overwritten since
   KJ_ASSERT(index < unstableFrom_, "storage reported entries it was never given");
   stable_ = index;
+  if (term == term_) termNotDurable_ = false;  // its hard state was written with or before it
   if (role_ == Role::Leader) maybeCommit();
   maybeFinishRecovery();
 }
@@ -942,6 +1123,8 @@ void Raft::compacted(Snapshot snap) {
   Index keepFrom = idx > config_.compactionKeepEntries ? idx - config_.compactionKeepEntries
                                                        : 0;
   while (!log_.empty() && log_.front().index <= keepFrom) {
+    if (!confEntries_.empty() && confEntries_.front() == log_.front().index)
+      confEntries_.erase(confEntries_.begin());
     logOffset_ = log_.front().index;
     logOffsetTerm_ = log_.front().term;
     log_.pop_front();
@@ -957,7 +1140,7 @@ void Raft::applied(Index index) {
 
 void Raft::send(Message m) {
   m.from = config_.id;
-  if (needsPersistence(m.type)) {
+  if (needsPersistence(m.type) || termNotDurable_) {
     outAfterPersist_.push_back(std::move(m));
   } else {
     outNow_.push_back(std::move(m));

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/limits.h"
+#include "core/membership.h"
 #include "core/rng.h"
 #include "core/types.h"
 
@@ -67,6 +68,10 @@ class Raft {
   // Requests a linearizable read; the answer comes back as a ReadState with `context`.
   void readIndex(uint64_t context);
   bool transferLeadership(NodeId target);
+  // Appends a membership change at the leader (one server at a time, at most one
+  // uncommitted, only once an entry of the leader's term is committed). The new
+  // configuration takes effect at once; *index is its Config entry.
+  ConfChangeError proposeConfChange(const ConfChange& cc, Index* index);
   // Storage made entries up to (index, term) durable.
   void persisted(Index index, Term term);
   // A local snapshot covering up to meta.index is durable: drop old log entries.
@@ -92,7 +97,15 @@ class Raft {
   Index firstIndex() const { return logOffset_ + 1; }
   Index snapshotIndex() const { return snapshot_.meta.index; }
   const Snapshot& snapshot() const { return snapshot_; }
+  // The configuration in force: the newest Config entry in the log, committed or not,
+  // else the snapshot's, else bootstrap.
   const ConfState& conf() const { return conf_; }
+  Index confIndex() const { return confIndex_; }  // its Config entry (0: snapshot/bootstrap)
+  // The configuration as of `index` (>= snapshotIndex()): for a local snapshot's metadata.
+  ConfState confAt(Index index) const;
+  bool isMember(NodeId id) const { return isMemberOf(conf_, id); }
+  // The leader's view of a member's log (0 when unknown or not leader).
+  Index matchOf(NodeId id) const;
   // Term of the entry at `index`, or nullopt if unknown (compacted or beyond the end).
   std::optional<Term> termAt(Index index) const;
   const Entry* entryAt(Index index) const;
@@ -139,9 +152,18 @@ class Raft {
   void becomeCandidate();
   void becomeLeader();
   void campaign(bool preVote, bool transfer);
+  bool mayCampaign() const;
   void resetElectionTimer();
   bool isVoter(NodeId id) const;
   size_t quorum() const { return conf_.voters.size() / 2 + 1; }
+  // Whether `ids` hold a majority of the voters (learners and non-members never count).
+  bool hasQuorum(const std::set<NodeId>& ids) const;
+  // membership
+  Index confBound() const;
+  void refreshConf(bool force);
+  void syncProgress(bool probeNew);
+  void maybeStepDownRemoved();
+  void setCommit(Index index);
 
   // message handlers
   void stepLeader(Message& msg);
@@ -190,7 +212,10 @@ class Raft {
 
   RaftConfig config_;
   Rng rng_;
+  ConfState bootstrapConf_;
   ConfState conf_;
+  Index confIndex_ = 0;
+  std::vector<Index> confEntries_;  // indexes of the Config entries in log_, ascending
 
   // persistent (mirrored to storage through Ready)
   Term term_ = 0;
@@ -220,6 +245,9 @@ class Raft {
   size_t uncommittedBytes_ = 0;
   uint64_t dropped_ = 0;
   bool recovering_ = false;
+  // Won a term alone (single voter): every message waits for its Ready's writes until an
+  // entry of this term is durable, and with it the term.
+  bool termNotDurable_ = false;
   Index recoverUntil_ = 0;
   Index recoverMatch_ = 0;  // our log matches the current term's leader's up to here
   Term recoverMatchTerm_ = 0;

@@ -94,6 +94,34 @@ void Replica::submit(const KvCommand& cmd, ReadMode mode, ReplyFn done) {
     done(std::move(r));
     return;
   }
+  addPendingWrite(index, std::move(done));
+  process();
+}
+
+void Replica::proposeConfChange(const ConfChange& cc, ConfChangeFn done) {
+  if (pendingWrites_.size() >= limits::kMaxPendingProposals) {
+    done(ConfChangeReply{Status::Busy, ConfChangeError::None, kNoNode, 0});
+    return;
+  }
+  Index index = 0;
+  ConfChangeError err = raft_.proposeConfChange(cc, &index);
+  switch (err) {
+    case ConfChangeError::None: break;
+    case ConfChangeError::NotLeader:
+      done(ConfChangeReply{Status::NotLeader, err, notLeader().leaderHint, 0});
+      return;
+    case ConfChangeError::TransferInProgress:
+      done(ConfChangeReply{Status::TransferInProgress, err, kNoNode, 0});
+      return;
+    default: done(ConfChangeReply{Status::Invalid, err, kNoNode, 0}); return;
+  }
+  addPendingWrite(index, [done = std::move(done)](KvReply r) {
+    done(ConfChangeReply{r.status, ConfChangeError::None, r.leaderHint, r.index});
+  });
+  process();
+}
+
+void Replica::addPendingWrite(Index index, ReplyFn done) {
   auto stale = pendingWrites_.find(index);
   if (stale != pendingWrites_.end()) {
     // An earlier term's proposal at this index was cut from our log when we lost
@@ -106,7 +134,6 @@ void Replica::submit(const KvCommand& cmd, ReadMode mode, ReplyFn done) {
   }
   pendingWrites_.emplace(index, PendingWrite{raft_.term(), now_ + config_.requestTimeoutTicks,
                                              std::move(done)});
-  process();
 }
 
 void Replica::onPersisted(uint64_t seq) {
@@ -229,8 +256,12 @@ void Replica::applyCommitted(const std::vector<Entry>& committed) {
       applied = &reply;
     } else {
       kv_.skip(e.index);
+      if (e.kind == EntryKind::Config) {
+        reply.index = e.index;
+        applied = &reply;  // a membership change: done once committed and applied
+      }
     }
-    if (observer_) observer_(raft_.id(), e, applied);
+    if (observer_) observer_(raft_.id(), e, e.kind == EntryKind::Command ? applied : nullptr);
     auto it = pendingWrites_.find(e.index);
     if (it != pendingWrites_.end()) {
       auto pending = std::move(it->second);
@@ -270,7 +301,9 @@ void Replica::maybeSnapshot() {
   snapshotRequested_ = false;
   auto term = raft_.termAt(applied);
   KJ_ASSERT(term.has_value(), "applied entry has no term", applied);
-  const SnapshotMeta meta{applied, *term, raft_.conf()};
+  // The configuration as of the snapshot's index: a newer, uncommitted one may still be
+  // truncated from the log.
+  const SnapshotMeta meta{applied, *term, raft_.confAt(applied)};
   // A frozen view, not the bytes: serializing a large store would stop this loop.
   std::shared_ptr<KvFrozen> frozen = kv_.freeze();
   snapshotInFlight_ = true;

@@ -39,6 +39,18 @@ struct ReplicaStatus {
 };
 
 using ReplyFn = std::function<void(KvReply)>;
+
+// The outcome of a membership change. Ok: its Config entry committed and applied here.
+// Invalid: refused, changing nothing (`error` says why). NotLeader, TransferInProgress:
+// refused here, retry at the leader / shortly. Timeout: unknown (it may still commit).
+// ShuttingDown: unknown.
+struct ConfChangeReply {
+  Status status = Status::Ok;
+  ConfChangeError error = ConfChangeError::None;
+  NodeId leaderHint = kNoNode;
+  Index index = 0;  // its Config entry
+};
+using ConfChangeFn = std::function<void(ConfChangeReply)>;
 // Called for every entry the replica applies, in order (checkers use it).
 using ApplyObserver =
     std::function<void(NodeId node, const Entry& entry, const KvReply* reply)>;
@@ -64,6 +76,8 @@ class Replica {
   void requestSnapshot();
   // Asks the leader to hand leadership to `target`. False if this node is not leader.
   bool transferLeadership(NodeId target);
+  // Proposes a membership change (core/membership.h). `done` is called exactly once.
+  void proposeConfChange(const ConfChange& cc, ConfChangeFn done);
   // Fails every pending request with ShuttingDown (the host is stopping).
   void shutdown();
 
@@ -103,6 +117,7 @@ class Replica {
   void expireRequests();
   void failAllPending(Status status);
   void sendAll(std::vector<Message>& messages);
+  void addPendingWrite(Index index, ReplyFn done);
   KvReply notLeader() const;
   static KvReply statusReply(Status status);
 

@@ -17,6 +17,8 @@ constexpr NodeId kNoNode = 0;
 enum class EntryKind : uint8_t {
   Noop = 0,     // appended by each new leader at the start of its term
   Command = 1,  // an encoded KvCommand (core/command.h)
+  Config = 2,   // a whole new ConfState (core/membership.h encodeConf); takes effect when
+                // appended, committed or not, and reverts if the entry is truncated
 };
 
 struct Entry {
@@ -37,9 +39,22 @@ struct HardState {
   bool operator==(const HardState&) const = default;
 };
 
-// The voting members. Read from state (snapshot or bootstrap), never a constant.
+// Where a member serves: opaque strings to the core (net/ parses them).
+struct MemberAddr {
+  NodeId id = kNoNode;
+  std::string raftAddr;
+  std::string clientAddr;
+
+  bool operator==(const MemberAddr&) const = default;
+};
+
+// The configuration: voting members and learners (non-voting members that receive the
+// log). Read from state (the newest Config entry in the log, else the snapshot, else
+// bootstrap), never a constant. core/membership.h checks and encodes it.
 struct ConfState {
-  std::vector<NodeId> voters;  // sorted, unique
+  std::vector<NodeId> voters;     // sorted, unique, 1..kMaxNodes of them
+  std::vector<NodeId> learners;   // sorted, unique, disjoint from voters
+  std::vector<MemberAddr> addrs;  // sorted by id, members only; may be empty (bootstrap)
 
   bool operator==(const ConfState&) const = default;
 };

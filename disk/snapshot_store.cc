@@ -7,6 +7,7 @@
 
 #include "core/hash.h"
 #include "core/limits.h"
+#include "core/membership.h"
 #include "core/wire.h"
 #include "disk/disk_error.h"
 
@@ -17,7 +18,8 @@ using wire::putFixed32;
 using wire::putFixed64;
 
 constexpr std::string_view kMagic = "KVRSNAP1";
-constexpr size_t kMaxHeaderBytes = 8 + 8 + 4 + 4 * limits::kMaxNodes + 8 + 8;
+constexpr size_t kMaxHeaderBytes = 8 + 8 + 4 + 4 * limits::kMaxNodes + 8 + 8 + 4 +
+                                   limits::kMaxConfBytes;
 constexpr size_t kWriteChunkBytes = 4u * 1024 * 1024;
 
 std::string encodeHeader(const SnapshotMeta& meta, uint64_t dataBytes, uint64_t dataSum) {
@@ -28,6 +30,7 @@ std::string encodeHeader(const SnapshotMeta& meta, uint64_t dataBytes, uint64_t 
   for (NodeId v : meta.conf.voters) putFixed32(header, v);
   putFixed64(header, dataBytes);
   putFixed64(header, dataSum);
+  putConfExtension(header, meta.conf);
   std::string out(kMagic);
   putFixed32(out, static_cast<uint32_t>(header.size()));
   out += header;
@@ -115,7 +118,8 @@ Snapshot SnapshotStore::load(const SnapshotMarker& marker) {
   }
   r.fixed64(&dataBytes);
   r.fixed64(&dataSum);
-  if (!r.done() || !(meta == marker.meta) || dataBytes != marker.dataBytes ||
+  bool confOk = readConfExtension(r, &meta.conf);
+  if (!confOk || !r.done() || !(meta == marker.meta) || dataBytes != marker.dataBytes ||
       dataSum != marker.dataChecksum) {
     refuseToStart(path, 12, "snapshot header does not match the WAL's snapshot marker");
   }

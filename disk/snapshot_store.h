@@ -3,7 +3,8 @@
 // File layout (little-endian):
 //   "KVRSNAP1"  u32 header length  header  u64 XXH3 of everything before it   data
 //   header = u64 index, u64 term, u32 voter count, u32 voters..., u64 data length,
-//            u64 XXH3 of the data
+//            u64 XXH3 of the data, [conf extension (disk/wal_record.h), only when the
+//            configuration has learners or addresses]
 // A snapshot is written to <name>.tmp, fdatasynced, renamed into place and the
 // directory fsynced; only then may a WAL marker point at it, and only once that marker
 // is durable is the previous snapshot file removed.

@@ -4,6 +4,7 @@
 
 #include "core/hash.h"
 #include "core/limits.h"
+#include "core/membership.h"
 #include "core/wire.h"
 
 namespace kvr::disk {
@@ -58,7 +59,26 @@ std::string encodeSnapshotMarker(const SnapshotMarker& m) {
   putU8(out, m.resetLog ? 1 : 0);
   putFixed64(out, m.dataBytes);
   putFixed64(out, m.dataChecksum);
+  putConfExtension(out, m.meta.conf);
   return out;
+}
+
+void putConfExtension(std::string& out, const ConfState& conf) {
+  if (conf.learners.empty() && conf.addrs.empty()) return;
+  std::string c = encodeConf(conf);
+  putFixed32(out, static_cast<uint32_t>(c.size()));
+  out += c;
+}
+
+bool readConfExtension(wire::Reader& r, ConfState* conf) {
+  if (r.failed() || r.remaining() == 0) return !r.failed();
+  uint32_t len = 0;
+  std::string_view bytes;
+  if (!r.fixed32(&len) || len > limits::kMaxConfBytes || !r.raw(len, &bytes)) return false;
+  ConfState full;
+  if (!decodeConf(bytes, &full) || full.voters != conf->voters) return false;
+  *conf = std::move(full);
+  return true;
 }
 
 namespace {
@@ -302,7 +322,7 @@ std::optional<RecordBody> decodePayload(RecordType type, std::string_view payloa
         r.fixed64(&e.index);
         uint8_t kind = 0;
         r.u8(&kind);
-        if (kind > static_cast<uint8_t>(EntryKind::Command)) {
+        if (kind > static_cast<uint8_t>(EntryKind::Config)) {
           *error = "entry with an unknown kind";
           return std::nullopt;
         }
@@ -347,6 +367,10 @@ std::optional<RecordBody> decodePayload(RecordType type, std::string_view payloa
       m.resetLog = reset == 1;
       r.fixed64(&m.dataBytes);
       r.fixed64(&m.dataChecksum);
+      if (!readConfExtension(r, &m.meta.conf)) {
+        *error = "snapshot marker with a malformed configuration";
+        return std::nullopt;
+      }
       if (!r.done() || reset > 1) break;
       return RecordBody(std::move(m));
     }

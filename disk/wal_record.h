@@ -32,7 +32,10 @@
 //                       with index >= the first one, then append.
 //   TruncateSuffix (3): u64 from: discard every stored entry with index >= from.
 //   SnapshotMarker (4): u64 index, u64 term, u32 voter count (<= kMaxNodes), u32 voters...,
-//                       u8 resetLog, u64 data length, u64 data checksum (XXH3_64bits).
+//                       u8 resetLog, u64 data length, u64 data checksum (XXH3_64bits),
+//                       then, only when the configuration has learners or addresses,
+//                       the conf extension: u32 length, core/membership.h encodeConf
+//                       (its voters equal the ones above). Without it: voters only.
 //                       The snapshot file snap-<index>-<term>.snap is durable before
 //                       this record is written.
 #pragma once
@@ -45,6 +48,7 @@
 #include <vector>
 
 #include "core/types.h"
+#include "core/wire.h"
 
 namespace kvr::disk {
 
@@ -81,6 +85,12 @@ std::string encodeHardState(const HardState& hs);
 std::string encodeEntries(const std::vector<Entry>& entries);
 std::string encodeTruncateSuffix(Index from);
 std::string encodeSnapshotMarker(const SnapshotMarker& marker);
+// The optional conf extension of snapshot markers and snapshot file headers (above):
+// nothing for a voters-only configuration, so such records stay as before.
+void putConfExtension(std::string& out, const ConfState& conf);
+// Reads the extension if the reader has bytes left; false if they are malformed or
+// disagree with the voters already read into *conf.
+bool readConfExtension(wire::Reader& r, ConfState* conf);
 
 // Appends one framed record (seq 0: the WAL writer stamps it with stampSeqs). Requires
 // payload <= kMaxRecordPayloadBytes.

@@ -10,11 +10,12 @@
 #include <kj/exception.h>
 
 #include "core/limits.h"
+#include "core/membership.h"
 
 namespace kvr::codec {
 namespace {
 
-constexpr uint16_t kEntryKindCount = 2;  // EntryKind::Noop, EntryKind::Command
+constexpr uint16_t kEntryKindCount = 3;  // EntryKind::Noop, Command, Config
 constexpr uint16_t kOpTypeCount = 6;     // OpType::Put .. OpType::OpenSession
 constexpr uint16_t kStatusCount = 12;    // Status::Ok .. Status::TransferInProgress
 
@@ -152,6 +153,15 @@ bool readMessageBody(schema::Message::Reader in, Message* out, std::string* erro
       return fail(error, "snapshot voters are not sorted and unique at voter ", v);
     }
     m.snap.conf.voters.push_back(v);
+  }
+  if (snap.hasConf()) {
+    auto confBytes = snap.getConf();
+    ConfState full;
+    if (confBytes.size() > limits::kMaxConfBytes || !decodeConf(stringOf(confBytes), &full) ||
+        full.voters != m.snap.conf.voters) {
+      return fail(error, "snapshot configuration is malformed or disagrees with its voters");
+    }
+    m.snap.conf = std::move(full);
   }
 
   m.snapOffset = in.getSnapOffset();
@@ -293,6 +303,9 @@ void toCapnp(const Message& msg, schema::Message::Builder out) {
       for (size_t i = 0; i < msg.snap.conf.voters.size(); ++i) {
         voters.set(i, msg.snap.conf.voters[i]);
       }
+    }
+    if (!msg.snap.conf.learners.empty() || !msg.snap.conf.addrs.empty()) {
+      snap.setConf(bytesOf(encodeConf(msg.snap.conf)));
     }
   }
   out.setSnapOffset(msg.snapOffset);

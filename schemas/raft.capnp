@@ -31,6 +31,7 @@ enum MsgType {
 enum EntryKind {
   noop @0;
   command @1;
+  config @2;  # a whole kvr::ConfState, core/membership.h encodeConf
 }
 
 struct Entry {
@@ -44,6 +45,7 @@ struct SnapshotMeta {
   index @0 :UInt64;
   term @1 :UInt64;
   voters @2 :List(UInt32);  # kvr::ConfState::voters: sorted, unique
+  conf @3 :Data;  # the whole ConfState (encodeConf) when it has learners or addresses
 }
 
 # kvr::Message without from/to (see PeerEnvelope). Field use by type is documented on

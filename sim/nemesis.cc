@@ -52,7 +52,7 @@ void World::injectFault() {
   }
   if (kinds.empty()) return;
   Fault f = kinds[faultRng_.below(kinds.size())];
-  NodeId victim = static_cast<NodeId>(faultRng_.between(1, sc_.nodes));
+  NodeId victim = static_cast<NodeId>(faultRng_.between(1, slots()));
   Node& n = node(victim);
   switch (f) {
     case Fault::Partition: partitionFault(victim); return;
@@ -91,7 +91,7 @@ void World::injectFault() {
 void World::startTransfer() {
   for (auto& ln : nodes_) {
     if (!ln.up || ln.replica->raft().role() != Role::Leader || sc_.nodes == 1) continue;
-    NodeId target = static_cast<NodeId>(faultRng_.between(1, sc_.nodes));
+    NodeId target = static_cast<NodeId>(faultRng_.between(1, slots()));
     if (target == ln.id) continue;
     lastTransferNs_ = q_.now();
     if (ln.replica->transferLeadership(target)) {
@@ -149,21 +149,21 @@ void World::partitionFault(NodeId victim) {
   }
   if (kind == 0) {
     // Symmetric split into two random sides.
-    std::vector<bool> side(sc_.nodes + 1);
-    for (uint32_t i = 1; i <= sc_.nodes; ++i) side[i] = faultRng_.chance(0.5);
-    for (uint32_t a = 1; a <= sc_.nodes; ++a)
-      for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[a][b] = side[a] != side[b];
+    std::vector<bool> side(slots() + 1);
+    for (uint32_t i = 1; i <= slots(); ++i) side[i] = faultRng_.chance(0.5);
+    for (uint32_t a = 1; a <= slots(); ++a)
+      for (uint32_t b = 1; b <= slots(); ++b) blocked_[a][b] = side[a] != side[b];
     trace("partition symmetric");
   } else if (kind == 1) {
     // One-way: the victim's messages to everyone are lost, theirs still arrive.
-    for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[victim][b] = b != victim;
+    for (uint32_t b = 1; b <= slots(); ++b) blocked_[victim][b] = b != victim;
     trace(kj::str("partition one-way from n", victim).cStr());
   } else {
     // Bridge: two sides that see only the victim, which sees both.
-    std::vector<bool> side(sc_.nodes + 1);
-    for (uint32_t i = 1; i <= sc_.nodes; ++i) side[i] = faultRng_.chance(0.5);
-    for (uint32_t a = 1; a <= sc_.nodes; ++a)
-      for (uint32_t b = 1; b <= sc_.nodes; ++b)
+    std::vector<bool> side(slots() + 1);
+    for (uint32_t i = 1; i <= slots(); ++i) side[i] = faultRng_.chance(0.5);
+    for (uint32_t a = 1; a <= slots(); ++a)
+      for (uint32_t b = 1; b <= slots(); ++b)
         blocked_[a][b] = a != victim && b != victim && side[a] != side[b];
     trace(kj::str("partition bridge via n", victim).cStr());
   }
@@ -268,7 +268,7 @@ bool World::deafenFollower(NodeId victim) {
 
 void World::cutOffLeader(NodeId leader, bool mayCrash) {
   KJ_ASSERT(sc_.nodes >= 3);
-  std::vector<bool> side(sc_.nodes + 1, false);
+  std::vector<bool> side(slots() + 1, false);
   side[leader] = true;
   uint64_t inc = node(leader).incarnation;
   uint64_t gen = ++partitionGen_;
@@ -286,14 +286,14 @@ void World::cutOffLeader(NodeId leader, bool mayCrash) {
     side[c] = true;
   }
   unblockAll();
-  for (uint32_t a = 1; a <= sc_.nodes; ++a)
-    for (uint32_t b = 1; b <= sc_.nodes; ++b) blocked_[a][b] = side[a] != side[b];
+  for (uint32_t a = 1; a <= slots(); ++a)
+    for (uint32_t b = 1; b <= slots(); ++b) blocked_[a][b] = side[a] != side[b];
   trace(kj::str("partition: leader n", leader, " cut off with ", companions, " others").cStr());
   if (!crash) {
     // Clients on both sides: half keep using the old leader, half are near the
     // majority, which elects and serves through a new one.
     std::vector<NodeId> majority;
-    for (NodeId id = 1; id <= sc_.nodes; ++id) {
+    for (NodeId id = 1; id <= slots(); ++id) {
       if (!side[id]) majority.push_back(id);
     }
     for (auto& c : clients_) {

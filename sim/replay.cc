@@ -55,6 +55,14 @@ bool parsePins(const std::string& flags, ScenarioPins* pins, std::string* error)
       pins->faults = fs;
       continue;
     }
+    if (flag == "--membership") {
+      if (value != "on" && value != "off") {
+        *error = "--membership " + value + ": on or off expected";
+        return false;
+      }
+      pins->membership = value == "on";
+      continue;
+    }
     uint64_t n = 0;
     if (text::parseUnsigned(value, &n, 1'000'000) != text::NumberError::None) {
       *error = flag + " " + value + ": not a number up to 1000000";

@@ -133,6 +133,18 @@ Scenario Scenario::draw(uint64_t seed, const ScenarioPins& pins) {
     bool on = rng.chance(0.75);
     if (!pins.faults) sc.faults.on[i] = on;
   }
+  // Membership changes for about a third of the seeds, from a stream of their own so
+  // the draws above stay what they were.
+  Rng mrng(seed ^ 0x6d656d62657273ull);
+  bool members = mrng.chance(0.35);
+  if (pins.membership) members = *pins.membership;
+  uint32_t room = 7 - sc.nodes;
+  uint32_t spares = room == 0 ? 0 : static_cast<uint32_t>(mrng.between(1, std::min(room, 3u)));
+  uint64_t every = mrng.between(200'000'000, 2'000'000'000);
+  if (members) {
+    sc.spares = spares;
+    sc.memberEveryNs = every;
+  }
   return sc;
 }
 
@@ -141,7 +153,8 @@ std::string Scenario::describe() const {
                  " keys=", keys, " faults=", faults.describe().c_str(),
                  preVote ? "" : " no-prevote", checkQuorum ? "" : " no-checkquorum",
                  " election=", electionTicks, " heartbeat=", heartbeatTicks,
-                 " append_bytes=", maxAppendBytes, " inflight=", maxInflight)
+                 " append_bytes=", maxAppendBytes, " inflight=", maxInflight,
+                 membership() ? kj::str(" membership spares=", spares).cStr() : "")
       .cStr();
 }
 

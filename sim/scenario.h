@@ -53,6 +53,7 @@ struct ScenarioPins {
   std::optional<uint32_t> ops;
   std::optional<uint32_t> keys;
   std::optional<FaultSet> faults;
+  std::optional<bool> membership;
 };
 
 struct Scenario {
@@ -88,6 +89,11 @@ struct Scenario {
   // all of them grow a cut-off leader's divergent log; none of them move on to the new
   // leader and write there while others still read from the old one.
   double stickyClients = 0;
+  // Membership changes (sim/membership.cc): `spares` more node slots (ids nodes+1..)
+  // that start empty and join as learners; a change is tried every ~memberEveryNs.
+  uint32_t spares = 0;
+  uint64_t memberEveryNs = 0;
+  bool membership() const { return memberEveryNs > 0; }
 
   // Draws everything not pinned from `seed`.
   static Scenario draw(uint64_t seed, const ScenarioPins& pins);

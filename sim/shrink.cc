@@ -15,6 +15,7 @@ std::string pinFlags(const ScenarioPins& pins) {
   if (pins.ops) s += " --ops " + std::to_string(*pins.ops);
   if (pins.keys) s += " --keys " + std::to_string(*pins.keys);
   if (pins.faults) s += " --faults " + pins.faults->describe();
+  if (pins.membership) s += *pins.membership ? " --membership on" : " --membership off";
   return s;
 }
 
@@ -26,6 +27,7 @@ ShrinkResult shrinkScenario(const Scenario& failing, const std::string& property
   best.pins.ops = failing.ops;
   best.pins.keys = failing.keys;
   best.pins.faults = failing.faults;
+  best.pins.membership = failing.membership();
   best.scenario = failing;
   auto stillFails = [&](const ScenarioPins& pins) {
     if (best.runs >= maxRuns) return false;

@@ -45,6 +45,7 @@ void Summary::add(uint64_t seed, const RunResult& r) {
   events += r.events;
   messages += r.messages;
   transfers += r.transfers;
+  memberChanges += r.memberChanges;
   traceHash ^= r.traceHash;
   for (size_t i = 0; i < kFaultCount; ++i) faults[i] += r.faults[i];
   for (size_t i = 0; i < kProbeCount; ++i) probeSeeds[i] += r.probes[i] > 0 ? 1 : 0;
@@ -67,7 +68,7 @@ std::string Summary::text() const {
   for (size_t i = 0; i < kFaultCount; ++i) {
     s += format(" %s=%" PRIu64, faultName(static_cast<Fault>(i)), faults[i]);
   }
-  s += format(" transfer=%" PRIu64 "\n", transfers);
+  s += format(" transfer=%" PRIu64 " membership=%" PRIu64 "\n", transfers, memberChanges);
   s += "probes (seeds reaching each):";
   for (size_t i = 0; i < kProbeCount; ++i) {
     s += format(" %s=%" PRIu64, probeName(static_cast<Probe>(i)), probeSeeds[i]);
@@ -93,7 +94,8 @@ std::string Summary::json() const {
   for (size_t i = 0; i < kFaultCount; ++i) {
     s += format("%s\"%s\":%" PRIu64, i ? "," : "", faultName(static_cast<Fault>(i)), faults[i]);
   }
-  s += format(",\"transfer\":%" PRIu64 "},\"probes\":{", transfers);
+  s += format(",\"transfer\":%" PRIu64 ",\"membership\":%" PRIu64 "},\"probes\":{", transfers,
+              memberChanges);
   for (size_t i = 0; i < kProbeCount; ++i) {
     s += format("%s\"%s\":%" PRIu64, i ? "," : "", probeName(static_cast<Probe>(i)),
                 probeSeeds[i]);
@@ -159,11 +161,12 @@ bool Summary::parse(const std::string& text, Summary* out, std::string* error) {
       return false;
     }
   }
-  if (!getU64(*f, "transfer", &s.transfers, error)) {
+  if (!getU64(*f, "transfer", &s.transfers, error) ||
+      !getU64(*f, "membership", &s.memberChanges, error)) {
     *error = "faults: " + *error;
     return false;
   }
-  if (f->members.size() != kFaultCount + 1) {
+  if (f->members.size() != kFaultCount + 2) {
     *error = "'faults' has kinds this kvsim does not know";
     return false;
   }
@@ -245,6 +248,7 @@ bool mergeSummaries(std::vector<NamedSummary> shards, Summary* out, std::string*
     m.events += s.events;
     m.messages += s.messages;
     m.transfers += s.transfers;
+    m.memberChanges += s.memberChanges;
     m.traceHash ^= s.traceHash;
     for (size_t k = 0; k < kFaultCount; ++k) m.faults[k] += s.faults[k];
     for (size_t k = 0; k < kProbeCount; ++k) m.probeSeeds[k] += s.probeSeeds[k];

@@ -17,7 +17,7 @@ namespace kvr::sim {
 struct Summary {
   uint64_t seedsFrom = 0, seedsTo = 0;  // the seed range covered (runs = to - from + 1)
   uint64_t runs = 0, failures = 0;
-  uint64_t simNs = 0, events = 0, messages = 0, transfers = 0;
+  uint64_t simNs = 0, events = 0, messages = 0, transfers = 0, memberChanges = 0;
   // XOR of the per-seed trace hashes; combined in seed order all the same, so that a
   // later switch to an order-dependent combination stays deterministic.
   uint64_t traceHash = 0;

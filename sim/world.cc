@@ -19,30 +19,32 @@ World::World(const Scenario& sc, const RunOptions& opts)
       netRng_(rng_.fork()),
       clientRng_(rng_.fork()),
       fsRng_(rng_.fork()),
-      checker_(sc.nodes) {
+      memberRng_(sc.seed ^ 0x6a6f696e73ull),
+      checker_(sc.nodes + sc.spares) {
   faultStreamSeed_ = rng_.next();
   opStreamSeed_ = rng_.next();
   if (!opts_.tracePath.empty()) {
     traceFile_ = std::make_unique<std::ofstream>(opts_.tracePath, std::ios::trunc);
     KJ_REQUIRE(traceFile_->good(), "cannot open trace file", opts_.tracePath.c_str());
   }
-  if (!opts_.timelinePath.empty()) timeline_ = std::make_unique<Timeline>(sc_.nodes);
-  nodes_.resize(sc_.nodes);
-  blocked_.assign(sc_.nodes + 1, std::vector<bool>(sc_.nodes + 1, false));
-  nodeTrouble_.assign(sc_.nodes + 1, 0);
-  linkTrouble_.assign(sc_.nodes + 1, std::vector<uint64_t>(sc_.nodes + 1, 0));
-  prevRole_.assign(sc_.nodes + 1, Role::Follower);
-  recentTo_.resize(sc_.nodes + 1);
-  readAnswers_.resize(sc_.nodes + 1);
-  staleReadAnswers_.resize(sc_.nodes + 1);
-  prevTerm_.assign(sc_.nodes + 1, 0);
-  leaderSince_.assign(sc_.nodes + 1, 0);
+  if (!opts_.timelinePath.empty()) timeline_ = std::make_unique<Timeline>(slots());
+  nodes_.resize(slots());
+  blocked_.assign(slots() + 1, std::vector<bool>(slots() + 1, false));
+  nodeTrouble_.assign(slots() + 1, 0);
+  linkTrouble_.assign(slots() + 1, std::vector<uint64_t>(slots() + 1, 0));
+  prevRole_.assign(slots() + 1, Role::Follower);
+  recentTo_.resize(slots() + 1);
+  readAnswers_.resize(slots() + 1);
+  staleReadAnswers_.resize(slots() + 1);
+  prevTerm_.assign(slots() + 1, 0);
+  leaderSince_.assign(slots() + 1, 0);
   // Unrecoverable storage faults stay within a minority, so the cluster can live.
   uint32_t corruptible = (sc_.nodes - 1) / 2;
-  for (uint32_t i = 0; i < sc_.nodes; ++i) {
+  for (uint32_t i = 0; i < slots(); ++i) {
     Node& n = nodes_[i];
     n.id = i + 1;
     n.corruptible = i < corruptible;
+    n.dead = i >= sc_.nodes;  // a spare: down until it joins
     if (opts_.memStore) {
       n.store = std::make_unique<MemStore>();
     } else {
@@ -56,7 +58,7 @@ World::World(const Scenario& sc, const RunOptions& opts)
   clients_.resize(sc_.clients);
   for (uint32_t i = 0; i < sc_.clients; ++i) {
     clients_[i].id = i + 1;
-    clients_[i].target = static_cast<NodeId>(clientRng_.between(1, sc_.nodes));
+    clients_[i].target = static_cast<NodeId>(clientRng_.between(1, slots()));
     clients_[i].sticky = clientRng_.chance(sc_.stickyClients);
   }
 }
@@ -139,7 +141,11 @@ void World::startNode(Node& n) {
   cfg.kv.maxSessions = sc_.sessionCap;
   cfg.snapshotEveryEntries = sc_.snapshotEvery;
   cfg.requestTimeoutTicks = 60;
-  for (uint32_t i = 1; i <= sc_.nodes; ++i) cfg.initialConf.voters.push_back(i);
+  if (n.bootConf.voters.empty()) {
+    for (uint32_t i = 1; i <= sc_.nodes; ++i) cfg.initialConf.voters.push_back(i);
+  } else {
+    cfg.initialConf = n.bootConf;
+  }
   Index snapIndex = rec.snapshot.meta.index;
   noteNodeTrouble(n.id, q_.now());
   n.up = true;
@@ -342,7 +348,7 @@ uint64_t World::sampleDelay() {
 void World::sendMessage(NodeId from, Message&& msg) {
   ++result_.messages;
   NodeId to = msg.to;
-  KJ_REQUIRE(to >= 1 && to <= sc_.nodes, "message to an unknown node", to);
+  KJ_REQUIRE(to >= 1 && to <= slots(), "message to an unknown node", to);
   // Every message crosses the wire codec, so encoding is tested with everything else.
   std::string bytes = codec::encodeMessageBytes(kClusterId, msg);
   wireBytes_ += bytes.size();
@@ -572,7 +578,7 @@ void World::clientRetry(Client& c, NodeId hint, uint64_t delay) {
     clientFinish(c);
     return;
   }
-  c.target = hint != kNoNode ? hint : static_cast<NodeId>(clientRng_.between(1, sc_.nodes));
+  c.target = hint != kNoNode ? hint : static_cast<NodeId>(clientRng_.between(1, slots()));
   uint64_t seq = ++c.attemptSeq;  // invalidates the old attempt's timeout
   uint32_t cid = c.id;
   q_.after(delay, [this, cid, seq]() {
@@ -666,16 +672,19 @@ bool World::leaderExists() const {
 // ------------------------------------------------------------------ run
 
 RunResult World::run() {
-  lastEffects_.assign(sc_.nodes, 0);
+  lastEffects_.assign(slots(), 0);
   ProbeCounts::global().reset();  // the probes this run reaches
   trace(sc_.describe());
-  for (auto& n : nodes_) startNode(n);
+  for (auto& n : nodes_) {
+    if (!n.dead) startNode(n);
+  }
   if (timeline_) observeTimeline();  // the nodes as they start, not as before time 0
   for (auto& c : clients_) {
     q_.after(clientRng_.below(10 * kMs),
              [this, cid = c.id]() { clientNext(clients_[cid - 1]); });
   }
   if (chaos_) scheduleFault(faultRng_.below(2 * sc_.faultEveryNs) + 1);
+  if (chaos_ && sc_.membership()) scheduleMembership();
   while (!stop_ && withinBudget()) {
     if (!q_.runOne()) {
       fail("liveness", "event queue ran dry");

@@ -31,7 +31,8 @@ struct RunResult {
   std::array<uint64_t, kFaultCount> faults{};  // injected, per kind
   uint64_t opsOk = 0, opsFail = 0, opsUnknown = 0;
   uint64_t messages = 0;
-  uint64_t transfers = 0;  // leadership transfers requested
+  uint64_t transfers = 0;      // leadership transfers requested
+  uint64_t memberChanges = 0;  // membership changes a leader accepted
   uint64_t maxCommit = 0;
   uint64_t faultEvents = 0;  // fault events that fired (kept or dropped), see Schedule
   uint64_t opsDrawn = 0;     // client operations drawn (issued or dropped)

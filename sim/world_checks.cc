@@ -87,6 +87,9 @@ void World::observeRoles() {
     prevRole_[n.id] = role;
     prevTerm_[n.id] = term;
     if (!n.up || stop_) continue;
+    // A node that is not a voter (a learner, or removed without knowing it yet) may
+    // campaign in vain: the members drop its requests, so it disturbs no one.
+    if (sc_.membership() && !isVoterNow(n.id)) continue;
     if (role == Role::Candidate && (was != Role::Candidate || wasTerm != term)) {
       checkDisruption(n.id, term, false);
     } else if (was == Role::Leader && role != Role::Leader && term == wasTerm) {
@@ -122,14 +125,16 @@ void World::checkDisruption(NodeId who, Term newTerm, bool stepDown) {
   if (stepDown) leader = who;
   if (leader == kNoNode || !quietSince(leader, since)) return;
   if (leaderSince_[leader] >= since) return;
-  uint32_t healthy = 1;
+  // Counted in the leader's configuration: only its voters make a quorum.
+  const ConfState& conf = node(leader).replica->raft().conf();
+  uint32_t healthy = isVoterIn(conf, leader) ? 1 : 0;
   for (auto& f : nodes_) {
-    if (f.id == leader || !quietSince(f.id, since)) continue;
+    if (f.id == leader || !isVoterIn(conf, f.id) || !quietSince(f.id, since)) continue;
     if (blocked_[leader][f.id] || blocked_[f.id][leader]) continue;
     if (linkTrouble_[leader][f.id] >= since || linkTrouble_[f.id][leader] >= since) continue;
     ++healthy;
   }
-  if (healthy < sc_.nodes / 2 + 1) return;
+  if (healthy < conf.voters.size() / 2 + 1) return;
   fail("availability",
        kj::str("n", who, " ", what, " (term ", newTerm, ") while leader n", leader,
                " had a quorum that no fault touched for ", window / kMs, " ms")
@@ -200,6 +205,12 @@ void World::afterEvent() {
   }
   checker_.afterEvent(reps);
   if (sc_.preVote && sc_.checkQuorum) observeRoles();
+  if (sc_.membership()) {
+    if (race_.phase != 0) confRaceStep();
+    for (auto& n : nodes_) {
+      if (n.up && n.replica->raft().role() == Role::Leader) checkCommitQuorum(n);
+    }
+  }
   for (auto& n : nodes_) {
     // An applied index that moved without an apply: a snapshot was installed. Its
     // state must be what the replicas that applied up to there had.

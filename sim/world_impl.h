@@ -109,6 +109,13 @@ class World {
     // that is not recovering must still hold it (durability).
     Index durableCommittedFloor = 0;
     bool recovering = false;  // its Raft was recovering at the last check
+    // Membership: a spare slot is `dead` until it joins; a removed node is destroyed
+    // (dead for good) a while after its removal commits, and its id is never reused.
+    bool joined = false;
+    bool removed = false;
+    ConfState bootConf;         // a joining node's configuration; empty: the initial voters
+    Index quorumCheckedTo = 0;  // commit index up to which the leader's quorum was checked
+    Term quorumTerm = 0;        // the term quorumCheckedTo belongs to
   };
   struct Client {
     uint32_t id = 0;
@@ -188,6 +195,18 @@ class World {
     if (timeline_) markOnTimeline(f);
   }
   void markOnTimeline(Fault f);
+  // membership (sim/membership.cc)
+  uint32_t slots() const { return sc_.nodes + sc_.spares; }
+  void scheduleMembership();
+  void membershipStep();
+  void tryBadChange(Replica& leader, const ConfState& conf);
+  void joinNode(NodeId id, const ConfState& conf);
+  void retireNode(NodeId id);
+  bool isVoterNow(NodeId id) const;  // in the current leader's configuration
+  void checkCommitQuorum(Node& leader);
+  bool startConfRace(NodeId leader, const ConfState& conf);
+  void confRaceStep();
+  void splitSides(const std::vector<NodeId>& side);
 
   // checking
   void afterEvent();
@@ -211,6 +230,17 @@ class World {
   Rng netRng_;
   Rng clientRng_;
   Rng fsRng_;
+  Rng memberRng_;  // membership changes (sim/membership.cc): a stream of their own
+  // The change race (sim/membership.cc): an old leader's promotion against a new
+  // leader's removal of it, with the schedule that breaks a change made before the new
+  // leader's own-term commit.
+  struct ConfRace {
+    int phase = 0;  // 0 off, 1 waiting for a new leader on the majority side
+    NodeId oldLeader = kNoNode, learner = kNoNode;
+    Term term = 0;
+    uint64_t until = 0;
+    uint64_t gen = 0;
+  } race_;
   EventQueue q_;
   std::vector<Node> nodes_;
   std::vector<Client> clients_;

@@ -144,7 +144,7 @@ struct RestoreTest : ::testing::Test {
   }
   std::string restoreError(const std::string& backup, const std::string& dir) {
     try {
-      restoreDataDir(backup, dir, NodeIdentity{99, 2}, ConfState{{1, 2, 3}});
+      restoreDataDir(backup, dir, NodeIdentity{99, 2}, ConfState{{1, 2, 3}, {}, {}});
     } catch (const kj::Exception& e) {
       return e.getDescription().cStr();
     }
@@ -156,7 +156,8 @@ TEST_F(RestoreTest, SeedsADataDirThatRecoversToTheSnapshotWithTheNewMembers) {
   KvStore kv = sampleStore(4);
   std::string backup = writeBackup(sampleFile(kv, 5));
   std::string dir = root + "/node2";
-  RestoreResult r = restoreDataDir(backup, dir, NodeIdentity{99, 2}, ConfState{{1, 2, 3}});
+  RestoreResult r = restoreDataDir(backup, dir, NodeIdentity{99, 2},
+                                   ConfState{{1, 2, 3}, {}, {}});
   EXPECT_EQ(r.header.index, 6u);
   EXPECT_EQ(r.keys, 4u);
   EXPECT_EQ(r.droppedSessions, 1u);

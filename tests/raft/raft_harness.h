@@ -62,6 +62,7 @@ class RaftCluster {
     RecoveredState durable;
     std::vector<Ready> unsynced;  // only the write parts are kept
     uint32_t restarts = 0;
+    std::optional<ConfState> bootConf;  // a node added later: its starting configuration
   };
 
   explicit RaftCluster(size_t n, RaftConfig base = {},
@@ -134,7 +135,7 @@ class RaftCluster {
     Snapshot snap;
     snap.meta.index = at;
     snap.meta.term = *r.termAt(at);
-    snap.meta.conf = r.conf();
+    snap.meta.conf = r.confAt(at);
     snap.data = std::make_shared<const std::string>(std::move(data));
     r.compacted(snap);
     auto& log = n.durable.entries;
@@ -302,6 +303,18 @@ class RaftCluster {
     return log;
   }
 
+  // A new, empty node that starts from `conf` (the configuration that adds it).
+  void addNode(NodeId id, const ConfState& conf) {
+    KJ_REQUIRE(nodes_.count(id) == 0, "node exists", id);
+    Node& n = nodes_[id];
+    n.bootConf = conf;
+    start(id);
+  }
+  ConfChangeError change(NodeId leader, ConfChangeType type, NodeId id) {
+    ConfChange cc{type, id, "raft" + std::to_string(id), "client" + std::to_string(id)};
+    return (*this)[leader].proposeConfChange(cc, nullptr);
+  }
+
   ProposeError propose(NodeId id, std::string data, Index* index = nullptr) {
     return (*this)[id].propose(std::move(data), index);
   }
@@ -311,8 +324,8 @@ class RaftCluster {
     Node& n = node(id);
     RaftConfig c = base_;
     c.id = id;
-    n.raft = std::make_unique<Raft>(c, Rng(seed_ * 1000 + id + 7919 * n.restarts), conf_,
-                                    n.durable);
+    n.raft = std::make_unique<Raft>(c, Rng(seed_ * 1000 + id + 7919 * n.restarts),
+                                    n.bootConf ? *n.bootConf : conf_, n.durable);
   }
   static void sync(RecoveredState& d, const Ready& w) {
     if (w.snapshot) {

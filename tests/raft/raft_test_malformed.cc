@@ -46,8 +46,19 @@ TEST(RaftMalformed, DroppedAndCounted) {
   snapNoConf.snapOffset = 0;
   snapNoConf.snap.conf.voters.clear();
 
+  // A non-member may be a leader whose Config entry we lack: only what a leader sends is
+  // taken from it.
+  Message voteFromStranger = appendFrom(9, 1, 5, 2, 1, {});
+  voteFromStranger.type = MsgType::Vote;
+  Message ackFromStranger = appendFrom(9, 1, 5, 2, 1, {});
+  ackFromStranger.type = MsgType::AppendResp;
+  Message badConf = appendFrom(2, 1, 5, 2, 1, {entry(3, 5)});
+  badConf.entries[0].kind = EntryKind::Config;  // "x" is no configuration
+
   const std::vector<Case> cases = {
-      {"from a non-member", appendFrom(9, 1, 5, 2, 1, {entry(3, 5)})},
+      {"a vote request from a non-member", voteFromStranger},
+      {"an answer from a non-member", ackFromStranger},
+      {"a configuration entry that does not decode", badConf},
       {"from no node", appendFrom(kNoNode, 1, 5, 2, 1, {})},
       {"to another node", appendFrom(2, 3, 5, 2, 1, {entry(3, 5)})},
       {"from itself", appendFrom(1, 1, 5, 2, 1, {})},

@@ -117,9 +117,9 @@ TEST(CodecReject, UnknownEntryKind) {
                    auto es = b.initEntries(1);
                    es[0].setTerm(1);
                    es[0].setIndex(1);
-                   es[0].setKind(static_cast<schema::EntryKind>(2));
+                   es[0].setKind(static_cast<schema::EntryKind>(3));
                  }),
-                 "unknown kind 2");
+                 "unknown kind 3");
 }
 
 TEST(CodecReject, EntriesOutsideAppend) {

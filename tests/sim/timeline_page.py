@@ -47,7 +47,9 @@ def check_data(page, hist, failed):
             fail(f'the page would fetch something: {pattern}')
     d = page_data(html)
     m = re.search(r'nodes=(\d+)', d['title'])
-    if not m or int(m.group(1)) != d['nodes']:
+    spares = re.search(r'spares=(\d+)', d['title'])  # membership: a lane per spare too
+    lanes = int(m.group(1)) + (int(spares.group(1)) if spares else 0) if m else -1
+    if lanes != d['nodes']:
         fail(f"title {d['title']!r} does not match nodes={d['nodes']}")
     ops = [json.loads(line) for line in open(hist) if line.strip()]
     if len(ops) != len(d['ops']):
