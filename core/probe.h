@@ -39,8 +39,9 @@ enum class Probe : uint8_t {
   LearnerSnapshot,           // a non-voter (learner or joining node) installed a snapshot
   ConfChangeNotReady,        // a change refused until the new leader commits in its term
   PromoteRefusedLag,         // a promotion refused because the learner lags
+  VoteIgnoredNonVoter,       // a vote request from a non-voter behind us, dropped
 };
-constexpr size_t kProbeCount = 24;
+constexpr size_t kProbeCount = 25;
 
 const char* probeName(Probe p);
 // Whether the default swarm (kvsim --seeds 1..300) must reach it. The one exception is

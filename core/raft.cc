@@ -293,7 +293,6 @@ void Raft::becomeFollower(Term term, NodeId leader) {
   if (term > term_) {
     term_ = term;
     vote_ = kNoNode;
-    termNotDurable_ = false;  // the new term's messages follow the usual rules
   }
   role_ = Role::Follower;
   leader_ = leader;
@@ -361,11 +360,11 @@ void Raft::campaign(bool preVote, bool transfer) {
     if (preVote) {
       campaign(false, transfer);
     } else {
-      // No vote request waited for our term to be durable, so nothing may leave at it
-      // until it is: restarted without it, we could win this term again with another log
-      // (regression seed single-voter-term-not-durable).
-      termNotDurable_ = true;
-      becomeLeader();
+      // Our own vote counts once it is durable, like anyone's: a leader whose term and
+      // vote a crash can take back may find itself voting again in that term, for another
+      // node, which then leads it too (regression seeds single-voter-term-not-durable,
+      // single-voter-vote-not-durable). persistedHardState() completes the election.
+      electedAloneTerm_ = term_;
     }
     return;
   }
@@ -431,13 +430,16 @@ void Raft::tick() {
 bool Raft::wellFormed(const Message& m) const {
   if (static_cast<uint8_t>(m.type) >= kMsgTypeCount) return false;
   if (m.to != config_.id || m.from == m.to || m.from == kNoNode) return false;
-  // From a non-member only what a leader sends: our log may not yet hold the Config
-  // entry that added it, or it is a leader that removed itself handing over. A removed node's campaigns and answers are dropped, and vote
-  // requests count only from voters, so a removed node cannot inflate terms.
+  if (m.from > limits::kMaxNodes) return false;  // no configuration can hold it
+  // From a non-member only what a leader or a candidate sends: our log may not yet hold
+  // the Config entry that added it (or made it a voter), or it is a leader that removed
+  // itself handing over. Answers from non-members are dropped; step() drops a vote
+  // request from a non-voter whose log is behind ours, so a removed node cannot inflate
+  // terms.
   bool fromLeader = m.type == MsgType::Append || m.type == MsgType::Heartbeat ||
                     m.type == MsgType::Snapshot || m.type == MsgType::TimeoutNow;
-  if (!isMemberOf(conf_, m.from) && !fromLeader) return false;
-  if ((m.type == MsgType::PreVote || m.type == MsgType::Vote) && !isVoter(m.from)) return false;
+  bool fromCandidate = m.type == MsgType::PreVote || m.type == MsgType::Vote;
+  if (!isMemberOf(conf_, m.from) && !fromLeader && !fromCandidate) return false;
   if (m.entries.size() > limits::kMaxEntriesPerAppend) return false;
   Term prevTerm = m.logTerm;
   for (size_t i = 0; i < m.entries.size(); ++i) {
@@ -466,6 +468,15 @@ bool Raft::wellFormed(const Message& m) const {
 void Raft::step(Message m) {
   if (!wellFormed(m)) {
     ++dropped_;
+    return;
+  }
+  if ((m.type == MsgType::PreVote || m.type == MsgType::Vote) && !isVoter(m.from) &&
+      !isUpToDate(m.index, m.logTerm)) {
+    // Not a voter in our configuration and behind us: a removed node (or one we cannot
+    // elect anyway). Dropped before its term can depose anyone. One whose log is at
+    // least ours may be a voter in a configuration we have not seen yet (thesis §4.1:
+    // votes are answered without consulting the configuration).
+    hitProbe(Probe::VoteIgnoredNonVoter);
     return;
   }
   if (m.term > term_) {
@@ -1107,9 +1118,15 @@ void Raft::persisted(Index index, Term term) {
   if (index <= stable_ || !matchTerm(index, term)) return;  // overwritten since
   KJ_ASSERT(index < unstableFrom_, "storage reported entries it was never given");
   stable_ = index;
-  if (term == term_) termNotDurable_ = false;  // its hard state was written with or before it
   if (role_ == Role::Leader) maybeCommit();
   maybeFinishRecovery();
+}
+
+void Raft::persistedHardState(const HardState& hs) {
+  if (role_ != Role::Candidate || electedAloneTerm_ != term_) return;
+  if (hs.term != term_ || hs.vote != config_.id) return;
+  electedAloneTerm_ = 0;
+  if (hasQuorum(votesGranted_)) becomeLeader();
 }
 
 void Raft::compacted(Snapshot snap) {
@@ -1140,7 +1157,7 @@ void Raft::applied(Index index) {
 
 void Raft::send(Message m) {
   m.from = config_.id;
-  if (needsPersistence(m.type) || termNotDurable_) {
+  if (needsPersistence(m.type)) {
     outAfterPersist_.push_back(std::move(m));
   } else {
     outNow_.push_back(std::move(m));

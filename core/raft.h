@@ -74,6 +74,8 @@ class Raft {
   ConfChangeError proposeConfChange(const ConfChange& cc, Index* index);
   // Storage made entries up to (index, term) durable.
   void persisted(Index index, Term term);
+  // Storage made a Ready's hard state durable (report every one, in order).
+  void persistedHardState(const HardState& hs);
   // A local snapshot covering up to meta.index is durable: drop old log entries.
   void compacted(Snapshot snapshot);
   // The state machine has applied up to `index` (limits what Ready.committed repeats).
@@ -245,9 +247,8 @@ class Raft {
   size_t uncommittedBytes_ = 0;
   uint64_t dropped_ = 0;
   bool recovering_ = false;
-  // Won a term alone (single voter): every message waits for its Ready's writes until an
-  // entry of this term is durable, and with it the term.
-  bool termNotDurable_ = false;
+  // A single voter's candidacy in this term: it leads once its vote is durable.
+  Term electedAloneTerm_ = 0;
   Index recoverUntil_ = 0;
   Index recoverMatch_ = 0;  // our log matches the current term's leader's up to here
   Term recoverMatchTerm_ = 0;

@@ -142,6 +142,7 @@ void Replica::onPersisted(uint64_t seq) {
   InFlightBatch batch = std::move(inFlight_.front());
   inFlight_.pop_front();
   if (batch.lastIndex > 0) raft_.persisted(batch.lastIndex, batch.lastTerm);
+  if (batch.hardState) raft_.persistedHardState(*batch.hardState);
   if (batch.localSnapshot) {
     lastSnapshotIndex_ = std::max(lastSnapshotIndex_, batch.localSnapshot->meta.index);
     raft_.compacted(std::move(*batch.localSnapshot));
@@ -205,7 +206,8 @@ void Replica::process() {
       batch.snapshot = rd.snapshot;
       batch.resetLog = rd.snapshot.has_value();
       batch.endRecovery = rd.endRecovery;
-      InFlightBatch pending{batch.seq, 0, 0, std::nullopt, std::move(rd.afterPersist)};
+      InFlightBatch pending{batch.seq, 0, 0, rd.hardState, std::nullopt,
+                            std::move(rd.afterPersist)};
       if (!rd.entries.empty()) {
         pending.lastIndex = rd.entries.back().index;
         pending.lastTerm = rd.entries.back().term;
@@ -323,7 +325,7 @@ void Replica::persistLocalSnapshot(const SnapshotMeta& meta,
   PersistBatch batch;
   batch.seq = nextSeq_++;
   batch.snapshot = snap;
-  inFlight_.push_back(InFlightBatch{batch.seq, 0, 0, std::move(snap), {}});
+  inFlight_.push_back(InFlightBatch{batch.seq, 0, 0, std::nullopt, std::move(snap), {}});
   storage_.persist(std::move(batch));
 }
 

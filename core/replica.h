@@ -105,6 +105,7 @@ class Replica {
     uint64_t seq;
     Index lastIndex;  // highest entry index in the batch (0 = none)
     Term lastTerm;
+    std::optional<HardState> hardState;     // the hard state the batch writes
     std::optional<Snapshot> localSnapshot;  // a local snapshot made durable by this batch
     std::vector<Message> messages;          // released once durable
   };

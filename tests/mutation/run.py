@@ -174,11 +174,11 @@ MUTATIONS = [
       '(the single-server-change bug, thesis §4.1 erratum)',
       '  if (termAt(commit_) != term_) {\n    hitProbe(Probe::ConfChangeNotReady);',
       '  if (false) {\n    hitProbe(Probe::ConfChangeNotReady);'),
-    M('single_voter_term_not_durable', 'core/raft.cc',
-      'a single voter that wins a term alone sends at that term before the term is durable '
-      '(restarted without it, it wins the same term again with another log)',
-      '  if (needsPersistence(m.type) || termNotDurable_) {',
-      '  if (needsPersistence(m.type)) {'),
+    M('single_voter_leads_before_vote_durable', 'core/raft.cc',
+      'a single voter leads at once, before its term and self-vote are durable (a crash '
+      'takes them back; it may then vote for another node in that term, which leads too)',
+      '      electedAloneTerm_ = term_;',
+      '      becomeLeader();'),
     M('learner_counted_for_commit', 'core/raft.cc',
       'a learner\'s log counted toward the commit quorum',
       '  for (NodeId v : conf_.voters) matches.push_back(progress_[v].match);',

@@ -174,12 +174,17 @@ class RaftCluster {
   // Makes everything a node was handed durable and releases what waited for it.
   void persist(NodeId id) {
     Node& n = node(id);
-    for (auto& w : n.unsynced) sync(n.durable, w);
+    std::optional<HardState> hs;
+    for (auto& w : n.unsynced) {
+      sync(n.durable, w);
+      if (w.hardState) hs = w.hardState;
+    }
     n.unsynced.clear();
     if (n.heldTail) {
       n.raft->persisted(n.heldTail->index, n.heldTail->term);
       n.heldTail.reset();
     }
+    if (hs) n.raft->persistedHardState(*hs);
     auto msgs = std::move(n.heldAfterPersist);
     n.heldAfterPersist.clear();
     for (auto& m : msgs) post(std::move(m));

@@ -236,11 +236,11 @@ TEST(Membership, SnapshotCarriesTheConfiguration) {
 }
 
 }  // namespace
-// A single voter wins a term without asking anyone, so no vote request waited for the
-// term to be durable: nothing may leave at that term before it is, or a restart without
-// it could win the term again with another log (regression seed
-// single-voter-term-not-durable).
-TEST(Membership, SingleVoterSendsNothingBeforeItsTermIsDurable) {
+// A single voter wins a term without asking anyone, so no vote request waits for its
+// term and vote to be durable: it must lead only once they are, or a crash could take
+// them back and it could vote in that term again, for another node (regression seeds
+// single-voter-term-not-durable, single-voter-vote-not-durable).
+TEST(Membership, SingleVoterLeadsOnceItsVoteIsDurable) {
   RaftCluster c(1);
   c.elect(1);
   ASSERT_EQ(c.change(1, ConfChangeType::AddLearner, 2), ConfChangeError::None);
@@ -251,19 +251,57 @@ TEST(Membership, SingleVoterSendsNothingBeforeItsTermIsDurable) {
   c.node(1).holdWrites = true;
   Term before = c[1].term();
   size_t sentBefore = c.sent.size();
-  for (int i = 0; i < 1000 && c[1].role() != Role::Leader; ++i) c.tick(1);
-  ASSERT_EQ(c[1].role(), Role::Leader);
+  for (int i = 0; i < 1000 && c[1].role() == Role::Follower; ++i) c.tick(1);
+  ASSERT_EQ(c[1].role(), Role::Candidate);
   ASSERT_GT(c[1].term(), before);
-  for (int i = 0; i < 5; ++i) {
-    c.tick(1, 3);
-    c.settle();
-  }
+  c.settle();
+  EXPECT_EQ(c[1].role(), Role::Candidate) << "led before its vote was durable";
   for (size_t i = sentBefore; i < c.sent.size(); ++i)
-    EXPECT_LT(c.sent[i].term, c[1].term()) << "sent before its term was durable";
+    EXPECT_LT(c.sent[i].term, c[1].term()) << "sent at a term that was not durable";
   c.persist(1);
+  EXPECT_EQ(c[1].role(), Role::Leader);
+  c.node(1).holdWrites = false;
   c.settle();
   EXPECT_EQ(c[2].term(), c[1].term());
   EXPECT_EQ(c[2].lastIndex(), c[1].lastIndex());
+}
+
+// Votes are answered without consulting the configuration (thesis §4.1): our log may
+// not yet hold the change that made the candidate a voter. But a non-voter whose log is
+// behind ours is dropped before its term can depose anyone: a removed node.
+TEST(Membership, VoteFromANonVoterCountsOnlyIfItsLogIsUpToDate) {
+  RaftConfig base;
+  base.checkQuorum = false;
+  RaftCluster c(3, base);
+  c.elect(1);
+  c.settle();
+  Raft& r = c[2];
+  const Term t = r.term();
+  Message v;
+  v.type = MsgType::Vote;
+  v.from = 5;
+  v.to = 2;
+  v.term = t + 1;
+  v.index = r.lastIndex() - 1;
+  v.logTerm = r.lastTerm();
+  const uint64_t dropped = r.droppedMessages();
+  r.step(v);
+  EXPECT_EQ(r.term(), t) << "a removed node's campaign changed our term";
+  EXPECT_FALSE(r.hasReady());
+  EXPECT_EQ(r.droppedMessages(), dropped);
+  v.index = r.lastIndex();
+  r.step(v);
+  EXPECT_EQ(r.term(), t + 1);
+  Ready rd = r.takeReady();
+  bool granted = false;
+  for (const Message& m : rd.afterPersist)
+    granted |= m.type == MsgType::VoteResp && m.to == 5 && !m.reject;
+  EXPECT_TRUE(granted);
+  v.from = 8;  // beyond any configuration: malformed
+  v.term = t + 2;
+  r.step(v);
+  EXPECT_EQ(r.droppedMessages(), dropped + 1);
+  EXPECT_EQ(r.term(), t + 1);
 }
 
 }  // namespace kvr

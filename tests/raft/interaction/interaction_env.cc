@@ -321,6 +321,7 @@ void InteractionEnv::persist(Node& n, std::string& out) {
   }
   out += str(n.id) + " persist: " + (what.empty() ? "no writes" : what) + "\n";
   if (lastEntry) n.raft->persisted(lastEntry->index, lastEntry->term);
+  if (hs) n.raft->persistedHardState(*hs);
   for (auto& m : release) {
     out += "  send " + fmtMessage(m) + "\n";
     network_.push_back(std::move(m));
