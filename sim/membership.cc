@@ -55,6 +55,11 @@ void World::membershipStep() {
       startConfRace(lid, conf)) {
     return;
   }
+  if (conf.voters.size() == 1 && !conf.learners.empty() && sc_.faults.has(Fault::Crash) &&
+      memberRng_.chance(0.5)) {
+    startLoneVoterStory(lid);
+    return;
+  }
   std::vector<NodeId> spares, learners, removable;
   uint32_t corruptVoters = 0;
   for (NodeId v : conf.voters) corruptVoters += node(v).corruptible ? 1 : 0;
@@ -143,6 +148,26 @@ bool World::startConfRace(NodeId lid, const ConfState& conf) {
   trace(kj::str("membership race: n", lid, " promotes n", learner, " cut off with it").cStr());
   race_ = ConfRace{1, lid, learner, leader.raft().term(), q_.now() + 5000 * kMs, partitionGen_};
   return true;
+}
+
+// One voter and a learner: the voter wins every election alone, with no vote request
+// to wait for its vote to be durable. It crashes now, and for a few seconds each flush
+// that writes a new vote of its is slow and usually cut by a crash: a voter that led
+// before its vote was durable would have sent Appends at a term it then wins again
+// with other entries (regression seeds single-voter-*).
+void World::startLoneVoterStory(NodeId voter) {
+  Node& n = node(voter);
+  uint64_t span = memberRng_.between(2000 * kMs, 4000 * kMs);
+  n.fragileVotesUntil = q_.now() + span;
+  trace(kj::str("membership story: lone voter n", voter, " crashes; its vote flushes are "
+                "fragile for ", span / kMs, " ms")
+            .cStr());
+  count(Fault::Crash);
+  crashNode(n, "lone voter story");
+  q_.after(memberRng_.between(1 * kMs, 50 * kMs), [this, voter]() {
+    Node& n = node(voter);
+    if (!n.up && !n.dead) startNode(n);
+  });
 }
 
 void World::splitSides(const std::vector<NodeId>& side) {

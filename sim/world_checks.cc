@@ -87,8 +87,19 @@ void World::observeRoles() {
     prevRole_[n.id] = role;
     prevTerm_[n.id] = term;
     if (!n.up || stop_) continue;
+    if (role == Role::Leader && (was != Role::Leader || wasTerm != term) &&
+        (n.durableHardState.term != term || n.durableHardState.vote != n.id)) {
+      // Every vote it counted was durable before it was sent, its own included: else a
+      // crash could take the vote back and it could vote again in that term.
+      fail("vote_durability",
+           kj::str("n", n.id, " leads term ", term, " while its storage holds term ",
+                   n.durableHardState.term, ", vote ", n.durableHardState.vote)
+               .cStr());
+      return;
+    }
     // A node that is not a voter (a learner, or removed without knowing it yet) may
-    // campaign in vain: the members drop its requests, so it disturbs no one.
+    // campaign in vain (members drop its requests unless its log is as long as theirs:
+    // then it may be a voter in a configuration they lack), disturbing no one.
     if (sc_.membership() && !isVoterNow(n.id)) continue;
     if (role == Role::Candidate && (was != Role::Candidate || wasTerm != term)) {
       checkDisruption(n.id, term, false);

@@ -101,6 +101,11 @@ class World {
     NodeId persistedVote = kNoNode;  // last vote handed to storage
     Term persistedTerm = 0;
     bool voteInFlush = false;  // the queued writes carry a new vote
+    uint64_t fragileVotesUntil = 0;  // lone-voter story: vote flushes slow, often cut
+    // The hard state its storage reported durable, and those handed over but not yet
+    // durable (by batch seq): a leader's own vote must be durable (vote_durability).
+    HardState durableHardState;
+    std::deque<std::pair<uint64_t, HardState>> hardStatesInFlight;
     Index appliedSeen = 0;     // applied index after the last observed apply
     bool wasLeader = false;    // for the flaky-leader nemesis
     uint64_t lostOutbox = 0;   // messages sent by this incarnation are lost
@@ -205,6 +210,7 @@ class World {
   bool isVoterNow(NodeId id) const;  // in the current leader's configuration
   void checkCommitQuorum(Node& leader);
   bool startConfRace(NodeId leader, const ConfState& conf);
+  void startLoneVoterStory(NodeId voter);
   void confRaceStep();
   void splitSides(const std::vector<NodeId>& side);
 

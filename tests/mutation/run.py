@@ -179,6 +179,18 @@ MUTATIONS = [
       'takes them back; it may then vote for another node in that term, which leads too)',
       '      electedAloneTerm_ = term_;',
       '      becomeLeader();'),
+    M('votes_only_from_voters', 'core/raft.cc',
+      'vote requests from nodes that are not voters in our (maybe older) configuration '
+      'dropped, even when their log is up to date (a promoted learner cannot be elected)',
+      '  if ((m.type == MsgType::PreVote || m.type == MsgType::Vote) && !isVoter(m.from) &&\n'
+      '      !isUpToDate(m.index, m.logTerm)) {',
+      '  if ((m.type == MsgType::PreVote || m.type == MsgType::Vote) && !isVoter(m.from)) {'),
+    M('removed_node_votes_heard', 'core/raft.cc',
+      'vote requests from non-voters whose log is behind ours heard (a removed node '
+      'inflates terms and deposes leaders)',
+      '  if ((m.type == MsgType::PreVote || m.type == MsgType::Vote) && !isVoter(m.from) &&\n'
+      '      !isUpToDate(m.index, m.logTerm)) {',
+      '  if (false) {'),
     M('learner_counted_for_commit', 'core/raft.cc',
       'a learner\'s log counted toward the commit quorum',
       '  for (NodeId v : conf_.voters) matches.push_back(progress_[v].match);',
@@ -193,8 +205,9 @@ MUTATIONS = [
       'Index Raft::confBound() const { return commit_; }'),
     M('two_changes_in_flight', 'core/raft.cc',
       'a second membership change proposed while one is uncommitted',
-      '  if (!confEntries_.empty() && confEntries_.back() > commit_) return ConfChangeError::InProgress;',
-      '  if (false) return ConfChangeError::InProgress;'),
+      '  if (!confEntries_.empty() && confEntries_.back() > commit_)\n'
+      '    return ConfChangeError::InProgress;',
+      '  if (false)\n    return ConfChangeError::InProgress;'),
     M('snapshot_latest_conf', 'core/replica.cc',
       'a local snapshot records the newest (maybe uncommitted) configuration, not the one at its index',
       '  const SnapshotMeta meta{applied, *term, raft_.confAt(applied)};',
