@@ -55,6 +55,10 @@ void World::membershipStep() {
       startConfRace(lid, conf)) {
     return;
   }
+  if (conf.voters.size() >= 3 && !conf.learners.empty() && memberRng_.chance(0.25) &&
+      startChangePile(lid, conf)) {
+    return;
+  }
   if (conf.voters.size() == 1 && !conf.learners.empty() && sc_.faults.has(Fault::Crash) &&
       memberRng_.chance(0.5)) {
     startLoneVoterStory(lid);
@@ -168,6 +172,52 @@ void World::startLoneVoterStory(NodeId voter) {
     Node& n = node(voter);
     if (!n.up && !n.dead) startNode(n);
   });
+}
+
+// The leader, cut off with a learner, promotes it and removes voters on the other side
+// until it and the learner are a majority of what is left: one change at a time, each
+// after the one before commits, can never get there (the promotion needs a voter of the
+// other side). A leader that took the changes while the first was uncommitted would
+// commit with the learner while the other side, under the old configuration, elects a
+// leader of its own.
+bool World::startChangePile(NodeId lid, const ConfState& conf) {
+  Replica& leader = *node(lid).replica;
+  NodeId learner = conf.learners[memberRng_.below(conf.learners.size())];
+  if (!node(learner).up) return false;
+  std::vector<NodeId> others;
+  for (NodeId v : conf.voters) {
+    if (v != lid) others.push_back(v);
+  }
+  std::vector<ConfChange> pile{ConfChange{ConfChangeType::Promote, learner, {}, {}}};
+  while (others.size() > 1) {
+    size_t k = memberRng_.below(others.size());
+    pile.push_back(ConfChange{ConfChangeType::Remove, others[k], {}, {}});
+    others.erase(others.begin() + static_cast<ptrdiff_t>(k));
+  }
+  splitSides({lid, learner});
+  size_t accepted = 0;
+  ConfChangeError refusal = ConfChangeError::None;
+  for (const ConfChange& cc : pile) {
+    auto got = std::make_shared<std::optional<ConfChangeReply>>();
+    leader.proposeConfChange(cc, [got](ConfChangeReply r) { *got = r; });
+    if (*got) {
+      refusal = (*got)->error;  // refused at once: InProgress after the first
+      break;
+    }
+    ++accepted;
+    ++result_.memberChanges;
+  }
+  trace(kj::str("membership pile: n", lid, " cut off with learner n", learner, " proposes ",
+                pile.size(), " changes: ", accepted, " accepted",
+                refusal == ConfChangeError::None
+                    ? kj::str("")
+                    : kj::str(", then refused: ", confChangeErrorText(refusal)))
+            .cStr());
+  if (accepted == 0) {
+    unblockAll();
+    return false;
+  }
+  return true;
 }
 
 void World::splitSides(const std::vector<NodeId>& side) {

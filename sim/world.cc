@@ -6,6 +6,7 @@
 #include <kj/debug.h>
 
 #include "core/hash.h"
+#include "core/membership.h"
 #include "schemas/codec.h"
 #include "sim/linearizability.h"
 
@@ -162,6 +163,10 @@ void World::startNode(Node& n) {
     uint64_t effects = r.kv().effects() - lastEffects_[id - 1];
     lastEffects_[id - 1] = r.kv().effects();
     checker_.onApply(id, e, reply, effects);
+    if (e.kind == EntryKind::Config && !committedConfs_.count(e.index)) {
+      ConfState c;
+      if (decodeConf(e.data, &c)) committedConfs_.emplace(e.index, std::move(c));
+    }
     checker_.onState(id, e.index, r.kv().digest(), "applying");
     node(id).appliedSeen = e.index;
   });
@@ -451,7 +456,17 @@ void World::deliver(NodeId from, uint64_t inc, NodeId to, std::string bytes) {
     return;
   }
   mix(hashBytes(bytes) + to);
+  const Raft& r = n.replica->raft();
+  const bool leading = r.role() == Role::Leader;
+  const Term before = r.term();
   n.replica->receive(std::move(msg));
+  if (leading && r.term() > before && node(from).removed && !isMemberOf(r.conf(), from)) {
+    // Issue 11: a removed node stops disturbing the cluster. Its log lacks at least the
+    // leader's own-term entries, so nothing it says may depose the leader.
+    fail("availability", kj::str("n", from, ", removed from the cluster, deposed leader n",
+                                 to, " (term ", before, " -> ", r.term(), ")")
+                             .cStr());
+  }
 }
 
 // ------------------------------------------------------------------ clients

@@ -97,6 +97,8 @@ void World::observeRoles() {
                .cStr());
       return;
     }
+    // Elections only where pre-vote and check-quorum should prevent them (availability).
+    if (!sc_.preVote || !sc_.checkQuorum) continue;
     // A node that is not a voter (a learner, or removed without knowing it yet) may
     // campaign in vain (members drop its requests unless its log is as long as theirs:
     // then it may be a voter in a configuration they lack), disturbing no one.
@@ -201,6 +203,33 @@ void World::checkRecoveryEnd(Node& n) {
   n.recovering = r.recovering();
 }
 
+// A snapshot's configuration is the one in force at its index: the newest Config entry
+// at or below it that was committed (every one was applied somewhere before a snapshot
+// could cover it), else the initial voters. A newer, uncommitted one may still be cut
+// from the log, and a node restarting from the snapshot would then use a configuration
+// that never was.
+void World::checkSnapshotConf(Node& n) {
+  const Snapshot& snap = n.replica->raft().snapshot();
+  if (snap.meta.index == n.snapshotConfChecked) return;
+  n.snapshotConfChecked = snap.meta.index;
+  if (snap.meta.index == 0) return;
+  ConfState want;
+  auto it = committedConfs_.upper_bound(snap.meta.index);
+  if (it != committedConfs_.begin()) {
+    want = std::prev(it)->second;
+  } else {
+    for (uint32_t i = 1; i <= sc_.nodes; ++i) want.voters.push_back(i);
+  }
+  // A node that joined later starts from the configuration it was given (bootConf), which
+  // stands until the first Config entry in its log.
+  if (snap.meta.conf == want || (!n.bootConf.voters.empty() && snap.meta.conf == n.bootConf))
+    return;
+  fail("snapshot_conf", kj::str("n", n.id, "'s snapshot at ", snap.meta.index, " records ",
+                                describeConf(snap.meta.conf).c_str(), ", but ",
+                                describeConf(want).c_str(), " was in force there")
+                            .cStr());
+}
+
 void World::afterEvent() {
   if (timeline_) observeTimeline();
   if (stop_) return;
@@ -215,7 +244,7 @@ void World::afterEvent() {
     highestCommit_ = std::max(highestCommit_, n.replica->raft().commitIndex());
   }
   checker_.afterEvent(reps);
-  if (sc_.preVote && sc_.checkQuorum) observeRoles();
+  observeRoles();
   if (sc_.membership()) {
     if (race_.phase != 0) confRaceStep();
     for (auto& n : nodes_) {
@@ -227,6 +256,7 @@ void World::afterEvent() {
     // state must be what the replicas that applied up to there had.
     if (!n.up) continue;
     checkRecoveryEnd(n);
+    if (sc_.membership()) checkSnapshotConf(n);
     Index applied = n.replica->kv().appliedIndex();
     if (applied != n.appliedSeen) {
       n.appliedSeen = applied;

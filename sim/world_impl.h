@@ -105,6 +105,7 @@ class World {
     // The hard state its storage reported durable, and those handed over but not yet
     // durable (by batch seq): a leader's own vote must be durable (vote_durability).
     HardState durableHardState;
+    Index snapshotConfChecked = 0;  // the snapshot index checkSnapshotConf last saw
     std::deque<std::pair<uint64_t, HardState>> hardStatesInFlight;
     Index appliedSeen = 0;     // applied index after the last observed apply
     bool wasLeader = false;    // for the flaky-leader nemesis
@@ -211,6 +212,8 @@ class World {
   void checkCommitQuorum(Node& leader);
   bool startConfRace(NodeId leader, const ConfState& conf);
   void startLoneVoterStory(NodeId voter);
+  bool startChangePile(NodeId leader, const ConfState& conf);
+  void checkSnapshotConf(Node& n);
   void confRaceStep();
   void splitSides(const std::vector<NodeId>& side);
 
@@ -279,6 +282,7 @@ class World {
   }  // which partition a scheduled heal belongs to
   uint64_t quietUntil_ = 0;
   std::map<std::pair<NodeId, Term>, NodeId> votes_;  // (voter, term) -> candidate granted
+  std::map<Index, ConfState> committedConfs_;  // every Config entry applied anywhere
   // Per node: the last messages addressed to it, for replay after it restarts.
   std::vector<std::deque<std::pair<NodeId, std::string>>> recentTo_;
   // Per node, by read id: the read answers sent to its current incarnation, and those
