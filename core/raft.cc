@@ -509,9 +509,13 @@ void Raft::step(Message m) {
       r.reject = true;
       r.index = m.index;
       send(std::move(r));
-    } else if (m.type == MsgType::PreVote) {
+    } else if (m.type == MsgType::PreVote || m.type == MsgType::Vote) {
+      // Tell a candidate below our term what it must exceed. For a Vote this matters
+      // when our configuration is older than the candidate's: we never send it anything
+      // else (it is not a voter of ours), and without pre-vote our term may have run far
+      // ahead while we were cut off (stale voter story, seed 959 --membership on).
       Message r;
-      r.type = MsgType::PreVoteResp;
+      r.type = m.type == MsgType::PreVote ? MsgType::PreVoteResp : MsgType::VoteResp;
       r.to = m.from;
       r.term = term_;
       r.reject = true;

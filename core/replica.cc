@@ -206,8 +206,8 @@ void Replica::process() {
       batch.snapshot = rd.snapshot;
       batch.resetLog = rd.snapshot.has_value();
       batch.endRecovery = rd.endRecovery;
-      InFlightBatch pending{batch.seq, 0, 0, rd.hardState, std::nullopt,
-                            std::move(rd.afterPersist)};
+      InFlightBatch pending{
+          batch.seq, 0, 0, rd.hardState, std::nullopt, std::move(rd.afterPersist)};
       if (!rd.entries.empty()) {
         pending.lastIndex = rd.entries.back().index;
         pending.lastTerm = rd.entries.back().term;

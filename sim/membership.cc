@@ -46,13 +46,17 @@ void World::membershipStep() {
   if (lid == kNoNode) return;
   Replica& leader = *node(lid).replica;
   const ConfState conf = leader.raft().conf();
-  if (race_.phase != 0) return;
+  if (race_.phase != 0 || stale_.phase != 0) return;
   if (memberRng_.chance(0.15)) {
     tryBadChange(leader, conf);
     return;
   }
   if (conf.voters.size() == 4 && !conf.learners.empty() && memberRng_.chance(0.8) &&
       startConfRace(lid, conf)) {
+    return;
+  }
+  if ((conf.voters.size() == 2 || conf.voters.size() == 3) && !conf.learners.empty() &&
+      sc_.faults.has(Fault::Crash) && memberRng_.chance(0.7) && startStaleVoter(lid, conf)) {
     return;
   }
   if (conf.voters.size() >= 3 && !conf.learners.empty() && memberRng_.chance(0.25) &&
@@ -163,8 +167,10 @@ void World::startLoneVoterStory(NodeId voter) {
   Node& n = node(voter);
   uint64_t span = memberRng_.between(2000 * kMs, 4000 * kMs);
   n.fragileVotesUntil = q_.now() + span;
-  trace(kj::str("membership story: lone voter n", voter, " crashes; its vote flushes are "
-                "fragile for ", span / kMs, " ms")
+  trace(kj::str("membership story: lone voter n", voter,
+                " crashes; its vote flushes are "
+                "fragile for ",
+                span / kMs, " ms")
             .cStr());
   count(Fault::Crash);
   crashNode(n, "lone voter story");

@@ -463,8 +463,8 @@ void World::deliver(NodeId from, uint64_t inc, NodeId to, std::string bytes) {
   if (leading && r.term() > before && node(from).removed && !isMemberOf(r.conf(), from)) {
     // Issue 11: a removed node stops disturbing the cluster. Its log lacks at least the
     // leader's own-term entries, so nothing it says may depose the leader.
-    fail("availability", kj::str("n", from, ", removed from the cluster, deposed leader n",
-                                 to, " (term ", before, " -> ", r.term(), ")")
+    fail("availability", kj::str("n", from, ", removed from the cluster, deposed leader n", to,
+                                 " (term ", before, " -> ", r.term(), ")")
                              .cStr());
   }
 }

@@ -235,6 +235,8 @@ void World::afterEvent() {
   if (stop_) return;
   // First: it may crash a node, and the checks below must see the world after that.
   if (chaos_ && q_.now() < flakyUntil_) watchLeaders();
+  if (race_.phase != 0) confRaceStep();
+  if (stale_.phase != 0) staleVoterStep();  // may crash a node too
   // Refilled in place: this runs after every event.
   std::vector<const Replica*>& reps = replicaView_;
   reps.clear();
@@ -246,7 +248,6 @@ void World::afterEvent() {
   checker_.afterEvent(reps);
   observeRoles();
   if (sc_.membership()) {
-    if (race_.phase != 0) confRaceStep();
     for (auto& n : nodes_) {
       if (n.up && n.replica->raft().role() == Role::Leader) checkCommitQuorum(n);
     }

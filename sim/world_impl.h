@@ -100,16 +100,16 @@ class World {
     uint64_t restartAt = 0;
     NodeId persistedVote = kNoNode;  // last vote handed to storage
     Term persistedTerm = 0;
-    bool voteInFlush = false;  // the queued writes carry a new vote
+    bool voteInFlush = false;        // the queued writes carry a new vote
     uint64_t fragileVotesUntil = 0;  // lone-voter story: vote flushes slow, often cut
     // The hard state its storage reported durable, and those handed over but not yet
     // durable (by batch seq): a leader's own vote must be durable (vote_durability).
     HardState durableHardState;
     Index snapshotConfChecked = 0;  // the snapshot index checkSnapshotConf last saw
     std::deque<std::pair<uint64_t, HardState>> hardStatesInFlight;
-    Index appliedSeen = 0;     // applied index after the last observed apply
-    bool wasLeader = false;    // for the flaky-leader nemesis
-    uint64_t lostOutbox = 0;   // messages sent by this incarnation are lost
+    Index appliedSeen = 0;    // applied index after the last observed apply
+    bool wasLeader = false;   // for the flaky-leader nemesis
+    uint64_t lostOutbox = 0;  // messages sent by this incarnation are lost
     Index leaderCommitSeen = 0;
     // The highest committed entry its disk held durably at its last crash: a restart
     // that is not recovering must still hold it (durability).
@@ -214,6 +214,11 @@ class World {
   void startLoneVoterStory(NodeId voter);
   bool startChangePile(NodeId leader, const ConfState& conf);
   void checkSnapshotConf(Node& n);
+  // the stale voter (sim/stale_voter.cc)
+  bool startStaleVoter(NodeId leader, const ConfState& conf);
+  void staleVoterStep();
+  void isolateFromAll(NodeId id);
+  void holdCalm(uint64_t until);  // no random fault until then
   void confRaceStep();
   void splitSides(const std::vector<NodeId>& side);
 
@@ -243,6 +248,16 @@ class World {
   // The change race (sim/membership.cc): an old leader's promotion against a new
   // leader's removal of it, with the schedule that breaks a change made before the new
   // leader's own-term commit.
+  // The stale voter (sim/stale_voter.cc): a voter that missed a learner's promotion
+  // must still vote for it.
+  struct StaleVoter {
+    int phase = 0;  // 0 off, 1 promotion pending, 2 feeding the promoted node, 3 watching
+    NodeId leader = kNoNode, stale = kNoNode, other = kNoNode, promoted = kNoNode;
+    Index promoteIndex = 0;
+    Index otherLast = 0;  // the other voter's last index when it was cut off
+    uint64_t until = 0;   // the current phase's deadline
+    uint64_t watchFrom = 0;
+  } stale_;
   struct ConfRace {
     int phase = 0;  // 0 off, 1 waiting for a new leader on the majority side
     NodeId oldLeader = kNoNode, learner = kNoNode;
@@ -277,12 +292,10 @@ class World {
   // Until then no message, disk or crash fault either: a targeted nemesis wants a clean
   // background so the availability check can decide.
   uint64_t calmUntil_ = 0;
-  bool calm() const {
-    return q_.now() < calmUntil_;
-  }  // which partition a scheduled heal belongs to
+  bool calm() const { return q_.now() < calmUntil_; }
   uint64_t quietUntil_ = 0;
   std::map<std::pair<NodeId, Term>, NodeId> votes_;  // (voter, term) -> candidate granted
-  std::map<Index, ConfState> committedConfs_;  // every Config entry applied anywhere
+  std::map<Index, ConfState> committedConfs_;        // every Config entry applied anywhere
   // Per node: the last messages addressed to it, for replay after it restarts.
   std::vector<std::deque<std::pair<NodeId, std::string>>> recentTo_;
   // Per node, by read id: the read answers sent to its current incarnation, and those

@@ -191,6 +191,11 @@ MUTATIONS = [
       '  if ((m.type == MsgType::PreVote || m.type == MsgType::Vote) && !isVoter(m.from) &&\n'
       '      !isUpToDate(m.index, m.logTerm)) {',
       '  if (false) {'),
+    M('stale_vote_unanswered', 'core/raft.cc',
+      'a Vote below our term ignored instead of answered with our term (a candidate whose '
+      'configuration is newer than ours never learns the term it must exceed)',
+      '    } else if (m.type == MsgType::PreVote || m.type == MsgType::Vote) {',
+      '    } else if (m.type == MsgType::PreVote) {'),
     M('learner_counted_for_commit', 'core/raft.cc',
       'a learner\'s log counted toward the commit quorum',
       '  for (NodeId v : conf_.voters) matches.push_back(progress_[v].match);',
