@@ -64,6 +64,12 @@ bool askCluster(const kvr::net::NodeConfig& config, const std::string& endpoints
   }
   kvr::client::Options options;
   options.timeoutMs = timeoutMs;
+  if (config.tlsEnabled()) {  // the node's certificate serves as a client certificate too
+    options.tls.caFile = config.tls.caFile;
+    options.tls.certFile = config.tls.certFile;
+    options.tls.keyFile = config.tls.keyFile;
+    options.tls.serverName = config.tlsServerName;
+  }
   kvr::client::KvClient client(list, options);
   info(config, "joining the cluster at " + endpoints + ": asking to be added as a learner "
                "(raft " + config.raftAddr + ", client " + clientAddr + ")");

@@ -358,6 +358,16 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
       });
 }
 
+template <typename ReplyReader>
+ClusterChannel::Answer ClusterChannel::decodeAnswer(ReplyReader reply) {
+  Answer ans;
+  std::string why;
+  KJ_REQUIRE(codec::fromCapnp(reply, &ans.reply, &why), "malformed reply", why);
+  ans.error = reply.getError().cStr();
+  ans.leaderAddr = reply.getLeaderAddr().cStr();
+  return ans;
+}
+
 kj::Promise<ClusterChannel::Answer> ClusterChannel::callAdmin(Attempt& a, Connection& c) {
   auto req = c.service.adminRequest();
   auto out = req.initRequest();
@@ -374,12 +384,7 @@ kj::Promise<ClusterChannel::Answer> ClusterChannel::callAdmin(Attempt& a, Connec
   out.setClientAddr(r.clientAddr);
   a.sent = true;
   return req.send().then([](capnp::Response<schema::KvService::AdminResults> resp) {
-    Answer ans;
-    std::string why;
-    auto reply = resp.getReply();
-    KJ_REQUIRE(codec::fromCapnp(reply, &ans.reply, &why), "malformed reply", why);
-    ans.error = reply.getError().cStr();
-    ans.leaderAddr = reply.getLeaderAddr().cStr();
+    Answer ans = decodeAnswer(resp.getReply());
     KJ_REQUIRE(resp.getMembers().size() <= limits::kMaxNodes, "too many members in a reply");
     for (auto m : resp.getMembers()) {
       MemberInfo info;
@@ -412,13 +417,7 @@ kj::Promise<ClusterChannel::Answer> ClusterChannel::callOnce(Attempt& a, size_t 
     req.setStale(a.stale);
     a.sent = true;
     return req.send().then([](capnp::Response<schema::KvService::CallResults> resp) {
-      Answer ans;
-      std::string why;
-      auto reply = resp.getReply();
-      KJ_REQUIRE(codec::fromCapnp(reply, &ans.reply, &why), "malformed reply", why);
-      ans.error = reply.getError().cStr();
-      ans.leaderAddr = reply.getLeaderAddr().cStr();
-      return ans;
+      return decodeAnswer(resp.getReply());
     });
   });
 }

@@ -201,6 +201,9 @@ class ClusterChannel {
   kj::Promise<Result> attemptLoop(kj::Own<Attempt> attempt);
   kj::Promise<Answer> callOnce(Attempt& attempt, size_t endpoint, uint64_t* generation);
   static kj::Promise<Answer> callAdmin(Attempt& attempt, Connection& connection);
+  // A schema::Reply::Reader (a template so that this header needs no generated code).
+  template <typename ReplyReader>
+  static Answer decodeAnswer(ReplyReader reply);
   kj::Promise<Step> onAnswer(Attempt& attempt, size_t endpoint, Answer answer);
   kj::Promise<Step> onNotLeader(Attempt& attempt, size_t endpoint, const Answer& answer);
   kj::Promise<Step> redirect(Attempt& attempt, size_t from, size_t to);

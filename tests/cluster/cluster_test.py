@@ -1968,6 +1968,16 @@ def remove_member(c, i):
     check(i not in c.members(), f"node {i} still listed after its removal")
 
 
+def start_under_load(c):
+    """Starts the cluster and a steady write load (4 clients); returns once it runs."""
+    c.start()
+    c.wait_healthy()
+    acks, stop = os.path.join(c.root, "acks.txt"), os.path.join(c.root, "stop")
+    load = c.start_load(acks, stop, clients=4)
+    wait_until("the load to get going", lambda: count_acks(acks) >= 200, 20)
+    return load, acks, stop
+
+
 def finish_load(c, load, acks, stop, since, what):
     """Stops the load, prints and checks the longest unavailability since `since`, and
     reads every acknowledged write back."""
@@ -1986,11 +1996,7 @@ def scenario_member_replace(c):
     """Under a steady write load: kill -9 node 3 and wipe its data, add node 4 as a
     learner with a fresh kvnode --join, promote it, remove node 3. No acknowledged write
     is lost; the longest stretch without an acknowledged write is printed and bounded."""
-    c.start()
-    c.wait_healthy()
-    acks, stop = os.path.join(c.root, "acks.txt"), os.path.join(c.root, "stop")
-    load = c.start_load(acks, stop, clients=4)
-    wait_until("the load to get going", lambda: count_acks(acks) >= 200, 20)
+    load, acks, stop = start_under_load(c)
     since = time.time()
     log("killing node 3 (kill -9) and wiping its data dir")
     c.kill9(3)
@@ -2011,17 +2017,29 @@ def scenario_member_replace(c):
     statuses = {s["id"]: s for s in c.status(endpoints=c.endpoints(without=(3,)))
                 if s.get("reachable")}
     check(sorted(statuses) == [1, 2, 4], f"status after the replacement: {statuses}")
+    # Restarts take the configuration from the data dir: node 1 from its log (its
+    # --cluster still names node 3), node 4 from its join file and log (asking nobody).
+    for i in (1, 4):
+        check(c.terminate(i) == 0, f"node {i} did not stop cleanly")
+        if i == 4:
+            c.start_joiner(4, "127.0.0.1:1")  # nobody there: it must not ask
+        else:
+            c.start_node(i)
+        c.wait_healthy(endpoints=c.endpoints(without=(3,)))
+        started = [l for l in c.read_log(i).splitlines() if "started: data dir" in l][-1]
+        check("configuration voters=1,2,4 (from the data dir)" in started,
+              f"node {i} restarted with: {started}")
+        check("dialling node 3" not in since_start(c, i), f"node {i} dials removed node 3")
+    c.kvctl_ok("put", "after", "restarts", endpoints=c.endpoints(without=(3,)))
+    check(voters_learners(c.members(endpoints=c.endpoints(without=(3,))))[0] == [1, 2, 4],
+          "members after the restarts")
 
 
 def scenario_member_grow_shrink(c):
     """Under load: 3 -> 5 (node 4 by `kvctl member add` without --learner, which waits
     and promotes, while `kvnode --join` finds itself added; node 5 joins by itself and is
     promoted), then 5 -> 3 (remove 5, then 4)."""
-    c.start()
-    c.wait_healthy()
-    acks, stop = os.path.join(c.root, "acks.txt"), os.path.join(c.root, "stop")
-    load = c.start_load(acks, stop, clients=4)
-    wait_until("the load to get going", lambda: count_acks(acks) >= 200, 20)
+    load, acks, stop = start_under_load(c)
     since = time.time()
     c.add_ports(4)
     add = subprocess.Popen([ARGS.kvctl, "--endpoints", c.endpoints(without=(4,)), "member",
@@ -2052,13 +2070,17 @@ def scenario_member_grow_shrink(c):
 def scenario_member_remove_leader(c):
     """Remove the leader under load: another node leads and writes go on; the removed
     node, left running, disturbs nobody (no term changes afterwards)."""
-    c.start()
-    c.wait_healthy()
-    acks, stop = os.path.join(c.root, "acks.txt"), os.path.join(c.root, "stop")
-    load = c.start_load(acks, stop, clients=4)
-    wait_until("the load to get going", lambda: count_acks(acks) >= 200, 20)
-    old = c.leader()
+    load, acks, stop = start_under_load(c)
     since = time.time()
+    # Leader transfer first: to the follower with the highest id, through another node.
+    first = c.leader()
+    target = max(i for i in (1, 2, 3) if i != first)
+    out = c.kvctl_ok("leader", "transfer", str(target), endpoints=c.endpoints(first=target),
+                     timeout_ms=10000)
+    check(out == f"node {target} is the leader\n", f"leader transfer {target}: {out!r}")
+    check(c.leader() == target, f"after the transfer to {target}: leader {c.leader()}")
+    log(f"leadership moved from node {first} to node {target}")
+    old = c.leader()
     out = c.kvctl_ok("member", "remove", str(old), timeout_ms=10000)
     check(out == f"removed node {old}\n", f"remove leader {old}: {out!r}")
     rest = c.endpoints(without=(old,))

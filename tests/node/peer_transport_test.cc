@@ -275,5 +275,53 @@ TEST_F(PeerTransportTest, HelloAdvertisesClientAddressesBothWays) {
   EXPECT_EQ(two.addresses.of(1), "127.0.0.1:9001");
 }
 
+// Membership changes: setPeers dials a member added later and forgets a removed one
+// (its queue dropped, its messages counted unknown); setMembers lets a member added
+// later say hello, and a node that was never a member stays refused.
+TEST_F(PeerTransportTest, FollowsTheMembersItIsGiven) {
+  UvAsyncIo io(loop());
+  Receiver two(io, 9, 2, {1, 2});
+  Receiver three(io, 9, 3, {1, 3});
+  std::vector<std::string> log;
+  PeerTransportOptions fast;
+  fast.minBackoff = 5 * kj::MILLISECONDS;
+  fast.maxBackoff = 10 * kj::MILLISECONDS;
+  PeerTransport transport(
+      io.network(), io.timer(), 9, 1, {{2, two.address()}},
+      [&](const std::string& l) { log.push_back(l); }, fast);
+  transport.start();
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return transport.isUp(2); }));
+
+  transport.send(heartbeat(1, 3, 1));  // not a member yet
+  EXPECT_EQ(transport.droppedUnknownPeer(), 1u);
+  auto changes = transport.setPeers({{2, two.address()}, {3, three.address()}});
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "dialling node 3 at " + three.address());
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return transport.isUp(3); }));
+  transport.send(heartbeat(1, 3, 2));
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return three.got.size() == 1; }));
+  EXPECT_EQ(three.got[0], heartbeat(1, 3, 2));
+
+  changes = transport.setPeers({{3, three.address()}});  // node 2 removed
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "no longer dialling node 2 at " + two.address() + " (not a member)");
+  EXPECT_FALSE(transport.isUp(2));
+  transport.send(heartbeat(1, 2, 3));
+  EXPECT_EQ(transport.droppedUnknownPeer(), 2u);
+  EXPECT_TRUE(transport.setPeers({{3, three.address()}}).empty());  // nothing changed
+
+  // The receiving side: node 4 is refused until it is a member.
+  Receiver one(io, 9, 1, {1, 2, 3});
+  PeerTransport four(
+      io.network(), io.timer(), 9, 4, {{1, one.address()}}, [](const std::string&) {}, fast);
+  four.start();
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return one.service.refusedHellos() >= 1; }));
+  EXPECT_FALSE(four.isUp(1));
+  one.service.setMembers({1, 2, 3, 4});
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return four.isUp(1); }));
+  four.send(heartbeat(4, 1, 5));
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return one.got.size() == 1; }));
+}
+
 }  // namespace
 }  // namespace kvr::net
