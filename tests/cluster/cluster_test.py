@@ -1919,6 +1919,7 @@ def scenario_tls_expired(c):
 # ---------------------------------------------------------------- membership
 
 MEMBERSHIP_GAP_LIMIT_S = 3.0  # "about one election", with slack for ASan on 2 busy cores
+REMOVE_LEADER_GAP_LIMIT_S = 0.9  # a hand-over, no election (measured: 25-40 ms)
 
 
 def longest_ack_gap(acks_path, since, until):
@@ -1978,17 +1979,16 @@ def start_under_load(c):
     return load, acks, stop
 
 
-def finish_load(c, load, acks, stop, since, what):
-    """Stops the load, prints and checks the longest unavailability since `since`, and
-    reads every acknowledged write back."""
+def finish_load(c, load, acks, stop, since, what, limit_s=MEMBERSHIP_GAP_LIMIT_S):
+    """Stops the load, prints and checks the longest unavailability since `since` (at
+    most limit_s), and reads every acknowledged write back."""
     until = time.time()
     c.stop_load(load, stop)
     gap, at = longest_ack_gap(acks, since, until)
     log(f"LONGEST GAP ({what}): {gap * 1000:.0f} ms with no acknowledged write, from "
         f"{at - since:.2f} s into the {until - since:.1f} s of changes; "
         f"{count_acks(acks)} writes acknowledged in all")
-    check(gap <= MEMBERSHIP_GAP_LIMIT_S,
-          f"{what}: writes stalled for {gap:.2f} s, over {MEMBERSHIP_GAP_LIMIT_S} s")
+    check(gap <= limit_s, f"{what}: writes stalled for {gap:.2f} s, over {limit_s} s")
     c.verify(acks)
 
 
@@ -2099,7 +2099,10 @@ def scenario_member_remove_leader(c):
           f"the removed node's status: {removed}")
     log(f"removed node {old}: {removed[0]['role']}, term {removed[0]['term']}; "
         f"cluster terms unchanged {later}")
-    finish_load(c, load, acks, stop, since, f"remove leader node {old}")
+    # No election is needed (the removed leader hands over), and the requests it still
+    # held are answered at once: well under the client's 1 s attempt timeout.
+    finish_load(c, load, acks, stop, since, f"remove leader node {old}",
+                limit_s=REMOVE_LEADER_GAP_LIMIT_S)
 
 
 def kvctl_fails(c, want, *args, **kw):
