@@ -287,8 +287,8 @@ bool decodeResult(const std::string& bytes, uint64_t* seed, RunResult* r) {
   r->property = rd.str();
   r->detail = rd.str();
   for (uint64_t* v : {&r->failedAtEvent, &r->simNs, &r->events, &r->traceHash, &r->opsOk,
-                      &r->opsFail, &r->opsUnknown, &r->messages, &r->transfers, &r->memberChanges, &r->maxCommit,
-                      &r->faultEvents, &r->opsDrawn}) {
+                      &r->opsFail, &r->opsUnknown, &r->messages, &r->transfers,
+                      &r->memberChanges, &r->maxCommit, &r->faultEvents, &r->opsDrawn}) {
     *v = rd.u64();
   }
   for (uint64_t& v : r->faults) v = rd.u64();

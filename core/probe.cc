@@ -22,7 +22,11 @@ constexpr const char* kProbeNames[kProbeCount] = {"commit_old_term_via_newer",
                                                   "snapshot_damage_found",
                                                   "vote_refused_recovering",
                                                   "recovery_finished",
-"conf_reverted", "leader_removed_step_down", "learner_snapshot", "conf_change_not_ready", "promote_refused_lag"};
+                                                  "conf_reverted",
+                                                  "leader_removed_step_down",
+                                                  "learner_snapshot",
+                                                  "conf_change_not_ready",
+                                                  "promote_refused_lag"};
 }
 
 const char* probeName(Probe p) { return kProbeNames[static_cast<size_t>(p)]; }
