@@ -2,8 +2,8 @@
 //
 // Exit codes: 0 ok, 1 not found or cas mismatch, 2 error (message on stderr).
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -209,7 +209,8 @@ Args parseArgs(int argc, char** argv) {
   }
   if (a.absent && a.command[0] != "cas") die("--absent goes with cas only");
   if (a.limit && a.command[0] != "range") die("--limit goes with range only");
-  if (a.learner && (a.command.size() < 2 || a.command[0] != "member" || a.command[1] != "add")) {
+  if (a.learner &&
+      (a.command.size() < 2 || a.command[0] != "member" || a.command[1] != "add")) {
     die("--learner goes with member add only");
   }
   return a;
@@ -412,7 +413,8 @@ void printMembers(const Result& r) {
 }
 
 // One admin result: `done` (a sentence) or the error; returns the exit code.
-int reportAdmin(const Args& a, const std::string& what, const Result& r, const std::string& done) {
+int reportAdmin(const Args& a, const std::string& what, const Result& r,
+                const std::string& done) {
   if (!r.ok()) {
     if (a.json) {
       std::printf("{\"outcome\":\"error\",\"status\":%s,\"error\":%s,\"maybeApplied\":%s}\n",
@@ -424,7 +426,8 @@ int reportAdmin(const Args& a, const std::string& what, const Result& r, const s
     // attempt (e.g. "no member has this id" after a removal that did commit).
     if (r.maybeApplied && error.rfind("outcome unknown", 0) != 0) {
       error = "outcome unknown (an earlier attempt may have been applied; see kvctl member "
-              "list); the last attempt: " + error;
+              "list); the last attempt: " +
+              error;
     }
     std::fprintf(stderr, "kvctl: %s failed: %s\n", what.c_str(), error.c_str());
     return kExitError;
@@ -464,7 +467,8 @@ int memberCommand(const Args& a) {
     kvr::NodeId id = parseNodeId(cmd[2]);
     KvClient client(a.endpoints, a.options);
     Result r = client.admin(AdminRequest{AdminOp::LeaderTransfer, id, "", ""});
-    return reportAdmin(a, "leader transfer", r, "node " + std::to_string(id) + " is the leader");
+    return reportAdmin(a, "leader transfer", r,
+                       "node " + std::to_string(id) + " is the leader");
   }
   if (sub == "list") {
     needArgs(cmd, 2, "member list");
@@ -502,14 +506,16 @@ int memberCommand(const Args& a) {
     kvr::NodeId id = parseNodeId(cmd[2]);
     Options options = a.options;
     KvClient client(a.endpoints, options);
-    return reportAdmin(a, "member promote", promoteWhenCaughtUp(client, id, a.options.timeoutMs),
+    return reportAdmin(a, "member promote",
+                       promoteWhenCaughtUp(client, id, a.options.timeoutMs),
                        "promoted node " + std::to_string(id) + " to voter");
   }
   if (sub == "remove") {
     needArgs(cmd, 3, "member remove ID");
     kvr::NodeId id = parseNodeId(cmd[2]);
     KvClient client(a.endpoints, a.options);
-    return reportAdmin(a, "member remove", client.admin(AdminRequest{AdminOp::MemberRemove, id, "", ""}),
+    return reportAdmin(a, "member remove",
+                       client.admin(AdminRequest{AdminOp::MemberRemove, id, "", ""}),
                        "removed node " + std::to_string(id));
   }
   die("usage: kvctl member list|add|promote|remove ... (see kvctl --help)");

@@ -48,7 +48,8 @@ bool askCluster(const kvr::net::NodeConfig& config, const std::string& endpoints
   // here (a node that asks for an ephemeral port cannot name it in advance).
   unsigned port = 0;
   size_t colon = config.clientAddr.rfind(':');
-  if (colon != std::string::npos) port = unsigned(std::atoi(config.clientAddr.c_str() + colon + 1));
+  if (colon != std::string::npos)
+    port = unsigned(std::atoi(config.clientAddr.c_str() + colon + 1));
   std::string clientAddr = kvr::net::advertisedClientAddr(config, port);
   if (clientAddr.empty() || clientAddr.substr(clientAddr.rfind(':') + 1) == "0") {
     *error = "--join needs the client address to register with the cluster: --client-addr " +
@@ -71,9 +72,12 @@ bool askCluster(const kvr::net::NodeConfig& config, const std::string& endpoints
     options.tls.serverName = config.tlsServerName;
   }
   kvr::client::KvClient client(list, options);
-  info(config, "joining the cluster at " + endpoints + ": asking to be added as a learner "
-               "(raft " + config.raftAddr + ", client " + clientAddr + ")");
-  Result r = client.admin(AdminRequest{AdminOp::MemberAdd, config.id, config.raftAddr, clientAddr});
+  info(config, "joining the cluster at " + endpoints +
+                   ": asking to be added as a learner "
+                   "(raft " +
+                   config.raftAddr + ", client " + clientAddr + ")");
+  Result r = client.admin(
+      AdminRequest{AdminOp::MemberAdd, config.id, config.raftAddr, clientAddr});
   if (!r.ok() && r.confError == kvr::ConfChangeError::IdExists) {
     // Added before (by an operator, or by an earlier --join that stopped before it
     // wrote its join file): fine if it is this node, at these addresses, still a learner.
@@ -87,7 +91,8 @@ bool askCluster(const kvr::net::NodeConfig& config, const std::string& endpoints
         return false;
       }
       if (m.voter) {
-        *error = "node " + std::to_string(config.id) + " is already a voter; a voter's data "
+        *error = "node " + std::to_string(config.id) +
+                 " is already a voter; a voter's data "
                  "dir cannot be started empty (remove it and add it again)";
         return false;
       }
@@ -112,8 +117,8 @@ bool askCluster(const kvr::net::NodeConfig& config, const std::string& endpoints
 
 }  // namespace
 
-bool prepareJoin(kvr::net::NodeConfig& config, const std::string& endpoints,
-                 uint32_t timeoutMs, std::string* error) {
+bool prepareJoin(kvr::net::NodeConfig& config, const std::string& endpoints, uint32_t timeoutMs,
+                 std::string* error) {
   kvr::disk::PosixFileSystem fs;
   std::optional<kvr::disk::JoinRecord> record;
   bool read = false;
@@ -133,7 +138,8 @@ bool prepareJoin(kvr::net::NodeConfig& config, const std::string& endpoints,
     return true;
   }
   if (fs.exists(kvr::disk::joinPath(config.dataDir, kvr::disk::kIdentityFileName))) {
-    *error = "the data dir " + config.dataDir + " already belongs to a node started with "
+    *error = "the data dir " + config.dataDir +
+             " already belongs to a node started with "
              "--cluster; --join is for a new, empty data dir (start this one with its "
              "--cluster flags)";
     return false;

@@ -22,7 +22,7 @@ namespace kvnode {
 // asking the cluster at `endpoints` if the data dir holds no join file yet, for at most
 // `timeoutMs`. False with one sentence in *error if the node cannot join (refused,
 // unreachable, a data dir of another node).
-bool prepareJoin(kvr::net::NodeConfig& config, const std::string& endpoints,
-                 uint32_t timeoutMs, std::string* error);
+bool prepareJoin(kvr::net::NodeConfig& config, const std::string& endpoints, uint32_t timeoutMs,
+                 std::string* error);
 
 }  // namespace kvnode

@@ -42,7 +42,6 @@ bool readJoinFile(FileSystem& fs, const std::string& dir, std::optional<JoinReco
   if (size <= kMaxJoinFileBytes) bytes = fs.open(path, OpenMode::Read)->pread(0, size);
   uint64_t clusterId = 0;
   uint32_t length = 0;
-  std::string conf;
   uint64_t sum = 0;
   JoinRecord record;
   bool ok = bytes.size() == size && size > 8 && bytes.compare(0, kMagic.size(), kMagic) == 0;
@@ -51,7 +50,7 @@ bool readJoinFile(FileSystem& fs, const std::string& dir, std::optional<JoinReco
     ok = body.fixed64(&clusterId) && body.fixed32(&length) && length <= body.remaining() &&
          length <= limits::kMaxConfBytes;
     if (ok) {
-      conf = bytes.substr(kMagic.size() + 12, length);
+      std::string_view conf = std::string_view(bytes).substr(kMagic.size() + 12, length);
       wire::Reader tail(std::string_view(bytes).substr(kMagic.size() + 12 + length));
       ok = tail.fixed64(&sum) && tail.done() &&
            sum == hash64(std::string_view(bytes).substr(0, kMagic.size() + 12 + length)) &&

@@ -181,9 +181,7 @@ struct ClusterChannel::Attempt : public kj::Refcounted {
   bool sent = false;          // this attempt's request was handed to a connection
   bool maybeApplied = false;  // a write: some attempt may have been applied
 
-  bool isWrite() const {
-    return admin ? admin->op != AdminOp::MemberList : command.isWrite();
-  }
+  bool isWrite() const { return admin ? admin->op != AdminOp::MemberList : command.isWrite(); }
 };
 
 ClusterChannel::ClusterChannel(kj::AsyncIoProvider& provider, kj::Timer& timer,
@@ -542,8 +540,8 @@ Result ClusterChannel::giveUp(const Attempt& a) {
   if (a.maybeApplied) {
     r.error = "outcome unknown (it may have been applied): no definite answer within " + within;
   } else if (a.lastStatus == Status::NotLeader) {
-    r.error = std::string(a.isWrite() ? "not applied" : "not served") +
-              ": no leader within " + within;
+    r.error = std::string(a.isWrite() ? "not applied" : "not served") + ": no leader within " +
+              within;
   } else {
     r.error = std::string(a.isWrite() ? "not applied" : "not served") +
               ": no node took the request within " + within;

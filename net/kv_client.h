@@ -86,7 +86,13 @@ enum class Outcome : uint8_t {
 const char* outcomeName(Outcome o);
 
 // Membership and leadership (schemas/kv.capnp AdminOp), answered by the leader.
-enum class AdminOp : uint8_t { MemberList, MemberAdd, MemberPromote, MemberRemove, LeaderTransfer };
+enum class AdminOp : uint8_t {
+  MemberList,
+  MemberAdd,
+  MemberPromote,
+  MemberRemove,
+  LeaderTransfer
+};
 struct AdminRequest {
   AdminOp op = AdminOp::MemberList;
   NodeId id = kNoNode;

@@ -188,7 +188,7 @@ class KvService::Server final : public schema::KvService::Server {
     if (addr != nullptr && !addr->clientAddr.empty()) return addr->clientAddr;
     if (service.addresses_ == nullptr) return "";
     return id == service.replica_.raft().id() ? service.addresses_->self()
-                                               : service.addresses_->of(id);
+                                              : service.addresses_->of(id);
   }
 
   static void answerAdmin(AdminContext& context, const KvService& service, Status status,
@@ -271,8 +271,9 @@ class KvService::Server final : public schema::KvService::Server {
     auto fulfiller = std::make_shared<kj::Own<kj::PromiseFulfiller<ConfChangeReply>>>(
         kj::mv(paf.fulfiller));
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                  service.replica_.proposeConfChange(
-                      cc, [fulfiller](ConfChangeReply r) { (*fulfiller)->fulfill(kj::mv(r)); });
+                  service.replica_.proposeConfChange(cc, [fulfiller](ConfChangeReply r) {
+                    (*fulfiller)->fulfill(kj::mv(r));
+                  });
                 })) {
       service.fatal_(std::string("replica failed on a membership change: ") +
                      e->getDescription().cStr());
@@ -300,8 +301,7 @@ class KvService::Server final : public schema::KvService::Server {
       std::string why = isLearnerIn(raft.conf(), target)
                             ? "node " + std::to_string(target) + " is a learner, not a voter"
                             : "no member has id " + std::to_string(target);
-      answerAdmin(context, service, Status::Invalid,
-                  "cannot transfer leadership: " + why,
+      answerAdmin(context, service, Status::Invalid, "cannot transfer leadership: " + why,
                   isLearnerIn(raft.conf(), target) ? ConfChangeError::NotLearner
                                                    : ConfChangeError::UnknownNode);
       return kj::READY_NOW;

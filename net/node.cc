@@ -79,7 +79,8 @@ void Node::openStorage() {
 
   // The peers come from the configuration in force once the replica exists (followConf).
   transport_ = kj::heap<PeerTransport>(
-      io_.network(), io_.timer(), config_.clusterId, config_.id, std::map<NodeId, std::string>{},
+      io_.network(), io_.timer(), config_.clusterId, config_.id,
+      std::map<NodeId, std::string>{},
       [this](const std::string& line) { log(line, componentLineLevel(line)); }, config_.peer);
   transport_->setClientAddresses(&clientAddresses_);
   if (peerDialTls_.get() != nullptr) {
@@ -101,9 +102,8 @@ void Node::openStorage() {
       (replica_->raft().snapshotIndex() > 0 || replica_->raft().confIndex() > 0
            ? "from the data dir"
            : (config_.joinConf ? "joined" : "initial, --cluster")) +
-      "), log " + std::to_string(last_.snapshotIndex) + ".." +
-      std::to_string(last_.lastIndex) + " (snapshot..last), commit " +
-      std::to_string(last_.commit));
+      "), log " + std::to_string(last_.snapshotIndex) + ".." + std::to_string(last_.lastIndex) +
+      " (snapshot..last), commit " + std::to_string(last_.commit));
   if (last_.recovering) {
     log("recovering: storage damage may have cost entries this node acknowledged; it will "
         "not vote until its log matches the leader's up to index " +
@@ -127,7 +127,8 @@ void Node::openStorage() {
   kvService_->setClientAddresses(&clientAddresses_);
   kvService_->setNoLeaderDetail([this]() { return peerReach(); });
   kvService_->setTimer(&io_.timer());
-  kvService_->setRaftAddrOf([this](NodeId id) { return raftAddrOf(replica_->raft().conf(), id); });
+  kvService_->setRaftAddrOf(
+      [this](NodeId id) { return raftAddrOf(replica_->raft().conf(), id); });
   followConf();
 }
 

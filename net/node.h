@@ -112,9 +112,9 @@ class Node {
   MeteredFileSystem meteredFs_{fs_, metrics_.disk};
   ClientAddresses clientAddresses_;
   ReplicaStatus last_;
-  std::optional<ConfState> followedConf_;  // what followConf last acted on
-  NodeId followedLeader_ = kNoNode;          // the leader when followConf last acted
-  std::set<NodeId> everMembers_;             // members of any configuration since start
+  std::optional<ConfState> followedConf_;         // what followConf last acted on
+  NodeId followedLeader_ = kNoNode;               // the leader when followConf last acted
+  std::set<NodeId> everMembers_;                  // members of any configuration since start
   std::map<NodeId, std::string> knownRaftAddrs_;  // of every member since start
   bool started_ = false;
   bool stopping_ = false;
