@@ -30,6 +30,14 @@ Message heartbeat(NodeId from, NodeId to, Index commit) {
   return m;
 }
 
+// Reconnects within 5-10 ms: a refused or new peer is retried quickly.
+PeerTransportOptions quickRetries() {
+  PeerTransportOptions o;
+  o.minBackoff = 5 * kj::MILLISECONDS;
+  o.maxBackoff = 10 * kj::MILLISECONDS;
+  return o;
+}
+
 size_t countContaining(const std::vector<std::string>& lines, const std::string& what) {
   size_t n = 0;
   for (const auto& l : lines) n += l.find(what) != std::string::npos;
@@ -90,9 +98,7 @@ TEST_F(PeerTransportTest, AnotherClusterIsRefusedAndLoggedOnce) {
   UvAsyncIo io(loop());
   Receiver two(io, 9, 2, {1, 2});
   std::vector<std::string> log;
-  PeerTransportOptions fast;
-  fast.minBackoff = 5 * kj::MILLISECONDS;
-  fast.maxBackoff = 10 * kj::MILLISECONDS;
+  PeerTransportOptions fast = quickRetries();
   PeerTransport transport(
       io.network(), io.timer(), /*clusterId=*/8, 1, {{2, two.address()}},
       [&](const std::string& l) { log.push_back(l); }, fast);
@@ -283,9 +289,7 @@ TEST_F(PeerTransportTest, FollowsTheMembersItIsGiven) {
   Receiver two(io, 9, 2, {1, 2});
   Receiver three(io, 9, 3, {1, 3});
   std::vector<std::string> log;
-  PeerTransportOptions fast;
-  fast.minBackoff = 5 * kj::MILLISECONDS;
-  fast.maxBackoff = 10 * kj::MILLISECONDS;
+  PeerTransportOptions fast = quickRetries();
   PeerTransport transport(
       io.network(), io.timer(), 9, 1, {{2, two.address()}},
       [&](const std::string& l) { log.push_back(l); }, fast);
