@@ -3,6 +3,7 @@
 // Exit codes: 0 ok, 1 not found or cas mismatch, 2 error (message on stderr).
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <iterator>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <kj/debug.h>
@@ -69,6 +71,18 @@ void usage(FILE* out) {
       "  session                    open a session and print its client id\n"
       "  snapshot save FILE         write a consistent copy of the cluster's data to FILE\n"
       "  snapshot status FILE       print a backup file's index, term, size, keys, checksum\n"
+      "  member list                the configuration at the leader: id, voter or learner,\n"
+      "                             raft and client address, match index (its log as the\n"
+      "                             leader knows it)\n"
+      "  member add ID RAFT_ADDR CLIENT_ADDR [--learner]\n"
+      "                             add node ID as a learner; without --learner, then wait\n"
+      "                             (up to --timeout, default 60000 here) for it to catch up\n"
+      "                             and promote it to voter. Start the new node with\n"
+      "                             kvnode --join meanwhile (README: Changing the cluster)\n"
+      "  member promote ID          make a caught-up learner a voter (retries while it\n"
+      "                             lags, up to --timeout)\n"
+      "  member remove ID           remove a voter or learner (the leader too: it hands over)\n"
+      "  leader transfer ID         make voter ID the leader; answers once it leads\n"
       "\n"
       "exit codes: 0 ok, 1 not found or cas mismatch, 2 error (message on stderr)\n",
       out);
@@ -99,6 +113,8 @@ struct Args {
   bool json = false;
   bool absent = false;               // cas --absent
   std::optional<uint32_t> limit;     // range --limit N
+  bool learner = false;              // member add --learner
+  bool timeoutGiven = false;         // --timeout on the line
   std::vector<std::string> command;  // the command and its arguments, flags taken out
 };
 
@@ -126,6 +142,9 @@ bool parseFlag(Args& a, const std::string& f, const std::function<std::string()>
     uint32_t ms = uint32_t(parseNumber(f, value(), 24u * 3600 * 1000));
     if (ms == 0) die(f + " must be > 0");
     (f == "--timeout" ? a.options.timeoutMs : a.options.attemptTimeoutMs) = ms;
+    if (f == "--timeout") a.timeoutGiven = true;
+  } else if (f == "--learner") {
+    a.learner = true;
   } else if (f == "--stale" || f == "--json" || f == "--no-local-check" || f == "--absent") {
     if (f == "--stale") a.options.stale = true;
     if (f == "--json") a.json = true;
@@ -190,6 +209,10 @@ Args parseArgs(int argc, char** argv) {
   }
   if (a.absent && a.command[0] != "cas") die("--absent goes with cas only");
   if (a.limit && a.command[0] != "range") die("--limit goes with range only");
+  if (a.learner &&
+      (a.command.size() < 2 || a.command[0] != "member" || a.command[1] != "add")) {
+    die("--learner goes with member add only");
+  }
   return a;
 }
 
@@ -346,7 +369,160 @@ int printStatus(const Args& a, const std::vector<EndpointStatus>& all) {
   return kExitOk;
 }
 
+// ---- member and leader commands ----
+
+using kvr::client::AdminOp;
+using kvr::client::AdminRequest;
+using kvr::client::MemberInfo;
+
+kvr::NodeId parseNodeId(const std::string& text) {
+  // The range (1..7) is the leader's to check, with its own words.
+  return kvr::NodeId(parseNumber("node id", text, UINT32_MAX));
+}
+
+std::string membersJson(const Result& r) {
+  std::string out = "{\"clusterId\":" + std::to_string(r.clusterId) +
+                    ",\"confIndex\":" + std::to_string(r.confIndex) +
+                    ",\"confCommitted\":" + (r.confCommitted ? "true" : "false") +
+                    ",\"members\":[";
+  for (size_t k = 0; k < r.members.size(); ++k) {
+    const MemberInfo& m = r.members[k];
+    if (k > 0) out += ",";
+    out += "{\"id\":" + std::to_string(m.id) +
+           ",\"role\":" + jsonString(m.voter ? "voter" : "learner") +
+           ",\"leader\":" + (m.leader ? "true" : "false") +
+           ",\"raftAddr\":" + jsonString(m.raftAddr) +
+           ",\"clientAddr\":" + jsonString(m.clientAddr) +
+           ",\"match\":" + std::to_string(m.match) + "}";
+  }
+  return out + "]}";
+}
+
+void printMembers(const Result& r) {
+  std::printf("%4s %-8s %-22s %-22s %10s\n", "ID", "ROLE", "RAFT ADDRESS", "CLIENT ADDRESS",
+              "MATCH");
+  for (const MemberInfo& m : r.members) {
+    std::string role = std::string(m.voter ? "voter" : "learner") + (m.leader ? "*" : "");
+    std::printf("%4u %-8s %-22s %-22s %10llu\n", m.id, role.c_str(), m.raftAddr.c_str(),
+                m.clientAddr.empty() ? "-" : m.clientAddr.c_str(),
+                static_cast<unsigned long long>(m.match));
+  }
+  std::printf("(* leader; configuration of log index %llu, %s)\n",
+              static_cast<unsigned long long>(r.confIndex),
+              r.confCommitted ? "committed" : "not committed yet");
+}
+
+// One admin result: `done` (a sentence) or the error; returns the exit code.
+int reportAdmin(const Args& a, const std::string& what, const Result& r,
+                const std::string& done) {
+  if (!r.ok()) {
+    if (a.json) {
+      std::printf("{\"outcome\":\"error\",\"status\":%s,\"error\":%s,\"maybeApplied\":%s}\n",
+                  jsonString(kvr::statusName(r.status)).c_str(), jsonString(r.error).c_str(),
+                  r.maybeApplied ? "true" : "false");
+    }
+    std::string error = r.error;
+    // A retry after an attempt that may have been applied can be refused because of that
+    // attempt (e.g. "no member has this id" after a removal that did commit).
+    if (r.maybeApplied && error.rfind("outcome unknown", 0) != 0) {
+      error = "outcome unknown (an earlier attempt may have been applied; see kvctl member "
+              "list); the last attempt: " +
+              error;
+    }
+    std::fprintf(stderr, "kvctl: %s failed: %s\n", what.c_str(), error.c_str());
+    return kExitError;
+  }
+  if (a.json) {
+    std::printf("%s\n", membersJson(r).c_str());
+  } else if (done.empty()) {
+    printMembers(r);
+  } else {
+    std::printf("%s\n", done.c_str());
+  }
+  return kExitOk;
+}
+
+// Promotes `id`, asking again while the leader answers "the learner lags", until
+// `deadline`. Each ask is one admin call with the client's own timeout.
+Result promoteWhenCaughtUp(KvClient& client, kvr::NodeId id, uint64_t waitMs) {
+  auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    Result r = client.admin(AdminRequest{AdminOp::MemberPromote, id, "", ""});
+    if (r.ok() || r.confError != kvr::ConfChangeError::LearnerLags) return r;
+    auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    if (uint64_t(elapsed.count()) >= waitMs) {
+      r.error += " (still lagging after " + std::to_string(waitMs) + " ms)";
+      return r;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+int memberCommand(const Args& a) {
+  const auto& cmd = a.command;
+  std::string sub = cmd.size() > 1 ? cmd[1] : "";
+  if (cmd[0] == "leader") {
+    if (sub != "transfer" || cmd.size() != 3) die("usage: kvctl leader transfer ID");
+    kvr::NodeId id = parseNodeId(cmd[2]);
+    KvClient client(a.endpoints, a.options);
+    Result r = client.admin(AdminRequest{AdminOp::LeaderTransfer, id, "", ""});
+    return reportAdmin(a, "leader transfer", r,
+                       "node " + std::to_string(id) + " is the leader");
+  }
+  if (sub == "list") {
+    needArgs(cmd, 2, "member list");
+    KvClient client(a.endpoints, a.options);
+    return reportAdmin(a, "member list", client.admin(AdminRequest{}), "");
+  }
+  if (sub == "add") {
+    needArgs(cmd, 5, "member add ID RAFT_ADDR CLIENT_ADDR [--learner]");
+    kvr::NodeId id = parseNodeId(cmd[2]);
+    // Without --learner the whole command waits for the new node to catch up: a minute
+    // unless --timeout says otherwise; each request keeps the usual 5 s.
+    uint64_t waitMs = a.timeoutGiven ? a.options.timeoutMs : 60'000;
+    Options options = a.options;
+    if (!a.timeoutGiven) options.timeoutMs = 5000;
+    KvClient client(a.endpoints, options);
+    Result r = client.admin(AdminRequest{AdminOp::MemberAdd, id, cmd[3], cmd[4]});
+    std::string added = "added node " + std::to_string(id) + " as a learner (raft " + cmd[3] +
+                        ", client " + cmd[4] + ")";
+    if (a.learner || !r.ok()) return reportAdmin(a, "member add", r, added);
+    std::fprintf(stderr,
+                 "kvctl: %s; waiting up to %llu ms for it to catch up, then promoting it "
+                 "(start it with kvnode --id %u --join ... if it is not running)\n",
+                 added.c_str(), static_cast<unsigned long long>(waitMs), id);
+    Result p = promoteWhenCaughtUp(client, id, waitMs);
+    if (!p.ok()) {
+      p.error += "; node " + std::to_string(id) +
+                 " stays a learner: once it runs and has caught up, kvctl member promote " +
+                 std::to_string(id);
+    }
+    return reportAdmin(a, "member add (promote)", p,
+                       "added node " + std::to_string(id) + " as a voter");
+  }
+  if (sub == "promote") {
+    needArgs(cmd, 3, "member promote ID");
+    kvr::NodeId id = parseNodeId(cmd[2]);
+    Options options = a.options;
+    KvClient client(a.endpoints, options);
+    return reportAdmin(a, "member promote",
+                       promoteWhenCaughtUp(client, id, a.options.timeoutMs),
+                       "promoted node " + std::to_string(id) + " to voter");
+  }
+  if (sub == "remove") {
+    needArgs(cmd, 3, "member remove ID");
+    kvr::NodeId id = parseNodeId(cmd[2]);
+    KvClient client(a.endpoints, a.options);
+    return reportAdmin(a, "member remove",
+                       client.admin(AdminRequest{AdminOp::MemberRemove, id, "", ""}),
+                       "removed node " + std::to_string(id));
+  }
+  die("usage: kvctl member list|add|promote|remove ... (see kvctl --help)");
+}
+
 int run(const Args& a) {
+  if (a.command[0] == "member" || a.command[0] == "leader") return memberCommand(a);
   if (a.command[0] == "snapshot") {
     return kvctl::snapshotCommand(a.endpoints, a.options, a.json, a.command);
   }

@@ -9,6 +9,7 @@
 
 #include <kj/debug.h>
 
+#include "bin/kvnode_join.h"
 #include "bin/kvnode_restore.h"
 #include "core/text.h"
 #include "net/log.h"
@@ -38,7 +39,20 @@ event with its time (UTC) and level (info, warn, error):
   --raft-addr HOST:PORT     RaftPeer listen address (default: this node's --cluster
                             entry, else 127.0.0.1:<7100+id>)
   --cluster LIST            every member's raft address: 1=HOST:PORT,2=HOST:PORT,...
-                            (default: just this node, i.e. a single-node cluster)
+                            (default: just this node, i.e. a single-node cluster).
+                            Only the initial configuration: once the log holds a
+                            membership change (kvctl member ...), a restarted node
+                            follows its log and snapshot, whatever --cluster says
+  --join ENDPOINTS          start a NEW node that joins the running cluster whose
+                            client addresses are HOST:PORT,...: it asks the leader to
+                            add it as a learner (--id, --raft-addr and the client
+                            address it advertises), boots from the configuration the
+                            cluster answers (never one of its own: it does not
+                            campaign until promoted) and catches up from the leader
+                            by log or snapshot. Not with --cluster. Promote it with
+                            kvctl member promote ID. The data dir remembers the
+                            join (DIR/join): a restart asks nobody.
+  --join-timeout-ms MS      how long --join keeps asking (default 30000)
   --cluster-id X            64-bit cluster id (default: a hash of the sorted --cluster
                             list, so every member computes the same one)
   --election-timeout-ms MS  minimum election timeout; each election waits a random
@@ -98,6 +112,8 @@ T parseNumber(const char* flag, const char* text) {
 }
 
 std::string gRestoreFile;  // --restore FILE
+std::string gJoin;         // --join ENDPOINTS
+uint32_t gJoinTimeoutMs = 30'000;
 
 kvr::net::NodeConfig parseFlags(int argc, char** argv) {
   enum Opt {
@@ -123,7 +139,9 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
     kTlsKey,
     kTlsCa,
     kClientCertAuth,
-    kTlsServerName
+    kTlsServerName,
+    kJoin,
+    kJoinTimeout
   };
   static const option options[] = {
       {"id", required_argument, nullptr, kId},
@@ -149,6 +167,8 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
       {"tls-ca", required_argument, nullptr, kTlsCa},
       {"client-cert-auth", no_argument, nullptr, kClientCertAuth},
       {"tls-server-name", required_argument, nullptr, kTlsServerName},
+      {"join", required_argument, nullptr, kJoin},
+      {"join-timeout-ms", required_argument, nullptr, kJoinTimeout},
       {nullptr, 0, nullptr, 0},
   };
   kvr::net::NodeConfig c;
@@ -198,11 +218,23 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
       case kTlsCa: c.tls.caFile = optarg; break;
       case kClientCertAuth: c.clientCertAuth = true; break;
       case kTlsServerName: c.tlsServerName = optarg; break;
+      case kJoin: gJoin = optarg; break;
+      case kJoinTimeout:
+        gJoinTimeoutMs = parseNumber<uint32_t>("join-timeout-ms", optarg);
+        if (gJoinTimeoutMs == 0) usageError("--join-timeout-ms must be > 0");
+        break;
       default: usageError(std::string("unknown or incomplete option '") + flag + "'");
     }
   }
   if (optind < argc) usageError(std::string("unexpected argument '") + argv[optind] + "'");
 
+  if (!gJoin.empty() && (!cluster.empty() || !gRestoreFile.empty())) {
+    usageError("--join starts a new member of a running cluster; it goes with neither "
+               "--cluster nor --restore");
+  }
+  if (!gJoin.empty() && c.clusterId != 0) {
+    usageError("--join learns the cluster id from the cluster; drop --cluster-id");
+  }
   if (!cluster.empty()) {
     std::string error;
     if (!kvr::net::parseMembers(cluster, &c.members, &error)) usageError(error);
@@ -216,6 +248,17 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
   if (c.clientAddr.empty()) c.clientAddr = "127.0.0.1:" + std::to_string(7000 + c.id);
   std::string problem = kvr::net::checkConfig(c);
   if (!problem.empty()) usageError(problem);
+  if (!gJoin.empty()) {
+    c.clusterId = 1;  // replaced by the cluster's
+    std::string error;
+    if (!kvnode::prepareJoin(c, gJoin, gJoinTimeoutMs, &error)) {
+      kvr::net::logEvent(kvr::net::LogLevel::Error, c.id, std::nullopt,
+                         "cannot start: " + error);
+      std::exit(2);
+    }
+    problem = kvr::net::checkConfig(c);
+    if (!problem.empty()) usageError(problem);
+  }
   return c;
 }
 

@@ -243,6 +243,13 @@ void Replica::process() {
     serveReads();
     maybeSnapshot();
   }
+  // A node that is no longer a member and no longer leads (a removed leader that handed
+  // over) hears from no leader again, so nothing will tell it whether its pending
+  // requests apply: answer them now, outcome unknown (Timeout: the client retries at the
+  // new leader with the same request id), not only at their deadline.
+  if (raft_.role() != Role::Leader && !raft_.isMember(raft_.id()) && pendingRequests() > 0) {
+    failAllPending(Status::Timeout);
+  }
 }
 
 void Replica::applyCommitted(const std::vector<Entry>& committed) {

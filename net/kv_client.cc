@@ -1,10 +1,12 @@
 #include "net/kv_client.h"
 
 #include <algorithm>
+#include <optional>
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/debug.h>
 
+#include "core/limits.h"
 #include "net/client_tls.h"
 #include "net/rpc_listener.h"  // kRefusedConnectionPrefix, kTlsRequiredReason only
 #include "net/tls.h"
@@ -127,6 +129,7 @@ struct ClusterChannel::Answer {
   KvReply reply;
   std::string error;
   std::string leaderAddr;  // NotLeader: the leader's client address, if the node knows it
+  Result admin;            // admin: members, cluster id, conf index, conf error
 };
 
 // One attempt's verdict: a definite result, or try again. (Not a kj::Maybe<Result>: GCC
@@ -166,6 +169,7 @@ struct ClusterChannel::Endpoint {
 
 struct ClusterChannel::Attempt : public kj::Refcounted {
   KvCommand command;
+  std::optional<AdminRequest> admin;  // an admin operation instead of `command`
   bool stale = false;
   kj::TimePoint deadline = kj::origin<kj::TimePoint>();
   uint32_t attempts = 0;
@@ -176,6 +180,8 @@ struct ClusterChannel::Attempt : public kj::Refcounted {
   Status lastStatus = Status::Ok;
   bool sent = false;          // this attempt's request was handed to a connection
   bool maybeApplied = false;  // a write: some attempt may have been applied
+
+  bool isWrite() const { return admin ? admin->op != AdminOp::MemberList : command.isWrite(); }
 };
 
 ClusterChannel::ClusterChannel(kj::AsyncIoProvider& provider, kj::Timer& timer,
@@ -315,6 +321,13 @@ kj::Promise<Result> ClusterChannel::execute(KvCommand command, bool stale) {
   return attemptLoop(kj::mv(a));
 }
 
+kj::Promise<Result> ClusterChannel::admin(AdminRequest request) {
+  auto a = kj::refcounted<Attempt>();
+  a->admin = std::move(request);
+  a->deadline = timer_.now() + options_.timeoutMs * kj::MILLISECONDS;
+  return attemptLoop(kj::mv(a));
+}
+
 kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
   Attempt& a = *attempt;
   kj::Duration left = a.deadline - timer_.now();
@@ -343,22 +356,66 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
       });
 }
 
+template <typename ReplyReader>
+ClusterChannel::Answer ClusterChannel::decodeAnswer(ReplyReader reply) {
+  Answer ans;
+  std::string why;
+  KJ_REQUIRE(codec::fromCapnp(reply, &ans.reply, &why), "malformed reply", why);
+  ans.error = reply.getError().cStr();
+  ans.leaderAddr = reply.getLeaderAddr().cStr();
+  return ans;
+}
+
+kj::Promise<ClusterChannel::Answer> ClusterChannel::callAdmin(Attempt& a, Connection& c) {
+  auto req = c.service.adminRequest();
+  auto out = req.initRequest();
+  const AdminRequest& r = *a.admin;
+  switch (r.op) {
+    case AdminOp::MemberList: out.setOp(schema::AdminOp::MEMBER_LIST); break;
+    case AdminOp::MemberAdd: out.setOp(schema::AdminOp::MEMBER_ADD); break;
+    case AdminOp::MemberPromote: out.setOp(schema::AdminOp::MEMBER_PROMOTE); break;
+    case AdminOp::MemberRemove: out.setOp(schema::AdminOp::MEMBER_REMOVE); break;
+    case AdminOp::LeaderTransfer: out.setOp(schema::AdminOp::LEADER_TRANSFER); break;
+  }
+  out.setId(r.id);
+  out.setRaftAddr(r.raftAddr);
+  out.setClientAddr(r.clientAddr);
+  a.sent = true;
+  return req.send().then([](capnp::Response<schema::KvService::AdminResults> resp) {
+    Answer ans = decodeAnswer(resp.getReply());
+    KJ_REQUIRE(resp.getMembers().size() <= limits::kMaxNodes, "too many members in a reply");
+    for (auto m : resp.getMembers()) {
+      MemberInfo info;
+      info.id = m.getId();
+      info.raftAddr = m.getRaftAddr().cStr();
+      info.clientAddr = m.getClientAddr().cStr();
+      info.voter = m.getVoter();
+      info.match = m.getMatch();
+      info.leader = m.getLeader();
+      ans.admin.members.push_back(std::move(info));
+    }
+    ans.admin.clusterId = resp.getClusterId();
+    ans.admin.confIndex = resp.getConfIndex();
+    ans.admin.confCommitted = resp.getConfCommitted();
+    uint8_t code = resp.getConfError();
+    ans.admin.confError = code <= static_cast<uint8_t>(ConfChangeError::BadAddress)
+                              ? static_cast<ConfChangeError>(code)
+                              : ConfChangeError::None;
+    return ans;
+  });
+}
+
 kj::Promise<ClusterChannel::Answer> ClusterChannel::callOnce(Attempt& a, size_t i,
                                                              uint64_t* gen) {
-  return connect(i).then([&a, gen](Connection* c) {
+  return connect(i).then([&a, gen](Connection* c) -> kj::Promise<Answer> {
     *gen = c->generation;
+    if (a.admin) return callAdmin(a, *c);
     auto req = c->service.callRequest();
     codec::toCapnp(a.command, req.initCommand());
     req.setStale(a.stale);
     a.sent = true;
     return req.send().then([](capnp::Response<schema::KvService::CallResults> resp) {
-      Answer ans;
-      std::string why;
-      auto reply = resp.getReply();
-      KJ_REQUIRE(codec::fromCapnp(reply, &ans.reply, &why), "malformed reply", why);
-      ans.error = reply.getError().cStr();
-      ans.leaderAddr = reply.getLeaderAddr().cStr();
-      return ans;
+      return decodeAnswer(resp.getReply());
     });
   });
 }
@@ -369,7 +426,7 @@ kj::Promise<ClusterChannel::Step> ClusterChannel::onAnswer(Attempt& a, size_t i,
   state_[i]->misconfigured = false;
   if (!a.stale) leaderGuess_ = i;
   if (!isTransient(rep.status)) {
-    Result r;
+    Result r = kj::mv(ans.admin);
     r.attempts = a.attempts;
     r.status = rep.status;
     r.index = rep.index;
@@ -399,7 +456,7 @@ kj::Promise<ClusterChannel::Step> ClusterChannel::onAnswer(Attempt& a, size_t i,
   a.lastError = state_[i]->address + " answered " + statusName(rep.status) +
                 (ans.error.empty() ? "" : " (" + ans.error + ")");
   if (rep.status == Status::NotLeader) return onNotLeader(a, i, ans);
-  if (mayHaveApplied(rep.status) && a.command.isWrite()) a.maybeApplied = true;
+  if (mayHaveApplied(rep.status) && a.isWrite()) a.maybeApplied = true;
   // Timeout/Busy/transfer: the same node is still the best bet, unless it is going away.
   if (rep.status == Status::ShuttingDown && leaderGuess_ == i) ++leaderGuess_;
   return pause(a).then([]() { return Step{}; });
@@ -455,7 +512,7 @@ kj::Promise<ClusterChannel::Step> ClusterChannel::onCallFailed(Attempt& a, size_
   // disconnect like any other.
   bool misconfigured = isTlsRequiredRefusal(e) || (!a.sent && net::isTlsFailure(e));
   // Unanswered once sent: the node may have received it, and may apply it yet.
-  if (a.sent && a.command.isWrite() && !misconfigured) a.maybeApplied = true;
+  if (a.sent && a.isWrite() && !misconfigured) a.maybeApplied = true;
   dropConnection(i, generation);
   state_[i]->misconfigured = misconfigured;
   if (misconfigured &&
@@ -483,10 +540,10 @@ Result ClusterChannel::giveUp(const Attempt& a) {
   if (a.maybeApplied) {
     r.error = "outcome unknown (it may have been applied): no definite answer within " + within;
   } else if (a.lastStatus == Status::NotLeader) {
-    r.error = std::string(a.command.isWrite() ? "not applied" : "not served") +
-              ": no leader within " + within;
+    r.error = std::string(a.isWrite() ? "not applied" : "not served") + ": no leader within " +
+              within;
   } else {
-    r.error = std::string(a.command.isWrite() ? "not applied" : "not served") +
+    r.error = std::string(a.isWrite() ? "not applied" : "not served") +
               ": no node took the request within " + within;
   }
   return r;
@@ -495,7 +552,7 @@ Result ClusterChannel::giveUp(const Attempt& a) {
 Result ClusterChannel::notApplied(const Attempt& a, const std::string& why) {
   Result r = giveUp(a);
   if (!a.maybeApplied) {
-    r.error = std::string(a.command.isWrite() ? "not applied" : "not served") + ": " + why;
+    r.error = std::string(a.isWrite() ? "not applied" : "not served") + ": " + why;
   } else {
     r.error = "outcome unknown (an earlier attempt may have been applied); then " + why;
   }
@@ -825,6 +882,9 @@ Result KvClient::casAbsent(std::string_view key, std::string_view value) {
 Result KvClient::range(std::string_view from, std::string_view to, uint32_t limit) {
   return loop_->client.range(std::string(from), std::string(to), limit)
       .wait(loop_->io.waitScope);
+}
+Result KvClient::admin(const AdminRequest& request) {
+  return loop_->channel.admin(request).wait(loop_->io.waitScope);
 }
 Result KvClient::openSession() { return loop_->client.openSession().wait(loop_->io.waitScope); }
 std::vector<EndpointStatus> KvClient::status() {

@@ -44,6 +44,7 @@
 #include <kj/timer.h>
 
 #include "core/command.h"
+#include "core/membership.h"
 #include "core/types.h"
 
 namespace kvr::net {
@@ -84,6 +85,29 @@ enum class Outcome : uint8_t {
 
 const char* outcomeName(Outcome o);
 
+// Membership and leadership (schemas/kv.capnp AdminOp), answered by the leader.
+enum class AdminOp : uint8_t {
+  MemberList,
+  MemberAdd,
+  MemberPromote,
+  MemberRemove,
+  LeaderTransfer
+};
+struct AdminRequest {
+  AdminOp op = AdminOp::MemberList;
+  NodeId id = kNoNode;
+  std::string raftAddr;    // MemberAdd
+  std::string clientAddr;  // MemberAdd
+};
+struct MemberInfo {
+  NodeId id = kNoNode;
+  std::string raftAddr;
+  std::string clientAddr;
+  bool voter = false;  // else a learner
+  Index match = 0;     // the leader's view of its log
+  bool leader = false;
+};
+
 struct Result {
   Outcome outcome = Outcome::Error;
   std::string value;                                     // get, cas mismatch
@@ -97,6 +121,13 @@ struct Result {
   // Always false for reads and for non-errors.
   bool maybeApplied = false;
   uint32_t attempts = 0;  // RPC attempts made
+  // Admin: the configuration at the leader after the operation (Ok, or Error with status
+  // Invalid), the cluster id, and why a change was refused (ConfChangeError::None if not).
+  std::vector<MemberInfo> members;
+  uint64_t clusterId = 0;
+  Index confIndex = 0;
+  bool confCommitted = false;
+  ConfChangeError confError = ConfChangeError::None;
   // The request's identity, for logs and tests (0 for reads).
   uint64_t clientId = 0;
   uint64_t requestId = 0;
@@ -146,6 +177,10 @@ class ClusterChannel {
   // (a CA or certificate mismatch) or a node that requires TLS we do not speak ends it at
   // once when every known endpoint failed that way.
   kj::Promise<Result> execute(KvCommand command, bool stale);
+  // Runs one membership or leadership operation at the leader, with the same retries,
+  // redirects and "not applied" / "outcome unknown" answers as a write (a member list
+  // as a read).
+  kj::Promise<Result> admin(AdminRequest request);
 
   // Asks every configured endpoint for its status (concurrently, one attempt each); never
   // rejects.
@@ -171,6 +206,10 @@ class ClusterChannel {
   // One attempt after another until a definite answer or the deadline.
   kj::Promise<Result> attemptLoop(kj::Own<Attempt> attempt);
   kj::Promise<Answer> callOnce(Attempt& attempt, size_t endpoint, uint64_t* generation);
+  static kj::Promise<Answer> callAdmin(Attempt& attempt, Connection& connection);
+  // A schema::Reply::Reader (a template so that this header needs no generated code).
+  template <typename ReplyReader>
+  static Answer decodeAnswer(ReplyReader reply);
   kj::Promise<Step> onAnswer(Attempt& attempt, size_t endpoint, Answer answer);
   kj::Promise<Step> onNotLeader(Attempt& attempt, size_t endpoint, const Answer& answer);
   kj::Promise<Step> redirect(Attempt& attempt, size_t from, size_t to);
@@ -248,6 +287,7 @@ class KvClient {
   Result casAbsent(std::string_view key, std::string_view value);
   Result range(std::string_view from, std::string_view to, uint32_t limit = 0);
   Result openSession();
+  Result admin(const AdminRequest& request);
   std::vector<EndpointStatus> status();
   Health health();
 

@@ -1,9 +1,12 @@
 #include "net/kv_service.h"
 
+#include <algorithm>
 #include <memory>
 
 #include <kj/debug.h>
 
+#include "core/membership.h"
+#include "net/node_config.h"
 #include "schemas/codec.h"
 #include "schemas/kv.capnp.h"
 
@@ -50,6 +53,12 @@ class KvService::Server final : public schema::KvService::Server {
     connection_->callStarted();
     return tracked(service_.snapshots_.serve(kj::mv(context), kj::addRef(*connection_),
                                              service_.stopped_));
+  }
+
+  kj::Promise<void> admin(AdminContext context) override {
+    connection_->callStarted();
+    ++service_.requests_;
+    return tracked(answerAdmin(kj::mv(context)));
   }
 
   kj::Promise<void> status(StatusContext context) override {
@@ -123,7 +132,11 @@ class KvService::Server final : public schema::KvService::Server {
 
   static void fill(CallContext& context, const KvReply& reply, const std::string& detail,
                    const KvService& service) {
-    auto out = context.getResults().initReply();
+    fillReply(context.getResults().initReply(), reply, detail, service);
+  }
+
+  static void fillReply(schema::Reply::Builder out, const KvReply& reply,
+                        const std::string& detail, const KvService& service) {
     codec::toCapnp(reply, out);
     std::string leaderAddr;
     if (reply.status == Status::NotLeader && service.addresses_ != nullptr) {
@@ -139,6 +152,206 @@ class KvService::Server final : public schema::KvService::Server {
     if (!error.empty()) out.setError(error);
   }
 
+  // ---- admin: membership and leadership ----
+
+  // The configuration in force here (the leader's, when it answers ok), with the
+  // leader's view of each member's log.
+  static void fillMembers(AdminContext& context, const KvService& service) {
+    const Raft& raft = service.replica_.raft();
+    const ConfState& conf = raft.conf();
+    auto results = context.getResults();
+    results.setClusterId(service.clusterId_);
+    results.setConfIndex(raft.confIndex());
+    results.setConfCommitted(raft.confIndex() <= raft.commitIndex());
+    std::vector<NodeId> ids = conf.voters;
+    ids.insert(ids.end(), conf.learners.begin(), conf.learners.end());
+    std::sort(ids.begin(), ids.end());
+    auto list = results.initMembers(static_cast<uint>(ids.size()));
+    for (uint i = 0; i < ids.size(); ++i) {
+      NodeId id = ids[i];
+      auto m = list[i];
+      m.setId(id);
+      const MemberAddr* addr = addrOf(conf, id);
+      std::string raftAddr = addr != nullptr ? addr->raftAddr : "";
+      if (raftAddr.empty() && service.raftAddrOf_) raftAddr = service.raftAddrOf_(id);
+      m.setRaftAddr(raftAddr);
+      m.setClientAddr(clientAddrOf(conf, id, service));
+      m.setVoter(isVoterIn(conf, id));
+      bool self = id == raft.id();
+      m.setMatch(self ? raft.lastIndex() : raft.matchOf(id));
+      m.setLeader(id == raft.leader());
+    }
+  }
+
+  static std::string clientAddrOf(const ConfState& conf, NodeId id, const KvService& service) {
+    const MemberAddr* addr = addrOf(conf, id);
+    if (addr != nullptr && !addr->clientAddr.empty()) return addr->clientAddr;
+    if (service.addresses_ == nullptr) return "";
+    return id == service.replica_.raft().id() ? service.addresses_->self()
+                                              : service.addresses_->of(id);
+  }
+
+  static void answerAdmin(AdminContext& context, const KvService& service, Status status,
+                          const std::string& error,
+                          ConfChangeError confError = ConfChangeError::None,
+                          NodeId leaderHint = kNoNode, Index index = 0) {
+    KvReply reply;
+    reply.status = status;
+    reply.leaderHint = leaderHint;
+    reply.index = index;
+    if (status == Status::NotLeader && reply.leaderHint == kNoNode) {
+      reply.leaderHint = service.replica_.status().leader;
+    }
+    auto out = context.getResults().initReply();
+    fillReply(out, reply, error, service);
+    if (!error.empty() && status != Status::NotLeader) out.setError(error);
+    context.getResults().setConfError(static_cast<uint8_t>(confError));
+    if (status == Status::Ok || status == Status::Invalid) fillMembers(context, service);
+  }
+
+  kj::Promise<void> answerAdmin(AdminContext context) {
+    auto req = context.getParams().getRequest();
+    KvService& service = service_;
+    if (service.stopped_) {
+      answerAdmin(context, service, Status::ShuttingDown, "");
+      return kj::READY_NOW;
+    }
+    const Raft& raft = service.replica_.raft();
+    if (raft.role() != Role::Leader) {
+      answerAdmin(context, service, Status::NotLeader, "");
+      return kj::READY_NOW;
+    }
+    NodeId id = req.getId();
+    ConfChange cc;
+    cc.id = id;
+    switch (req.getOp()) {
+      case schema::AdminOp::MEMBER_LIST:
+        answerAdmin(context, service, Status::Ok, "");
+        return kj::READY_NOW;
+      case schema::AdminOp::LEADER_TRANSFER: return transfer(kj::mv(context), id);
+      case schema::AdminOp::MEMBER_ADD: cc.type = ConfChangeType::AddLearner; break;
+      case schema::AdminOp::MEMBER_PROMOTE: cc.type = ConfChangeType::Promote; break;
+      case schema::AdminOp::MEMBER_REMOVE: cc.type = ConfChangeType::Remove; break;
+      default:
+        answerAdmin(context, service, Status::Invalid, "unknown admin operation");
+        return kj::READY_NOW;
+    }
+    if (cc.type == ConfChangeType::AddLearner) {
+      cc.raftAddr = req.getRaftAddr();
+      cc.clientAddr = req.getClientAddr();
+      std::string problem = checkHostPort(cc.raftAddr, "raft address");
+      if (problem.empty()) problem = checkHostPort(cc.clientAddr, "client address");
+      if (problem.empty() && cc.raftAddr == cc.clientAddr) {
+        problem = "the raft and the client address must differ";
+      }
+      if (!problem.empty()) {
+        answerAdmin(context, service, Status::Invalid, problem, ConfChangeError::BadAddress);
+        return kj::READY_NOW;
+      }
+      // The configuration knows the raft addresses and the client addresses given to
+      // `member add`; the initial members' client addresses are only advertised.
+      const ConfState& conf = raft.conf();
+      std::vector<NodeId> ids = conf.voters;
+      ids.insert(ids.end(), conf.learners.begin(), conf.learners.end());
+      for (NodeId member : ids) {
+        std::string client = clientAddrOf(conf, member, service);
+        std::string raftAddr = service.raftAddrOf_ ? service.raftAddrOf_(member) : "";
+        for (const std::string& used : {client, raftAddr}) {
+          if (!used.empty() && (used == cc.raftAddr || used == cc.clientAddr) && member != id) {
+            answerAdmin(context, service, Status::Invalid,
+                        std::string(confChangeErrorText(ConfChangeError::AddressInUse)) +
+                            ": node " + std::to_string(member) + " uses " + used,
+                        ConfChangeError::AddressInUse);
+            return kj::READY_NOW;
+          }
+        }
+      }
+    }
+    auto paf = kj::newPromiseAndFulfiller<ConfChangeReply>();
+    auto fulfiller = std::make_shared<kj::Own<kj::PromiseFulfiller<ConfChangeReply>>>(
+        kj::mv(paf.fulfiller));
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                  service.replica_.proposeConfChange(cc, [fulfiller](ConfChangeReply r) {
+                    (*fulfiller)->fulfill(kj::mv(r));
+                  });
+                })) {
+      service.fatal_(std::string("replica failed on a membership change: ") +
+                     e->getDescription().cStr());
+    }
+    service.afterInput_();
+    return paf.promise.then([context, &service](ConfChangeReply r) mutable {
+      Status status = r.status;
+      std::string error;
+      if (r.error != ConfChangeError::None) error = confChangeErrorText(r.error);
+      // Not yet possible, soon possible: the client retries these like a busy node.
+      if (r.error == ConfChangeError::NotReady) status = Status::Busy;
+      answerAdmin(context, service, status, error, r.error, r.leaderHint, r.index);
+    });
+  }
+
+  // Hands leadership to voter `target` and answers once it leads (or not in time).
+  kj::Promise<void> transfer(AdminContext context, NodeId target) {
+    KvService& service = service_;
+    const Raft& raft = service.replica_.raft();
+    if (target == raft.id()) {
+      answerAdmin(context, service, Status::Ok, "");
+      return kj::READY_NOW;
+    }
+    if (!isVoterIn(raft.conf(), target)) {
+      std::string why = isLearnerIn(raft.conf(), target)
+                            ? "node " + std::to_string(target) + " is a learner, not a voter"
+                            : "no member has id " + std::to_string(target);
+      answerAdmin(context, service, Status::Invalid, "cannot transfer leadership: " + why,
+                  isLearnerIn(raft.conf(), target) ? ConfChangeError::NotLearner
+                                                   : ConfChangeError::UnknownNode);
+      return kj::READY_NOW;
+    }
+    bool started = false;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions(
+                       [&]() { started = service.replica_.transferLeadership(target); })) {
+      service.fatal_(std::string("replica failed on a leadership transfer: ") +
+                     e->getDescription().cStr());
+    }
+    service.afterInput_();
+    if (!started) {
+      answerAdmin(context, service, Status::NotLeader, "");
+      return kj::READY_NOW;
+    }
+    if (service.timer_ == nullptr) {
+      answerAdmin(context, service, Status::Ok, "");
+      return kj::READY_NOW;
+    }
+    return awaitTransfer(service, kj::mv(context), target, kTransferPolls);
+  }
+
+  static constexpr uint32_t kTransferPollMs = 10;
+  static constexpr uint32_t kTransferPolls = 500;  // 5 s
+
+  static kj::Promise<void> awaitTransfer(KvService& service, AdminContext context,
+                                         NodeId target, uint32_t polls) {
+    return service.timer_->afterDelay(kTransferPollMs * kj::MILLISECONDS)
+        .then([context, target, polls, &service]() mutable -> kj::Promise<void> {
+          const Raft& raft = service.replica_.raft();
+          if (service.stopped_) {
+            answerAdmin(context, service, Status::ShuttingDown, "");
+            return kj::READY_NOW;
+          }
+          if (raft.role() != Role::Leader && raft.leader() == target) {
+            answerAdmin(context, service, Status::Ok, "", ConfChangeError::None, target);
+            return kj::READY_NOW;
+          }
+          bool gaveUp = raft.role() == Role::Leader && raft.transferTarget() == kNoNode;
+          if (gaveUp || polls == 0) {
+            answerAdmin(context, service, Status::Timeout,
+                        "leadership did not move to node " + std::to_string(target) +
+                            " in time (it may be behind or unreachable); node " +
+                            std::to_string(raft.leader()) + " leads");
+            return kj::READY_NOW;
+          }
+          return awaitTransfer(service, kj::mv(context), target, polls - 1);
+        });
+  }
+
   KvService& service_;
   kj::Own<ConnectionHandle> connection_;
 };
@@ -148,7 +361,8 @@ KvService::KvService(Replica& replica, std::function<void()> afterInput, FatalFn
     : replica_(replica),
       afterInput_(std::move(afterInput)),
       fatal_(std::move(fatal)),
-      snapshots_(replica, clusterId, afterInput_, fatal_) {}
+      snapshots_(replica, clusterId, afterInput_, fatal_),
+      clusterId_(clusterId) {}
 
 capnp::Capability::Client KvService::newConnection(kj::Own<ConnectionHandle> connection) {
   return kj::heap<Server>(*this, kj::mv(connection));

@@ -9,6 +9,7 @@
 #include <string>
 
 #include <capnp/capability.h>
+#include <kj/timer.h>
 
 #include "core/command.h"
 #include "core/replica.h"
@@ -52,6 +53,14 @@ class KvService {
     noLeaderDetail_ = std::move(detail);
   }
 
+  // For admin (membership): the timer a leadership transfer is awaited on (without it a
+  // transfer is answered once started), and where a member's raft address comes from
+  // when the configuration holds none (a data dir from before membership changes).
+  void setTimer(kj::Timer* timer) { timer_ = timer; }
+  void setRaftAddrOf(std::function<std::string(NodeId)> raftAddrOf) {
+    raftAddrOf_ = std::move(raftAddrOf);
+  }
+
   // From now on requests are answered ShuttingDown without reaching the replica.
   void stop() { stopped_ = true; }
 
@@ -74,6 +83,9 @@ class KvService {
   ClientMetrics* metrics_ = nullptr;
   const ClientAddresses* addresses_ = nullptr;
   std::function<std::string()> noLeaderDetail_;
+  kj::Timer* timer_ = nullptr;
+  std::function<std::string(NodeId)> raftAddrOf_;
+  uint64_t clusterId_ = 0;
 };
 
 }  // namespace kvr::net

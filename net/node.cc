@@ -2,9 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <kj/debug.h>
 
 #include "core/limits.h"
+#include "core/membership.h"
 #include "core/raft.h"
 #include "disk/disk_storage.h"
 
@@ -74,10 +77,10 @@ void Node::openStorage() {
     afterInput();
   });
 
-  std::map<NodeId, std::string> peers = config_.members;
-  peers.erase(config_.id);
+  // The peers come from the configuration in force once the replica exists (followConf).
   transport_ = kj::heap<PeerTransport>(
-      io_.network(), io_.timer(), config_.clusterId, config_.id, peers,
+      io_.network(), io_.timer(), config_.clusterId, config_.id,
+      std::map<NodeId, std::string>{},
       [this](const std::string& line) { log(line, componentLineLevel(line)); }, config_.peer);
   transport_->setClientAddresses(&clientAddresses_);
   if (peerDialTls_.get() != nullptr) {
@@ -94,10 +97,13 @@ void Node::openStorage() {
                                kj::mv(recovered.state));
   last_ = replica_->status();
   log("started: data dir " + config_.dataDir + ", cluster " +
-      std::to_string(config_.clusterId) + ", " + std::to_string(config_.members.size()) +
-      " members, log " + std::to_string(last_.snapshotIndex) + ".." +
-      std::to_string(last_.lastIndex) + " (snapshot..last), commit " +
-      std::to_string(last_.commit));
+      std::to_string(config_.clusterId) + ", configuration " +
+      describeConf(replica_->raft().conf()) + " (" +
+      (replica_->raft().snapshotIndex() > 0 || replica_->raft().confIndex() > 0
+           ? "from the data dir"
+           : (config_.joinConf ? "joined" : "initial, --cluster")) +
+      "), log " + std::to_string(last_.snapshotIndex) + ".." + std::to_string(last_.lastIndex) +
+      " (snapshot..last), commit " + std::to_string(last_.commit));
   if (last_.recovering) {
     log("recovering: storage damage may have cost entries this node acknowledged; it will "
         "not vote until its log matches the leader's up to index " +
@@ -105,10 +111,8 @@ void Node::openStorage() {
         LogLevel::Warn);
   }
 
-  std::vector<NodeId> members;
-  for (const auto& [id, address] : config_.members) members.push_back(id);
   raftService_ = kj::heap<RaftService>(
-      config_.clusterId, config_.id, members,
+      config_.clusterId, config_.id, std::vector<NodeId>{},
       [this](Message&& msg) {
         guarded("receive", [&]() { replica_->receive(std::move(msg)); });
       },
@@ -122,20 +126,81 @@ void Node::openStorage() {
   kvService_->setMetrics(&metrics_.client);
   kvService_->setClientAddresses(&clientAddresses_);
   kvService_->setNoLeaderDetail([this]() { return peerReach(); });
+  kvService_->setTimer(&io_.timer());
+  kvService_->setRaftAddrOf(
+      [this](NodeId id) { return raftAddrOf(replica_->raft().conf(), id); });
+  followConf();
+}
+
+std::string Node::raftAddrOf(const ConfState& conf, NodeId id) const {
+  const MemberAddr* addr = addrOf(conf, id);
+  if (addr != nullptr && !addr->raftAddr.empty()) return addr->raftAddr;
+  if (id == config_.id) return config_.raftAddr;
+  auto it = config_.members.find(id);
+  return it != config_.members.end() ? it->second : std::string();
+}
+
+void Node::followConf() {
+  if (replica_.get() == nullptr || raftService_.get() == nullptr) return;
+  const ConfState& conf = replica_->raft().conf();
+  NodeId leader = replica_->raft().leader();
+  bool confChanged = !followedConf_ || !(*followedConf_ == conf);
+  if (!confChanged && leader == followedLeader_) return;
+  followedLeader_ = leader;
+  std::vector<NodeId> members = conf.voters;
+  members.insert(members.end(), conf.learners.begin(), conf.learners.end());
+  if (confChanged) {
+    if (followedConf_) log("configuration in force: " + describeConf(conf));
+    followedConf_ = conf;
+    for (NodeId id : members) {
+      everMembers_.insert(id);
+      std::string address = raftAddrOf(conf, id);
+      if (!address.empty()) knownRaftAddrs_[id] = address;
+      const MemberAddr* addr = addrOf(conf, id);
+      if (id != config_.id && addr != nullptr && !addr->clientAddr.empty() &&
+          clientAddresses_.of(id).empty()) {
+        clientAddresses_.learn(id, addr->clientAddr);
+      }
+    }
+    raftService_->setMembers(std::vector<NodeId>(everMembers_.begin(), everMembers_.end()));
+  }
+  std::map<NodeId, std::string> peers;
+  for (NodeId id : members) {
+    if (id == config_.id) continue;
+    auto known = knownRaftAddrs_.find(id);
+    if (known == knownRaftAddrs_.end()) {
+      if (confChanged) {
+        log("member " + std::to_string(id) +
+                " has no raft address in the configuration; not dialling it",
+            LogLevel::Warn);
+      }
+      continue;
+    }
+    peers.emplace(id, known->second);
+  }
+  // A leader whose removal this node has appended still leads until that entry commits
+  // (and then hands over): our acknowledgements must reach it, or it cannot commit it.
+  if (leader != kNoNode && leader != config_.id && peers.count(leader) == 0) {
+    auto known = knownRaftAddrs_.find(leader);
+    if (known != knownRaftAddrs_.end()) peers.emplace(leader, known->second);
+  }
+  for (const std::string& line : transport_->setPeers(peers)) log(line);
 }
 
 std::string Node::peerReach() const {
-  size_t peers = config_.members.size() - 1;
+  const std::vector<NodeId>& voters = replica_->raft().conf().voters;
+  bool selfVotes = std::find(voters.begin(), voters.end(), config_.id) != voters.end();
+  size_t peers = voters.size() - (selfVotes ? 1 : 0);
   size_t up = 0;
-  for (const auto& [id, address] : config_.members) {
+  for (NodeId id : voters) {
     if (id != config_.id && transport_->isUp(id)) ++up;
   }
-  size_t quorum = config_.members.size() / 2 + 1;
+  size_t quorum = voters.size() / 2 + 1;
   std::string text = "this node reaches " + std::to_string(up) + " of its " +
                      std::to_string(peers) + " peers";
-  if (up + 1 < quorum) {
+  if (up + (selfVotes ? 1 : 0) < quorum) {
     return text + ", and electing a leader needs " + std::to_string(quorum) + " of the " +
-           std::to_string(config_.members.size()) + " nodes";
+           std::to_string(voters.size()) + " nodes";
   }
   return text + " (an election is under way)";
 }
@@ -283,6 +348,7 @@ void Node::onTick() {
 
 void Node::afterInput() {
   if (replica_.get() == nullptr) return;
+  followConf();
   ReplicaStatus now = replica_->status();
   ReplicaStatus before = last_;
   last_ = now;

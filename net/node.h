@@ -12,6 +12,9 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
 
 #include <kj/async-io.h>
 
@@ -78,6 +81,14 @@ class Node {
   // Sets this node's own entry of clientAddresses_ once the client port is bound.
   void advertiseClientAddr();
   void onTick();
+  // Makes the peer transport, the raft service and the client addresses follow the
+  // configuration in force (the replica's: the newest Config entry in its log, else its
+  // snapshot's, else the initial one): dial new members at their raft address, stop
+  // dialling removed ones, accept hellos from members added later. Cheap when nothing
+  // changed; runs after every input.
+  void followConf();
+  // The raft address of member `id`: the configuration's, else --cluster's ("" if none).
+  std::string raftAddrOf(const ConfState& conf, NodeId id) const;
   // After every input: log notable status changes.
   void afterInput();
   void log(const std::string& text, LogLevel level = LogLevel::Info);
@@ -101,6 +112,10 @@ class Node {
   MeteredFileSystem meteredFs_{fs_, metrics_.disk};
   ClientAddresses clientAddresses_;
   ReplicaStatus last_;
+  std::optional<ConfState> followedConf_;         // what followConf last acted on
+  NodeId followedLeader_ = kNoNode;               // the leader when followConf last acted
+  std::set<NodeId> everMembers_;                  // members of any configuration since start
+  std::map<NodeId, std::string> knownRaftAddrs_;  // of every member since start
   bool started_ = false;
   bool stopping_ = false;
 

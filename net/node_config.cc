@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "core/limits.h"
+#include "core/membership.h"
 #include "net/client_addresses.h"
 
 namespace kvr::net {
@@ -60,6 +61,22 @@ uint64_t defaultClusterId(const std::map<NodeId, std::string>& members) {
   return hash == 0 ? 1 : hash;
 }
 
+std::string checkHostPort(const std::string& address, const std::string& what) {
+  size_t colon = address.rfind(':');
+  uint32_t port = 0;
+  const char* end = address.data() + address.size();
+  bool portOk = false;
+  if (colon != std::string::npos && colon + 1 < address.size()) {
+    auto [stop, ec] = std::from_chars(address.data() + colon + 1, end, port);
+    portOk = ec == std::errc() && stop == end && port >= 1 && port <= 65535;
+  }
+  if (address.empty() || address.size() > limits::kMaxAddrBytes || colon == 0 || !portOk) {
+    return what + " '" + address + "' is not of the form HOST:PORT (a port 1..65535, at most " +
+           std::to_string(limits::kMaxAddrBytes) + " bytes)";
+  }
+  return "";
+}
+
 std::string checkConfig(const NodeConfig& c) {
   if (c.id < 1 || c.id > limits::kMaxNodes) {
     return "node id must be from 1 to " + std::to_string(limits::kMaxNodes);
@@ -74,13 +91,12 @@ std::string checkConfig(const NodeConfig& c) {
   if (c.clientAddr.empty() || c.raftAddr.empty())
     return "client and raft addresses are required";
   if (!c.advertiseClientAddr.empty()) {
-    size_t colon = c.advertiseClientAddr.rfind(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 == c.advertiseClientAddr.size() ||
-        c.advertiseClientAddr.find_first_not_of("0123456789", colon + 1) != std::string::npos ||
-        c.advertiseClientAddr.size() > ClientAddresses::kMaxAddressBytes) {
-      return "the advertised client address '" + c.advertiseClientAddr +
-             "' is not of the form HOST:PORT";
-    }
+    std::string problem = checkHostPort(c.advertiseClientAddr, "the advertised client address");
+    if (!problem.empty()) return problem;
+  }
+  if (c.joinConf && (!validConf(*c.joinConf) || !isLearnerIn(*c.joinConf, c.id))) {
+    return "the configuration to join does not hold node " + std::to_string(c.id) +
+           " as a learner: " + describeConf(*c.joinConf);
   }
   if (c.tickMs == 0) return "the tick interval must be at least 1 ms";
   uint32_t election = msToTicks(c.electionTimeoutMs, c.tickMs);
@@ -121,7 +137,17 @@ ReplicaConfig replicaConfig(const NodeConfig& c) {
   rc.raft.id = c.id;
   rc.raft.electionTicks = msToTicks(c.electionTimeoutMs, c.tickMs);
   rc.raft.heartbeatTicks = msToTicks(c.heartbeatMs, c.tickMs);
-  for (const auto& [id, address] : c.members) rc.initialConf.voters.push_back(id);
+  if (c.joinConf) {
+    rc.initialConf = *c.joinConf;
+  } else {
+    // Every node computes the same initial configuration from the same --cluster; its
+    // raft addresses go into the Config entries of later changes, so that a node added
+    // later learns where the initial members are from the log.
+    for (const auto& [id, address] : c.members) {
+      rc.initialConf.voters.push_back(id);
+      rc.initialConf.addrs.push_back(MemberAddr{id, address, ""});
+    }
+  }
   rc.snapshotEveryEntries = c.snapshotEntries;
   rc.requestTimeoutTicks = msToTicks(c.requestTimeoutMs, c.tickMs);
   return rc;

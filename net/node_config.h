@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "core/replica.h"
@@ -30,7 +31,13 @@ struct NodeConfig {
   std::string advertiseClientAddr;
   std::string raftAddr;     // host:port this node listens on for RaftPeer
   std::string metricsAddr;  // host:port for HTTP GET /metrics (empty: no endpoint)
-  std::map<NodeId, std::string> members;  // raft address of every voter, self included
+  // Raft address of every member of the initial configuration, self included (--cluster).
+  // Only the start: once the log or a snapshot holds a configuration, that one is in
+  // force, and the node dials, accepts and advertises what it says (Node::followConf).
+  std::map<NodeId, std::string> members;
+  // A node that joined a running cluster (kvnode --join) starts from the configuration
+  // the cluster answered, which holds it as a learner, instead of `members`.
+  std::optional<ConfState> joinConf;
   uint32_t tickMs = 10;
   uint32_t electionTimeoutMs = 150;  // randomized in [x, 2x) by the core
   uint32_t heartbeatMs = 30;
@@ -59,6 +66,10 @@ struct NodeConfig {
 // Parses "1=host:port,2=host:port,...". False with a reason on bad input.
 bool parseMembers(const std::string& text, std::map<NodeId, std::string>* out,
                   std::string* error);
+
+// Empty if `address` is HOST:PORT (a non-empty host, a port 1..65535, at most
+// limits::kMaxAddrBytes in all), else one sentence naming `what` and the problem.
+std::string checkHostPort(const std::string& address, const std::string& what);
 
 // A stable id for a cluster: a hash of its sorted member list, never 0.
 uint64_t defaultClusterId(const std::map<NodeId, std::string>& members);

@@ -85,6 +85,7 @@ class PeerTransport::Peer {
 
   bool up() const { return up_; }
   const PeerStats& stats() const { return stats_; }
+  const std::string& address() const { return address_; }
 
  private:
   kj::Promise<void> run() {
@@ -269,6 +270,30 @@ PeerTransport::PeerTransport(kj::Network& network, kj::Timer& timer, uint64_t cl
 }
 
 PeerTransport::~PeerTransport() noexcept { peers_.clear(); }
+
+std::vector<std::string> PeerTransport::setPeers(const std::map<NodeId, std::string>& peers) {
+  std::vector<std::string> changes;
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    auto want = peers.find(it->first);
+    if (want != peers.end() && want->second == it->second->address()) {
+      ++it;
+      continue;
+    }
+    changes.push_back("no longer dialling node " + std::to_string(it->first) + " at " +
+                      it->second->address() +
+                      (want == peers.end() ? " (not a member)" : " (its address changed)"));
+    it->second->stop();
+    it = peers_.erase(it);
+  }
+  for (const auto& [id, address] : peers) {
+    KJ_REQUIRE(id != self_, "a node is not its own peer", id);
+    if (peers_.count(id) > 0) continue;
+    auto [it, added] = peers_.emplace(id, kj::heap<Peer>(*this, id, address));
+    changes.push_back("dialling node " + std::to_string(id) + " at " + address);
+    if (started_ && !stopped_) it->second->start();
+  }
+  return changes;
+}
 
 void PeerTransport::start() {
   if (started_ || stopped_) return;

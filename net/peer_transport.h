@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <kj/async-io.h>
 
@@ -74,6 +75,12 @@ class PeerTransport final : public Transport {
 
   // Starts connecting to every peer (once).
   void start();
+
+  // The members to dial from now on (raft address of every other member), when the
+  // configuration in force changes: a new id is dialled (at once if started), a missing
+  // one is closed and forgotten with what was queued for it, a changed address is
+  // dialled anew. Returns a line per change for the log (empty if none).
+  std::vector<std::string> setPeers(const std::map<NodeId, std::string>& peers);
 
   // Queues the message for msg.to; never blocks. Messages to unknown nodes are dropped.
   void send(Message&& msg) override;

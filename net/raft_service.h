@@ -46,6 +46,12 @@ class RaftService {
   // service. Without it hellos are answered with no address.
   void setClientAddresses(ClientAddresses* addresses) { addresses_ = addresses; }
 
+  // The node ids whose hellos are accepted from now on (the node passes every member of
+  // every configuration it has been in force with since it started: a member removed a
+  // moment ago may still have to deliver the entry that removed it). Connections already
+  // accepted stay; the core decides what to take from a non-member.
+  void setMembers(std::vector<NodeId> members) { members_ = std::move(members); }
+
   // From now on every delivered message is dropped (the node is shutting down).
   void stop() { stopped_ = true; }
 

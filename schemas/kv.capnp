@@ -108,6 +108,35 @@ interface SnapshotStream {
   read @0 (offset :UInt64, maxBytes :UInt32) -> (data :Data);
 }
 
+# Membership and leadership (kvctl member ..., kvctl leader transfer). Every op is
+# answered by the leader: a follower answers notLeader with the leader's address, like a
+# write. A change is answered ok once its Config entry is committed and applied at the
+# leader; a bad one is answered invalid, changing nothing, with the reason in
+# reply.error (core/membership.h confChangeErrorText) and its code in confError.
+enum AdminOp {
+  memberList @0;
+  memberAdd @1;       # as a learner: id, raftAddr, clientAddr
+  memberPromote @2;   # a caught-up learner becomes a voter: id
+  memberRemove @3;    # id
+  leaderTransfer @4;  # id: answered once that voter leads (or timeout)
+}
+
+struct AdminRequest {
+  op @0 :AdminOp;
+  id @1 :UInt32;
+  raftAddr @2 :Text;
+  clientAddr @3 :Text;
+}
+
+struct Member {
+  id @0 :UInt32;
+  raftAddr @1 :Text;
+  clientAddr @2 :Text;     # from the configuration, else as the member advertised it
+  voter @3 :Bool;          # false: a learner
+  match @4 :UInt64;        # the leader's view of the member's log (the leader: its last index)
+  leader @5 :Bool;
+}
+
 interface KvService {
   # Runs one operation. Failures are reported in reply.status / reply.error, never as
   # an RPC exception, so clients handle one shape of answer.
@@ -122,4 +151,12 @@ interface KvService {
   # before the call. reply.status is ok (then info and stream are set), or why not
   # (notLeader with a hint, timeout, busy: too many snapshots open, shuttingDown).
   snapshot @2 () -> (reply :Reply, info :SnapshotInfo, stream :SnapshotStream);
+
+  # Membership and leadership (AdminOp). On ok (and on invalid) `members` is the
+  # configuration in force at the leader afterwards, `clusterId` the cluster's id and
+  # `confIndex` its Config entry (0: the initial configuration); `confCommitted` says
+  # whether that entry is committed. `confError` is the kvr::ConfChangeError ordinal.
+  admin @3 (request :AdminRequest)
+      -> (reply :Reply, members :List(Member), clusterId :UInt64, confIndex :UInt64,
+          confCommitted :Bool, confError :UInt8);
 }

@@ -86,13 +86,43 @@ class Cluster:
         self.raft_ports = {i + 1: ports[self.size + i] for i in range(self.size)}
 
     def cluster_flag(self):
-        return ",".join(f"{i}=127.0.0.1:{self.raft_ports[i]}" for i in sorted(self.raft_ports))
+        """The initial configuration: nodes 1..size (nodes added later join instead)."""
+        return ",".join(f"{i}=127.0.0.1:{self.raft_ports[i]}" for i in sorted(self.raft_ports)
+                        if i <= self.size)
+
+    def raft_addr(self, i):
+        return f"127.0.0.1:{self.raft_ports[i]}"
+
+    def add_ports(self, i):
+        """Client and raft ports for node i, a node added after the start."""
+        used = set(self.client_ports.values()) | set(self.raft_ports.values())
+        ports = [p for p in free_ports(8) if p not in used][:2]
+        self.client_ports[i], self.raft_ports[i] = ports
+
+    def start_joiner(self, i, join_endpoints, extra=()):
+        """Starts node i with --join (no --cluster): it asks to be added as a learner."""
+        check(i not in self.procs or self.procs[i].poll() is not None, f"node {i} is running")
+        self.logs[i] = os.path.join(self.root, f"node{i}.log")
+        cmd = [ARGS.kvnode, "--id", str(i), "--data-dir", self.data_dir(i),
+               "--client-addr", self.endpoint(i), "--raft-addr", self.raft_addr(i),
+               "--join", join_endpoints] + self.per_node_flags.get(i, self.node_flags) + \
+            list(extra)
+        with open(self.logs[i], "a") as out:
+            out.write(f"---- start (join) {time.strftime('%H:%M:%S')}\n")
+            out.flush()
+            self.procs[i] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
+
+    def members(self, endpoints=None):
+        """kvctl member list --json: {id: member} (raises if it fails)."""
+        out = self.kvctl_ok("--json", "member", "list", endpoints=endpoints)
+        return {m["id"]: m for m in json.loads(out)["members"]}
 
     def endpoint(self, i):
         return f"127.0.0.1:{self.client_ports[i]}"
 
-    def endpoints(self, first=None):
-        ids = sorted(self.client_ports)
+    def endpoints(self, first=None, without=()):
+        ids = [i for i in sorted(self.client_ports) if i not in without]
         if first is not None:
             ids.remove(first)
             ids.insert(0, first)
@@ -198,8 +228,11 @@ class Cluster:
 
     def leader(self):
         """The id of the node that reports itself leader with the highest term, or None."""
+        return self.leader_among(None)
+
+    def leader_among(self, endpoints):
         best = None
-        for s in self.status():
+        for s in self.status(endpoints=endpoints):
             if s.get("role") == "leader" and (best is None or s["term"] > best["term"]):
                 best = s
         return best["id"] if best else None
@@ -1883,6 +1916,273 @@ def scenario_tls_expired(c):
 
 
 
+# ---------------------------------------------------------------- membership
+
+MEMBERSHIP_GAP_LIMIT_S = 3.0  # "about one election", with slack for ASan on 2 busy cores
+REMOVE_LEADER_GAP_LIMIT_S = 0.9  # a hand-over, no election (measured: 25-40 ms)
+
+
+def longest_ack_gap(acks_path, since, until):
+    """The longest time (s) in [since, until] with no write acknowledged, and when."""
+    times = sorted(a[1] for a in read_acks(acks_path)[0] if since <= a[1] <= until)
+    points = [since] + times + [until]
+    gap, at = 0.0, since
+    for a, b in zip(points, points[1:]):
+        if b - a > gap:
+            gap, at = b - a, a
+    return gap, at
+
+
+def voters_learners(members):
+    voters = sorted(i for i, m in members.items() if m["role"] == "voter")
+    learners = sorted(i for i, m in members.items() if m["role"] == "learner")
+    return voters, learners
+
+
+def wait_caught_up(c, i, timeout_s=30):
+    """Until the leader sees learner i within a few entries of its own log."""
+    def caught_up():
+        try:
+            m = c.members()
+        except TestFailure:
+            return False
+        lead = next((x for x in m.values() if x["leader"]), None)
+        return i in m and lead is not None and m[i]["match"] + 32 >= lead["match"]
+    wait_until(f"node {i} to catch up with the leader", caught_up, timeout_s, 0.2)
+
+
+def join_and_promote(c, i, join_endpoints):
+    """Starts node i with --join, waits for its catch-up, promotes it."""
+    c.add_ports(i)
+    c.start_joiner(i, join_endpoints)
+    wait_until(f"node {i} to be a learner",
+               lambda: c.members().get(i, {}).get("role") == "learner", 20, 0.2)
+    wait_caught_up(c, i)
+    out = c.kvctl_ok("member", "promote", str(i), timeout_ms=20000)
+    check(out == f"promoted node {i} to voter\n", f"promote {i}: {out!r}")
+    check(c.members()[i]["role"] == "voter", f"node {i} is not a voter after promote")
+
+
+def remove_member(c, i):
+    out = c.kvctl_ok("member", "remove", str(i), timeout_ms=10000)
+    check(out == f"removed node {i}\n", f"remove {i}: {out!r}")
+    check(i not in c.members(), f"node {i} still listed after its removal")
+
+
+def start_under_load(c):
+    """Starts the cluster and a steady write load (4 clients); returns once it runs."""
+    c.start()
+    c.wait_healthy()
+    acks, stop = os.path.join(c.root, "acks.txt"), os.path.join(c.root, "stop")
+    load = c.start_load(acks, stop, clients=4)
+    wait_until("the load to get going", lambda: count_acks(acks) >= 200, 20)
+    return load, acks, stop
+
+
+def finish_load(c, load, acks, stop, since, what, limit_s=MEMBERSHIP_GAP_LIMIT_S):
+    """Stops the load, prints and checks the longest unavailability since `since` (at
+    most limit_s), and reads every acknowledged write back."""
+    until = time.time()
+    c.stop_load(load, stop)
+    gap, at = longest_ack_gap(acks, since, until)
+    log(f"LONGEST GAP ({what}): {gap * 1000:.0f} ms with no acknowledged write, from "
+        f"{at - since:.2f} s into the {until - since:.1f} s of changes; "
+        f"{count_acks(acks)} writes acknowledged in all")
+    check(gap <= limit_s, f"{what}: writes stalled for {gap:.2f} s, over {limit_s} s")
+    c.verify(acks)
+
+
+def scenario_member_replace(c):
+    """Under a steady write load: kill -9 node 3 and wipe its data, add node 4 as a
+    learner with a fresh kvnode --join, promote it, remove node 3. No acknowledged write
+    is lost; the longest stretch without an acknowledged write is printed and bounded."""
+    load, acks, stop = start_under_load(c)
+    since = time.time()
+    log("killing node 3 (kill -9) and wiping its data dir")
+    c.kill9(3)
+    shutil.rmtree(c.data_dir(3))
+    join_and_promote(c, 4, c.endpoints(without=(3,)))
+    remove_member(c, 3)
+    voters, learners = voters_learners(c.members())
+    check(voters == [1, 2, 4] and learners == [], f"after the replacement: {voters} {learners}")
+    wait_until("more writes after the changes",
+               lambda: max((a[1] for a in read_acks(acks)[0]), default=0) > time.time() - 0.2,
+               10)
+    time.sleep(0.5)
+    finish_load(c, load, acks, stop, since, "replace node 3 by node 4")
+    # Node 4 serves what was written before it joined, from its own state.
+    first = read_acks(acks)[0][0]
+    wait_until("node 4 to serve a write from before it joined",
+               lambda: c.stale_get(4, first[2]) == first[3], 10)
+    statuses = {s["id"]: s for s in c.status(endpoints=c.endpoints(without=(3,)))
+                if s.get("reachable")}
+    check(sorted(statuses) == [1, 2, 4], f"status after the replacement: {statuses}")
+    # Restarts take the configuration from the data dir: node 1 from its log (its
+    # --cluster still names node 3), node 4 from its join file and log (asking nobody).
+    for i in (1, 4):
+        check(c.terminate(i) == 0, f"node {i} did not stop cleanly")
+        if i == 4:
+            c.start_joiner(4, "127.0.0.1:1")  # nobody there: it must not ask
+        else:
+            c.start_node(i)
+        c.wait_healthy(endpoints=c.endpoints(without=(3,)))
+        started = [l for l in c.read_log(i).splitlines() if "started: data dir" in l][-1]
+        check("configuration voters=1,2,4 (from the data dir)" in started,
+              f"node {i} restarted with: {started}")
+        check("dialling node 3" not in since_start(c, i), f"node {i} dials removed node 3")
+    c.kvctl_ok("put", "after", "restarts", endpoints=c.endpoints(without=(3,)))
+    check(voters_learners(c.members(endpoints=c.endpoints(without=(3,))))[0] == [1, 2, 4],
+          "members after the restarts")
+
+
+def scenario_member_grow_shrink(c):
+    """Under load: 3 -> 5 (node 4 by `kvctl member add` without --learner, which waits
+    and promotes, while `kvnode --join` finds itself added; node 5 joins by itself and is
+    promoted), then 5 -> 3 (remove 5, then 4)."""
+    load, acks, stop = start_under_load(c)
+    since = time.time()
+    c.add_ports(4)
+    add = subprocess.Popen([ARGS.kvctl, "--endpoints", c.endpoints(without=(4,)), "member",
+                            "add", "4", c.raft_addr(4), c.endpoint(4), "--timeout", "30000"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    c.others.append(add)
+    wait_until("node 4 to be a learner",
+               lambda: c.members().get(4, {}).get("role") == "learner", 10, 0.1)
+    c.start_joiner(4, c.endpoint(2))
+    out, err = add.communicate(timeout=60)
+    check(add.returncode == 0 and out.decode() == "added node 4 as a voter\n",
+          f"member add 4: rc {add.returncode} {out!r} {err!r}")
+    join_and_promote(c, 5, c.endpoints(without=(4, 5)))
+    voters, learners = voters_learners(c.members())
+    check(voters == [1, 2, 3, 4, 5] and not learners, f"grown: {voters} {learners}")
+    log("grown to 5 voters")
+    for i in (5, 4):
+        remove_member(c, i)
+    voters, learners = voters_learners(c.members())
+    check(voters == [1, 2, 3] and not learners, f"shrunk: {voters} {learners}")
+    log("shrunk to 3 voters")
+    time.sleep(0.5)
+    finish_load(c, load, acks, stop, since, "3 -> 5 -> 3")
+    for i in (4, 5):
+        c.terminate(i)
+
+
+def scenario_member_remove_leader(c):
+    """Remove the leader under load: another node leads and writes go on; the removed
+    node, left running, disturbs nobody (no term changes afterwards)."""
+    load, acks, stop = start_under_load(c)
+    since = time.time()
+    # Leader transfer first: to the follower with the highest id, through another node.
+    first = c.leader()
+    target = max(i for i in (1, 2, 3) if i != first)
+    out = c.kvctl_ok("leader", "transfer", str(target), endpoints=c.endpoints(first=target),
+                     timeout_ms=10000)
+    check(out == f"node {target} is the leader\n", f"leader transfer {target}: {out!r}")
+    check(c.leader() == target, f"after the transfer to {target}: leader {c.leader()}")
+    log(f"leadership moved from node {first} to node {target}")
+    old = c.leader()
+    out = c.kvctl_ok("member", "remove", str(old), timeout_ms=10000)
+    check(out == f"removed node {old}\n", f"remove leader {old}: {out!r}")
+    rest = c.endpoints(without=(old,))
+    new = wait_until("a new leader", lambda: c.leader_among(rest), 10)
+    check(new != old, f"node {old} still leads")
+    voters, _ = voters_learners(c.members(endpoints=rest))
+    check(old not in voters and len(voters) == 2, f"voters after removing {old}: {voters}")
+    terms = {s["id"]: s["term"] for s in c.status(endpoints=rest)}
+    log(f"node {old} removed; node {new} leads; terms {terms}; node {old} keeps running")
+    time.sleep(3.0)
+    later = {s["id"]: s["term"] for s in c.status(endpoints=rest)}
+    check(later == terms, f"terms moved while the removed node ran: {terms} -> {later}")
+    check(c.alive(old), f"the removed node {old} exited")
+    removed = c.status(endpoints=c.endpoint(old))
+    check(removed and removed[0]["role"] != "leader" and removed[0]["term"] <= later[new],
+          f"the removed node's status: {removed}")
+    log(f"removed node {old}: {removed[0]['role']}, term {removed[0]['term']}; "
+        f"cluster terms unchanged {later}")
+    # No election is needed (the removed leader hands over), and the requests it still
+    # held are answered at once: well under the client's 1 s attempt timeout.
+    finish_load(c, load, acks, stop, since, f"remove leader node {old}",
+                limit_s=REMOVE_LEADER_GAP_LIMIT_S)
+
+
+def kvctl_fails(c, want, *args, **kw):
+    rc, out, err = c.kvctl(*args, **kw)
+    check(rc == 2 and want in err, f"kvctl {' '.join(args)}: rc {rc}, stderr {err!r}, "
+          f"wanted {want!r}")
+    log(f"kvctl {' '.join(args)}: {err.strip()}")
+
+
+def scenario_member_bad_input(c):
+    """Each bad membership change fails with its exact error and changes nothing."""
+    # A long election timeout: the leader keeps leading while its followers are stopped.
+    c.node_flags = ["--election-timeout-ms", "1500", "--heartbeat-ms", "50"]
+    c.start()
+    c.wait_healthy(timeout_s=30)
+    before = c.members()
+    free = free_ports(4)
+    raft2, client1 = c.raft_addr(2), c.endpoint(1)
+    cases = [
+        ("invalid: a member with this id already exists",
+         ("member", "add", "2", f"127.0.0.1:{free[0]}", f"127.0.0.1:{free[1]}", "--learner")),
+        ("invalid: the node id must be 1..7",
+         ("member", "add", "9", f"127.0.0.1:{free[0]}", f"127.0.0.1:{free[1]}", "--learner")),
+        ("invalid: no member has this id", ("member", "promote", "6")),
+        ("invalid: no member has this id", ("member", "remove", "6")),
+        ("invalid: the member is already a voter", ("member", "promote", "2")),
+        (f"invalid: another member already uses this address: node 2 uses {raft2}",
+         ("member", "add", "6", raft2, f"127.0.0.1:{free[1]}", "--learner")),
+        (f"invalid: another member already uses this address: node 1 uses {client1}",
+         ("member", "add", "6", f"127.0.0.1:{free[0]}", client1, "--learner")),
+        ("invalid: raft address 'nohost' is not of the form HOST:PORT",
+         ("member", "add", "6", "nohost", f"127.0.0.1:{free[1]}", "--learner")),
+        ("invalid: client address '127.0.0.1:99999' is not of the form HOST:PORT",
+         ("member", "add", "6", f"127.0.0.1:{free[0]}", "127.0.0.1:99999", "--learner")),
+        ("invalid: cannot transfer leadership: no member has id 6", ("leader", "transfer", "6")),
+        ("node id needs a number, got 'x'", ("member", "remove", "x")),
+    ]
+    for want, args in cases:
+        kvctl_fails(c, want, *args)
+        check(c.members() == before or _same_conf(c.members(), before),
+              f"kvctl {' '.join(args)} changed the members: {c.members()}")
+    # A second change while one is in progress: the followers stopped, the first change
+    # cannot commit (its kvctl gives up, outcome unknown); the second is refused.
+    leader = c.leader()
+    followers = [i for i in (1, 2, 3) if i != leader]
+    for i in followers:
+        os.kill(c.procs[i].pid, signal.SIGSTOP)
+    try:
+        rc, out, err = c.kvctl("member", "add", "5", f"127.0.0.1:{free[2]}",
+                               f"127.0.0.1:{free[3]}", "--learner",
+                               endpoints=c.endpoint(leader), timeout_ms=300)
+        check(rc == 2 and "outcome unknown" in err, f"the first change: rc {rc} {err!r}")
+        kvctl_fails(c, "invalid: another membership change is in progress (not committed yet)",
+                    "member", "add", "6", f"127.0.0.1:{free[0]}", f"127.0.0.1:{free[1]}",
+                    "--learner", endpoints=c.endpoint(leader), timeout_ms=300)
+    finally:
+        for i in followers:
+            os.kill(c.procs[i].pid, signal.SIGCONT)
+    after = wait_until("the first change to commit", lambda: 5 in c.members() and c.members(), 10)
+    check(sorted(after) == [1, 2, 3, 5] and after[5]["role"] == "learner",
+          f"after the change race: {after}")
+    # Promoting a learner that never ran: it lags, and stays a learner.
+    kvctl_fails(c, "invalid: the learner has not caught up with the leader's log yet",
+                "member", "promote", "5", timeout_ms=600)
+    check(c.members()[5]["role"] == "learner", "a lagging learner was promoted")
+    # Down to one voter, then the last one cannot go.
+    for i in (5,) + tuple(followers):
+        remove_member(c, i)
+    kvctl_fails(c, "invalid: cannot remove the last voter", "member", "remove", str(leader),
+                endpoints=c.endpoint(leader))
+    voters, learners = voters_learners(c.members(endpoints=c.endpoint(leader)))
+    check(voters == [leader] and not learners, f"after the last-voter refusal: {voters}")
+
+
+def _same_conf(a, b):
+    """The same members, roles and addresses (match indexes move)."""
+    key = lambda m: {i: (x["role"], x["raftAddr"], x["clientAddr"]) for i, x in m.items()}
+    return key(a) == key(b)
+
+
 SCENARIOS = {
     "replication": scenario_replication,
     "failover": scenario_failover,
@@ -1909,6 +2209,10 @@ SCENARIOS = {
     "tls": scenario_tls,
     "tls_wrong_ca": scenario_tls_wrong_ca,
     "tls_expired": scenario_tls_expired,
+    "member_replace": scenario_member_replace,
+    "member_grow_shrink": scenario_member_grow_shrink,
+    "member_remove_leader": scenario_member_remove_leader,
+    "member_bad_input": scenario_member_bad_input,
 }
 
 

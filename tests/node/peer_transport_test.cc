@@ -30,6 +30,14 @@ Message heartbeat(NodeId from, NodeId to, Index commit) {
   return m;
 }
 
+// Reconnects within 5-10 ms: a refused or new peer is retried quickly.
+PeerTransportOptions quickRetries() {
+  PeerTransportOptions o;
+  o.minBackoff = 5 * kj::MILLISECONDS;
+  o.maxBackoff = 10 * kj::MILLISECONDS;
+  return o;
+}
+
 size_t countContaining(const std::vector<std::string>& lines, const std::string& what) {
   size_t n = 0;
   for (const auto& l : lines) n += l.find(what) != std::string::npos;
@@ -90,9 +98,7 @@ TEST_F(PeerTransportTest, AnotherClusterIsRefusedAndLoggedOnce) {
   UvAsyncIo io(loop());
   Receiver two(io, 9, 2, {1, 2});
   std::vector<std::string> log;
-  PeerTransportOptions fast;
-  fast.minBackoff = 5 * kj::MILLISECONDS;
-  fast.maxBackoff = 10 * kj::MILLISECONDS;
+  PeerTransportOptions fast = quickRetries();
   PeerTransport transport(
       io.network(), io.timer(), /*clusterId=*/8, 1, {{2, two.address()}},
       [&](const std::string& l) { log.push_back(l); }, fast);
@@ -273,6 +279,52 @@ TEST_F(PeerTransportTest, HelloAdvertisesClientAddressesBothWays) {
   EXPECT_EQ(hello(9, 3, "127.0.0.1:9003"), std::make_pair(true, std::string("127.0.0.1:9002")));
   EXPECT_EQ(two.addresses.of(3), "127.0.0.1:9003");
   EXPECT_EQ(two.addresses.of(1), "127.0.0.1:9001");
+}
+
+// Membership changes: setPeers dials a member added later and forgets a removed one
+// (its queue dropped, its messages counted unknown); setMembers lets a member added
+// later say hello, and a node that was never a member stays refused.
+TEST_F(PeerTransportTest, FollowsTheMembersItIsGiven) {
+  UvAsyncIo io(loop());
+  Receiver two(io, 9, 2, {1, 2});
+  Receiver three(io, 9, 3, {1, 3});
+  std::vector<std::string> log;
+  PeerTransportOptions fast = quickRetries();
+  PeerTransport transport(
+      io.network(), io.timer(), 9, 1, {{2, two.address()}},
+      [&](const std::string& l) { log.push_back(l); }, fast);
+  transport.start();
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return transport.isUp(2); }));
+
+  transport.send(heartbeat(1, 3, 1));  // not a member yet
+  EXPECT_EQ(transport.droppedUnknownPeer(), 1u);
+  auto changes = transport.setPeers({{2, two.address()}, {3, three.address()}});
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "dialling node 3 at " + three.address());
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return transport.isUp(3); }));
+  transport.send(heartbeat(1, 3, 2));
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return three.got.size() == 1; }));
+  EXPECT_EQ(three.got[0], heartbeat(1, 3, 2));
+
+  changes = transport.setPeers({{3, three.address()}});  // node 2 removed
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "no longer dialling node 2 at " + two.address() + " (not a member)");
+  EXPECT_FALSE(transport.isUp(2));
+  transport.send(heartbeat(1, 2, 3));
+  EXPECT_EQ(transport.droppedUnknownPeer(), 2u);
+  EXPECT_TRUE(transport.setPeers({{3, three.address()}}).empty());  // nothing changed
+
+  // The receiving side: node 4 is refused until it is a member.
+  Receiver one(io, 9, 1, {1, 2, 3});
+  PeerTransport four(
+      io.network(), io.timer(), 9, 4, {{1, one.address()}}, [](const std::string&) {}, fast);
+  four.start();
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return one.service.refusedHellos() >= 1; }));
+  EXPECT_FALSE(four.isUp(1));
+  one.service.setMembers({1, 2, 3, 4});
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return four.isUp(1); }));
+  four.send(heartbeat(4, 1, 5));
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return one.got.size() == 1; }));
 }
 
 }  // namespace
