@@ -20,6 +20,7 @@ World::World(const Scenario& sc, const RunOptions& opts)
       clientRng_(rng_.fork()),
       fsRng_(rng_.fork()),
       memberRng_(sc.seed ^ 0x6a6f696e73ull),
+      fig8Rng_(sc.seed ^ 0x666967757265ull),
       checker_(sc.nodes + sc.spares) {
   faultStreamSeed_ = rng_.next();
   opStreamSeed_ = rng_.next();
@@ -349,6 +350,7 @@ void World::sendMessage(NodeId from, Message&& msg) {
   ++result_.messages;
   NodeId to = msg.to;
   KJ_REQUIRE(to >= 1 && to <= slots(), "message to an unknown node", to);
+  if (fig8_.phase != Fig8::Off && from == fig8_.l) stripOwnTermEntries(msg);
   // Every message crosses the wire codec, so encoding is tested with everything else.
   std::string bytes = codec::encodeMessageBytes(kClusterId, msg);
   wireBytes_ += bytes.size();
@@ -685,6 +687,7 @@ RunResult World::run() {
   }
   if (chaos_) scheduleFault(faultRng_.below(2 * sc_.faultEveryNs) + 1);
   if (chaos_ && sc_.membership()) scheduleMembership();
+  if (chaos_ && figure8Enabled()) scheduleFigure8(fig8Rng_.between(200 * kMs, 3000 * kMs));
   while (!stop_ && withinBudget()) {
     if (!q_.runOne()) {
       fail("liveness", "event queue ran dry");

@@ -225,7 +225,10 @@ void World::afterEvent() {
   if (q_.executed() % kFullCheckEvery == 0) checker_.fullCheck(reps);
   if (checker_.failed()) {
     fail(checker_.violation()->property, checker_.violation()->detail);
+    return;
   }
+  // Last: it may crash a node, and the checks above must see what it did as leader.
+  if (fig8_.phase != Fig8::Off) figure8Step();
 }
 
 }  // namespace kvr::sim

@@ -207,6 +207,17 @@ class World {
   bool startConfRace(NodeId leader, const ConfState& conf);
   void confRaceStep();
   void splitSides(const std::vector<NodeId>& side);
+  // the Figure 8 story (sim/figure8.cc)
+  bool figure8Enabled();
+  void scheduleFigure8(uint64_t delay);
+  bool startFigure8();
+  void figure8Step();
+  void endFigure8(const char* how);
+  uint64_t figure8PhaseBudget() const;
+  NodeId newLeaderAbove(Term term, NodeId except) const;
+  void stripOwnTermEntries(Message& msg);
+  void cutOffEach(const std::vector<NodeId>& cut);  // each alone; the rest connected
+  void onlyGroup(const std::vector<NodeId>& group);  // the group, cut off from the rest
 
   // checking
   void afterEvent();
@@ -241,6 +252,17 @@ class World {
     uint64_t until = 0;
     uint64_t gen = 0;
   } race_;
+  Rng fig8Rng_;  // the Figure 8 story (sim/figure8.cc): a stream of its own
+  struct Fig8 {
+    enum Phase { Off, Depose, OldLeader, Rival, RivalLeads, Return, Overwrite };
+    Phase phase = Off;
+    uint32_t tries = 0;
+    NodeId l = kNoNode, r = kNoNode;  // the old leader and its rival
+    Term termP = 0, termA = 0, termB = 0, termC = 0;
+    Index firstA = 0;  // the first entry of the old leader's term in its log
+    std::vector<NodeId> witnesses;
+    uint64_t holdUntil = 0, phaseUntil = 0, storyUntil = 0;
+  } fig8_;
   EventQueue q_;
   std::vector<Node> nodes_;
   std::vector<Client> clients_;
