@@ -66,7 +66,8 @@ void World::onlyGroup(const std::vector<NodeId>& group) {
 }
 
 bool World::startFigure8() {
-  if (fig8_.phase != Fig8::Off || q_.now() < nemesisUntil_ || q_.now() < flakyUntil_) {
+  if (fig8_.phase != Fig8::Off || suffix_.phase != Suffix::Off || q_.now() < nemesisUntil_ ||
+      q_.now() < flakyUntil_) {
     return false;
   }
   NodeId p = currentLeader();

@@ -21,6 +21,7 @@ World::World(const Scenario& sc, const RunOptions& opts)
       fsRng_(rng_.fork()),
       memberRng_(sc.seed ^ 0x6a6f696e73ull),
       fig8Rng_(sc.seed ^ 0x666967757265ull),
+      suffixRng_(sc.seed ^ 0x737566666978ull),
       checker_(sc.nodes + sc.spares) {
   faultStreamSeed_ = rng_.next();
   opStreamSeed_ = rng_.next();
@@ -550,9 +551,21 @@ void World::clientSend(Client& c) {
           });
         });
   });
-  q_.after(kClientTimeoutNs, [this, cid, seq]() {
+  // While the suffix story grows a cut-off leader's log, clients give up fast: a write
+  // is retried (each attempt is one more entry there), a read is given up.
+  bool hurry = suffix_.phase == Suffix::Grow;
+  q_.after(hurry ? kHurriedClientTimeoutNs : kClientTimeoutNs, [this, cid, seq, hurry]() {
     Client& c = clients_[cid - 1];
     if (!c.busy || c.attemptSeq != seq) return;
+    if (hurry && !c.opening && !c.cmd.isWrite()) {
+      history_.giveUp(c.hop, "timed out; moved on");
+      clientFinish(c);
+      return;
+    }
+    if (hurry) {
+      clientRetry(c, c.target, 0);
+      return;
+    }
     // A sticky client (it knows one endpoint) tries the same node again: a cut-off
     // leader keeps appending its retries, so its minority's divergent suffix grows, and
     // keeps reading there while the others move on and write through a new leader.
@@ -581,6 +594,7 @@ void World::clientRetry(Client& c, NodeId hint, uint64_t delay) {
     return;
   }
   c.target = hint != kNoNode ? hint : static_cast<NodeId>(clientRng_.between(1, slots()));
+  if (pinnedTarget_ != kNoNode) c.target = pinnedTarget_;
   uint64_t seq = ++c.attemptSeq;  // invalidates the old attempt's timeout
   uint32_t cid = c.id;
   q_.after(delay, [this, cid, seq]() {
@@ -688,6 +702,7 @@ RunResult World::run() {
   if (chaos_) scheduleFault(faultRng_.below(2 * sc_.faultEveryNs) + 1);
   if (chaos_ && sc_.membership()) scheduleMembership();
   if (chaos_ && figure8Enabled()) scheduleFigure8(fig8Rng_.between(200 * kMs, 3000 * kMs));
+  if (chaos_ && suffixEnabled()) scheduleSuffix(suffixRng_.between(200 * kMs, 3000 * kMs));
   while (!stop_ && withinBudget()) {
     if (!q_.runOne()) {
       fail("liveness", "event queue ran dry");

@@ -229,6 +229,7 @@ void World::afterEvent() {
   }
   // Last: it may crash a node, and the checks above must see what it did as leader.
   if (fig8_.phase != Fig8::Off) figure8Step();
+  if (suffix_.phase != Suffix::Off) suffixStep();
 }
 
 }  // namespace kvr::sim

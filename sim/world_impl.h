@@ -23,6 +23,7 @@ constexpr uint64_t kMs = 1'000'000;
 constexpr uint64_t kTickNs = 10 * kMs;
 constexpr uint64_t kClusterId = 0x6b767261667431ull;
 constexpr uint64_t kClientTimeoutNs = 400 * kMs;
+constexpr uint64_t kHurriedClientTimeoutNs = 50 * kMs;
 constexpr uint32_t kMaxAttemptsInChaos = 40;
 constexpr uint64_t kLivenessBudgetNs = 60'000 * kMs;  // a healed cluster must finish within
 constexpr uint64_t kFullCheckEvery = 512;
@@ -218,6 +219,12 @@ class World {
   void stripOwnTermEntries(Message& msg);
   void cutOffEach(const std::vector<NodeId>& cut);  // each alone; the rest connected
   void onlyGroup(const std::vector<NodeId>& group);  // the group, cut off from the rest
+  // a divergent suffix meets a snapshot (sim/suffix_story.cc)
+  bool suffixEnabled();
+  void scheduleSuffix(uint64_t delay);
+  bool startSuffix();
+  void suffixStep();
+  void endSuffix(const char* how);
 
   // checking
   void afterEvent();
@@ -263,6 +270,19 @@ class World {
     std::vector<NodeId> witnesses;
     uint64_t holdUntil = 0, phaseUntil = 0, storyUntil = 0;
   } fig8_;
+  Rng suffixRng_;  // the suffix story (sim/suffix_story.cc): a stream of its own
+  struct Suffix {
+    enum Phase { Off, Grow, Catch, Compact };
+    Phase phase = Off;
+    uint32_t tries = 0;
+    NodeId leader = kNoNode, newLeader = kNoNode;
+    std::vector<NodeId> side;  // the leader and its companions
+    Term term = 0;
+    Index base = 0;    // the commit index when the leader was cut off
+    Index target = 0;  // the index the new leader snapshots at
+    uint64_t phaseUntil = 0;
+  } suffix_;
+  NodeId pinnedTarget_ = kNoNode;  // while set, every client retry goes to this node
   EventQueue q_;
   std::vector<Node> nodes_;
   std::vector<Client> clients_;
