@@ -22,6 +22,7 @@ World::World(const Scenario& sc, const RunOptions& opts)
       memberRng_(sc.seed ^ 0x6a6f696e73ull),
       fig8Rng_(sc.seed ^ 0x666967757265ull),
       suffixRng_(sc.seed ^ 0x737566666978ull),
+      hwmRng_(sc.seed ^ 0x68776d6c6f7374ull),
       checker_(sc.nodes + sc.spares) {
   faultStreamSeed_ = rng_.next();
   opStreamSeed_ = rng_.next();
@@ -703,6 +704,7 @@ RunResult World::run() {
   if (chaos_ && sc_.membership()) scheduleMembership();
   if (chaos_ && figure8Enabled()) scheduleFigure8(fig8Rng_.between(200 * kMs, 3000 * kMs));
   if (chaos_ && suffixEnabled()) scheduleSuffix(suffixRng_.between(200 * kMs, 3000 * kMs));
+  if (chaos_) scheduleHwm(hwmRng_.between(200 * kMs, 3000 * kMs));
   while (!stop_ && withinBudget()) {
     if (!q_.runOne()) {
       fail("liveness", "event queue ran dry");

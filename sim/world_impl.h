@@ -225,6 +225,9 @@ class World {
   bool startSuffix();
   void suffixStep();
   void endSuffix(const char* how);
+  // a lost write only the high-water mark tells of (sim/hwm_story.cc)
+  void scheduleHwm(uint64_t delay);
+  void hwmPoll();
 
   // checking
   void afterEvent();
@@ -282,6 +285,8 @@ class World {
     Index target = 0;  // the index the new leader snapshots at
     uint64_t phaseUntil = 0;
   } suffix_;
+  Rng hwmRng_;  // the lost-write story (sim/hwm_story.cc): a stream of its own
+  uint32_t hwmHits_ = 0, hwmPolls_ = 0;
   NodeId pinnedTarget_ = kNoNode;  // while set, every client retry goes to this node
   EventQueue q_;
   std::vector<Node> nodes_;
