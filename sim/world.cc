@@ -6,6 +6,7 @@
 #include <kj/debug.h>
 
 #include "core/hash.h"
+#include "core/membership.h"
 #include "schemas/codec.h"
 #include "sim/linearizability.h"
 
@@ -165,6 +166,10 @@ void World::startNode(Node& n) {
     uint64_t effects = r.kv().effects() - lastEffects_[id - 1];
     lastEffects_[id - 1] = r.kv().effects();
     checker_.onApply(id, e, reply, effects);
+    if (e.kind == EntryKind::Config && !committedConfs_.count(e.index)) {
+      ConfState conf;
+      if (decodeConf(e.data, &conf)) committedConfs_.emplace(e.index, std::move(conf));
+    }
     checker_.onState(id, e.index, r.kv().digest(), "applying");
     node(id).appliedSeen = e.index;
   });
@@ -239,6 +244,7 @@ void World::scheduleTick(Node& n) {
 
 void World::persist(NodeId id, PersistBatch&& batch) {
   Node& n = node(id);
+  if (batch.snapshot) checkSnapshotConf(id, batch.snapshot->meta);
   if (batch.hardState && batch.hardState->vote != kNoNode &&
       (batch.hardState->vote != n.persistedVote || batch.hardState->term != n.persistedTerm)) {
     n.voteInFlush = true;

@@ -4,6 +4,8 @@
 
 #include <kj/debug.h>
 
+#include "core/membership.h"
+
 namespace kvr::sim {
 
 void World::checkPersistenceRule(NodeId from, const Message& m) {
@@ -76,6 +78,24 @@ void World::checkReadServer(NodeId server, Index committedAtArrival, History::Op
                " ", describeOperation(history_.op(op)).c_str(), " at applied index ", applied,
                ", but index ", committedAtArrival, " was committed before the read arrived")
            .cStr());
+}
+
+void World::checkSnapshotConf(NodeId id, const SnapshotMeta& meta) {
+  // A snapshot (taken here or received) records the configuration in force at its index:
+  // that of the newest committed Config entry at or below it (every one of those was
+  // applied somewhere before any snapshot covered it), else the initial voters.
+  ConfState want;
+  auto it = committedConfs_.upper_bound(meta.index);
+  if (it != committedConfs_.begin()) {
+    want = std::prev(it)->second;
+  } else {
+    for (uint32_t v = 1; v <= sc_.nodes; ++v) want.voters.push_back(v);
+  }
+  if (meta.conf == want) return;
+  fail("snapshot_conf", kj::str("n", id, " stores a snapshot at ", meta.index, " with ",
+                                describeConf(meta.conf).c_str(), "; in force there: ",
+                                describeConf(want).c_str())
+                            .cStr());
 }
 
 void World::observeRoles() {

@@ -165,6 +165,7 @@ class World {
   // is answered from (the server's applied index) must reach `committedAtArrival`.
   void checkReadServer(NodeId server, Index committedAtArrival, History::OpId op);
   void checkRecoveryEnd(Node& n);
+  void checkSnapshotConf(NodeId id, const SnapshotMeta& meta);
   void replayToRestarted(NodeId id);
   void deliver(NodeId from, uint64_t senderIncarnation, NodeId to, std::string bytes);
 
@@ -344,6 +345,8 @@ class World {
   std::unique_ptr<Timeline> timeline_;  // when RunOptions::timelinePath is set
   // The highest commit index any node has reached (committed entries stay committed).
   Index highestCommit_ = 0;
+  // Every committed Config entry's configuration, by index (from the apply observer).
+  std::map<Index, ConfState> committedConfs_;
 };
 
 }  // namespace kvr::sim
