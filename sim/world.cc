@@ -21,6 +21,7 @@ World::World(const Scenario& sc, const RunOptions& opts)
       clientRng_(rng_.fork()),
       fsRng_(rng_.fork()),
       memberRng_(sc.seed ^ 0x6a6f696e73ull),
+      memberStoryRng_(sc.seed ^ 0x6c6561726e6572ull),
       fig8Rng_(sc.seed ^ 0x666967757265ull),
       suffixRng_(sc.seed ^ 0x737566666978ull),
       hwmRng_(sc.seed ^ 0x68776d6c6f7374ull),
@@ -710,6 +711,9 @@ RunResult World::run() {
   if (chaos_ && sc_.membership()) scheduleMembership();
   if (chaos_ && figure8Enabled()) scheduleFigure8(fig8Rng_.between(200 * kMs, 3000 * kMs));
   if (chaos_ && suffixEnabled()) scheduleSuffix(suffixRng_.between(200 * kMs, 3000 * kMs));
+  if (chaos_ && memberStoryEnabled()) {
+    scheduleMemberStory(memberStoryRng_.between(500 * kMs, 4000 * kMs));
+  }
   if (chaos_) scheduleHwm(hwmRng_.between(200 * kMs, 3000 * kMs));
   while (!stop_ && withinBudget()) {
     if (!q_.runOne()) {

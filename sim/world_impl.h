@@ -209,6 +209,9 @@ class World {
   bool startConfRace(NodeId leader, const ConfState& conf);
   void confRaceStep();
   void splitSides(const std::vector<NodeId>& side);
+  bool memberStoryEnabled();
+  void scheduleMemberStory(uint64_t delay);
+  void memberStoryStep();
   // the Figure 8 story (sim/figure8.cc)
   bool figure8Enabled();
   void scheduleFigure8(uint64_t delay);
@@ -263,6 +266,13 @@ class World {
     uint64_t until = 0;
     uint64_t gen = 0;
   } race_;
+  // The learner stories (sim/membership.cc): a stream of their own.
+  Rng memberStoryRng_;
+  struct MemberStory {
+    uint32_t tries = 0;
+    uint32_t wanted = 0;          // learners the next story needs (0: not drawn yet)
+    uint64_t holdMembership = 0;  // the membership nemesis changes nothing until then
+  } memberStory_;
   Rng fig8Rng_;  // the Figure 8 story (sim/figure8.cc): a stream of its own
   struct Fig8 {
     enum Phase { Off, Depose, OldLeader, Rival, RivalLeads, Return, Overwrite };
