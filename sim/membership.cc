@@ -118,6 +118,10 @@ void World::membershipStep() {
   });
   if (*answered) return;  // refused at once: nothing changed
   ++result_.memberChanges;
+  // Now and then a snapshot at once, the change in the log but not yet applied: it must
+  // record the configuration as of its own index (checkSnapshotConf). Drawn from the
+  // stories' stream, so the nemesis's own draws stay what they were.
+  if (memberStoryRng_.chance(0.25)) leader.requestSnapshot();
   KJ_ASSERT(leader.raft().lastIndex() == before + 1);
   if (cc.type == ConfChangeType::AddLearner) joinNode(cc.id, leader.raft().conf());
 }
