@@ -145,9 +145,10 @@ void World::figure8Step() {
       // (a) Cut off as it takes office: what it sent is lost in flight.
       cutOffEach({l});
       for (auto& c : clients_) c.target = l;
-      fig8_.holdUntil =
-          q_.now() + fig8Rng_.between(1 * kMs, std::max<uint64_t>(2 * kMs, sc_.electionTicks *
-                                                                                kTickNs / 2));
+      fig8_.holdUntil = q_.now() +
+                        fig8Rng_.between(1 * kMs,
+                                         std::max<uint64_t>(2 * kMs,
+                                                            sc_.electionTicks * kTickNs / 2));
       trace(kj::str("figure 8 (a): n", l, " leads term ", fig8_.termA, " alone").cStr());
       nextPhase(Fig8::OldLeader);
       return;

@@ -221,7 +221,7 @@ class World {
   uint64_t figure8PhaseBudget() const;
   NodeId newLeaderAbove(Term term, NodeId except) const;
   void stripOwnTermEntries(Message& msg);
-  void cutOffEach(const std::vector<NodeId>& cut);  // each alone; the rest connected
+  void cutOffEach(const std::vector<NodeId>& cut);   // each alone; the rest connected
   void onlyGroup(const std::vector<NodeId>& group);  // the group, cut off from the rest
   // a divergent suffix meets a snapshot (sim/suffix_story.cc)
   bool suffixEnabled();
