@@ -30,13 +30,27 @@ constexpr double kFig8Share = 0.35;
 constexpr uint32_t kFig8MaxTries = 8;
 }  // namespace
 
-void World::scheduleFigure8(uint64_t delay) {
-  if (fig8_.tries >= kFig8MaxTries) return;
-  ++fig8_.tries;
-  q_.after(delay, [this]() {
+void World::retryStory(uint32_t& tries, uint32_t maxTries, Rng& rng, uint64_t delay,
+                       bool (World::*start)()) {
+  if (tries >= maxTries) return;
+  ++tries;
+  q_.after(delay, [this, &tries, maxTries, &rng, start]() {
     if (!chaos_ || stop_) return;
-    if (!startFigure8()) scheduleFigure8(fig8Rng_.between(100 * kMs, 1000 * kMs));
+    if (!(this->*start)()) {
+      retryStory(tries, maxTries, rng, rng.between(100 * kMs, 1000 * kMs), start);
+    }
   });
+}
+
+void World::scheduleFigure8(uint64_t delay) {
+  retryStory(fig8_.tries, kFig8MaxTries, fig8Rng_, delay, &World::startFigure8);
+}
+
+World::Node* World::figure8Node(NodeId id, const char* ifDown) {
+  Node& n = node(id);
+  if (n.up) return &n;
+  endFigure8(ifDown);
+  return nullptr;
 }
 
 bool World::figure8Enabled() {
@@ -65,17 +79,21 @@ void World::onlyGroup(const std::vector<NodeId>& group) {
     for (uint32_t b = 1; b <= slots(); ++b) blocked_[a][b] = in[a] != in[b];
 }
 
-bool World::startFigure8() {
+NodeId World::storyLeader() const {
   if (fig8_.phase != Fig8::Off || suffix_.phase != Suffix::Off || q_.now() < nemesisUntil_ ||
       q_.now() < flakyUntil_) {
-    return false;
+    return kNoNode;
   }
-  NodeId p = currentLeader();
-  if (p == kNoNode) return false;
   for (uint32_t id = 1; id <= sc_.nodes; ++id) {
-    const Node& n = node(id);
-    if (!n.up || n.dead || n.replica->raft().recovering()) return false;
+    const Node& n = nodes_[id - 1];
+    if (!n.up || n.dead || n.replica->raft().recovering()) return kNoNode;
   }
+  return currentLeader();
+}
+
+bool World::startFigure8() {
+  NodeId p = storyLeader();
+  if (p == kNoNode) return false;
   count(Fault::IsolateLeader);
   uint32_t tries = fig8_.tries;
   fig8_ = Fig8{};
@@ -154,12 +172,9 @@ void World::figure8Step() {
       return;
     }
     case Fig8::OldLeader: {
-      Node& ln = node(fig8_.l);
-      if (!ln.up) {
-        endFigure8("the old leader went down early");
-        return;
-      }
-      const Raft& r = ln.replica->raft();
+      Node* ln = figure8Node(fig8_.l, "the old leader went down early");
+      if (ln == nullptr) return;
+      const Raft& r = ln->replica->raft();
       if (q_.now() < fig8_.holdUntil || r.stableIndex() < r.lastIndex()) return;
       fig8_.firstA = 0;
       for (Index i = r.commitIndex() + 1; i <= r.lastIndex(); ++i) {
@@ -173,7 +188,7 @@ void World::figure8Step() {
         endFigure8("the old leader holds no entry of its term");
         return;
       }
-      crashNode(ln, "figure 8 (a)");
+      crashNode(*ln, "figure 8 (a)");
       nextPhase(Fig8::Rival);
       return;
     }
@@ -188,14 +203,11 @@ void World::figure8Step() {
       return;
     }
     case Fig8::RivalLeads: {
-      Node& rn = node(fig8_.r);
-      if (!rn.up) {
-        endFigure8("the rival went down early");
-        return;
-      }
-      const Raft& r = rn.replica->raft();
+      Node* rn = figure8Node(fig8_.r, "the rival went down early");
+      if (rn == nullptr) return;
+      const Raft& r = rn->replica->raft();
       if (r.stableIndex() < r.lastIndex() || r.lastTerm() != fig8_.termB) return;
-      crashNode(rn, "figure 8 (b)");
+      crashNode(*rn, "figure 8 (b)");
       // (c) Witnesses: f nodes whose logs end before the old leader's term.
       std::vector<NodeId> pool;
       for (uint32_t id = 1; id <= sc_.nodes; ++id) {
@@ -224,12 +236,9 @@ void World::figure8Step() {
       return;
     }
     case Fig8::Return: {
-      Node& ln = node(fig8_.l);
-      if (!ln.up) {
-        endFigure8("the old leader went down in (c)");
-        return;
-      }
-      const Raft& r = ln.replica->raft();
+      Node* ln = figure8Node(fig8_.l, "the old leader went down in (c)");
+      if (ln == nullptr) return;
+      const Raft& r = ln->replica->raft();
       if (r.role() != Role::Leader || r.term() <= fig8_.termB) return;
       if (fig8_.termC != r.term()) {
         fig8_.termC = r.term();
@@ -239,7 +248,7 @@ void World::figure8Step() {
       trace(kj::str("figure 8 (c): n", fig8_.l, " leads term ", fig8_.termC, ", commit ",
                     r.commitIndex())
                 .cStr());
-      crashNode(ln, "figure 8 (c)");
+      crashNode(*ln, "figure 8 (c)");
       // (d) The rival with the same witnesses.
       std::vector<NodeId> group = fig8_.witnesses;
       group.push_back(fig8_.r);

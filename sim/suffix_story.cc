@@ -34,25 +34,12 @@ bool World::suffixEnabled() {
 }
 
 void World::scheduleSuffix(uint64_t delay) {
-  if (suffix_.tries >= kSuffixMaxTries) return;
-  ++suffix_.tries;
-  q_.after(delay, [this]() {
-    if (!chaos_ || stop_) return;
-    if (!startSuffix()) scheduleSuffix(suffixRng_.between(100 * kMs, 1000 * kMs));
-  });
+  retryStory(suffix_.tries, kSuffixMaxTries, suffixRng_, delay, &World::startSuffix);
 }
 
 bool World::startSuffix() {
-  if (suffix_.phase != Suffix::Off || fig8_.phase != Fig8::Off || q_.now() < nemesisUntil_ ||
-      q_.now() < flakyUntil_) {
-    return false;
-  }
-  NodeId l = currentLeader();
+  NodeId l = storyLeader();
   if (l == kNoNode) return false;
-  for (uint32_t id = 1; id <= sc_.nodes; ++id) {
-    const Node& n = node(id);
-    if (!n.up || n.dead || n.replica->raft().recovering()) return false;
-  }
   uint32_t tries = suffix_.tries;
   suffix_ = Suffix{};
   suffix_.tries = tries;

@@ -212,7 +212,15 @@ class World {
   bool memberStoryEnabled();
   void scheduleMemberStory(uint64_t delay);
   void memberStoryStep();
+  // Calls `start` after `delay`, and again 0.1-1 s later while it declines, at most
+  // `maxTries` times in all (counted in `tries`).
+  void retryStory(uint32_t& tries, uint32_t maxTries, Rng& rng, uint64_t delay,
+                  bool (World::*start)());
+  // The leader a story may start from: none while another story or nemesis plays, or
+  // while one of the initial nodes is down or recovering.
+  NodeId storyLeader() const;
   // the Figure 8 story (sim/figure8.cc)
+  Node* figure8Node(NodeId id, const char* ifDown);  // null (and the story ends) if down
   bool figure8Enabled();
   void scheduleFigure8(uint64_t delay);
   bool startFigure8();
