@@ -425,3 +425,96 @@ void World::memberStoryStep() {
 }
 
 }  // namespace kvr::sim
+
+namespace kvr::sim {
+
+// The solo story: removals left one voter V and a learner. V restarts (its next fsync
+// slow) with every client pinned to it, wins a term alone and takes writes; it crashes
+// before that term is durable, comes back a term lower and wins the same term again
+// with other writes. Nothing of the first reign may have reached the learner (a single
+// voter sends nothing at a term before the term is durable): the learner would hold
+// other entries under the same index and term, and apply them.
+void World::soloPoll() {
+  if (!chaos_ || stop_ || solo_.runs >= 3 || ++solo_.polls > 2000) return;
+  q_.after(soloRng_.between(20 * kMs, 60 * kMs), [this]() { soloPoll(); });
+  if (solo_.phase != 0 || fig8_.phase != Fig8::Off || suffix_.phase != Suffix::Off ||
+      race_.phase != 0 || q_.now() < nemesisUntil_ || q_.now() < flakyUntil_) {
+    return;
+  }
+  NodeId v = currentLeader();
+  if (v == kNoNode) return;
+  const ConfState& conf = node(v).replica->raft().conf();
+  if (conf.voters.size() != 1 || conf.voters[0] != v) return;
+  // A learner caught up: the first reign's entries reach it at once.
+  bool learnerReady = false;
+  for (NodeId id : conf.learners) {
+    const Node& l = node(id);
+    learnerReady = learnerReady || (l.up && l.replica->raft().lastIndex() >=
+                                                node(v).replica->raft().lastIndex());
+  }
+  if (!learnerReady) return;
+  ++solo_.runs;
+  solo_.phase = 1;
+  solo_.voter = v;
+  solo_.term = node(v).replica->raft().term();
+  solo_.until = q_.now() + 3000 * kMs;
+  nemesisUntil_ = calmUntil_ = solo_.until;
+  memberStory_.holdMembership = solo_.until;
+  pinnedTarget_ = v;
+  for (auto& c : clients_) c.target = v;
+  trace(kj::str("solo story: n", v, " restarts, clients pinned to it").cStr());
+  Node& n = node(v);
+  crashNode(n, "solo story");
+  n.slowNextFsync = true;
+  q_.after(soloRng_.between(5 * kMs, 30 * kMs), [this, v]() {
+    Node& m = node(v);
+    if (!m.up && !m.dead) startNode(m);
+  });
+}
+
+void World::soloStep() {
+  Node& n = node(solo_.voter);
+  auto end = [this]() {
+    solo_.phase = 0;
+    pinnedTarget_ = kNoNode;
+    unblockAll();
+    ++partitionGen_;
+  };
+  if (!chaos_ || q_.now() > solo_.until) {
+    end();
+    return;
+  }
+  if (!n.up) return;
+  const Raft& r = n.replica->raft();
+  if (r.role() != Role::Leader || r.term() <= solo_.term) return;
+  if (solo_.phase == 1) {
+    solo_.phase = 2;
+    solo_.term = r.term() - 1;  // the same term again after the crash
+    solo_.at = q_.now() + soloRng_.between(20 * kMs, 90 * kMs);
+  } else if (solo_.phase == 2 && q_.now() >= solo_.at) {
+    if (n.store->durableState().hardState.term >= r.term()) {
+      end();  // too late: the term is durable
+      return;
+    }
+    solo_.phase = 3;
+    trace(kj::str("solo story: n", n.id, " crashes before term ", r.term(), " is durable")
+              .cStr());
+    // Power loss: none of the term's writes survives, nor what it had sent that the
+    // network had not delivered; and until it leads again nothing reaches it from the
+    // learners (an answer at the lost term would teach it that term).
+    const std::vector<NodeId> learners = r.conf().learners;  // r dies with the crash
+    n.lostOutbox = n.incarnation;
+    crashNode(n, "solo story", false);
+    for (NodeId l : learners) blocked_[l][n.id] = true;
+    NodeId v = n.id;
+    q_.after(soloRng_.between(5 * kMs, 30 * kMs), [this, v]() {
+      Node& m = node(v);
+      if (!m.up && !m.dead) startNode(m);
+    });
+  } else if (solo_.phase == 3) {
+    trace(kj::str("solo story: n", n.id, " leads term ", r.term(), " again").cStr());
+    end();
+  }
+}
+
+}  // namespace kvr::sim

@@ -22,6 +22,7 @@ World::World(const Scenario& sc, const RunOptions& opts)
       fsRng_(rng_.fork()),
       memberRng_(sc.seed ^ 0x6a6f696e73ull),
       memberStoryRng_(sc.seed ^ 0x6c6561726e6572ull),
+      soloRng_(sc.seed ^ 0x736f6c6f766f7465ull),
       fig8Rng_(sc.seed ^ 0x666967757265ull),
       suffixRng_(sc.seed ^ 0x737566666978ull),
       hwmRng_(sc.seed ^ 0x68776d6c6f7374ull),
@@ -199,7 +200,7 @@ void World::startNode(Node& n) {
   scheduleTick(n);
 }
 
-void World::crashNode(Node& n, const char* why) {
+void World::crashNode(Node& n, const char* why, bool mayTear) {
   if (!n.up) return;
   trace(kj::str("n", n.id, " crash (", why, ")").cStr());
   noteNodeTrouble(n.id, q_.now());
@@ -217,7 +218,7 @@ void World::crashNode(Node& n, const char* why) {
     }
     n.durableCommittedFloor = std::max(n.durableCommittedFloor, floor);
   }
-  n.store->crash(faultRng_, sc_.faults.has(Fault::TornWrite));
+  n.store->crash(faultRng_, mayTear && sc_.faults.has(Fault::TornWrite));
   n.flushScheduled = false;
   n.flushing = false;
   n.failNextFsync = false;
@@ -276,6 +277,11 @@ void World::flush(Node& n, uint64_t inc) {
   // fsync takes 50 us to 2 ms: long enough, next to sub-millisecond messages, that a
   // crash often lands while acknowledgements wait for it.
   uint64_t latency = 50'000 + netRng_.below(netRng_.chance(0.5) ? 150'000 : 2'000'000);
+  if (n.slowNextFsync) {
+    n.slowNextFsync = false;
+    latency += soloRng_.between(100 * kMs, 300 * kMs);
+    noteNodeTrouble(n.id, q_.now() + latency);
+  }
   if (!calm() && sc_.slowFsyncP > 0 && faultRng_.chance(sc_.slowFsyncP)) {
     latency += faultRng_.between(10 * kMs, 200 * kMs);
     count(Fault::SlowFsync);
@@ -711,6 +717,9 @@ RunResult World::run() {
   if (chaos_ && sc_.membership()) scheduleMembership();
   if (chaos_ && figure8Enabled()) scheduleFigure8(fig8Rng_.between(200 * kMs, 3000 * kMs));
   if (chaos_ && suffixEnabled()) scheduleSuffix(suffixRng_.between(200 * kMs, 3000 * kMs));
+  if (chaos_ && sc_.membership() && soloRng_.chance(0.9)) {
+    q_.after(soloRng_.between(500 * kMs, 3000 * kMs), [this]() { soloPoll(); });
+  }
   if (chaos_ && memberStoryEnabled()) {
     scheduleMemberStory(memberStoryRng_.between(500 * kMs, 4000 * kMs));
   }

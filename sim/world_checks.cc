@@ -254,6 +254,7 @@ void World::afterEvent() {
   // Last: it may crash a node, and the checks above must see what it did as leader.
   if (fig8_.phase != Fig8::Off) figure8Step();
   if (suffix_.phase != Suffix::Off) suffixStep();
+  if (solo_.phase != 0) soloStep();
 }
 
 }  // namespace kvr::sim

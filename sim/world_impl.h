@@ -98,6 +98,7 @@ class World {
     bool flushScheduled = false;
     bool flushing = false;
     bool failNextFsync = false;
+    bool slowNextFsync = false;  // the solo story: its next fsync takes 100-300 ms
     uint64_t restartAt = 0;
     NodeId persistedVote = kNoNode;  // last vote handed to storage
     Term persistedTerm = 0;
@@ -135,7 +136,7 @@ class World {
 
   // nodes
   void startNode(Node& n);
-  void crashNode(Node& n, const char* why);
+  void crashNode(Node& n, const char* why, bool mayTear = true);  // mayTear: torn writes
   void scheduleTick(Node& n);
   void persist(NodeId id, PersistBatch&& batch);
   void scheduleFlush(Node& n);
@@ -210,6 +211,8 @@ class World {
   void confRaceStep();
   void splitSides(const std::vector<NodeId>& side);
   bool memberStoryEnabled();
+  void soloPoll();
+  void soloStep();
   void scheduleMemberStory(uint64_t delay);
   void memberStoryStep();
   // Calls `start` after `delay`, and again 0.1-1 s later while it declines, at most
@@ -281,6 +284,15 @@ class World {
     uint32_t wanted = 0;          // learners the next story needs (0: not drawn yet)
     uint64_t holdMembership = 0;  // the membership nemesis changes nothing until then
   } memberStory_;
+  // The solo story (sim/membership.cc): a stream of its own.
+  Rng soloRng_;
+  struct Solo {
+    int phase = 0;  // 0 off, 1 restarted, 2 leads (term not durable), 3 leads again
+    NodeId voter = kNoNode;
+    Term term = 0;
+    uint32_t polls = 0, runs = 0;
+    uint64_t at = 0, until = 0;
+  } solo_;
   Rng fig8Rng_;  // the Figure 8 story (sim/figure8.cc): a stream of its own
   struct Fig8 {
     enum Phase { Off, Depose, OldLeader, Rival, RivalLeads, Return, Overwrite };
