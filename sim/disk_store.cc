@@ -166,4 +166,39 @@ bool DiskStore::misdirectWriteAtRest(Rng& rng) {
   return true;
 }
 
+bool DiskStore::loseNewestEntriesAtRest(Index committed) {
+  std::string newest;
+  for (const auto& name : fs_.list(kDir)) {
+    if (name.rfind("wal-", 0) == 0) newest = disk::joinPath(kDir, name);
+  }
+  if (newest.empty()) return false;
+  const std::string bytes = fs_.contents(newest);
+  // Every valid header copy: the newest Entries record (by seq) and whether one follows.
+  uint64_t entriesSeq = 0, lastSeq = 0;
+  size_t at = 0;
+  disk::RecordHeader found;
+  for (size_t pos = 0; pos + disk::kRecordHeaderBytes <= bytes.size(); ++pos) {
+    if (bytes[pos] != 'K') continue;
+    auto h = disk::parseHeader(std::string_view(bytes).substr(pos));
+    if (!h) continue;
+    lastSeq = std::max(lastSeq, h->seq);
+    if (h->type == disk::RecordType::Entries && h->seq > entriesSeq) {
+      entriesSeq = h->seq;
+      at = pos;  // the first copy: the record starts here
+      found = *h;
+    }
+  }
+  if (entriesSeq == 0 || lastSeq <= entriesSeq || found.a > committed) return false;
+  const uint64_t sector = at / SimFileSystem::kSectorBytes;
+  const uint64_t end = at + found.recordBytes() - 1;
+  if (end / SimFileSystem::kSectorBytes != sector) return false;  // one copy would survive
+  // Never the sector of the segment's last trailer (a lost final write looks unwritten).
+  if (bytes.size() < disk::kRecordHeaderBytes ||
+      sector >= (bytes.size() - disk::kRecordHeaderBytes) / SimFileSystem::kSectorBytes) {
+    return false;
+  }
+  fs_.loseSector(newest, sector);
+  return true;
+}
+
 }  // namespace kvr::sim

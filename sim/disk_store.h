@@ -30,6 +30,7 @@ class DiskStore final : public NodeStore {
   bool flipBitAtRest(Rng& rng) override;
   bool loseWriteAtRest(Rng& rng) override;
   bool misdirectWriteAtRest(Rng& rng) override;
+  bool loseNewestEntriesAtRest(Index committed) override;
   const RecoveredState& durableState() const override { return shadow_.durable(); }
   bool corrupted() const override {
     const SimFsFaultStats& f = fs_.faults();

@@ -19,6 +19,9 @@ namespace kvr::sim {
 
 namespace {
 
+constexpr double kMemberStoryShare = 0.5;
+constexpr uint32_t kMemberStoryMaxTries = 200;
+
 ConfChange addChange(NodeId id) {
   return ConfChange{ConfChangeType::AddLearner, id, kj::str("sim:n", id, ":raft").cStr(),
                     kj::str("sim:n", id, ":client").cStr()};
@@ -46,7 +49,7 @@ void World::membershipStep() {
   if (lid == kNoNode) return;
   Replica& leader = *node(lid).replica;
   const ConfState conf = leader.raft().conf();
-  if (race_.phase != 0 || stale_.phase != 0) return;
+  if (race_.phase != 0 || stale_.phase != 0 || q_.now() < memberStory_.holdMembership) return;
   if (memberRng_.chance(0.15)) {
     tryBadChange(leader, conf);
     return;
@@ -128,6 +131,10 @@ void World::membershipStep() {
   });
   if (*answered) return;  // refused at once: nothing changed
   ++result_.memberChanges;
+  // Now and then a snapshot at once, the change in the log but not yet applied: it must
+  // record the configuration as of its own index (checkSnapshotConf). Drawn from the
+  // stories' stream, so the nemesis's own draws stay what they were.
+  if (memberStoryRng_.chance(0.25)) leader.requestSnapshot();
   KJ_ASSERT(leader.raft().lastIndex() == before + 1);
   if (cc.type == ConfChangeType::AddLearner) joinNode(cc.id, leader.raft().conf());
 }
@@ -374,6 +381,139 @@ void World::checkCommitQuorum(Node& ln) {
                  holding, " of the voters ", describeConf(conf).c_str())
              .cStr());
   }
+}
+
+}  // namespace kvr::sim
+
+namespace kvr::sim {
+
+// Two stories about learners, told in about half of the membership seeds from a stream
+// of their own, while the membership nemesis holds off:
+//
+// - the learner companion: the leader is cut off with f-1 voters and one learner (a
+//   minority of the voters, a majority if the learner counted). Clients on both sides:
+//   the old leader must not keep its lease or answer reads on the learner's acks while
+//   the majority elects and commits.
+// - two promotions: the leader, cut off the same way with two learners, promotes one and
+//   at once asks to promote the other. It must refuse the second while the first is
+//   uncommitted: with both in its log its side (f voters and two learners) would be a
+//   majority of the new voters and commit, while the old majority elects and commits too.
+//
+// Both need an odd number of voters (an even one leaves neither side a majority); the
+// story adds the learners it needs from the spare slots first.
+void World::scheduleMemberStory(uint64_t delay) {
+  if (memberStory_.tries >= kMemberStoryMaxTries) return;
+  ++memberStory_.tries;
+  q_.after(delay, [this]() {
+    if (!chaos_ || stop_) return;
+    memberStoryStep();
+  });
+}
+
+bool World::memberStoryEnabled() {
+  bool drawn = memberStoryRng_.chance(kMemberStoryShare);
+  return drawn && sc_.membership() && sc_.nodes >= 3;
+}
+
+void World::memberStoryStep() {
+  uint64_t retry = memberStoryRng_.between(100 * kMs, 600 * kMs);
+  NodeId lid = currentLeader();
+  bool busy = fig8_.phase != Fig8::Off || suffix_.phase != Suffix::Off || race_.phase != 0 ||
+              q_.now() < nemesisUntil_ || q_.now() < flakyUntil_;
+  if (busy || lid == kNoNode) {
+    scheduleMemberStory(retry);
+    return;
+  }
+  if (memberStory_.wanted == 0) {
+    memberStory_.wanted = memberStoryRng_.chance(0.5) && sc_.spares >= 2 ? 2 : 1;
+  }
+  memberStory_.holdMembership = q_.now() + 5000 * kMs;  // the nemesis waits for the shape
+  Replica& leader = *node(lid).replica;
+  const Raft& r = leader.raft();
+  const ConfState conf = r.conf();
+  if (conf.voters.size() < 3 || conf.voters.size() % 2 == 0 || !isVoterIn(conf, lid)) {
+    // The nemesis will change it; look again later.
+    memberStory_.holdMembership = 0;
+    scheduleMemberStory(memberStoryRng_.between(500 * kMs, 2000 * kMs));
+    return;
+  }
+  std::vector<NodeId> ready;
+  for (NodeId id : conf.learners) {
+    const Node& n = node(id);
+    if (n.up && !n.dead && n.replica->raft().lastIndex() >= r.commitIndex()) {
+      ready.push_back(id);
+    }
+  }
+  if (ready.size() < memberStory_.wanted) {
+    if (conf.learners.size() < memberStory_.wanted) {
+      // Add a spare as a learner (it joins empty and catches up).
+      for (auto& n : nodes_) {
+        if (n.id <= sc_.nodes || n.removed || isMemberOf(conf, n.id)) continue;
+        if (conf.voters.size() + conf.learners.size() >= limits::kMaxNodes) break;
+        auto answered = std::make_shared<bool>(false);
+        leader.proposeConfChange(addChange(n.id),
+                                 [answered](ConfChangeReply) { *answered = true; });
+        if (!*answered) {
+          ++result_.memberChanges;
+          trace(kj::str("member story: n", lid, " adds learner n", n.id).cStr());
+          joinNode(n.id, leader.raft().conf());
+        }
+        break;
+      }
+    }
+    scheduleMemberStory(retry);
+    return;
+  }
+  memberStory_.holdMembership = 0;
+  // The cut: the leader, f-1 other voters, and the learners.
+  const size_t f = (conf.voters.size() - 1) / 2;
+  std::vector<NodeId> side{lid}, others;
+  for (NodeId v : conf.voters) {
+    if (v != lid) others.push_back(v);
+  }
+  while (side.size() < f) {
+    size_t k = memberStoryRng_.below(others.size());
+    side.push_back(others[k]);
+    others.erase(others.begin() + static_cast<std::ptrdiff_t>(k));
+  }
+  std::vector<NodeId> learners;
+  while (learners.size() < memberStory_.wanted) {
+    size_t k = memberStoryRng_.below(ready.size());
+    learners.push_back(ready[k]);
+    ready.erase(ready.begin() + static_cast<std::ptrdiff_t>(k));
+  }
+  side.insert(side.end(), learners.begin(), learners.end());
+  onlyGroup(side);
+  count(Fault::Partition);
+  for (auto& c : clients_) {
+    c.target = memberStoryRng_.chance(0.5) ? lid : others[memberStoryRng_.below(others.size())];
+  }
+  uint64_t hold = memberStoryRng_.between(3, 12) * sc_.electionTicks * kTickNs;
+  nemesisUntil_ = calmUntil_ = q_.now() + hold;
+  memberStory_.holdMembership = q_.now() + hold;
+  trace(kj::str("member story: leader n", lid, " cut off with ", side.size() - 1,
+                " others, learners ", learners.size())
+            .cStr());
+  if (learners.size() == 2) {
+    for (NodeId id : learners) {
+      auto got = std::make_shared<std::optional<ConfChangeReply>>();
+      leader.proposeConfChange(ConfChange{ConfChangeType::Promote, id, {}, {}},
+                               [got](ConfChangeReply rep) { *got = rep; });
+      trace(kj::str("member story: n", lid, " promotes n", id, ": ",
+                    *got ? confChangeErrorText((*got)->error) : "accepted")
+                .cStr());
+      if (!*got) ++result_.memberChanges;
+    }
+  }
+  uint64_t gen = partitionGen_;
+  q_.after(hold, [this, gen]() {
+    if (!chaos_ || gen != partitionGen_) return;
+    unblockAll();
+    ++partitionGen_;
+    trace("member story: healed");
+  });
+  memberStory_.wanted = 0;
+  scheduleMemberStory(hold + memberStoryRng_.between(1000 * kMs, 5000 * kMs));
 }
 
 }  // namespace kvr::sim

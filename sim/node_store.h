@@ -37,6 +37,10 @@ class NodeStore : public Storage {
   // never happened: docs/STORAGE.md). False if there is no such place yet.
   virtual bool loseWriteAtRest(Rng&) { return false; }
   virtual bool misdirectWriteAtRest(Rng&) { return false; }
+  // A lost write aimed at the newest WAL segment's newest Entries record when that
+  // record lies within one sector, holds an entry at or below `committed`, and a later
+  // record follows it (whose hwm alone then tells what the node held). False otherwise.
+  virtual bool loseNewestEntriesAtRest(Index /*committed*/) { return false; }
   // Whether a fault at rest (flip, lost or misdirected write) was injected: only then
   // may recovery find damage, refuse, or start the node recovering.
   virtual bool corrupted() const { return false; }

@@ -21,6 +21,10 @@ World::World(const Scenario& sc, const RunOptions& opts)
       clientRng_(rng_.fork()),
       fsRng_(rng_.fork()),
       memberRng_(sc.seed ^ 0x6a6f696e73ull),
+      memberStoryRng_(sc.seed ^ 0x6c6561726e6572ull),
+      fig8Rng_(sc.seed ^ 0x666967757265ull),
+      suffixRng_(sc.seed ^ 0x737566666978ull),
+      hwmRng_(sc.seed ^ 0x68776d6c6f7374ull),
       checker_(sc.nodes + sc.spares) {
   faultStreamSeed_ = rng_.next();
   opStreamSeed_ = rng_.next();
@@ -243,6 +247,7 @@ void World::scheduleTick(Node& n) {
 
 void World::persist(NodeId id, PersistBatch&& batch) {
   Node& n = node(id);
+  if (batch.snapshot) checkSnapshotConf(id, batch.snapshot->meta);
   if (batch.hardState && batch.hardState->vote != kNoNode &&
       (batch.hardState->vote != n.persistedVote || batch.hardState->term != n.persistedTerm)) {
     n.voteInFlush = true;
@@ -364,6 +369,7 @@ void World::sendMessage(NodeId from, Message&& msg) {
   ++result_.messages;
   NodeId to = msg.to;
   KJ_REQUIRE(to >= 1 && to <= slots(), "message to an unknown node", to);
+  if (fig8_.phase != Fig8::Off && from == fig8_.l) stripOwnTermEntries(msg);
   // Every message crosses the wire codec, so encoding is tested with everything else.
   std::string bytes = codec::encodeMessageBytes(kClusterId, msg);
   wireBytes_ += bytes.size();
@@ -573,9 +579,21 @@ void World::clientSend(Client& c) {
           });
         });
   });
-  q_.after(kClientTimeoutNs, [this, cid, seq]() {
+  // While the suffix story grows a cut-off leader's log, clients give up fast: a write
+  // is retried (each attempt is one more entry there), a read is given up.
+  bool hurry = suffix_.phase == Suffix::Grow;
+  q_.after(hurry ? kHurriedClientTimeoutNs : kClientTimeoutNs, [this, cid, seq, hurry]() {
     Client& c = clients_[cid - 1];
     if (!c.busy || c.attemptSeq != seq) return;
+    if (hurry && !c.opening && !c.cmd.isWrite()) {
+      history_.giveUp(c.hop, "timed out; moved on");
+      clientFinish(c);
+      return;
+    }
+    if (hurry) {
+      clientRetry(c, c.target, 0);
+      return;
+    }
     // A sticky client (it knows one endpoint) tries the same node again: a cut-off
     // leader keeps appending its retries, so its minority's divergent suffix grows, and
     // keeps reading there while the others move on and write through a new leader.
@@ -604,6 +622,7 @@ void World::clientRetry(Client& c, NodeId hint, uint64_t delay) {
     return;
   }
   c.target = hint != kNoNode ? hint : static_cast<NodeId>(clientRng_.between(1, slots()));
+  if (pinnedTarget_ != kNoNode) c.target = pinnedTarget_;
   uint64_t seq = ++c.attemptSeq;  // invalidates the old attempt's timeout
   uint32_t cid = c.id;
   q_.after(delay, [this, cid, seq]() {
@@ -710,6 +729,12 @@ RunResult World::run() {
   }
   if (chaos_) scheduleFault(faultRng_.below(2 * sc_.faultEveryNs) + 1);
   if (chaos_ && sc_.membership()) scheduleMembership();
+  if (chaos_ && figure8Enabled()) scheduleFigure8(fig8Rng_.between(200 * kMs, 3000 * kMs));
+  if (chaos_ && suffixEnabled()) scheduleSuffix(suffixRng_.between(200 * kMs, 3000 * kMs));
+  if (chaos_ && memberStoryEnabled()) {
+    scheduleMemberStory(memberStoryRng_.between(500 * kMs, 4000 * kMs));
+  }
+  if (chaos_) scheduleHwm(hwmRng_.between(200 * kMs, 3000 * kMs));
   while (!stop_ && withinBudget()) {
     if (!q_.runOne()) {
       fail("liveness", "event queue ran dry");

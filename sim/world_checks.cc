@@ -4,6 +4,8 @@
 
 #include <kj/debug.h>
 
+#include "core/membership.h"
+
 namespace kvr::sim {
 
 void World::checkPersistenceRule(NodeId from, const Message& m) {
@@ -76,6 +78,28 @@ void World::checkReadServer(NodeId server, Index committedAtArrival, History::Op
                " ", describeOperation(history_.op(op)).c_str(), " at applied index ", applied,
                ", but index ", committedAtArrival, " was committed before the read arrived")
            .cStr());
+}
+
+void World::checkSnapshotConf(NodeId id, const SnapshotMeta& meta) {
+  // A snapshot (taken here or received) records the configuration in force at its index:
+  // that of the newest committed Config entry at or below it (every one of those was
+  // applied somewhere before any snapshot covered it), else the initial voters.
+  ConfState want;
+  auto it = committedConfs_.upper_bound(meta.index);
+  if (it != committedConfs_.begin()) {
+    want = std::prev(it)->second;
+  } else {
+    for (uint32_t v = 1; v <= sc_.nodes; ++v) want.voters.push_back(v);
+  }
+  if (meta.conf == want) return;
+  // A node that joined knows nothing before its own addition: below the first Config
+  // entry its log holds, its configuration is the one it booted with (which has it).
+  const ConfState& boot = node(id).bootConf;
+  if (!boot.voters.empty() && meta.conf == boot) return;
+  fail("snapshot_conf", kj::str("n", id, " stores a snapshot at ", meta.index, " with ",
+                                describeConf(meta.conf).c_str(),
+                                "; in force there: ", describeConf(want).c_str())
+                            .cStr());
 }
 
 void World::observeRoles() {
@@ -203,33 +227,6 @@ void World::checkRecoveryEnd(Node& n) {
   n.recovering = r.recovering();
 }
 
-// A snapshot's configuration is the one in force at its index: the newest Config entry
-// at or below it that was committed (every one was applied somewhere before a snapshot
-// could cover it), else the initial voters. A newer, uncommitted one may still be cut
-// from the log, and a node restarting from the snapshot would then use a configuration
-// that never was.
-void World::checkSnapshotConf(Node& n) {
-  const Snapshot& snap = n.replica->raft().snapshot();
-  if (snap.meta.index == n.snapshotConfChecked) return;
-  n.snapshotConfChecked = snap.meta.index;
-  if (snap.meta.index == 0) return;
-  ConfState want;
-  auto it = committedConfs_.upper_bound(snap.meta.index);
-  if (it != committedConfs_.begin()) {
-    want = std::prev(it)->second;
-  } else {
-    for (uint32_t i = 1; i <= sc_.nodes; ++i) want.voters.push_back(i);
-  }
-  // A node that joined later starts from the configuration it was given (bootConf), which
-  // stands until the first Config entry in its log.
-  if (snap.meta.conf == want || (!n.bootConf.voters.empty() && snap.meta.conf == n.bootConf))
-    return;
-  fail("snapshot_conf", kj::str("n", n.id, "'s snapshot at ", snap.meta.index, " records ",
-                                describeConf(snap.meta.conf).c_str(), ", but ",
-                                describeConf(want).c_str(), " was in force there")
-                            .cStr());
-}
-
 void World::afterEvent() {
   if (timeline_) observeTimeline();
   if (stop_) return;
@@ -257,7 +254,6 @@ void World::afterEvent() {
     // state must be what the replicas that applied up to there had.
     if (!n.up) continue;
     checkRecoveryEnd(n);
-    if (sc_.membership()) checkSnapshotConf(n);
     Index applied = n.replica->kv().appliedIndex();
     if (applied != n.appliedSeen) {
       n.appliedSeen = applied;
@@ -267,7 +263,11 @@ void World::afterEvent() {
   if (q_.executed() % kFullCheckEvery == 0) checker_.fullCheck(reps);
   if (checker_.failed()) {
     fail(checker_.violation()->property, checker_.violation()->detail);
+    return;
   }
+  // Last: it may crash a node, and the checks above must see what it did as leader.
+  if (fig8_.phase != Fig8::Off) figure8Step();
+  if (suffix_.phase != Suffix::Off) suffixStep();
 }
 
 }  // namespace kvr::sim

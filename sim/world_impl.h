@@ -23,6 +23,7 @@ constexpr uint64_t kMs = 1'000'000;
 constexpr uint64_t kTickNs = 10 * kMs;
 constexpr uint64_t kClusterId = 0x6b767261667431ull;
 constexpr uint64_t kClientTimeoutNs = 400 * kMs;
+constexpr uint64_t kHurriedClientTimeoutNs = 50 * kMs;
 constexpr uint32_t kMaxAttemptsInChaos = 40;
 constexpr uint64_t kLivenessBudgetNs = 60'000 * kMs;  // a healed cluster must finish within
 constexpr uint64_t kFullCheckEvery = 512;
@@ -105,7 +106,6 @@ class World {
     // The hard state its storage reported durable, and those handed over but not yet
     // durable (by batch seq): a leader's own vote must be durable (vote_durability).
     HardState durableHardState;
-    Index snapshotConfChecked = 0;  // the snapshot index checkSnapshotConf last saw
     std::deque<std::pair<uint64_t, HardState>> hardStatesInFlight;
     Index appliedSeen = 0;    // applied index after the last observed apply
     bool wasLeader = false;   // for the flaky-leader nemesis
@@ -170,6 +170,7 @@ class World {
   // is answered from (the server's applied index) must reach `committedAtArrival`.
   void checkReadServer(NodeId server, Index committedAtArrival, History::OpId op);
   void checkRecoveryEnd(Node& n);
+  void checkSnapshotConf(NodeId id, const SnapshotMeta& meta);
   void replayToRestarted(NodeId id);
   void deliver(NodeId from, uint64_t senderIncarnation, NodeId to, std::string bytes);
 
@@ -213,7 +214,6 @@ class World {
   bool startConfRace(NodeId leader, const ConfState& conf);
   void startLoneVoterStory(NodeId voter);
   bool startChangePile(NodeId leader, const ConfState& conf);
-  void checkSnapshotConf(Node& n);
   // the stale voter (sim/stale_voter.cc)
   bool startStaleVoter(NodeId leader, const ConfState& conf);
   void staleVoterStep();
@@ -221,6 +221,37 @@ class World {
   void holdCalm(uint64_t until);  // no random fault until then
   void confRaceStep();
   void splitSides(const std::vector<NodeId>& side);
+  bool memberStoryEnabled();
+  void scheduleMemberStory(uint64_t delay);
+  void memberStoryStep();
+  // Calls `start` after `delay`, and again 0.1-1 s later while it declines, at most
+  // `maxTries` times in all (counted in `tries`).
+  void retryStory(uint32_t& tries, uint32_t maxTries, Rng& rng, uint64_t delay,
+                  bool (World::*start)());
+  // The leader a story may start from: none while another story or nemesis plays, or
+  // while one of the initial nodes is down or recovering.
+  NodeId storyLeader() const;
+  // the Figure 8 story (sim/figure8.cc)
+  Node* figure8Node(NodeId id, const char* ifDown);  // null (and the story ends) if down
+  bool figure8Enabled();
+  void scheduleFigure8(uint64_t delay);
+  bool startFigure8();
+  void figure8Step();
+  void endFigure8(const char* how);
+  uint64_t figure8PhaseBudget() const;
+  NodeId newLeaderAbove(Term term, NodeId except) const;
+  void stripOwnTermEntries(Message& msg);
+  void cutOffEach(const std::vector<NodeId>& cut);   // each alone; the rest connected
+  void onlyGroup(const std::vector<NodeId>& group);  // the group, cut off from the rest
+  // a divergent suffix meets a snapshot (sim/suffix_story.cc)
+  bool suffixEnabled();
+  void scheduleSuffix(uint64_t delay);
+  bool startSuffix();
+  void suffixStep();
+  void endSuffix(const char* how);
+  // a lost write only the high-water mark tells of (sim/hwm_story.cc)
+  void scheduleHwm(uint64_t delay);
+  void hwmPoll();
 
   // checking
   void afterEvent();
@@ -265,6 +296,39 @@ class World {
     uint64_t until = 0;
     uint64_t gen = 0;
   } race_;
+  // The learner stories (sim/membership.cc): a stream of their own.
+  Rng memberStoryRng_;
+  struct MemberStory {
+    uint32_t tries = 0;
+    uint32_t wanted = 0;          // learners the next story needs (0: not drawn yet)
+    uint64_t holdMembership = 0;  // the membership nemesis changes nothing until then
+  } memberStory_;
+  Rng fig8Rng_;  // the Figure 8 story (sim/figure8.cc): a stream of its own
+  struct Fig8 {
+    enum Phase { Off, Depose, OldLeader, Rival, RivalLeads, Return, Overwrite };
+    Phase phase = Off;
+    uint32_t tries = 0;
+    NodeId l = kNoNode, r = kNoNode;  // the old leader and its rival
+    Term termP = 0, termA = 0, termB = 0, termC = 0;
+    Index firstA = 0;  // the first entry of the old leader's term in its log
+    std::vector<NodeId> witnesses;
+    uint64_t holdUntil = 0, phaseUntil = 0, storyUntil = 0;
+  } fig8_;
+  Rng suffixRng_;  // the suffix story (sim/suffix_story.cc): a stream of its own
+  struct Suffix {
+    enum Phase { Off, Grow, Catch, Compact };
+    Phase phase = Off;
+    uint32_t tries = 0;
+    NodeId leader = kNoNode, newLeader = kNoNode;
+    std::vector<NodeId> side;  // the leader and its companions
+    Term term = 0;
+    Index base = 0;    // the commit index when the leader was cut off
+    Index target = 0;  // the index the new leader snapshots at
+    uint64_t phaseUntil = 0;
+  } suffix_;
+  Rng hwmRng_;  // the lost-write story (sim/hwm_story.cc): a stream of its own
+  uint32_t hwmHits_ = 0, hwmPolls_ = 0;
+  NodeId pinnedTarget_ = kNoNode;  // while set, every client retry goes to this node
   EventQueue q_;
   std::vector<Node> nodes_;
   std::vector<Client> clients_;
@@ -295,7 +359,6 @@ class World {
   bool calm() const { return q_.now() < calmUntil_; }
   uint64_t quietUntil_ = 0;
   std::map<std::pair<NodeId, Term>, NodeId> votes_;  // (voter, term) -> candidate granted
-  std::map<Index, ConfState> committedConfs_;        // every Config entry applied anywhere
   // Per node: the last messages addressed to it, for replay after it restarts.
   std::vector<std::deque<std::pair<NodeId, std::string>>> recentTo_;
   // Per node, by read id: the read answers sent to its current incarnation, and those
@@ -320,6 +383,8 @@ class World {
   std::unique_ptr<Timeline> timeline_;  // when RunOptions::timelinePath is set
   // The highest commit index any node has reached (committed entries stay committed).
   Index highestCommit_ = 0;
+  // Every committed Config entry's configuration, by index (from the apply observer).
+  std::map<Index, ConfState> committedConfs_;
 };
 
 }  // namespace kvr::sim

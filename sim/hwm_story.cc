@@ -1,0 +1,55 @@
+// A lost write aimed where only the high-water mark tells what a node held: the newest
+// Entries record of a follower's WAL, holding an entry already committed, lost whole (it
+// lies within one sector) while a later record follows it. Recovery must take its target
+// from that later record's hwm: the lost record's own headers are gone. The follower is
+// restarted at once; if it left its recovering state before it held that committed
+// entry again, its vote could elect a leader without it (checkRecoveryEnd reports it).
+//
+// Polled every few milliseconds through a window of the chaos in about half of the seeds
+// with lost writes and at least three nodes, from a stream of its own; at most
+// kHwmMaxHits times a run, never while another targeted story plays.
+#include <kj/debug.h>
+
+#include "sim/world_impl.h"
+
+namespace kvr::sim {
+
+namespace {
+constexpr double kHwmShare = 0.5;
+constexpr uint32_t kHwmMaxHits = 2;
+constexpr uint32_t kHwmMaxPolls = 4000;
+}  // namespace
+
+void World::scheduleHwm(uint64_t delay) {
+  bool drawn = hwmRng_.chance(kHwmShare);
+  if (!drawn || sc_.nodes < 3 || !sc_.faults.has(Fault::LostWrite)) return;
+  q_.after(delay, [this]() { hwmPoll(); });
+}
+
+void World::hwmPoll() {
+  if (!chaos_ || stop_ || hwmHits_ >= kHwmMaxHits || ++hwmPolls_ > kHwmMaxPolls) return;
+  uint64_t next = hwmRng_.between(1 * kMs, 5 * kMs);
+  q_.after(next, [this]() { hwmPoll(); });
+  if (q_.now() < nemesisUntil_ || q_.now() < flakyUntil_) return;
+  NodeId leader = currentLeader();
+  if (leader == kNoNode) return;
+  for (uint32_t id = 1; id <= (sc_.nodes - 1) / 2; ++id) {
+    Node& n = node(id);
+    if (id == leader || !n.corruptible || !n.up || n.dead || n.flushing || n.flushScheduled ||
+        n.store->hasQueued() || n.replica->raft().recovering()) {
+      continue;
+    }
+    if (!n.store->loseNewestEntriesAtRest(highestCommit_)) continue;
+    ++hwmHits_;
+    count(Fault::LostWrite);
+    trace(kj::str("n", id, " lost_write at rest: its newest entries record").cStr());
+    crashNode(n, "after lost write");
+    q_.after(hwmRng_.between(10 * kMs, 300 * kMs), [this, id]() {
+      Node& m = node(id);
+      if (!m.up && !m.dead) startNode(m);
+    });
+    return;
+  }
+}
+
+}  // namespace kvr::sim
