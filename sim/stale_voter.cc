@@ -110,6 +110,11 @@ void World::staleVoterStep() {
       });
       ++partitionGen_;
       unblockAll();
+      // True clocks for the ones left: only the vote rule may stand between them and a
+      // leader.
+      for (NodeId id : {s.stale, s.other, s.promoted}) {
+        if (id != kNoNode) node(id).drift = 1.0;
+      }
       s.phase = 3;
       s.watchFrom = q_.now();
       s.until = q_.now() + kStaleVoterElectionTimeouts * timeout;
