@@ -368,7 +368,13 @@ void Raft::campaign(bool preVote, bool transfer) {
     }
     return;
   }
-  for (NodeId v : conf_.voters) {
+  // A Vote also goes to the learners: one our log has not seen promoted may be a voter
+  // that must learn our term, or its own requests meet our self-vote in every term
+  // (seed 131204: a stale voter that could never win kept refusing the promoted node).
+  // Their answers never count.
+  std::vector<NodeId> to = conf_.voters;
+  if (!preVote) to.insert(to.end(), conf_.learners.begin(), conf_.learners.end());
+  for (NodeId v : to) {
     if (v == config_.id) continue;
     Message m;
     m.type = preVote ? MsgType::PreVote : MsgType::Vote;

@@ -196,6 +196,11 @@ MUTATIONS = [
       'configuration is newer than ours never learns the term it must exceed)',
       '    } else if (m.type == MsgType::PreVote || m.type == MsgType::Vote) {',
       '    } else if (m.type == MsgType::PreVote) {'),
+    M('votes_skip_learners', 'core/raft.cc',
+      'a Vote sent to voters only, not to learners (one our log has not seen promoted never '
+      'learns our term, and its requests meet our self-vote in every term)',
+      '  if (!preVote) to.insert(to.end(), conf_.learners.begin(), conf_.learners.end());',
+      '  if (false) to.insert(to.end(), conf_.learners.begin(), conf_.learners.end());'),
     M('learner_counted_for_commit', 'core/raft.cc',
       'a learner\'s log counted toward the commit quorum',
       '  for (NodeId v : conf_.voters) matches.push_back(progress_[v].match);',
