@@ -514,9 +514,24 @@ int memberCommand(const Args& a) {
     needArgs(cmd, 3, "member remove ID");
     kvr::NodeId id = parseNodeId(cmd[2]);
     KvClient client(a.endpoints, a.options);
-    return reportAdmin(a, "member remove",
-                       client.admin(AdminRequest{AdminOp::MemberRemove, id, "", ""}),
-                       "removed node " + std::to_string(id));
+    Result r = client.admin(AdminRequest{AdminOp::MemberRemove, id, "", ""});
+    if (!r.ok() && r.maybeApplied && r.confError == kvr::ConfChangeError::UnknownNode) {
+      // The retry found no such member: an earlier attempt removed it and its answer was
+      // lost (a removed leader hands over before it can answer). What was asked is done
+      // if the member list agrees.
+      Result list = client.admin(AdminRequest{AdminOp::MemberList, 0, "", ""});
+      bool gone = list.ok();
+      for (const MemberInfo& m : list.members) gone = gone && m.id != id;
+      if (gone) {
+        if (a.json) {
+          std::printf("%s\n", membersJson(list).c_str());
+        } else {
+          std::printf("removed node %u (by an earlier attempt whose answer was lost)\n", id);
+        }
+        return kExitOk;
+      }
+    }
+    return reportAdmin(a, "member remove", r, "removed node " + std::to_string(id));
   }
   die("usage: kvctl member list|add|promote|remove ... (see kvctl --help)");
 }
