@@ -44,10 +44,7 @@ void World::hwmPoll() {
     count(Fault::LostWrite);
     trace(kj::str("n", id, " lost_write at rest: its newest entries record").cStr());
     crashNode(n, "after lost write");
-    q_.after(hwmRng_.between(10 * kMs, 300 * kMs), [this, id]() {
-      Node& m = node(id);
-      if (!m.up && !m.dead) startNode(m);
-    });
+    restartAfter(id, hwmRng_.between(10 * kMs, 300 * kMs));
     return;
   }
 }

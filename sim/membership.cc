@@ -181,10 +181,7 @@ void World::startLoneVoterStory(NodeId voter) {
             .cStr());
   count(Fault::Crash);
   crashNode(n, "lone voter story");
-  q_.after(memberRng_.between(1 * kMs, 50 * kMs), [this, voter]() {
-    Node& n = node(voter);
-    if (!n.up && !n.dead) startNode(n);
-  });
+  restartAfter(voter, memberRng_.between(1 * kMs, 50 * kMs));
 }
 
 // The leader, cut off with a learner, promotes it and removes voters on the other side

@@ -104,10 +104,7 @@ void World::staleVoterStep() {
       count(Fault::Crash);
       crashNode(a, "stale voter story");
       uint64_t timeout = sc_.electionTicks * kTickNs;
-      q_.after(kStaleVoterElectionTimeouts * 4 / 3 * timeout, [this, id = s.leader]() {
-        Node& n = node(id);
-        if (!n.up && !n.dead) startNode(n);
-      });
+      restartAfter(s.leader, kStaleVoterElectionTimeouts * 4 / 3 * timeout);
       ++partitionGen_;
       unblockAll();
       // True clocks for the ones left: only the vote rule may stand between them and a

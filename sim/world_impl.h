@@ -141,6 +141,13 @@ class World {
   // nodes
   void startNode(Node& n);
   void crashNode(Node& n, const char* why);
+  // Starts the node again after `delay`, unless it is up by then or gone for good.
+  void restartAfter(NodeId id, uint64_t delay) {
+    q_.after(delay, [this, id]() {
+      Node& n = node(id);
+      if (!n.up && !n.dead) startNode(n);
+    });
+  }
   void scheduleTick(Node& n);
   void persist(NodeId id, PersistBatch&& batch);
   void scheduleFlush(Node& n);
