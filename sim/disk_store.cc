@@ -1,5 +1,7 @@
 #include "sim/disk_store.h"
 
+#include <map>
+
 #include <kj/debug.h>
 
 namespace kvr::sim {
@@ -166,39 +168,84 @@ bool DiskStore::misdirectWriteAtRest(Rng& rng) {
   return true;
 }
 
-bool DiskStore::loseNewestEntriesAtRest(Index committed) {
+namespace {
+
+// Every record of a WAL segment by seq: where its first valid header copy starts.
+struct RecordAt {
+  size_t at;
+  disk::RecordHeader header;
+};
+
+std::map<uint64_t, RecordAt> recordsBySeq(const std::string& bytes) {
+  std::map<uint64_t, RecordAt> records;
+  for (size_t pos = 0; pos + disk::kRecordHeaderBytes <= bytes.size(); ++pos) {
+    if (bytes[pos] != 'K') continue;
+    auto h = disk::parseHeader(std::string_view(bytes).substr(pos));
+    if (h) records.emplace(h->seq, RecordAt{pos, *h});  // keeps the first copy
+  }
+  return records;
+}
+
+}  // namespace
+
+std::string DiskStore::newestSegment() {
   std::string newest;
   for (const auto& name : fs_.list(kDir)) {
     if (name.rfind("wal-", 0) == 0) newest = disk::joinPath(kDir, name);
   }
-  if (newest.empty()) return false;
-  const std::string bytes = fs_.contents(newest);
-  // Every valid header copy: the newest Entries record (by seq) and whether one follows.
-  uint64_t entriesSeq = 0, lastSeq = 0;
-  size_t at = 0;
-  disk::RecordHeader found;
-  for (size_t pos = 0; pos + disk::kRecordHeaderBytes <= bytes.size(); ++pos) {
-    if (bytes[pos] != 'K') continue;
-    auto h = disk::parseHeader(std::string_view(bytes).substr(pos));
-    if (!h) continue;
-    lastSeq = std::max(lastSeq, h->seq);
-    if (h->type == disk::RecordType::Entries && h->seq > entriesSeq) {
-      entriesSeq = h->seq;
-      at = pos;  // the first copy: the record starts here
-      found = *h;
-    }
-  }
-  if (entriesSeq == 0 || lastSeq <= entriesSeq || found.a > committed) return false;
-  const uint64_t sector = at / SimFileSystem::kSectorBytes;
-  const uint64_t end = at + found.recordBytes() - 1;
-  if (end / SimFileSystem::kSectorBytes != sector) return false;  // one copy would survive
+  return newest;
+}
+
+bool DiskStore::loseWholeRecords(const std::string& path, const std::string& bytes, size_t from,
+                                 size_t end) {
+  const uint64_t sector = from / SimFileSystem::kSectorBytes;
+  if ((end - 1) / SimFileSystem::kSectorBytes != sector) return false;  // a copy survives
   // Never the sector of the segment's last trailer (a lost final write looks unwritten).
   if (bytes.size() < disk::kRecordHeaderBytes ||
       sector >= (bytes.size() - disk::kRecordHeaderBytes) / SimFileSystem::kSectorBytes) {
     return false;
   }
-  fs_.loseSector(newest, sector);
+  fs_.loseSector(path, sector);
   return true;
+}
+
+bool DiskStore::loseNewestEntriesAtRest(Index committed) {
+  const std::string newest = newestSegment();
+  if (newest.empty()) return false;
+  const std::string bytes = fs_.contents(newest);
+  const auto records = recordsBySeq(bytes);
+  const RecordAt* found = nullptr;
+  for (const auto& [seq, r] : records) {
+    if (r.header.type == disk::RecordType::Entries) found = &r;
+  }
+  if (found == nullptr || records.rbegin()->first <= found->header.seq ||
+      found->header.a > committed) {
+    return false;
+  }
+  return loseWholeRecords(newest, bytes, found->at, found->at + found->header.recordBytes());
+}
+
+bool DiskStore::loseNewestOverwriteAtRest(Index committed) {
+  const std::string newest = newestSegment();
+  if (newest.empty()) return false;
+  const std::string bytes = fs_.contents(newest);
+  const auto records = recordsBySeq(bytes);
+  // The newest truncation and the entries that replaced the suffix (same batch, next seq).
+  const RecordAt* cut = nullptr;
+  for (const auto& [seq, r] : records) {
+    if (r.header.type == disk::RecordType::TruncateSuffix) cut = &r;
+  }
+  if (cut == nullptr) return false;
+  auto next = records.find(cut->header.seq + 1);
+  if (next == records.end() || next->second.header.type != disk::RecordType::Entries) {
+    return false;
+  }
+  const RecordAt& fresh = next->second;
+  if (records.rbegin()->first <= fresh.header.seq || fresh.header.a > committed ||
+      fresh.at < cut->at) {
+    return false;
+  }
+  return loseWholeRecords(newest, bytes, cut->at, fresh.at + fresh.header.recordBytes());
 }
 
 }  // namespace kvr::sim

@@ -31,6 +31,7 @@ class DiskStore final : public NodeStore {
   bool loseWriteAtRest(Rng& rng) override;
   bool misdirectWriteAtRest(Rng& rng) override;
   bool loseNewestEntriesAtRest(Index committed) override;
+  bool loseNewestOverwriteAtRest(Index committed) override;
   const RecoveredState& durableState() const override { return shadow_.durable(); }
   bool corrupted() const override {
     const SimFsFaultStats& f = fs_.faults();
@@ -45,6 +46,11 @@ class DiskStore final : public NodeStore {
  private:
   std::vector<std::pair<std::string, uint64_t>> filesAtRest();    // (path, bytes)
   std::vector<std::pair<std::string, uint64_t>> sectorsAtRest();  // (path, sectors)
+  std::string newestSegment();  // its path; empty if there is none
+  // Loses the sector holding bytes [from, end) of `path` (whose contents are `bytes`) if
+  // they lie within that one sector and it is not the segment's last trailer's.
+  bool loseWholeRecords(const std::string& path, const std::string& bytes, size_t from,
+                        size_t end);
 
   SimFileSystem fs_;
   disk::NodeIdentity identity_;

@@ -44,33 +44,47 @@ bool World::isVoterNow(NodeId id) const {
   return isVoterIn(nodes_[leader - 1].replica->raft().conf(), id);
 }
 
+// One of the membership stories, when the configuration has its shape (and its draw
+// comes up): true if one started.
+bool World::startMembershipStory(NodeId lid, const ConfState& conf) {
+  if (conf.voters.size() == 4 && !conf.learners.empty() && memberRng_.chance(0.8) &&
+      startConfRace(lid, conf)) {
+    return true;
+  }
+  if ((conf.voters.size() == 2 || conf.voters.size() == 3) && !conf.learners.empty() &&
+      sc_.faults.has(Fault::Crash) && memberRng_.chance(0.7) && startStaleVoter(lid, conf)) {
+    return true;
+  }
+  if (!sc_.preVote && conf.voters.size() >= 3 && cutoff_.runs < 2 &&
+      memberStoryRng_.chance(0.5) && startCutoffRemoval(lid, conf)) {
+    return true;
+  }
+  if (conf.voters.size() >= 3 && !conf.learners.empty() && memberRng_.chance(0.25) &&
+      startChangePile(lid, conf)) {
+    return true;
+  }
+  if (conf.voters.size() == 1 && !conf.learners.empty() && sc_.faults.has(Fault::Crash) &&
+      memberRng_.chance(0.5)) {
+    startLoneVoterStory(lid);
+    return true;
+  }
+  return false;
+}
+
 void World::membershipStep() {
   NodeId lid = currentLeader();
   if (lid == kNoNode) return;
   Replica& leader = *node(lid).replica;
   const ConfState conf = leader.raft().conf();
-  if (race_.phase != 0 || stale_.phase != 0 || q_.now() < memberStory_.holdMembership) return;
+  if (race_.phase != 0 || stale_.phase != 0 || cutoff_.phase != 0 ||
+      q_.now() < memberStory_.holdMembership) {
+    return;
+  }
   if (memberRng_.chance(0.15)) {
     tryBadChange(leader, conf);
     return;
   }
-  if (conf.voters.size() == 4 && !conf.learners.empty() && memberRng_.chance(0.8) &&
-      startConfRace(lid, conf)) {
-    return;
-  }
-  if ((conf.voters.size() == 2 || conf.voters.size() == 3) && !conf.learners.empty() &&
-      sc_.faults.has(Fault::Crash) && memberRng_.chance(0.7) && startStaleVoter(lid, conf)) {
-    return;
-  }
-  if (conf.voters.size() >= 3 && !conf.learners.empty() && memberRng_.chance(0.25) &&
-      startChangePile(lid, conf)) {
-    return;
-  }
-  if (conf.voters.size() == 1 && !conf.learners.empty() && sc_.faults.has(Fault::Crash) &&
-      memberRng_.chance(0.5)) {
-    startLoneVoterStory(lid);
-    return;
-  }
+  if (startMembershipStory(lid, conf)) return;
   std::vector<NodeId> spares, learners, removable;
   uint32_t corruptVoters = 0;
   for (NodeId v : conf.voters) corruptVoters += node(v).corruptible ? 1 : 0;

@@ -41,6 +41,12 @@ class NodeStore : public Storage {
   // record lies within one sector, holds an entry at or below `committed`, and a later
   // record follows it (whose hwm alone then tells what the node held). False otherwise.
   virtual bool loseNewestEntriesAtRest(Index /*committed*/) { return false; }
+  // A lost write aimed at the newest WAL segment's newest overwrite: a truncation and
+  // the Entries record that replaced the suffix (the first of them at or below
+  // `committed`), within one sector, with a later record after them. Recovery then
+  // reads the older suffix back, and only the later record's hwm tells it that it held
+  // more. False otherwise.
+  virtual bool loseNewestOverwriteAtRest(Index /*committed*/) { return false; }
   // Whether a fault at rest (flip, lost or misdirected write) was injected: only then
   // may recovery find damage, refuse, or start the node recovering.
   virtual bool corrupted() const { return false; }

@@ -24,7 +24,10 @@ World::World(const Scenario& sc, const RunOptions& opts)
       memberStoryRng_(sc.seed ^ 0x6c6561726e6572ull),
       fig8Rng_(sc.seed ^ 0x666967757265ull),
       suffixRng_(sc.seed ^ 0x737566666978ull),
-      hwmRng_(sc.seed ^ 0x68776d6c6f7374ull),
+      hwm_{Rng(sc.seed ^ 0x68776d6c6f7374ull), &NodeStore::loseNewestEntriesAtRest,
+           "its newest entries record", 10 * kMs, 300 * kMs},
+      overwrite_{Rng(sc.seed ^ 0x6f7665727772ull), &NodeStore::loseNewestOverwriteAtRest,
+                 "its newest overwrite", 1 * kMs, 50 * kMs},
       checker_(sc.nodes + sc.spares) {
   faultStreamSeed_ = rng_.next();
   opStreamSeed_ = rng_.next();
@@ -201,6 +204,14 @@ void World::startNode(Node& n) {
   scheduleTick(n);
 }
 
+Index World::durableCommittedIndex(const Node& n) const {
+  const RecoveredState& d = n.store->durableState();
+  for (auto it = d.entries.rbegin(); it != d.entries.rend(); ++it) {
+    if (checker_.isCommitted(*it)) return std::max(d.snapshot.meta.index, it->index);
+  }
+  return d.snapshot.meta.index;
+}
+
 void World::crashNode(Node& n, const char* why) {
   if (!n.up) return;
   trace(kj::str("n", n.id, " crash (", why, ")").cStr());
@@ -208,17 +219,7 @@ void World::crashNode(Node& n, const char* why) {
   n.up = false;
   n.replica = nullptr;
   n.pausedUntil = 0;
-  {
-    const RecoveredState& d = n.store->durableState();
-    Index floor = d.snapshot.meta.index;
-    for (auto it = d.entries.rbegin(); it != d.entries.rend(); ++it) {
-      if (checker_.isCommitted(*it)) {
-        floor = std::max(floor, it->index);
-        break;
-      }
-    }
-    n.durableCommittedFloor = std::max(n.durableCommittedFloor, floor);
-  }
+  n.durableCommittedFloor = std::max(n.durableCommittedFloor, durableCommittedIndex(n));
   n.store->crash(faultRng_, sc_.faults.has(Fault::TornWrite));
   n.flushScheduled = false;
   n.flushing = false;
@@ -328,6 +329,14 @@ void World::flush(Node& n, uint64_t inc) {
       return;
     }
     n.flushing = false;
+    if (!n.replica->raft().recovering() && n.durableCommittedFloor > 0) {
+      // A follower may durably overwrite an entry that a later term has committed
+      // meanwhile, on a stale leader's Append: that leader's term is older than the
+      // commit's, so its Append still reaches a node that never saw the newer term (seed
+      // 115844). Only a node that is not recovering keeps its floor this way; a
+      // recovering one must first hold again what it held before the damage.
+      n.durableCommittedFloor = std::min(n.durableCommittedFloor, durableCommittedIndex(n));
+    }
     mix(0xf105 + id);
     if (traceFile_ && !seqs.empty()) {
       trace(kj::str("n", id, " durable seq ", seqs.front(), "..", seqs.back()).cStr());
@@ -465,12 +474,22 @@ void World::deliver(NodeId from, uint64_t inc, NodeId to, std::string bytes) {
   const Raft& r = n.replica->raft();
   const bool leading = r.role() == Role::Leader;
   const Term before = r.term();
+  // A removed node asking for votes with a log behind ours (thesis §4.2.3).
+  const bool behind = msg.logTerm < r.lastTerm() ||
+                      (msg.logTerm == r.lastTerm() && msg.index < r.lastIndex());
+  const bool removedBehind = msg.type == MsgType::Vote && behind;
   n.replica->receive(std::move(msg));
-  if (leading && r.term() > before && node(from).removed && !isMemberOf(r.conf(), from)) {
+  if (r.term() <= before || !node(from).removed || isMemberOf(r.conf(), from)) return;
+  if (leading) {
     // Issue 11: a removed node stops disturbing the cluster. Its log lacks at least the
     // leader's own-term entries, so nothing it says may depose the leader.
     fail("availability", kj::str("n", from, ", removed from the cluster, deposed leader n", to,
                                  " (term ", before, " -> ", r.term(), ")")
+                             .cStr());
+  } else if (removedBehind) {
+    // Nor may it raise a member's term: the next leader would have to exceed it.
+    fail("availability", kj::str("n", from, ", removed from the cluster and behind n", to,
+                                 "'s log, raised its term (", before, " -> ", r.term(), ")")
                              .cStr());
   }
 }
@@ -734,7 +753,8 @@ RunResult World::run() {
   if (chaos_ && memberStoryEnabled()) {
     scheduleMemberStory(memberStoryRng_.between(500 * kMs, 4000 * kMs));
   }
-  if (chaos_) scheduleHwm(hwmRng_.between(200 * kMs, 3000 * kMs));
+  if (chaos_) scheduleLostWrite(hwm_, hwm_.rng.between(200 * kMs, 3000 * kMs));
+  if (chaos_) scheduleLostWrite(overwrite_, overwrite_.rng.between(200 * kMs, 3000 * kMs));
   while (!stop_ && withinBudget()) {
     if (!q_.runOne()) {
       fail("liveness", "event queue ran dry");

@@ -233,7 +233,8 @@ void World::afterEvent() {
   // First: it may crash a node, and the checks below must see the world after that.
   if (chaos_ && q_.now() < flakyUntil_) watchLeaders();
   if (race_.phase != 0) confRaceStep();
-  if (stale_.phase != 0) staleVoterStep();  // may crash a node too
+  if (stale_.phase != 0) staleVoterStep();      // may crash a node too
+  if (cutoff_.phase != 0) cutoffRemovalStep();  // and so may this
   // Refilled in place: this runs after every event.
   std::vector<const Replica*>& reps = replicaView_;
   reps.clear();

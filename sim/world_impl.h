@@ -141,6 +141,8 @@ class World {
   // nodes
   void startNode(Node& n);
   void crashNode(Node& n, const char* why);
+  // The highest entry of n's durable log (or its snapshot) the checker knows committed.
+  Index durableCommittedIndex(const Node& n) const;
   // Starts the node again after `delay`, unless it is up by then or gone for good.
   void restartAfter(NodeId id, uint64_t delay) {
     q_.after(delay, [this, id]() {
@@ -213,6 +215,7 @@ class World {
   uint32_t slots() const { return sc_.nodes + sc_.spares; }
   void scheduleMembership();
   void membershipStep();
+  bool startMembershipStory(NodeId leader, const ConfState& conf);
   void tryBadChange(Replica& leader, const ConfState& conf);
   void joinNode(NodeId id, const ConfState& conf);
   void retireNode(NodeId id);
@@ -224,6 +227,9 @@ class World {
   // the stale voter (sim/stale_voter.cc)
   bool startStaleVoter(NodeId leader, const ConfState& conf);
   void staleVoterStep();
+  // the cut-off removal (sim/cutoff_removal.cc)
+  bool startCutoffRemoval(NodeId leader, const ConfState& conf);
+  void cutoffRemovalStep();
   void isolateFromAll(NodeId id);
   void holdCalm(uint64_t until);  // no random fault until then
   void confRaceStep();
@@ -257,8 +263,9 @@ class World {
   void suffixStep();
   void endSuffix(const char* how);
   // a lost write only the high-water mark tells of (sim/hwm_story.cc)
-  void scheduleHwm(uint64_t delay);
-  void hwmPoll();
+  struct LostWriteStory;
+  void scheduleLostWrite(LostWriteStory& story, uint64_t delay);
+  void lostWritePoll(LostWriteStory& story);
 
   // checking
   void afterEvent();
@@ -296,6 +303,15 @@ class World {
     uint64_t until = 0;   // the current phase's deadline
     uint64_t watchFrom = 0;
   } stale_;
+  // The cut-off removal (sim/cutoff_removal.cc): a voter removed while cut off must not
+  // disturb the members once it hears them again.
+  struct CutoffRemoval {
+    int phase = 0;  // 0 off, 1 removal pending, 2 campaigning alone, 3 healed
+    uint32_t runs = 0;
+    NodeId victim = kNoNode;
+    std::shared_ptr<bool> removed;  // set by the removal's reply
+    uint64_t until = 0;
+  } cutoff_;
   struct ConfRace {
     int phase = 0;  // 0 off, 1 waiting for a new leader on the majority side
     NodeId oldLeader = kNoNode, learner = kNoNode;
@@ -333,8 +349,15 @@ class World {
     Index target = 0;  // the index the new leader snapshots at
     uint64_t phaseUntil = 0;
   } suffix_;
-  Rng hwmRng_;  // the lost-write story (sim/hwm_story.cc): a stream of its own
-  uint32_t hwmHits_ = 0, hwmPolls_ = 0;
+  // The lost-write stories (sim/hwm_story.cc), each from a stream of its own.
+  struct LostWriteStory {
+    Rng rng;
+    bool (NodeStore::*lose)(Index committed);
+    const char* what;
+    uint64_t restartMinNs, restartMaxNs;
+    uint32_t hits = 0, polls = 0;
+  };
+  LostWriteStory hwm_, overwrite_;
   NodeId pinnedTarget_ = kNoNode;  // while set, every client retry goes to this node
   EventQueue q_;
   std::vector<Node> nodes_;

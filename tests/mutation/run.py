@@ -24,6 +24,15 @@ def M(name, file, bug, old, new):
     return Mutation(name, file, bug, old, new)
 
 
+def replacements(m):
+    """(old, new) pairs: one, or several for a mutant that removes two rules together
+    (old and new then being tuples of the same length)."""
+    if isinstance(m.old, tuple):
+        assert isinstance(m.new, tuple) and len(m.old) == len(m.new), m.name
+        return list(zip(m.old, m.new))
+    return [(m.old, m.new)]
+
+
 # One mutant each: name and file, the class of bug it plants (one line), the exact text
 # to replace (it must occur exactly once in the file), and its replacement.
 MUTATIONS = [
@@ -201,6 +210,16 @@ MUTATIONS = [
       'learns our term, and its requests meet our self-vote in every term)',
       '  if (!preVote) to.insert(to.end(), conf_.learners.begin(), conf_.learners.end());',
       '  if (false) to.insert(to.end(), conf_.learners.begin(), conf_.learners.end());'),
+    # The two rules above back each other up: a candidate below the stale voter's term
+    # learns it from the answer to its Vote, or from the Vote the stale voter sends it as
+    # a learner, so neither alone is caught. Without both, it never learns it.
+    M('stale_candidate_never_learns_term', 'core/raft.cc',
+      'a Vote below our term ignored and no Vote sent to learners (a promoted node that '
+      'a stale voter does not know as a voter never learns the term it must exceed)',
+      ('    } else if (m.type == MsgType::PreVote || m.type == MsgType::Vote) {',
+       '  if (!preVote) to.insert(to.end(), conf_.learners.begin(), conf_.learners.end());'),
+      ('    } else if (m.type == MsgType::PreVote) {',
+       '  if (false) to.insert(to.end(), conf_.learners.begin(), conf_.learners.end());')),
     M('learner_counted_for_commit', 'core/raft.cc',
       'a learner\'s log counted toward the commit quorum',
       '  for (NodeId v : conf_.voters) matches.push_back(progress_[v].match);',
@@ -244,13 +263,15 @@ def check_mutations(tree, mutations):
             problems.append(f'{m.name}: {m.file} does not exist')
             continue
         with open(path) as f:
-            n = f.read().count(m.old)
-        if n == 0:
-            problems.append(f'{m.name}: the text to replace is not in {m.file} (the code it mutates '
-                            f'changed: update tests/mutation/run.py): {m.old!r}')
-        elif n > 1:
-            problems.append(f'{m.name}: the text to replace occurs {n} times in {m.file}; make it '
-                            f'unique (take in a neighbouring line): {m.old!r}')
+            text = f.read()
+        for old, _ in replacements(m):
+            n = text.count(old)
+            if n == 0:
+                problems.append(f'{m.name}: the text to replace is not in {m.file} (the code it '
+                                f'mutates changed: update tests/mutation/run.py): {old!r}')
+            elif n > 1:
+                problems.append(f'{m.name}: the text to replace occurs {n} times in {m.file}; '
+                                f'make it unique (take in a neighbouring line): {old!r}')
     if problems:
         fail('bad mutations:\n  ' + '\n  '.join(problems))
 
@@ -334,6 +355,8 @@ def main():
     p.add_argument('--seeds', default='1..300', help='seed range A..B (default 1..300)')
     p.add_argument('--only', default='', help='comma-separated mutant names')
     p.add_argument('--list', action='store_true', help='list the mutants and exit')
+    p.add_argument('--check', action='store_true',
+                   help='check that every mutant\'s text occurs exactly once in the tree, and exit')
     p.add_argument('--timeout', type=float, default=300,
                    help='seconds a mutant\'s kvsim run may take; longer counts as hung (default 300)')
     p.add_argument('--min-hits', type=int, default=3,
@@ -358,6 +381,10 @@ def main():
     if args.list:
         for m in MUTATIONS:
             print(f'{m.name:32} {m.file:18} {m.bug}')
+        return 0
+    if args.check:
+        check_mutations(os.path.dirname(os.path.dirname(here)), MUTATIONS)  # exits 1 if bad
+        print(f'{len(MUTATIONS)} mutants, each text found once')
         return 0
     if not re.fullmatch(r'\d+\.\.\d+', args.seeds):
         fail(f'--seeds wants A..B, got {args.seeds!r}')
@@ -406,8 +433,11 @@ def main():
             with open(path) as f:
                 original = f.read()
             try:
+                mutated = original
+                for old, new in replacements(m):
+                    mutated = mutated.replace(old, new, 1)
                 with open(path, 'w') as f:
-                    f.write(original.replace(m.old, m.new, 1))
+                    f.write(mutated)
                 built = ninja()
                 if built.returncode != 0:
                     errors = [l for l in built.stdout.splitlines() if 'error' in l]
