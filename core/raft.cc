@@ -27,6 +27,9 @@ constexpr size_t kEntryOverheadBytes = 24;
 // A follower in snapshot state that acknowledged nothing for this many heartbeats lost a
 // chunk or its ack: resend from its last acknowledged offset.
 constexpr uint32_t kSnapshotResendHeartbeats = 3;
+// Committed entries handed out per Ready: one apply batch stays bounded after a long
+// catch-up; the rest come with the next Ready.
+constexpr size_t kMaxCommittedPerReady = 4096;
 
 // Messages that claim something about local durable state (a vote, a log match, a
 // term) may leave only after everything handed to storage so far is durable.
@@ -1234,7 +1237,8 @@ Ready Raft::takeReady() {
   rd.afterPersist = std::move(outAfterPersist_);
   outAfterPersist_.clear();
   Index upTo = stableCommitted();
-  for (Index i = handedCommitted_ + 1; i <= upTo && rd.committed.size() < 4096; ++i) {
+  for (Index i = handedCommitted_ + 1; i <= upTo && rd.committed.size() < kMaxCommittedPerReady;
+       ++i) {
     const Entry* e = entryAt(i);
     KJ_ASSERT(e != nullptr, "committed entry missing from the log", i);
     rd.committed.push_back(*e);

@@ -40,13 +40,14 @@ void World::injectFault() {
                   Fault::LostWrite, Fault::MisdirectedWrite}) {
     if (sc_.faults.has(f)) kinds.push_back(f);
   }
-  if (faultRng_.chance(0.08)) {
-    quietUntil_ = q_.now() + faultRng_.between(200 * kMs, 3000 * kMs);
+  const NemesisKnobs& k = kn_.nemesis;
+  if (faultRng_.chance(k.lullP)) {
+    quietUntil_ = q_.now() + k.lull.draw(faultRng_);
     trace("workload lull");
     return;
   }
   // An operator's leadership transfer now and then, between the faults.
-  if (faultRng_.chance(0.1)) {
+  if (faultRng_.chance(k.transferP)) {
     startTransfer();
     return;
   }
@@ -60,14 +61,14 @@ void World::injectFault() {
     case Fault::Pause: {
       if (!n.up || n.pausedUntil > q_.now()) return;
       count(f);
-      n.pausedUntil = q_.now() + faultRng_.between(10 * kMs, 1000 * kMs);
+      n.pausedUntil = q_.now() + k.pause.draw(faultRng_);
       noteNodeTrouble(victim, n.pausedUntil);
       trace(kj::str("n", victim, " paused").cStr());
       return;
     }
     case Fault::ClockDrift: {
       count(f);
-      n.drift = 0.5 + 1.0 * static_cast<double>(faultRng_.below(1000)) / 1000.0;
+      n.drift = k.driftBase + static_cast<double>(faultRng_.below(k.driftPermille)) / 1000.0;
       trace(kj::str("n", victim, " drift ", static_cast<uint64_t>(n.drift * 1000)).cStr());
       return;
     }
@@ -167,13 +168,13 @@ void World::partitionFault(NodeId victim) {
         blocked_[a][b] = a != victim && b != victim && side[a] != side[b];
     trace(kj::str("partition bridge via n", victim).cStr());
   }
-  healPartitionAfter(faultRng_.between(50 * kMs, 3000 * kMs));
+  healPartitionAfter(kn_.nemesis.partitionHeal.draw(faultRng_));
 }
 
 void World::crashFault(NodeId victim) {
   // Half the time the nemesis goes for the leader: leadership changes are where
   // Raft's subtle rules (Figure 8, completeness) are exercised.
-  if (faultRng_.chance(0.5)) {
+  if (faultRng_.chance(kn_.nemesis.crashLeaderP)) {
     for (auto& ln : nodes_) {
       if (ln.up && ln.replica->raft().role() == Role::Leader) victim = ln.id;
     }
@@ -182,7 +183,7 @@ void World::crashFault(NodeId victim) {
   if (!n.up) return;
   count(Fault::Crash);
   crashNode(n, "injected");
-  q_.after(faultRng_.between(10 * kMs, 2000 * kMs), [this, victim]() {
+  q_.after(kn_.nemesis.crashRestart.draw(faultRng_), [this, victim]() {
     Node& n = node(victim);
     if (!n.up && !n.dead) startNode(n);
   });
@@ -208,7 +209,7 @@ void World::storageFault(Fault kind) {
   trace(kj::str("n", v, " ", faultName(kind), " at rest").cStr());
   // Restart it soon so recovery meets the flip.
   if (cn.up) crashNode(cn, "after bit flip");
-  q_.after(faultRng_.between(10 * kMs, 500 * kMs), [this, v]() {
+  q_.after(kn_.nemesis.storageRestart.draw(faultRng_), [this, v]() {
     Node& n = node(v);
     if (!n.up && !n.dead) startNode(n);
   });
@@ -226,9 +227,9 @@ void World::isolateLeader() {
   // serves through a new leader (reads on the old side must not see an old state).
   if (sc_.nodes < 3) return;
   count(Fault::IsolateLeader);
-  bool flaky = faultRng_.chance(0.6);
+  bool flaky = faultRng_.chance(kn_.nemesis.flakyLeadersP);
   if (flaky) {
-    flakyUntil_ = q_.now() + faultRng_.between(300 * kMs, 3000 * kMs);
+    flakyUntil_ = q_.now() + kn_.nemesis.flakyLeaders.draw(faultRng_);
     trace("nemesis: flaky leaders");
   }
   for (auto& ln : nodes_) {
@@ -250,11 +251,11 @@ bool World::deafenFollower(NodeId victim) {
   // Calm weather first, long enough that no earlier fault can explain an election,
   // then the one lost link, still in calm weather.
   uint64_t calmFor = disruptionWindow();
-  uint64_t hold = faultRng_.between(2, 6) * sc_.electionTicks * kTickNs;
+  uint64_t hold = kn_.nemesis.deafHoldTimeouts.draw(faultRng_) * sc_.electionTicks * kTickNs;
   uint64_t end = q_.now() + calmFor + hold;
   nemesisUntil_ = std::max(nemesisUntil_, end);
   calmUntil_ = std::max(calmUntil_, end);
-  if (faultRng_.chance(0.7)) quietUntil_ = std::max(quietUntil_, end);
+  if (faultRng_.chance(kn_.nemesis.deafLullP)) quietUntil_ = std::max(quietUntil_, end);
   trace("nemesis: calm, then a lost link");
   q_.after(calmFor, [this, leader, victim, hold]() {
     if (!chaos_ || !node(leader).up) return;
@@ -272,7 +273,8 @@ void World::cutOffLeader(NodeId leader, bool mayCrash) {
   side[leader] = true;
   uint64_t inc = node(leader).incarnation;
   uint64_t gen = ++partitionGen_;
-  bool crash = mayCrash && sc_.faults.has(Fault::Crash) && faultRng_.chance(0.7);
+  const NemesisKnobs& k = kn_.nemesis;
+  bool crash = mayCrash && sc_.faults.has(Fault::Crash) && faultRng_.chance(k.cutOffCrashP);
   // The leader's side stays a minority: at most (nodes - 1) / 2 nodes in all. A leader
   // kept alive gets at least one companion when there is room: its acks are what let a
   // deposed leader that skips the quorum check serve reads, and the companion's log is
@@ -297,15 +299,17 @@ void World::cutOffLeader(NodeId leader, bool mayCrash) {
       if (!side[id]) majority.push_back(id);
     }
     for (auto& c : clients_) {
-      c.target = faultRng_.chance(0.5) ? leader : majority[faultRng_.below(majority.size())];
+      c.target = faultRng_.chance(k.cutOffClientsStayP)
+                     ? leader
+                     : majority[faultRng_.below(majority.size())];
     }
   }
-  if (!crash && sc_.faults.has(Fault::ClockDrift) && faultRng_.chance(0.7)) {
+  if (!crash && sc_.faults.has(Fault::ClockDrift) && faultRng_.chance(k.cutOffSlowClockP)) {
     // Its clock also runs slow (a VM starved of CPU, a timer source gone wrong), so its
     // check-quorum fires late: the window in which it still believes it leads overlaps
     // the new leader's term. Safety must not depend on clocks.
     Node& ln = node(leader);
-    ln.drift = 1.0 + static_cast<double>(faultRng_.between(500, 2000)) / 1000.0;
+    ln.drift = 1.0 + static_cast<double>(k.cutOffSlowClockPermille.draw(faultRng_)) / 1000.0;
     count(Fault::ClockDrift);
     trace(kj::str("n", leader, " drift ", static_cast<uint64_t>(ln.drift * 1000)).cStr());
   }
@@ -313,20 +317,20 @@ void World::cutOffLeader(NodeId leader, bool mayCrash) {
   // to elect someone else (its followers wait out the lease, then a randomized
   // timeout, then maybe a split vote) and serve while clients still talk to the old
   // leader.
-  uint64_t hold = crash ? faultRng_.between(1 * kMs, 150 * kMs)
-                        : faultRng_.between(3, 12) * sc_.electionTicks * kTickNs;
+  uint64_t hold = crash ? k.cutOffCrashAfter.draw(faultRng_)
+                        : k.cutOffHoldTimeouts.draw(faultRng_) * sc_.electionTicks * kTickNs;
   if (!mayCrash) nemesisUntil_ = std::max(nemesisUntil_, q_.now() + hold);
   q_.after(hold, [this, leader, inc, crash, gen]() {
     if (!chaos_) return;
     Node& ln = node(leader);
     if (crash && ln.up && ln.incarnation == inc) {
       crashNode(ln, "cut-off leader");
-      q_.after(faultRng_.between(5 * kMs, 300 * kMs), [this, leader]() {
+      q_.after(kn_.nemesis.leaderRestart.draw(faultRng_), [this, leader]() {
         Node& n = node(leader);
         if (!n.up && !n.dead) startNode(n);
       });
     }
-    if (!crash && faultRng_.chance(0.5)) {
+    if (!crash && faultRng_.chance(kn_.nemesis.cutOffSnapshotP)) {
       // The majority's leader compacts just before the heal: the old leader's
       // companions, whose logs hold a suffix of the old term, then need a snapshot that
       // ends inside that suffix (it must replace it, not keep it).
@@ -336,7 +340,7 @@ void World::cutOffLeader(NodeId leader, bool mayCrash) {
         }
       }
     }
-    healPartitionAfter(faultRng_.between(0, 100 * kMs), gen);
+    healPartitionAfter(kn_.nemesis.cutOffHealJitter.draw(faultRng_), gen);
   });
 }
 
@@ -363,7 +367,7 @@ void World::watchLeaders() {
         n.lostOutbox = n.incarnation;
         crashNode(n, "leader committed an older term's entry");
         flakyUntil_ = q_.now();
-        q_.after(faultRng_.between(5 * kMs, 300 * kMs), [this, id]() {
+        q_.after(kn_.nemesis.leaderRestart.draw(faultRng_), [this, id]() {
           Node& m = node(id);
           if (!m.up && !m.dead) startNode(m);
         });
@@ -378,13 +382,14 @@ void World::replayToRestarted(NodeId id) {
   auto& recent = recentTo_[id];
   // Often all of them, so an answer to an early request of the old incarnation (a read
   // index for its read 1) is among them.
-  uint32_t n = static_cast<uint32_t>(
-      faultRng_.chance(0.5) ? recent.size() : faultRng_.below(recent.size() + 1));
+  uint32_t n = static_cast<uint32_t>(faultRng_.chance(kn_.nemesis.replayAllP)
+                                         ? recent.size()
+                                         : faultRng_.below(recent.size() + 1));
   for (uint32_t k = 0; k < n; ++k) {
     auto& [from, bytes] = recent[faultRng_.below(recent.size())];
     count(Fault::Replay);
     uint64_t inc = node(from).incarnation;
-    q_.after(faultRng_.between(5 * kMs, 500 * kMs),
+    q_.after(kn_.nemesis.replayToRestartedLate.draw(faultRng_),
              [this, from = from, inc, id, b = bytes]() mutable {
                deliver(from, inc, id, std::move(b));
              });
@@ -400,7 +405,8 @@ void World::healAll() {
   sc_.reorderP = 0;
   sc_.slowFsyncP = 0;
   trace("heal: liveness phase");
-  if (sc_.faults.has(Fault::Crash) && sc_.nodes >= 3 && faultRng_.chance(0.25)) {
+  if (sc_.faults.has(Fault::Crash) && sc_.nodes >= 3 &&
+      faultRng_.chance(kn_.nemesis.powerOutageP)) {
     // A power outage ends the chaos: every node goes down at once and all come back
     // together, their clocks in step. Only randomized election timeouts get them out
     // of split votes from there (a fixed timeout livelocks).

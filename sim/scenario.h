@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/rng.h"
+#include "sim/knobs.h"
 
 namespace kvr::sim {
 
@@ -98,6 +99,7 @@ struct Scenario {
   // Draws everything not pinned from `seed`.
   static Scenario draw(uint64_t seed, const ScenarioPins& pins);
   std::string describe() const;
+  Knobs knobs;  // fixed chances and durations (sim/knobs.h), not drawn
 };
 
 }  // namespace kvr::sim

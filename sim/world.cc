@@ -188,7 +188,9 @@ void World::startNode(Node& n) {
   n.wasLeader = false;
   n.leaderCommitSeen = 0;
   checker_.onState(id, n.appliedSeen, n.replica->kv().digest(), "restarting from its snapshot");
-  if (chaos_ && sc_.replayP > 0 && faultRng_.chance(0.5)) replayToRestarted(n.id);
+  if (chaos_ && sc_.replayP > 0 && faultRng_.chance(kn_.nemesis.replayToRestartedP)) {
+    replayToRestarted(n.id);
+  }
   // What the previous incarnations were told about their reads is now stale.
   // The oldest answer per id stays: the older, the staler the state it points at.
   for (auto& [ctx, answer] : readAnswers_[n.id])
@@ -268,7 +270,7 @@ void World::scheduleFlush(Node& n) {
   uint64_t inc = n.incarnation;
   NodeId id = n.id;
   // A short group-commit window: everything persisted meanwhile shares one fsync.
-  q_.after(20'000, [this, id, inc]() { flush(node(id), inc); });
+  q_.after(kn_.disk.groupCommitNs, [this, id, inc]() { flush(node(id), inc); });
 }
 
 void World::flush(Node& n, uint64_t inc) {
@@ -277,11 +279,12 @@ void World::flush(Node& n, uint64_t inc) {
   if (!n.store->hasQueued()) return;
   std::vector<uint64_t> seqs = n.store->beginFlush();
   n.flushing = true;
-  // fsync takes 50 us to 2 ms: long enough, next to sub-millisecond messages, that a
-  // crash often lands while acknowledgements wait for it.
-  uint64_t latency = 50'000 + netRng_.below(netRng_.chance(0.5) ? 150'000 : 2'000'000);
+  const DiskKnobs& dk = kn_.disk;
+  uint64_t latency = dk.fsyncBaseNs + netRng_.below(netRng_.chance(dk.fsyncFastP)
+                                                        ? dk.fsyncFastNs
+                                                        : dk.fsyncSlowNs);
   if (!calm() && sc_.slowFsyncP > 0 && faultRng_.chance(sc_.slowFsyncP)) {
-    latency += faultRng_.between(10 * kMs, 200 * kMs);
+    latency += dk.slowFsyncExtra.draw(faultRng_);
     count(Fault::SlowFsync);
     noteNodeTrouble(n.id, q_.now() + latency);  // acks and heartbeat replies wait for it
   }
@@ -290,8 +293,10 @@ void World::flush(Node& n, uint64_t inc) {
   // crash there far more often than at an ordinary flush (and nearly always in the
   // lone-voter story, whose slow vote flush leaves time to act on the vote early).
   const bool fragile = n.voteInFlush && q_.now() < n.fragileVotesUntil;
-  if (fragile) latency += faultRng_.between(20 * kMs, 80 * kMs);
-  double crashP = fragile ? 0.7 : n.voteInFlush ? 0.25 : 0.03;
+  if (fragile) latency += dk.fragileVoteExtra.draw(faultRng_);
+  double crashP = fragile         ? dk.crashInFragileVoteFlushP
+                  : n.voteInFlush ? dk.crashInVoteFlushP
+                                  : dk.crashInFlushP;
   n.voteInFlush = false;
   if (chaos_ && !calm() && sc_.faults.has(Fault::Crash) && faultRng_.chance(crashP)) {
     // Power loss between the write and its fsync: the moment the persistence rule is
@@ -302,7 +307,7 @@ void World::flush(Node& n, uint64_t inc) {
       count(Fault::Crash);
       crashNode(n, "during fsync");
       // Back quickly, while the messages of the moment are still in flight.
-      q_.after(faultRng_.between(1 * kMs, 50 * kMs), [this, id]() {
+      q_.after(kn_.disk.restartAfterFlushCrash.draw(faultRng_), [this, id]() {
         Node& n = node(id);
         if (!n.up && !n.dead) startNode(n);
       });
@@ -315,7 +320,7 @@ void World::flush(Node& n, uint64_t inc) {
       // An fsync error: the node fail-stops; it never retries and carries on.
       count(Fault::FsyncError);
       crashNode(n, "fsync error");
-      n.restartAt = q_.now() + 100 * kMs;
+      n.restartAt = q_.now() + kn_.disk.restartAfterFsyncErrorNs;
       q_.at(n.restartAt, [this, id]() {
         Node& n = node(id);
         if (!n.up && !n.dead) startNode(n);
@@ -360,14 +365,14 @@ bool World::reachable(NodeId from, NodeId to) const { return !blocked_[from][to]
 uint64_t World::sampleDelay() {
   delayTrouble_ = false;
   uint64_t base = sc_.meanDelayNs / 2 + netRng_.below(sc_.meanDelayNs);
-  if (!calm() && sc_.faults.has(Fault::Delay) && netRng_.chance(0.02)) {
-    // Heavy tail: a few messages take 10-100x longer.
-    base *= netRng_.between(10, 100);
+  if (!calm() && sc_.faults.has(Fault::Delay) && netRng_.chance(kn_.net.delayTailP)) {
+    // Heavy tail: a few messages take far longer.
+    base *= kn_.net.delayTailFactor.draw(netRng_);
     count(Fault::Delay);
     delayTrouble_ = true;
   }
   if (!calm() && sc_.reorderP > 0 && netRng_.chance(sc_.reorderP)) {
-    base += netRng_.below(20 * kMs);
+    base += netRng_.below(kn_.net.reorderMaxNs);
     count(Fault::Reorder);
     delayTrouble_ = true;
   }
@@ -434,10 +439,9 @@ void World::sendMessage(NodeId from, Message&& msg) {
     // A stale copy, delivered long after everything around it (old votes, Appends and
     // read answers must be recognised as old).
     count(Fault::Replay);
-    q_.after(netRng_.between(300 * kMs, 5000 * kMs),
-             [this, from, inc, to, b = bytes]() mutable {
-               deliver(from, inc, to, std::move(b));
-             });
+    q_.after(kn_.net.replayLate.draw(netRng_), [this, from, inc, to, b = bytes]() mutable {
+      deliver(from, inc, to, std::move(b));
+    });
   }
   for (int i = 0; i < copies; ++i) {
     std::string copy = i + 1 < copies ? bytes : std::move(bytes);
@@ -543,7 +547,7 @@ void World::clientNext(Client& c) {
     cmd.op = OpType::Cas;
     cmd.value = value;
     // Expect a value some client plausibly wrote, or absence.
-    if (clientRng_.chance(0.3)) {
+    if (clientRng_.chance(kn_.client.casExpectAbsentP)) {
       cmd.expectAbsent = true;
       c.hop = history_.invokeCas(c.id, key, std::nullopt, value, now);
     } else {
@@ -619,7 +623,7 @@ void World::clientSend(Client& c) {
     // Sticky only through the chaos: a real client with one endpoint would hang on a
     // dead node for good, which says nothing about the cluster.
     bool same = c.sticky && chaos_ && !node(c.target).dead;
-    if (same && !c.opening && c.cmd.isWrite() && clientRng_.chance(0.5)) {
+    if (same && !c.opening && c.cmd.isWrite() && clientRng_.chance(kn_.client.stickyGiveUpP)) {
       // Or it gives up on the write (outcome unknown) and goes on with its next
       // operation at the same node: its reads there, while a cut-off leader still
       // believes it leads, are what a read path without a quorum check serves stale.
@@ -660,12 +664,13 @@ void World::clientReply(uint32_t cid, uint64_t seq, KvReply reply) {
     case Status::NotFound:
     case Status::CasMismatch: finishOp(c, reply); return;
     case Status::NotLeader:
-      clientRetry(c, reply.leaderHint, reply.leaderHint != kNoNode ? 0 : 20 * kMs);
+      clientRetry(c, reply.leaderHint,
+                  reply.leaderHint != kNoNode ? 0 : kn_.client.retryBackoffNs);
       return;
     case Status::Timeout:
     case Status::Busy:
     case Status::TransferInProgress:
-    case Status::ShuttingDown: clientRetry(c, kNoNode, 20 * kMs); return;
+    case Status::ShuttingDown: clientRetry(c, kNoNode, kn_.client.retryBackoffNs); return;
     case Status::SessionExpired:
       // Evicted: an earlier attempt may have applied, so the outcome is unknown.
       trace(kj::str("c", c.id, " session ", c.session, " expired").cStr());

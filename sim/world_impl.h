@@ -283,6 +283,7 @@ class World {
   bool leaderExists() const;
 
   Scenario sc_;
+  const Knobs& kn_ = sc_.knobs;  // its fixed chances and durations (sim/knobs.h)
   RunOptions opts_;
   Rng rng_;
   Rng faultRng_;
