@@ -43,6 +43,11 @@ class Checker {
   Index maxCommitted() const { return committed_.empty() ? 0 : committed_.rbegin()->first; }
   // Whether `entry` is the entry known committed at its index.
   bool isCommitted(const Entry& entry) const;
+  // The term of the entry known committed at `index` (0: none known).
+  Term committedTerm(Index index) const {
+    auto it = committed_.find(index);
+    return it == committed_.end() ? 0 : it->second.id.term;
+  }
 
  private:
   struct EntryId {

@@ -217,10 +217,12 @@ void World::checkRecoveryEnd(Node& n) {
     const Index floor = n.durableCommittedFloor;
     if (r.lastIndex() < floor || r.stableIndex() < floor ||
         (floor > r.snapshotIndex() && !checker_.isCommitted(*r.entryAt(floor)))) {
+      const Entry* e = r.lastIndex() >= floor ? r.entryAt(floor) : nullptr;
       fail("durability",
-           kj::str("n", n.id, " left its recovering state without committed entry ", floor,
-                   " it held before the damage (log to ", r.lastIndex(), ", durable to ",
-                   r.stableIndex(), ")")
+           kj::str("n", n.id, " (term ", r.term(), ") left its recovering state without ",
+                   "committed entry ", floor, " (term ", checker_.committedTerm(floor),
+                   ") it held before the damage (log to ", r.lastIndex(), ", durable to ",
+                   r.stableIndex(), "; its entry there: term ", e ? e->term : 0, ")")
                .cStr());
     }
   }
