@@ -11,7 +11,9 @@
 //     hence the same (clientId, requestId), with backoff until the overall timeout.
 //     NotLeader means "not applied"; a write's Result says whether it may have been
 //     applied (Result::maybeApplied) only when that is true: an attempt that went
-//     unanswered, or was answered Timeout or ShuttingDown.
+//     unanswered, or was answered Timeout or ShuttingDown. Commands pending on one
+//     connection are sent together in one KvService.callBatch (group commit, below);
+//     each keeps its own attempts, deadline and answer.
 //   * AsyncKvClient: one logical client (one session) over a ClusterChannel. The session
 //     is opened lazily. Writes of one session run one at a time in call order: the
 //     server remembers only a session's last reply, so a retry of an older request after
@@ -195,6 +197,15 @@ class ClusterChannel {
 
   // At most this many endpoints are learned from replies, on top of the configured ones.
   static constexpr size_t kMaxLearnedEndpoints = 16;
+  // Batching on a connection (group commit): a command is sent at the end of the loop
+  // turn that queued it if no batch is in flight on its connection; otherwise it waits
+  // for the batch in flight to be answered, or until the queue holds a full batch
+  // (limits::kMaxBatchCommands / kMaxBatchBytes), which then goes at once, with at most
+  // kMaxBatchesInFlight batches in flight per connection. At most kMaxQueuedCommands
+  // commands wait per connection; one more is answered Busy (not sent) and retried after
+  // a pause like a busy node.
+  static constexpr size_t kMaxBatchesInFlight = 4;
+  static constexpr size_t kMaxQueuedCommands = 4096;
 
  private:
   struct Endpoint;
@@ -202,11 +213,23 @@ class ClusterChannel {
   struct Attempt;
   struct Answer;
   struct Step;
+  struct Queued;
+  struct Batch;
 
   // One attempt after another until a definite answer or the deadline.
   kj::Promise<Result> attemptLoop(kj::Own<Attempt> attempt);
   kj::Promise<Answer> callOnce(Attempt& attempt, size_t endpoint, uint64_t* generation);
   static kj::Promise<Answer> callAdmin(Attempt& attempt, Connection& connection);
+  // Queues the attempt's command on `connection` for its next batch.
+  kj::Promise<Answer> enqueue(Attempt& attempt, Connection& connection);
+  // Sends what is queued on `connection` as batches, as far as the in-flight limit allows
+  // (`evenIfBusy`: also when a batch is in flight, else only when none is).
+  static void sendQueued(Connection& connection, bool evenIfBusy);
+  static void sendBatch(Connection& connection);
+  // Hands each member of an answered batch its reply (a KvService.callBatch response; a
+  // template so that this header needs no generated code).
+  template <typename Response>
+  static void deliver(Batch& batch, Response& response);
   // A schema::Reply::Reader (a template so that this header needs no generated code).
   template <typename ReplyReader>
   static Answer decodeAnswer(ReplyReader reply);
