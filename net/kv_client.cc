@@ -216,6 +216,7 @@ struct ClusterChannel::Attempt : public kj::Refcounted {
   kj::Maybe<size_t> target;  // where the last NotLeader reply pointed
   std::string lastError;
   Status lastStatus = Status::Ok;
+  uint64_t generation = 0;    // of the connection this attempt's request went to
   bool sent = false;          // this attempt's request was handed to a connection
   bool maybeApplied = false;  // a write: some attempt may have been applied
 
@@ -382,14 +383,12 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
   if (a.attempts > 1 && left < budget) budget = left;
   if (budget < 1 * kj::MILLISECONDS) budget = 1 * kj::MILLISECONDS;
 
-  auto generation = kj::heap<uint64_t>(0);
-  uint64_t* gen = generation.get();
-  return timer_.timeoutAfter(budget, callOnce(a, i, gen))
+  a.generation = 0;
+  return timer_.timeoutAfter(budget, callOnce(a, i))
       .then([this, &a, i](Answer ans) { return onAnswer(a, i, kj::mv(ans)); },
-            [this, &a, i, gen](kj::Exception&& e) {
-              return onCallFailed(a, i, *gen, kj::mv(e));
+            [this, &a, i](kj::Exception&& e) {
+              return onCallFailed(a, i, a.generation, kj::mv(e));
             })
-      .attach(kj::mv(generation))
       .then([this, attempt = kj::mv(attempt)](Step step) mutable -> kj::Promise<Result> {
         if (step.done) return kj::mv(step.result);
         return attemptLoop(kj::mv(attempt));
@@ -445,10 +444,15 @@ kj::Promise<ClusterChannel::Answer> ClusterChannel::callAdmin(Attempt& a, Connec
   });
 }
 
-kj::Promise<ClusterChannel::Answer> ClusterChannel::callOnce(Attempt& a, size_t i,
-                                                             uint64_t* gen) {
-  return connect(i).then([this, &a, gen](Connection* c) -> kj::Promise<Answer> {
-    *gen = c->generation;
+kj::Promise<ClusterChannel::Answer> ClusterChannel::callOnce(Attempt& a, size_t i) {
+  // An open connection: straight to it, no promise hop (the common case under load).
+  KJ_IF_MAYBE(c, state_[i]->connection) {
+    a.generation = (*c)->generation;
+    if (a.admin) return callAdmin(a, **c);
+    return enqueue(a, **c);
+  }
+  return connect(i).then([this, &a](Connection* c) -> kj::Promise<Answer> {
+    a.generation = c->generation;
     if (a.admin) return callAdmin(a, *c);
     return enqueue(a, *c);
   });
@@ -834,8 +838,7 @@ AsyncKvClient::AsyncKvClient(ClusterChannel& channel, const Options& options)
     : channel_(channel),
       options_(options),
       clientId_(options.clientId),
-      nextRequestId_(options.firstRequestId == 0 ? 1 : options.firstRequestId),
-      writeQueue_(kj::Promise<void>(kj::READY_NOW).fork()) {}
+      nextRequestId_(options.firstRequestId == 0 ? 1 : options.firstRequestId) {}
 
 namespace {
 
@@ -896,33 +899,69 @@ kj::Promise<Result> AsyncKvClient::write(KvCommand command) {
       return kj::mv(*bad);
     }
   }
-  auto done = kj::newPromiseAndFulfiller<void>();
-  auto turn = writeQueue_.addBranch().catch_([](kj::Exception&&) {});
-  writeQueue_ = done.promise.fork();
-  return turn
-      .then([this, command = kj::mv(command)]() mutable {
-        return ensureSession().then(
-            [this, command = kj::mv(command)](Result s) mutable -> kj::Promise<Result> {
-              if (!s.ok()) return kj::mv(s);
-              if (command.op == OpType::OpenSession) return kj::mv(s);
-              command.clientId = clientId_;
-              command.requestId = nextRequestId_++;
-              return channel_.execute(kj::mv(command), false).then([this](Result r) {
-                if (r.status == Status::SessionExpired && r.clientId == clientId_) {
-                  clientId_ = 0;  // the next write opens a fresh session
-                }
-                return r;
-              });
-            });
+  if (!writing_) {
+    writing_ = true;
+    return runWrite(kj::mv(command), Turn(this));
+  }
+  if (waiting_.size() >= kMaxWaitingWrites) {
+    Result r;
+    r.outcome = Outcome::Error;
+    r.status = Status::Busy;
+    r.error = "not applied: " + std::to_string(waiting_.size()) +
+              " writes of this session are already waiting for their turn";
+    return r;
+  }
+  auto paf = kj::newPromiseAndFulfiller<Turn>();
+  waiting_.push_back(kj::mv(paf.fulfiller));
+  return paf.promise
+      .then([this, command = kj::mv(command)](Turn turn) mutable {
+        return runWrite(kj::mv(command), kj::mv(turn));
       })
-      .catch_([](kj::Exception&& e) { return asErrorResult(kj::mv(e)); })
-      .then([f = kj::mv(done.fulfiller)](Result r) mutable {
-        f->fulfill();
-        return r;
-      })
-      // kj runs a .then() only when its consumer asks for the value; a consumer joining
-      // many promises asks late, and the next write of this session must not wait on it.
       .eagerlyEvaluate(nullptr);
+}
+
+void AsyncKvClient::passTurn() {
+  while (!waiting_.empty()) {
+    auto next = kj::mv(waiting_.front());
+    waiting_.pop_front();
+    if (next->isWaiting()) {
+      next->fulfill(Turn(this));
+      return;
+    }
+  }
+  writing_ = false;
+}
+
+kj::Promise<Result> AsyncKvClient::runWrite(KvCommand command, Turn turn) {
+  kj::Promise<Result> result = nullptr;
+  if (clientId_ != 0 && command.op != OpType::OpenSession) {
+    // The common case: no session step.
+    result = kj::evalNow([&]() { return send(kj::mv(command)); });
+  } else {
+    result = ensureSession().then(
+        [this, command = kj::mv(command)](Result s) mutable -> kj::Promise<Result> {
+          if (!s.ok()) return kj::mv(s);
+          if (command.op == OpType::OpenSession) return kj::mv(s);
+          return send(kj::mv(command));
+        });
+  }
+  return result.catch_([](kj::Exception&& e) { return asErrorResult(kj::mv(e)); })
+      .attach(kj::mv(turn))
+      // kj runs a .then() only when its consumer asks for the value; a consumer joining
+      // many promises asks late, and the next write of this session must not wait on it:
+      // evaluated eagerly, the turn passes as soon as the answer is here.
+      .eagerlyEvaluate(nullptr);
+}
+
+kj::Promise<Result> AsyncKvClient::send(KvCommand command) {
+  command.clientId = clientId_;
+  command.requestId = nextRequestId_++;
+  return channel_.execute(kj::mv(command), false).then([this](Result r) {
+    if (r.status == Status::SessionExpired && r.clientId == clientId_) {
+      clientId_ = 0;  // the next write opens a fresh session
+    }
+    return r;
+  });
 }
 
 kj::Promise<Result> AsyncKvClient::read(KvCommand command) {

@@ -37,6 +37,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -218,7 +219,7 @@ class ClusterChannel {
 
   // One attempt after another until a definite answer or the deadline.
   kj::Promise<Result> attemptLoop(kj::Own<Attempt> attempt);
-  kj::Promise<Answer> callOnce(Attempt& attempt, size_t endpoint, uint64_t* generation);
+  kj::Promise<Answer> callOnce(Attempt& attempt, size_t endpoint);
   static kj::Promise<Answer> callAdmin(Attempt& attempt, Connection& connection);
   // Queues the attempt's command on `connection` for its next batch.
   kj::Promise<Answer> enqueue(Attempt& attempt, Connection& connection);
@@ -289,11 +290,35 @@ class AsyncKvClient {
   kj::Promise<Result> read(KvCommand command);
   kj::Promise<Result> ensureSession();
 
+  // The right to send this session's next write. Exactly one exists while a write runs
+  // or has been handed the turn; dropping it (the write finished, or its promise was
+  // dropped) hands the turn to the next waiting write, in call order.
+  class Turn {
+   public:
+    explicit Turn(AsyncKvClient* client) : client_(client) {}
+    Turn(Turn&& other) noexcept : client_(other.client_) { other.client_ = nullptr; }
+    Turn& operator=(Turn&&) = delete;
+    ~Turn() noexcept(false) {
+      if (client_ != nullptr) client_->passTurn();
+    }
+
+   private:
+    AsyncKvClient* client_;
+  };
+  kj::Promise<Result> runWrite(KvCommand command, Turn turn);
+  kj::Promise<Result> send(KvCommand command);
+  void passTurn();
+
   ClusterChannel& channel_;
   Options options_;
   uint64_t clientId_;
   uint64_t nextRequestId_;
-  kj::ForkedPromise<void> writeQueue_;  // resolves when the previous write has finished
+  bool writing_ = false;  // a write holds the turn
+  // Writes waiting for the turn, in call order (at most kMaxWaitingWrites).
+  std::deque<kj::Own<kj::PromiseFulfiller<Turn>>> waiting_;
+
+ public:
+  static constexpr size_t kMaxWaitingWrites = 4096;
 };
 
 // The synchronous client: owns a kj event loop; not thread-safe; one per thread.

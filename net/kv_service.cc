@@ -208,7 +208,10 @@ class KvService::Server final : public schema::KvService::Server {
       fillReply(context.getResults().initRefused(), refused, refusal, service_);
       return kj::READY_NOW;
     }
-    auto out = context.getResults().initReplies(items.size());
+    // One first segment for the whole answer (a put's reply is ~10 words, a get's 8 B
+    // key / 256 B value one ~45), not a chain of growing ones.
+    auto out = context.getResults(capnp::MessageSize{items.size() * 48 + 16, 0})
+                   .initReplies(items.size());
     std::vector<Admitted> admitted;
     admitted.reserve(items.size());
     for (uint32_t i = 0; i < items.size(); ++i) {

@@ -60,7 +60,7 @@ def main():
                 print(f"round {r+1} {name} (load {load:.1f}): " + ", ".join(
                     f"{k} {v['rps']:.0f}/s p50 {v['latency_ms']['p50']:.2f} p99 {v['latency_ms']['p99']:.2f} err {v['errors']}"
                     for k, v in res.items()), flush=True)
-    json.dump(results, open(os.environ.get("AB_OUT", "/work/ab/last.json"), "w"))
+    json.dump(results, open(os.environ.get("AB_OUT", "ab-results.json"), "w"))
     print("\nmean over rounds:")
     for name, _ in sides:
         row = []

@@ -520,6 +520,49 @@ TEST_F(ClientTest, TimeoutOfOneBatchMemberRetriesItAloneWithItsRequestId) {
   EXPECT_EQ(cluster_.batches, 2);
 }
 
+// A session's writes take turns; a write whose promise is dropped, waiting or running,
+// hands its turn on, so the session's next writes still go (in order).
+TEST_F(ClientTest, ADroppedWriteHandsItsTurnToTheNextOfItsSession) {
+  auto endpoints = start(1);
+  cluster_.leader = 1;
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, {});
+  auto clients = clientsWithSessions(ch, cluster_, 1);
+  AsyncKvClient& c = *clients[0];
+  auto within = [&](kj::Promise<Result>&& p) {
+    return wait(io_.provider->getTimer().timeoutAfter(2 * kj::SECONDS, kj::mv(p)));
+  };
+  cluster_.holdBatches = true;
+  auto a = c.put("a", "1");
+  kj::Maybe<kj::Promise<Result>> b = c.put("b", "2");
+  auto d = c.put("d", "4");
+  b = nullptr;  // dropped while waiting for its turn
+  ASSERT_TRUE(waitFor([&]() { return cluster_.batches == 1; }));
+  cluster_.holdBatches = false;
+  for (auto& f : cluster_.held) f->fulfill();
+  cluster_.held.clear();
+  Result ra = within(kj::mv(a));
+  Result rd = within(kj::mv(d));
+  EXPECT_TRUE(ra.ok()) << ra.error;
+  ASSERT_TRUE(rd.ok()) << rd.error;
+  EXPECT_EQ(rd.requestId, 2u) << "the dropped write never took a request id";
+  EXPECT_EQ(cluster_.data.count("b"), 0u);
+
+  // The write holding the turn is dropped while its batch is in flight: the next one
+  // goes once that batch is answered.
+  cluster_.holdBatches = true;
+  kj::Maybe<kj::Promise<Result>> e = c.put("e", "5");
+  auto f = c.put("f", "6");
+  ASSERT_TRUE(waitFor([&]() { return cluster_.batches == 2; }));
+  e = nullptr;
+  cluster_.holdBatches = false;
+  for (auto& h : cluster_.held) h->fulfill();
+  cluster_.held.clear();
+  Result rf = within(kj::mv(f));
+  ASSERT_TRUE(rf.ok()) << rf.error;
+  EXPECT_EQ(rf.requestId, 4u);
+  EXPECT_EQ(cluster_.data["f"], "6");
+}
+
 TEST(EndpointList, ParsesAndRejects) {
   auto v = parseEndpointList("127.0.0.1:1,localhost:7002");
   ASSERT_EQ(v.size(), 2u);
