@@ -838,7 +838,8 @@ AsyncKvClient::AsyncKvClient(ClusterChannel& channel, const Options& options)
     : channel_(channel),
       options_(options),
       clientId_(options.clientId),
-      nextRequestId_(options.firstRequestId == 0 ? 1 : options.firstRequestId) {}
+      nextRequestId_(options.firstRequestId == 0 ? 1 : options.firstRequestId),
+      turns_(kj::refcounted<WriteTurns>()) {}
 
 namespace {
 
@@ -899,20 +900,20 @@ kj::Promise<Result> AsyncKvClient::write(KvCommand command) {
       return kj::mv(*bad);
     }
   }
-  if (!writing_) {
-    writing_ = true;
-    return runWrite(kj::mv(command), Turn(this));
+  if (!turns_->writing) {
+    turns_->writing = true;
+    return runWrite(kj::mv(command), Turn(kj::addRef(*turns_)));
   }
-  if (waiting_.size() >= kMaxWaitingWrites) {
+  if (turns_->waiting.size() >= kMaxWaitingWrites) {
     Result r;
     r.outcome = Outcome::Error;
     r.status = Status::Busy;
-    r.error = "not applied: " + std::to_string(waiting_.size()) +
+    r.error = "not applied: " + std::to_string(turns_->waiting.size()) +
               " writes of this session are already waiting for their turn";
     return r;
   }
   auto paf = kj::newPromiseAndFulfiller<Turn>();
-  waiting_.push_back(kj::mv(paf.fulfiller));
+  turns_->waiting.push_back(kj::mv(paf.fulfiller));
   return paf.promise
       .then([this, command = kj::mv(command)](Turn turn) mutable {
         return runWrite(kj::mv(command), kj::mv(turn));
@@ -920,16 +921,23 @@ kj::Promise<Result> AsyncKvClient::write(KvCommand command) {
       .eagerlyEvaluate(nullptr);
 }
 
-void AsyncKvClient::passTurn() {
-  while (!waiting_.empty()) {
-    auto next = kj::mv(waiting_.front());
-    waiting_.pop_front();
+AsyncKvClient::Turn::~Turn() noexcept(false) {
+  if (turns_.get() != nullptr) {
+    auto turns = kj::mv(turns_);
+    turns->pass();
+  }
+}
+
+void AsyncKvClient::WriteTurns::pass() {
+  while (!waiting.empty()) {
+    auto next = kj::mv(waiting.front());
+    waiting.pop_front();
     if (next->isWaiting()) {
-      next->fulfill(Turn(this));
+      next->fulfill(Turn(kj::addRef(*this)));
       return;
     }
   }
-  writing_ = false;
+  writing = false;
 }
 
 kj::Promise<Result> AsyncKvClient::runWrite(KvCommand command, Turn turn) {

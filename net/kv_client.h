@@ -292,30 +292,33 @@ class AsyncKvClient {
 
   // The right to send this session's next write. Exactly one exists while a write runs
   // or has been handed the turn; dropping it (the write finished, or its promise was
-  // dropped) hands the turn to the next waiting write, in call order.
+  // dropped) hands the turn to the next waiting write, in call order. The queue is
+  // shared with the turns, so a promise may outlive the client.
+  struct WriteTurns;
   class Turn {
    public:
-    explicit Turn(AsyncKvClient* client) : client_(client) {}
-    Turn(Turn&& other) noexcept : client_(other.client_) { other.client_ = nullptr; }
+    explicit Turn(kj::Own<WriteTurns> turns) : turns_(kj::mv(turns)) {}
+    Turn(Turn&& other) noexcept = default;
     Turn& operator=(Turn&&) = delete;
-    ~Turn() noexcept(false) {
-      if (client_ != nullptr) client_->passTurn();
-    }
+    ~Turn() noexcept(false);
 
    private:
-    AsyncKvClient* client_;
+    kj::Own<WriteTurns> turns_;
+  };
+  struct WriteTurns : public kj::Refcounted {
+    bool writing = false;  // a write holds the turn
+    // Writes waiting for the turn, in call order (at most kMaxWaitingWrites).
+    std::deque<kj::Own<kj::PromiseFulfiller<Turn>>> waiting;
+    void pass();
   };
   kj::Promise<Result> runWrite(KvCommand command, Turn turn);
   kj::Promise<Result> send(KvCommand command);
-  void passTurn();
 
   ClusterChannel& channel_;
   Options options_;
   uint64_t clientId_;
   uint64_t nextRequestId_;
-  bool writing_ = false;  // a write holds the turn
-  // Writes waiting for the turn, in call order (at most kMaxWaitingWrites).
-  std::deque<kj::Own<kj::PromiseFulfiller<Turn>>> waiting_;
+  kj::Own<WriteTurns> turns_;
 
  public:
   static constexpr size_t kMaxWaitingWrites = 4096;
