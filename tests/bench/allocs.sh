@@ -32,7 +32,7 @@ $B/kvbench --endpoints $E --clients 64 --conns 8 --total 10000 --key-size 8 --va
 for p in "${PIDS[@]}"; do kill -USR2 $p; done; sleep 0.3
 declare -A before
 for i in 1 2 3; do before[$i]=$(grep mallocs $W/node$i.log | tail -1 | awk '{print $2}'); done
-LD_PRELOAD=$W/mcount.so $B/kvbench --endpoints $E --clients 64 --conns 8 --total $N --key-size 8 --val-size 256 $EXTRA $M 2>$W/bench.err | grep "Requests/s" 
+LD_PRELOAD=$W/mcount.so $B/kvbench --endpoints $E --clients 64 --conns 8 --total $N --key-size 8 --val-size 256 $EXTRA $M 2>$W/bench.err | grep "Requests/s"
 for p in "${PIDS[@]}"; do kill -USR2 $p; done; sleep 0.3
 for i in 1 2 3; do
   a=$(grep mallocs $W/node$i.log | tail -1 | awk '{print $2}')
