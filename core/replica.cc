@@ -54,31 +54,40 @@ void Replica::receive(Message&& msg) {
 }
 
 void Replica::submit(const KvCommand& cmd, ReadMode mode, ReplyFn done) {
+  if (enqueue(cmd, mode, done)) process();
+}
+
+void Replica::submitBatch(std::vector<Request>& requests) {
+  bool any = false;
+  for (Request& r : requests) any = enqueue(*r.cmd, r.mode, r.done) || any;
+  if (any) process();
+}
+
+bool Replica::enqueue(const KvCommand& cmd, ReadMode mode, ReplyFn& done) {
   std::string why;
   Status valid = validate(cmd, &why);
   if (valid != Status::Ok) {
     done(statusReply(valid));
-    return;
+    return false;
   }
   if (!cmd.isWrite()) {
     if (mode == ReadMode::Stale) {
       done(kv_.read(cmd));
-      return;
+      return false;
     }
     if (pendingReads_.size() >= limits::kMaxPendingReads) {
       done(statusReply(Status::Busy));
-      return;
+      return false;
     }
     uint64_t id = nextReadId_++;
     pendingReads_.emplace(id, PendingRead{cmd, now_ + config_.requestTimeoutTicks, 0, false,
                                           std::move(done)});
     raft_.readIndex(id);
-    process();
-    return;
+    return true;
   }
   if (pendingWrites_.size() >= limits::kMaxPendingProposals) {
     done(statusReply(Status::Busy));
-    return;
+    return false;
   }
   Index index = 0;
   ProposeError err = raft_.propose(encodeCommand(cmd), &index);
@@ -92,10 +101,10 @@ void Replica::submit(const KvCommand& cmd, ReadMode mode, ReplyFn done) {
       case ProposeError::None: break;
     }
     done(std::move(r));
-    return;
+    return false;
   }
   addPendingWrite(index, std::move(done));
-  process();
+  return true;
 }
 
 void Replica::proposeConfChange(const ConfChange& cc, ConfChangeFn done) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <vector>
 
 #include "core/command.h"
 #include "core/env.h"
@@ -66,6 +67,16 @@ class Replica {
   void receive(Message&& msg);
   // A client request. `done` is called exactly once (perhaps before submit returns).
   void submit(const KvCommand& cmd, ReadMode mode, ReplyFn done);
+  // Many client requests at once (a client's batch), each as submit() would take it, in
+  // order; the Raft output is taken once after all of them, so their entries share one
+  // persist batch and one Append per follower, and their linearizable reads one read
+  // index round. Each `done` is called exactly once.
+  struct Request {
+    const KvCommand* cmd;
+    ReadMode mode;
+    ReplyFn done;
+  };
+  void submitBatch(std::vector<Request>& requests);
   void onPersisted(uint64_t seq);
   // The storage wrote the file of the local snapshot at `index` that it took with
   // Storage::prepareSnapshot (core/env.h); the replica now persists it.
@@ -111,6 +122,8 @@ class Replica {
   };
 
   void process();
+  // submit() without taking Raft's output; true if there may be output to take.
+  bool enqueue(const KvCommand& cmd, ReadMode mode, ReplyFn& done);
   void applyCommitted(const std::vector<Entry>& committed);
   void serveReads();
   void maybeSnapshot();

@@ -1,6 +1,7 @@
 #include "net/kv_client.h"
 
 #include <algorithm>
+#include <deque>
 #include <optional>
 
 #include <capnp/rpc-twoparty.h>
@@ -145,17 +146,54 @@ struct ClusterChannel::Step {
   }
 };
 
+// A command waiting on a connection for its batch (or in a batch in flight).
+struct ClusterChannel::Queued {
+  kj::Own<Attempt> attempt;  // its command; `sent` is set when its batch goes
+  kj::Own<kj::PromiseFulfiller<Answer>> answer;
+};
+
+// One batch in flight. Whatever it still holds when it is destroyed (the connection went
+// away with it) is failed as a disconnect: sent, no answer.
+struct ClusterChannel::Batch {
+  std::vector<Queued> members;
+  Batch() = default;
+  Batch(Batch&&) = default;
+  Batch& operator=(Batch&&) = default;
+  ~Batch() noexcept(false) {
+    for (auto& m : members) {
+      if (m.answer.get() != nullptr && m.answer->isWaiting()) {
+        m.answer->reject(KJ_EXCEPTION(DISCONNECTED, "connection closed before the answer"));
+      }
+    }
+  }
+};
+
 struct ClusterChannel::Connection {
-  Connection(kj::Own<kj::AsyncIoStream> s, uint64_t gen)
+  Connection(kj::Own<kj::AsyncIoStream> s, uint64_t gen, kj::TaskSet::ErrorHandler& errors)
       : stream(kj::mv(s)),
         rpc(kj::heap<capnp::TwoPartyClient>(*stream)),
         service(rpc->bootstrap().castAs<schema::KvService>()),
-        generation(gen) {}
-  // Declaration order matters: destroyed service, then rpc, then the stream under it.
+        generation(gen),
+        tasks(errors) {}
+  ~Connection() noexcept(false) { failQueued("connection closed before the request was sent"); }
+  // Fails what waits for a batch (never sent, so never applied).
+  void failQueued(const char* why) {
+    for (auto& q : queue) {
+      if (q.answer->isWaiting()) q.answer->reject(KJ_EXCEPTION(DISCONNECTED, why));
+    }
+    queue.clear();
+  }
+  // Declaration order matters: destroyed the batches in flight, service, then rpc, then
+  // the stream under it.
   kj::Own<kj::AsyncIoStream> stream;
   kj::Own<capnp::TwoPartyClient> rpc;
   schema::KvService::Client service;
   uint64_t generation;
+  std::deque<Queued> queue;  // commands for the next batch, at most kMaxQueuedCommands
+  size_t inFlight = 0;       // batches sent, not answered yet
+  bool flushScheduled = false;
+  bool broken = false;  // a batch failed: nothing more is sent on it
+  kj::TaskSet tasks;    // the batches in flight and the scheduled flush
 };
 
 struct ClusterChannel::Endpoint {
@@ -178,6 +216,7 @@ struct ClusterChannel::Attempt : public kj::Refcounted {
   kj::Maybe<size_t> target;  // where the last NotLeader reply pointed
   std::string lastError;
   Status lastStatus = Status::Ok;
+  uint64_t generation = 0;    // of the connection this attempt's request went to
   bool sent = false;          // this attempt's request was handed to a connection
   bool maybeApplied = false;  // a write: some attempt may have been applied
 
@@ -231,13 +270,15 @@ kj::Promise<ClusterChannel::Connection*> ClusterChannel::connect(size_t i) {
             .then([this, i](kj::Own<kj::AsyncIoStream> stream) -> kj::Promise<void> {
               Endpoint& e = *state_[i];
               if (tls_.get() == nullptr) {
-                e.connection = kj::heap<Connection>(kj::mv(stream), ++e.generation);
+                e.connection = kj::heap<Connection>(kj::mv(stream), ++e.generation,
+                                                    *errorHandler_);
                 return kj::READY_NOW;
               }
               return tls_->connect(kj::mv(stream), e.address, options_.tls.serverName)
                   .then([this, i](kj::Own<kj::AsyncIoStream> secure) {
                     Endpoint& e = *state_[i];
-                    auto c = kj::heap<Connection>(kj::mv(secure), ++e.generation);
+                    auto c = kj::heap<Connection>(kj::mv(secure), ++e.generation,
+                                                  *errorHandler_);
                     // With TLS 1.3 a server that refuses our certificate says so only
                     // after our side of the handshake is done. One round trip (the
                     // bootstrap) before any request shows it, so a refused connection
@@ -342,14 +383,12 @@ kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
   if (a.attempts > 1 && left < budget) budget = left;
   if (budget < 1 * kj::MILLISECONDS) budget = 1 * kj::MILLISECONDS;
 
-  auto generation = kj::heap<uint64_t>(0);
-  uint64_t* gen = generation.get();
-  return timer_.timeoutAfter(budget, callOnce(a, i, gen))
+  a.generation = 0;
+  return timer_.timeoutAfter(budget, callOnce(a, i))
       .then([this, &a, i](Answer ans) { return onAnswer(a, i, kj::mv(ans)); },
-            [this, &a, i, gen](kj::Exception&& e) {
-              return onCallFailed(a, i, *gen, kj::mv(e));
+            [this, &a, i](kj::Exception&& e) {
+              return onCallFailed(a, i, a.generation, kj::mv(e));
             })
-      .attach(kj::mv(generation))
       .then([this, attempt = kj::mv(attempt)](Step step) mutable -> kj::Promise<Result> {
         if (step.done) return kj::mv(step.result);
         return attemptLoop(kj::mv(attempt));
@@ -405,19 +444,134 @@ kj::Promise<ClusterChannel::Answer> ClusterChannel::callAdmin(Attempt& a, Connec
   });
 }
 
-kj::Promise<ClusterChannel::Answer> ClusterChannel::callOnce(Attempt& a, size_t i,
-                                                             uint64_t* gen) {
-  return connect(i).then([&a, gen](Connection* c) -> kj::Promise<Answer> {
-    *gen = c->generation;
+kj::Promise<ClusterChannel::Answer> ClusterChannel::callOnce(Attempt& a, size_t i) {
+  // An open connection: straight to it, no promise hop (the common case under load).
+  KJ_IF_MAYBE(c, state_[i]->connection) {
+    a.generation = (*c)->generation;
+    if (a.admin) return callAdmin(a, **c);
+    return enqueue(a, **c);
+  }
+  return connect(i).then([this, &a](Connection* c) -> kj::Promise<Answer> {
+    a.generation = c->generation;
     if (a.admin) return callAdmin(a, *c);
-    auto req = c->service.callRequest();
-    codec::toCapnp(a.command, req.initCommand());
-    req.setStale(a.stale);
-    a.sent = true;
-    return req.send().then([](capnp::Response<schema::KvService::CallResults> resp) {
-      return decodeAnswer(resp.getReply());
-    });
+    return enqueue(a, *c);
   });
+}
+
+namespace {
+
+// What a command adds to a batch request, roughly (for the byte cap and the size hint).
+size_t commandBytes(const KvCommand& c) {
+  return c.key.size() + c.value.size() + c.expected.size() + c.rangeEnd.size() + 96;
+}
+
+// Batches are cut well below the server's byte limit (our estimate is rough).
+constexpr size_t kBatchBytesCap = limits::kMaxBatchBytes / 2;
+
+}  // namespace
+
+kj::Promise<ClusterChannel::Answer> ClusterChannel::enqueue(Attempt& a, Connection& c) {
+  if (c.queue.size() >= kMaxQueuedCommands) {
+    Answer busy;
+    busy.reply.status = Status::Busy;
+    busy.error = "the client has " + std::to_string(c.queue.size()) +
+                 " requests queued on this connection (the limit); not sent";
+    return kj::mv(busy);
+  }
+  if (c.broken) {
+    return KJ_EXCEPTION(DISCONNECTED, "connection failed before the request was sent");
+  }
+  auto paf = kj::newPromiseAndFulfiller<Answer>();
+  c.queue.push_back(Queued{kj::addRef(a), kj::mv(paf.fulfiller)});
+  if (c.queue.size() >= limits::kMaxBatchCommands) {
+    sendQueued(c, /*evenIfBusy=*/true);
+  } else if (c.inFlight == 0 && !c.flushScheduled) {
+    // Idle: send at the end of this turn, with whatever else this turn queues.
+    c.flushScheduled = true;
+    c.tasks.add(kj::evalLater([&c]() {
+      c.flushScheduled = false;
+      sendQueued(c, /*evenIfBusy=*/false);
+    }));
+  }
+  return kj::mv(paf.promise);
+}
+
+void ClusterChannel::sendQueued(Connection& c, bool evenIfBusy) {
+  if (c.broken || (!evenIfBusy && c.inFlight > 0)) return;
+  while (!c.queue.empty() && c.inFlight < kMaxBatchesInFlight) {
+    sendBatch(c);
+    // Only full batches go while another is in flight; the rest waits for an answer.
+    if (c.queue.size() < limits::kMaxBatchCommands) break;
+  }
+}
+
+void ClusterChannel::sendBatch(Connection& c) {
+  auto batch = kj::heap<Batch>();
+  size_t bytes = 0;
+  while (!c.queue.empty() && batch->members.size() < limits::kMaxBatchCommands) {
+    Queued& q = c.queue.front();
+    if (!q.answer->isWaiting()) {  // its attempt gave up before it was sent
+      c.queue.pop_front();
+      continue;
+    }
+    size_t more = commandBytes(q.attempt->command);
+    if (!batch->members.empty() && bytes + more > kBatchBytesCap) break;
+    bytes += more;
+    batch->members.push_back(kj::mv(q));
+    c.queue.pop_front();
+  }
+  if (batch->members.empty()) return;
+  auto req = c.service.callBatchRequest(
+      capnp::MessageSize{bytes / sizeof(capnp::word) + 8 * batch->members.size() + 16, 0});
+  auto items = req.initItems(static_cast<uint>(batch->members.size()));
+  for (uint k = 0; k < batch->members.size(); ++k) {
+    Attempt& a = *batch->members[k].attempt;
+    codec::toCapnp(a.command, items[k].initCommand());
+    items[k].setStale(a.stale);
+    a.sent = true;
+  }
+  ++c.inFlight;
+  Batch& b = *batch;
+  c.tasks.add(req.send()
+                  .then(
+                      [&b](capnp::Response<schema::KvService::CallBatchResults> resp) {
+                        deliver(b, resp);
+                      },
+                      [&b, &c](kj::Exception&& e) {
+                        // Sent, unanswered: each member may have been applied. What
+                        // waits behind them is not sent on this connection any more.
+                        for (auto& m : b.members) m.answer->reject(kj::cp(e));
+                        c.broken = true;
+                        c.failQueued("connection failed before the request was sent");
+                      })
+                  .attach(kj::mv(batch))
+                  .then([&c]() {
+                    --c.inFlight;
+                    sendQueued(c, /*evenIfBusy=*/false);
+                  }));
+}
+
+template <typename Response>
+void ClusterChannel::deliver(Batch& b, Response& resp) {
+  auto replies = resp.getReplies();
+  bool refused = replies.size() == 0 && resp.hasRefused();
+  if (!refused && replies.size() != b.members.size()) {
+    for (auto& m : b.members) {
+      m.answer->reject(KJ_EXCEPTION(FAILED, "malformed batch reply: wrong number of replies",
+                                    replies.size(), b.members.size()));
+    }
+    return;
+  }
+  // A refused batch (it would have to be malformed: we split by the same limits): each
+  // member gets the refusal.
+  for (uint k = 0; k < b.members.size(); ++k) {
+    auto& m = b.members[k];
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                  m.answer->fulfill(decodeAnswer(refused ? resp.getRefused() : replies[k]));
+                })) {
+      m.answer->reject(kj::mv(*e));
+    }
+  }
 }
 
 kj::Promise<ClusterChannel::Step> ClusterChannel::onAnswer(Attempt& a, size_t i, Answer ans) {
@@ -685,7 +839,7 @@ AsyncKvClient::AsyncKvClient(ClusterChannel& channel, const Options& options)
       options_(options),
       clientId_(options.clientId),
       nextRequestId_(options.firstRequestId == 0 ? 1 : options.firstRequestId),
-      writeQueue_(kj::Promise<void>(kj::READY_NOW).fork()) {}
+      turns_(kj::refcounted<WriteTurns>()) {}
 
 namespace {
 
@@ -746,33 +900,76 @@ kj::Promise<Result> AsyncKvClient::write(KvCommand command) {
       return kj::mv(*bad);
     }
   }
-  auto done = kj::newPromiseAndFulfiller<void>();
-  auto turn = writeQueue_.addBranch().catch_([](kj::Exception&&) {});
-  writeQueue_ = done.promise.fork();
-  return turn
-      .then([this, command = kj::mv(command)]() mutable {
-        return ensureSession().then(
-            [this, command = kj::mv(command)](Result s) mutable -> kj::Promise<Result> {
-              if (!s.ok()) return kj::mv(s);
-              if (command.op == OpType::OpenSession) return kj::mv(s);
-              command.clientId = clientId_;
-              command.requestId = nextRequestId_++;
-              return channel_.execute(kj::mv(command), false).then([this](Result r) {
-                if (r.status == Status::SessionExpired && r.clientId == clientId_) {
-                  clientId_ = 0;  // the next write opens a fresh session
-                }
-                return r;
-              });
-            });
+  if (!turns_->writing) {
+    turns_->writing = true;
+    return runWrite(kj::mv(command), Turn(kj::addRef(*turns_)));
+  }
+  if (turns_->waiting.size() >= kMaxWaitingWrites) {
+    Result r;
+    r.outcome = Outcome::Error;
+    r.status = Status::Busy;
+    r.error = "not applied: " + std::to_string(turns_->waiting.size()) +
+              " writes of this session are already waiting for their turn";
+    return r;
+  }
+  auto paf = kj::newPromiseAndFulfiller<Turn>();
+  turns_->waiting.push_back(kj::mv(paf.fulfiller));
+  return paf.promise
+      .then([this, command = kj::mv(command)](Turn turn) mutable {
+        return runWrite(kj::mv(command), kj::mv(turn));
       })
-      .catch_([](kj::Exception&& e) { return asErrorResult(kj::mv(e)); })
-      .then([f = kj::mv(done.fulfiller)](Result r) mutable {
-        f->fulfill();
-        return r;
-      })
-      // kj runs a .then() only when its consumer asks for the value; a consumer joining
-      // many promises asks late, and the next write of this session must not wait on it.
       .eagerlyEvaluate(nullptr);
+}
+
+AsyncKvClient::Turn::~Turn() noexcept(false) {
+  if (turns_.get() != nullptr) {
+    auto turns = kj::mv(turns_);
+    turns->pass();
+  }
+}
+
+void AsyncKvClient::WriteTurns::pass() {
+  while (!waiting.empty()) {
+    auto next = kj::mv(waiting.front());
+    waiting.pop_front();
+    if (next->isWaiting()) {
+      next->fulfill(Turn(kj::addRef(*this)));
+      return;
+    }
+  }
+  writing = false;
+}
+
+kj::Promise<Result> AsyncKvClient::runWrite(KvCommand command, Turn turn) {
+  kj::Promise<Result> result = nullptr;
+  if (clientId_ != 0 && command.op != OpType::OpenSession) {
+    // The common case: no session step.
+    result = kj::evalNow([&]() { return send(kj::mv(command)); });
+  } else {
+    result = ensureSession().then(
+        [this, command = kj::mv(command)](Result s) mutable -> kj::Promise<Result> {
+          if (!s.ok()) return kj::mv(s);
+          if (command.op == OpType::OpenSession) return kj::mv(s);
+          return send(kj::mv(command));
+        });
+  }
+  return result.catch_([](kj::Exception&& e) { return asErrorResult(kj::mv(e)); })
+      .attach(kj::mv(turn))
+      // kj runs a .then() only when its consumer asks for the value; a consumer joining
+      // many promises asks late, and the next write of this session must not wait on it:
+      // evaluated eagerly, the turn passes as soon as the answer is here.
+      .eagerlyEvaluate(nullptr);
+}
+
+kj::Promise<Result> AsyncKvClient::send(KvCommand command) {
+  command.clientId = clientId_;
+  command.requestId = nextRequestId_++;
+  return channel_.execute(kj::mv(command), false).then([this](Result r) {
+    if (r.status == Status::SessionExpired && r.clientId == clientId_) {
+      clientId_ = 0;  // the next write opens a fresh session
+    }
+    return r;
+  });
 }
 
 kj::Promise<Result> AsyncKvClient::read(KvCommand command) {

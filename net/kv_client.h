@@ -11,7 +11,9 @@
 //     hence the same (clientId, requestId), with backoff until the overall timeout.
 //     NotLeader means "not applied"; a write's Result says whether it may have been
 //     applied (Result::maybeApplied) only when that is true: an attempt that went
-//     unanswered, or was answered Timeout or ShuttingDown.
+//     unanswered, or was answered Timeout or ShuttingDown. Commands pending on one
+//     connection are sent together in one KvService.callBatch (group commit, below);
+//     each keeps its own attempts, deadline and answer.
 //   * AsyncKvClient: one logical client (one session) over a ClusterChannel. The session
 //     is opened lazily. Writes of one session run one at a time in call order: the
 //     server remembers only a session's last reply, so a retry of an older request after
@@ -35,6 +37,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -195,6 +198,15 @@ class ClusterChannel {
 
   // At most this many endpoints are learned from replies, on top of the configured ones.
   static constexpr size_t kMaxLearnedEndpoints = 16;
+  // Batching on a connection (group commit): a command is sent at the end of the loop
+  // turn that queued it if no batch is in flight on its connection; otherwise it waits
+  // for the batch in flight to be answered, or until the queue holds a full batch
+  // (limits::kMaxBatchCommands / kMaxBatchBytes), which then goes at once, with at most
+  // kMaxBatchesInFlight batches in flight per connection. At most kMaxQueuedCommands
+  // commands wait per connection; one more is answered Busy (not sent) and retried after
+  // a pause like a busy node.
+  static constexpr size_t kMaxBatchesInFlight = 4;
+  static constexpr size_t kMaxQueuedCommands = 4096;
 
  private:
   struct Endpoint;
@@ -202,11 +214,23 @@ class ClusterChannel {
   struct Attempt;
   struct Answer;
   struct Step;
+  struct Queued;
+  struct Batch;
 
   // One attempt after another until a definite answer or the deadline.
   kj::Promise<Result> attemptLoop(kj::Own<Attempt> attempt);
-  kj::Promise<Answer> callOnce(Attempt& attempt, size_t endpoint, uint64_t* generation);
+  kj::Promise<Answer> callOnce(Attempt& attempt, size_t endpoint);
   static kj::Promise<Answer> callAdmin(Attempt& attempt, Connection& connection);
+  // Queues the attempt's command on `connection` for its next batch.
+  kj::Promise<Answer> enqueue(Attempt& attempt, Connection& connection);
+  // Sends what is queued on `connection` as batches, as far as the in-flight limit allows
+  // (`evenIfBusy`: also when a batch is in flight, else only when none is).
+  static void sendQueued(Connection& connection, bool evenIfBusy);
+  static void sendBatch(Connection& connection);
+  // Hands each member of an answered batch its reply (a KvService.callBatch response; a
+  // template so that this header needs no generated code).
+  template <typename Response>
+  static void deliver(Batch& batch, Response& response);
   // A schema::Reply::Reader (a template so that this header needs no generated code).
   template <typename ReplyReader>
   static Answer decodeAnswer(ReplyReader reply);
@@ -266,11 +290,38 @@ class AsyncKvClient {
   kj::Promise<Result> read(KvCommand command);
   kj::Promise<Result> ensureSession();
 
+  // The right to send this session's next write. Exactly one exists while a write runs
+  // or has been handed the turn; dropping it (the write finished, or its promise was
+  // dropped) hands the turn to the next waiting write, in call order. The queue is
+  // shared with the turns, so a promise may outlive the client.
+  struct WriteTurns;
+  class Turn {
+   public:
+    explicit Turn(kj::Own<WriteTurns> turns) : turns_(kj::mv(turns)) {}
+    Turn(Turn&& other) noexcept = default;
+    Turn& operator=(Turn&&) = delete;
+    ~Turn() noexcept(false);
+
+   private:
+    kj::Own<WriteTurns> turns_;
+  };
+  struct WriteTurns : public kj::Refcounted {
+    bool writing = false;  // a write holds the turn
+    // Writes waiting for the turn, in call order (at most kMaxWaitingWrites).
+    std::deque<kj::Own<kj::PromiseFulfiller<Turn>>> waiting;
+    void pass();
+  };
+  kj::Promise<Result> runWrite(KvCommand command, Turn turn);
+  kj::Promise<Result> send(KvCommand command);
+
   ClusterChannel& channel_;
   Options options_;
   uint64_t clientId_;
   uint64_t nextRequestId_;
-  kj::ForkedPromise<void> writeQueue_;  // resolves when the previous write has finished
+  kj::Own<WriteTurns> turns_;
+
+ public:
+  static constexpr size_t kMaxWaitingWrites = 4096;
 };
 
 // The synchronous client: owns a kj event loop; not thread-safe; one per thread.

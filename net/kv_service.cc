@@ -5,6 +5,7 @@
 
 #include <kj/debug.h>
 
+#include "core/limits.h"
 #include "core/membership.h"
 #include "net/node_config.h"
 #include "schemas/codec.h"
@@ -49,6 +50,10 @@ class KvService::Server final : public schema::KvService::Server {
     return tracked(answer(kj::mv(context)));
   }
 
+  kj::Promise<void> callBatch(CallBatchContext context) override {
+    return tracked(answerBatch(kj::mv(context)));
+  }
+
   kj::Promise<void> snapshot(SnapshotContext context) override {
     connection_->callStarted();
     return tracked(service_.snapshots_.serve(kj::mv(context), kj::addRef(*connection_),
@@ -82,51 +87,146 @@ class KvService::Server final : public schema::KvService::Server {
         kj::defer([c = kj::addRef(*connection_)]() mutable { c->callFinished(); }));
   }
 
-  kj::Promise<void> answer(CallContext context) {
-    connection_->callStarted();
-    ++service_.requests_;
-    auto params = context.getParams();
+  // One decoded command on its way to the replica.
+  struct Admitted {
     KvCommand cmd;
+    ReadMode mode = ReadMode::Linearizable;
+    ClientMetrics::Request metered;
+    uint32_t slot = 0;  // its position in the call's replies
+  };
+
+  // The replies of one group of submitted commands, collected until the last arrives.
+  struct Group {
+    kj::Array<KvReply> replies;
+    size_t left = 0;
+    kj::Own<kj::PromiseFulfiller<kj::Array<KvReply>>> fulfiller;
+  };
+
+  // Decodes and checks one command. Answers it into `out` (and returns false) when it
+  // must not reach the replica: undecodable, invalid, too large, or the node is stopping.
+  bool admit(schema::Command::Reader in, bool stale, Admitted& admitted,
+             schema::Reply::Builder out) {
+    ++service_.requests_;
     std::string why;
     KvReply early;
-    bool decoded = codec::fromCapnp(params.getCommand(), &cmd, &why);
+    bool decoded = codec::fromCapnp(in, &admitted.cmd, &why);
     ClientMetrics* metrics = service_.metrics_;
-    ClientMetrics::Request metered;
-    if (metrics != nullptr) metered = metrics->started(decoded ? &cmd : nullptr);
+    if (metrics != nullptr)
+      admitted.metered = metrics->started(decoded ? &admitted.cmd : nullptr);
     if (!decoded) {
       early.status = Status::Invalid;
     } else if (service_.stopped_) {
       early.status = Status::ShuttingDown;
     } else {
-      early.status = validate(cmd, &why);
+      early.status = validate(admitted.cmd, &why);
     }
-    if (early.status != Status::Ok) {
-      if (metrics != nullptr) metrics->finished(metered, early.status);
-      fill(context, early, why, service_);
-      return kj::READY_NOW;
+    if (early.status == Status::Ok) {
+      admitted.mode = stale ? ReadMode::Stale : ReadMode::Linearizable;
+      return true;
     }
+    if (metrics != nullptr) metrics->finished(admitted.metered, early.status);
+    fillReply(out, early, why, service_);
+    return false;
+  }
 
+  // Hands the admitted commands to the replica as one group (one Raft output, hence one
+  // persist batch and one Append per follower); resolves with their replies in order.
+  // The commands are only read during the call.
+  kj::Promise<kj::Array<KvReply>> submitGroup(std::vector<Admitted>& admitted) {
+    auto paf = kj::newPromiseAndFulfiller<kj::Array<KvReply>>();
+    // ReplyFn must be copyable, the fulfiller is not: the group is shared.
+    auto group = std::make_shared<Group>();
+    group->replies = kj::heapArray<KvReply>(admitted.size());
+    group->left = admitted.size();
+    group->fulfiller = kj::mv(paf.fulfiller);
+    ClientMetrics* metrics = service_.metrics_;
+    std::vector<Replica::Request> requests;
+    requests.reserve(admitted.size());
+    for (size_t i = 0; i < admitted.size(); ++i) {
+      Admitted& a = admitted[i];
+      if (metrics != nullptr) metrics->submitted(a.metered);
+      requests.push_back({&a.cmd, a.mode, [group, i, metrics, metered = a.metered](KvReply r) {
+                            if (metrics != nullptr) metrics->finished(metered, r.status);
+                            group->replies[i] = std::move(r);
+                            if (--group->left == 0)
+                              group->fulfiller->fulfill(kj::mv(group->replies));
+                          }});
+    }
     // The replica may answer synchronously (stale read, not leader) or much later.
-    auto paf = kj::newPromiseAndFulfiller<KvReply>();
-    // ReplyFn must be copyable; the fulfiller is not.
-    auto fulfiller = std::make_shared<kj::Own<kj::PromiseFulfiller<KvReply>>>(
-        kj::mv(paf.fulfiller));
-    ReadMode mode = params.getStale() ? ReadMode::Stale : ReadMode::Linearizable;
-    if (metrics != nullptr) metrics->submitted(metered);
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                  service_.replica_.submit(cmd, mode,
-                                           [fulfiller, metrics, metered](KvReply reply) {
-                                             if (metrics != nullptr)
-                                               metrics->finished(metered, reply.status);
-                                             (*fulfiller)->fulfill(std::move(reply));
-                                           });
+                  if (requests.size() == 1) {
+                    Replica::Request& r = requests[0];
+                    service_.replica_.submit(*r.cmd, r.mode, std::move(r.done));
+                  } else {
+                    service_.replica_.submitBatch(requests);
+                  }
                 })) {
       service_.fatal_(std::string("replica failed on a client request: ") +
                       e->getDescription().cStr());
     }
     service_.afterInput_();
-    return paf.promise.then([context, &service = service_](KvReply reply) mutable {
-      fill(context, reply, "", service);
+    return kj::mv(paf.promise);
+  }
+
+  kj::Promise<void> answer(CallContext context) {
+    connection_->callStarted();
+    auto params = context.getParams();
+    std::vector<Admitted> admitted(1);
+    if (!admit(params.getCommand(), params.getStale(), admitted[0],
+               context.getResults().initReply())) {
+      return kj::READY_NOW;
+    }
+    return submitGroup(admitted).then(
+        [context, &service = service_](kj::Array<KvReply> replies) mutable {
+          fill(context, replies[0], "", service);
+        });
+  }
+
+  // Why a batch is refused as a whole ("" if it is not).
+  static std::string batchTooLarge(size_t commands, size_t bytes) {
+    if (commands > limits::kMaxBatchCommands) {
+      return "batch of " + std::to_string(commands) + " commands exceeds the limit of " +
+             std::to_string(limits::kMaxBatchCommands) + "; split it (nothing in it ran)";
+    }
+    if (bytes > limits::kMaxBatchBytes) {
+      return "batch of " + std::to_string(bytes) + " bytes exceeds the limit of " +
+             std::to_string(limits::kMaxBatchBytes) + " bytes; split it (nothing in it ran)";
+    }
+    return "";
+  }
+
+  kj::Promise<void> answerBatch(CallBatchContext context) {
+    connection_->callStarted();
+    auto items = context.getParams().getItems();
+    std::string refusal = batchTooLarge(items.size(),
+                                        context.getParams().totalSize().wordCount *
+                                            sizeof(capnp::word));
+    if (!refusal.empty()) {
+      ++service_.requests_;
+      KvReply refused;
+      refused.status = Status::TooLarge;
+      fillReply(context.getResults().initRefused(), refused, refusal, service_);
+      return kj::READY_NOW;
+    }
+    // One first segment for the whole answer (a put's reply is ~10 words, a get's 8 B
+    // key / 256 B value one ~45), not a chain of growing ones.
+    auto out = context.getResults(capnp::MessageSize{items.size() * 48 + 16, 0})
+                   .initReplies(items.size());
+    std::vector<Admitted> admitted;
+    admitted.reserve(items.size());
+    for (uint32_t i = 0; i < items.size(); ++i) {
+      Admitted& a = admitted.emplace_back();
+      a.slot = i;
+      if (!admit(items[i].getCommand(), items[i].getStale(), a, out[i])) admitted.pop_back();
+    }
+    if (admitted.empty()) return kj::READY_NOW;
+    auto slots = kj::heapArray<uint32_t>(admitted.size());
+    for (size_t j = 0; j < admitted.size(); ++j) slots[j] = admitted[j].slot;
+    return submitGroup(admitted).then([context, slots = kj::mv(slots), &service = service_](
+                                          kj::Array<KvReply> replies) mutable {
+      auto out = context.getResults().getReplies();
+      for (size_t j = 0; j < replies.size(); ++j)
+        fillReply(out[slots[j]], replies[j], "", service);
     });
   }
 

@@ -77,6 +77,12 @@ struct Reply {
                            # leader advertised it to this node; empty = unknown
 }
 
+# One command of a batch (KvService.callBatch) and whether it may be read stale.
+struct BatchItem {
+  command @0 :Command;
+  stale @1 :Bool;          # reads only: answer from this node's local state
+}
+
 struct NodeStatus {
   id @0 :UInt32;
   role @1 :Text;           # "follower", "precandidate", "candidate" or "leader"
@@ -141,6 +147,20 @@ interface KvService {
   # Runs one operation. Failures are reported in reply.status / reply.error, never as
   # an RPC exception, so clients handle one shape of answer.
   call @0 (command :Command, stale :Bool) -> (reply :Reply);
+
+  # Runs many independent operations in one round trip (the client library coalesces
+  # what is pending on one connection into one of these). replies[i] answers items[i],
+  # exactly as `call` would have answered it alone: same statuses, same errors, same
+  # session rules (each write carries its own clientId/requestId; a retried batch is
+  # deduplicated member by member). The node hands the whole batch to the replica at
+  # once, so its writes share one log append and one fsync and its linearizable reads
+  # one leadership check. Items are handed to the replica in list order, but nothing
+  # waits for one item before the next is submitted.
+  # A batch of more than kMaxBatchCommands items or kMaxBatchBytes bytes
+  # (core/limits.h) is refused as a whole, none of it runs: `replies` is empty and
+  # `refused` says why (status tooLarge and a sentence naming the limit); otherwise
+  # `refused` is unset. The reply is sent once every item is answered.
+  callBatch @4 (items :List(BatchItem)) -> (replies :List(Reply), refused :Reply);
 
   # What this node knows about itself and the cluster (for kvctl and tests).
   status @1 () -> (status :NodeStatus);

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -165,10 +166,19 @@ class Cluster:
         wait_until("a healthy cluster", lambda: self.kvctl("health")[0] == 0, timeout_s, 0.05)
         return wait_until("a leader", self.leader, 5)
 
-    def rss_kb(self, i):
+    def rss_kb(self, i, field="VmRSS"):
         with open(f"/proc/{self.procs[i].pid}/status") as f:
-            m = re.search(r"VmRSS:\s+(\d+) kB", f.read())
+            m = re.search(field + r":\s+(\d+) kB", f.read())
         return int(m.group(1))
+
+    def cpu_seconds(self):
+        """User + system CPU time the nodes have used so far, summed (/proc/PID/stat)."""
+        total = 0
+        for p in self.procs.values():
+            with open(f"/proc/{p.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        return total / os.sysconf("SC_CLK_TCK")
 
 
 def kvbench(cluster, mode, clients, conns, total, extra=(), label=None):
@@ -201,8 +211,21 @@ def part_matrix(results):
     log(f"matrix cluster up at {c.endpoints()}")
     m = {}
     for clients, conns, total in [(1, 1, 5000), (16, 4, 30000), (64, 8, 60000), (256, 16, 80000)]:
-        m[f"put_{clients}_{conns}"] = kvbench(c, "put", clients, conns, total // (10 if q else 1),
-                                              label=f"put {clients}/{conns}")
+        # CPU per put, every process together: the nodes' from /proc, kvbench's from the
+        # resource usage of reaped children.
+        nodes_before = c.cpu_seconds()
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        r = kvbench(c, "put", clients, conns, total // (10 if q else 1),
+                    label=f"put {clients}/{conns}")
+        kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_s = (kids_after.ru_utime - kids.ru_utime) + (kids_after.ru_stime - kids.ru_stime)
+        nodes_s = c.cpu_seconds() - nodes_before
+        if r["total"]:
+            r["cpu_us_per_request"] = (nodes_s + client_s) / r["total"] * 1e6
+            r["node_cpu_us_per_request"] = nodes_s / r["total"] * 1e6
+            log(f"  -> CPU {r['cpu_us_per_request']:.0f} us per put "
+                f"({r['node_cpu_us_per_request']:.0f} in the nodes)")
+        m[f"put_{clients}_{conns}"] = r
     keys = ["--key-space", "10000"]
     m["get_64_8"] = kvbench(c, "get", 64, 8, 60000 // (10 if q else 1), keys, "linearizable get 64/8")
     m["stale_get_64_8"] = kvbench(c, "get", 64, 8, 60000 // (10 if q else 1), keys + ["--stale"],
@@ -366,11 +389,13 @@ def part_memory(results):
     started = time.monotonic()
     loaded = 0
     commands = []
+    chunks = []
     while loaded < target_keys and time.monotonic() - started < budget_s:
         n = min(chunk, target_keys - loaded)
         r = kvbench(c, "put", 64, 8, n, ["--first-key", str(loaded), "--key-space", str(n)],
                     label=f"memory load {loaded}..{loaded + n}")
         commands.append(r["command"])
+        chunks.append(r)
         if r["errors"]:
             raise BenchFailure(f"loading keys failed {r['errors']} times")
         loaded += n
@@ -378,7 +403,9 @@ def part_memory(results):
     time.sleep(1)  # followers apply the tail
     leader_now = c.leader()
     rss = {i: c.rss_kb(i) for i in c.procs}
-    log(f"memory: {loaded} keys in {elapsed:.0f} s; RSS {rss} kB (leader node {leader_now})")
+    peak = {i: c.rss_kb(i, "VmHWM") for i in c.procs}
+    log(f"memory: {loaded} keys in {elapsed:.0f} s; RSS {rss} kB, peak {peak} kB "
+        f"(leader node {leader_now})")
     c.stop()
     raw_mb = loaded * (8 + 256) / 1e6
     worst = max(rss.values()) / 1024
@@ -388,6 +415,11 @@ def part_memory(results):
         "loaded": loaded, "target": target_keys, "seconds": elapsed, "rss_kb": rss,
         "base_rss_kb": base, "leader": leader_now or leader, "raw_mb": raw_mb,
         "worst_rss_mb": worst,
+        "peak_rss_kb": peak, "worst_peak_rss_mb": max(peak.values()) / 1024,
+        # The load itself: keys over the time kvbench ran, the worst chunk's p99, the max.
+        "load_rps": loaded / max(sum(x["seconds"] for x in chunks), 1e-9),
+        "load_p99_ms": max(x["latency_ms"]["p99"] for x in chunks),
+        "load_max_ms": max(x["latency_ms"]["max"] for x in chunks),
         "extrapolated": loaded < target_keys,
         # Extrapolated linearly from the growth over the start-up footprint.
         "rss_mb_at_target": base_mb + (worst - base_mb) * scale,

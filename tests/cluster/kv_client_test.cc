@@ -4,6 +4,8 @@
 // what they say (not applied / outcome unknown), local checks, disconnects.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -31,7 +33,13 @@ struct FakeCluster {
   bool loseLeaderOnTimeout = false;         // after an injected Timeout, no node leads
   std::vector<KvCommand> received;          // every command any node received
   std::map<NodeId, std::string> addresses;  // each node's endpoint
-  bool advertise = true;  // NotLeader replies and status name the leader's address
+  bool advertise = true;    // NotLeader replies and status name the leader's address
+  int batches = 0;          // callBatch calls received
+  size_t largestBatch = 0;  // most commands in one of them
+  int moveLeaderAfter = 0;  // > 0: after this many more commands, nextLeader leads
+  NodeId nextLeader = kNoNode;
+  bool holdBatches = false;  // answer batches only when released (held)
+  std::vector<kj::Own<kj::PromiseFulfiller<void>>> held;
 };
 
 class FakeNode final : public schema::KvService::Server {
@@ -45,6 +53,30 @@ class FakeNode final : public schema::KvService::Server {
     auto out = context.getResults().initReply();
     codec::toCapnp(reply, out);
     if (reply.status == Status::NotLeader) out.setLeaderAddr(leaderAddr());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> callBatch(CallBatchContext context) override {
+    auto items = context.getParams().getItems();
+    ++cluster_.batches;
+    cluster_.largestBatch = std::max<size_t>(cluster_.largestBatch, items.size());
+    auto out = context.getResults().initReplies(items.size());
+    for (uint i = 0; i < items.size(); ++i) {
+      KvCommand cmd = codec::fromCapnp(items[i].getCommand());
+      cluster_.received.push_back(cmd);
+      KvReply reply = handle(cmd, items[i].getStale());
+      codec::toCapnp(reply, out[i]);
+      if (reply.status == Status::NotLeader) out[i].setLeaderAddr(leaderAddr());
+      if (cluster_.moveLeaderAfter > 0 && --cluster_.moveLeaderAfter == 0) {
+        cluster_.leader = cluster_.nextLeader;
+      }
+    }
+    if (cluster_.holdBatches) {
+      // Answer later (a slow node): the client gathers what it queues meanwhile.
+      auto paf = kj::newPromiseAndFulfiller<void>();
+      cluster_.held.push_back(kj::mv(paf.fulfiller));
+      return kj::mv(paf.promise);
+    }
     return kj::READY_NOW;
   }
 
@@ -147,6 +179,15 @@ class ClientTest : public testing::Test {
   template <typename T>
   T wait(kj::Promise<T>&& p) {
     return p.wait(io_.waitScope);
+  }
+
+  // Runs the loop until `done` holds (true) or `ms` pass (false).
+  bool waitFor(const std::function<bool()>& done, int ms = 2000) {
+    for (int waited = 0; !done(); ++waited) {
+      if (waited >= ms) return false;
+      io_.provider->getTimer().afterDelay(1 * kj::MILLISECONDS).wait(io_.waitScope);
+    }
+    return true;
   }
 
   FakeCluster cluster_;
@@ -370,6 +411,168 @@ TEST_F(ClientTest, ExplicitSessionAndRequestIdAreUsed) {
   EXPECT_EQ(r.status, Status::StaleRequest);
   EXPECT_EQ(cluster_.data["k"], "v2");
   EXPECT_EQ(cluster_.nextSession, 100u) << "no session opened";
+}
+
+// N clients with open sessions (ids 100..), each with its own AsyncKvClient.
+std::vector<std::unique_ptr<AsyncKvClient>> clientsWithSessions(ClusterChannel& ch,
+                                                                FakeCluster& cluster, int n) {
+  std::vector<std::unique_ptr<AsyncKvClient>> out;
+  for (int i = 0; i < n; ++i) {
+    Options o;
+    o.clientId = 100 + i;
+    cluster.lastRequest[o.clientId] = 0;
+    out.push_back(std::make_unique<AsyncKvClient>(ch, o));
+  }
+  cluster.nextSession = 100 + n;
+  return out;
+}
+
+TEST_F(ClientTest, RequestsPendingOnAConnectionShareOneBatch) {
+  auto endpoints = start(3);
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), {endpoints[2]}, {});
+  auto clients = clientsWithSessions(ch, cluster_, 32);
+  cluster_.data["r"] = "x";
+  auto all = kj::heapArrayBuilder<kj::Promise<Result>>(64);
+  for (int i = 0; i < 32; ++i) {
+    all.add(clients[i]->put("k" + std::to_string(i), std::to_string(i)));
+    all.add(clients[i]->get("r"));
+  }
+  auto results = wait(kj::joinPromises(all.finish()));
+  for (int i = 0; i < 64; ++i) {
+    ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].error;
+    EXPECT_EQ(results[i].attempts, 1u);
+    if (i % 2 == 0) {
+      EXPECT_EQ(results[i].clientId, 100u + i / 2);
+      EXPECT_EQ(results[i].requestId, 1u);
+    } else {
+      EXPECT_EQ(results[i].value, "x");
+    }
+  }
+  EXPECT_EQ(cluster_.applied, 32);
+  EXPECT_EQ(cluster_.batches, 1) << "what one turn queues goes in one batch";
+  EXPECT_EQ(cluster_.largestBatch, 64u);
+
+  // Group commit: while a batch is in flight, what is queued waits for it, then goes
+  // together.
+  cluster_.holdBatches = true;
+  cluster_.batches = 0;
+  cluster_.largestBatch = 0;
+  auto first = clients[0]->put("k0", "again");
+  ASSERT_TRUE(waitFor([&]() { return cluster_.batches == 1; }));
+  auto rest = kj::heapArrayBuilder<kj::Promise<Result>>(31);
+  for (int i = 1; i < 32; ++i) rest.add(clients[i]->put("k" + std::to_string(i), "again"));
+  auto restDone = kj::joinPromises(rest.finish());
+  ASSERT_FALSE(waitFor([&]() { return cluster_.batches > 1; }, 50))
+      << "sent while a batch was in flight";
+  cluster_.holdBatches = false;
+  for (auto& f : cluster_.held) f->fulfill();
+  cluster_.held.clear();
+  EXPECT_TRUE(wait(kj::mv(first)).ok());
+  for (auto& r : wait(kj::mv(restDone))) EXPECT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(cluster_.batches, 2);
+  EXPECT_EQ(cluster_.largestBatch, 31u);
+}
+
+TEST_F(ClientTest, BatchSpanningALeaderChangeRetriesEachRefusedMember) {
+  auto endpoints = start(3);
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, {});
+  auto clients = clientsWithSessions(ch, cluster_, 10);
+  ASSERT_TRUE(wait(clients[0]->put("warm", "up")).ok());  // the channel finds node 3
+  cluster_.received.clear();
+  cluster_.batches = 0;
+  // Node 3 applies the first 4 commands of the next batch, then node 2 leads: the other
+  // 6 are answered NotLeader (not applied) and must go to node 2, each once.
+  cluster_.moveLeaderAfter = 4;
+  cluster_.nextLeader = 2;
+  auto all = kj::heapArrayBuilder<kj::Promise<Result>>(10);
+  for (int i = 0; i < 10; ++i) all.add(clients[i]->put("k" + std::to_string(i), "v"));
+  auto results = wait(kj::joinPromises(all.finish()));
+  std::map<uint64_t, int> sent;
+  for (auto& cmd : cluster_.received) ++sent[cmd.clientId];
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].error;
+    EXPECT_EQ(results[i].requestId, i == 0 ? 2u : 1u);
+    EXPECT_EQ(results[i].attempts, i < 4 ? 1u : 2u) << i;
+    EXPECT_EQ(sent[100 + i], i < 4 ? 1 : 2) << i;
+    EXPECT_EQ(cluster_.data["k" + std::to_string(i)], "v");
+  }
+  EXPECT_EQ(cluster_.applied, 11);
+  EXPECT_EQ(cluster_.batches, 2) << "the refused members went on together";
+}
+
+TEST_F(ClientTest, TimeoutOfOneBatchMemberRetriesItAloneWithItsRequestId) {
+  auto endpoints = start(1);
+  cluster_.leader = 1;
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, {});
+  auto clients = clientsWithSessions(ch, cluster_, 8);
+  cluster_.timeoutsToInject = 1;  // the first put of the batch applies, answers Timeout
+  auto all = kj::heapArrayBuilder<kj::Promise<Result>>(8);
+  for (int i = 0; i < 8; ++i) all.add(clients[i]->put("k" + std::to_string(i), "v"));
+  auto results = wait(kj::joinPromises(all.finish()));
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].error;
+    EXPECT_EQ(results[i].attempts, i == 0 ? 2u : 1u);
+  }
+  EXPECT_EQ(cluster_.applied, 8) << "the retried member was deduplicated";
+  ASSERT_EQ(cluster_.received.size(), 9u);
+  EXPECT_EQ(cluster_.received[8].clientId, 100u);
+  EXPECT_EQ(cluster_.received[8].requestId, 1u) << "the retry reuses the request id";
+  EXPECT_EQ(cluster_.batches, 2);
+}
+
+// A session's writes take turns; a write whose promise is dropped, waiting or running,
+// hands its turn on, so the session's next writes still go (in order).
+TEST_F(ClientTest, ADroppedWriteHandsItsTurnToTheNextOfItsSession) {
+  auto endpoints = start(1);
+  cluster_.leader = 1;
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, {});
+  auto clients = clientsWithSessions(ch, cluster_, 1);
+  AsyncKvClient& c = *clients[0];
+  auto within = [&](kj::Promise<Result>&& p) {
+    return wait(io_.provider->getTimer().timeoutAfter(2 * kj::SECONDS, kj::mv(p)));
+  };
+  cluster_.holdBatches = true;
+  auto a = c.put("a", "1");
+  kj::Maybe<kj::Promise<Result>> b = c.put("b", "2");
+  auto d = c.put("d", "4");
+  b = nullptr;  // dropped while waiting for its turn
+  ASSERT_TRUE(waitFor([&]() { return cluster_.batches == 1; }));
+  cluster_.holdBatches = false;
+  for (auto& f : cluster_.held) f->fulfill();
+  cluster_.held.clear();
+  Result ra = within(kj::mv(a));
+  Result rd = within(kj::mv(d));
+  EXPECT_TRUE(ra.ok()) << ra.error;
+  ASSERT_TRUE(rd.ok()) << rd.error;
+  EXPECT_EQ(rd.requestId, 2u) << "the dropped write never took a request id";
+  EXPECT_EQ(cluster_.data.count("b"), 0u);
+
+  // The write holding the turn is dropped while its batch is in flight: the next one
+  // goes once that batch is answered.
+  cluster_.holdBatches = true;
+  kj::Maybe<kj::Promise<Result>> e = c.put("e", "5");
+  auto f = c.put("f", "6");
+  ASSERT_TRUE(waitFor([&]() { return cluster_.batches == 2; }));
+  e = nullptr;
+  cluster_.holdBatches = false;
+  for (auto& h : cluster_.held) h->fulfill();
+  cluster_.held.clear();
+  Result rf = within(kj::mv(f));
+  ASSERT_TRUE(rf.ok()) << rf.error;
+  EXPECT_EQ(rf.requestId, 4u);
+  EXPECT_EQ(cluster_.data["f"], "6");
+
+  // Promises may outlive their client (the turns do not point into it; ASan checks).
+  auto gone = std::make_unique<AsyncKvClient>(ch);
+  cluster_.holdBatches = true;
+  kj::Maybe<kj::Promise<Result>> g = gone->put("g", "7");
+  kj::Maybe<kj::Promise<Result>> h = gone->put("h", "8");
+  gone = nullptr;
+  h = nullptr;
+  g = nullptr;
+  cluster_.holdBatches = false;
+  for (auto& x : cluster_.held) x->fulfill();
+  cluster_.held.clear();
 }
 
 TEST(EndpointList, ParsesAndRejects) {

@@ -115,6 +115,59 @@ struct Client {
     return {reply, std::string(resp.getReply().getError())};
   }
 
+  // One reply of a batch: the decoded reply, its error sentence and leader address.
+  struct Answered {
+    KvReply reply;
+    std::string error;
+    std::string leaderAddr;
+  };
+  struct BatchAnswer {
+    std::vector<Answered> replies;
+    kj::Maybe<Answered> refused;  // the whole batch was refused
+  };
+  // One item of a batch: the command, stale, and an op number to send instead of the
+  // command's (a malformed command), if not 0.
+  struct Item {
+    KvCommand cmd;
+    bool stale = false;
+    uint16_t badOp = 0;
+  };
+
+  kj::Promise<capnp::Response<schema::KvService::CallBatchResults>> sendBatch(
+      const std::vector<Item>& items) {
+    auto req = kv.callBatchRequest();
+    auto out = req.initItems(static_cast<uint>(items.size()));
+    for (size_t i = 0; i < items.size(); ++i) {
+      codec::toCapnp(items[i].cmd, out[i].initCommand());
+      out[i].setStale(items[i].stale);
+      if (items[i].badOp != 0) {
+        out[i].getCommand().setOp(static_cast<schema::OpType>(items[i].badOp));
+      }
+    }
+    return req.send();
+  }
+
+  static Answered decode(schema::Reply::Reader r) {
+    Answered a;
+    std::string why;
+    KJ_REQUIRE(codec::fromCapnp(r, &a.reply, &why), "malformed reply", why);
+    a.error = r.getError();
+    a.leaderAddr = r.getLeaderAddr();
+    return a;
+  }
+
+  static BatchAnswer decode(capnp::Response<schema::KvService::CallBatchResults>& resp) {
+    BatchAnswer out;
+    for (auto r : resp.getReplies()) out.replies.push_back(decode(r));
+    if (resp.hasRefused()) out.refused = decode(resp.getRefused());
+    return out;
+  }
+
+  BatchAnswer batch(const std::vector<Item>& items) {
+    auto resp = sendBatch(items).wait(io.waitScope());
+    return decode(resp);
+  }
+
   // (client address, leader's client address) from status().
   std::pair<std::string, std::string> advertised() {
     auto resp = kv.statusRequest().send().wait(io.waitScope());
@@ -225,6 +278,215 @@ TEST_F(NodeTest, ThreeNodesElectServeRedirectAndFailOver) {
   auto [again, againError] = atNext.call(put(session.clientId, 2, "k", "v2"));
   EXPECT_EQ(again.status, Status::Ok) << againError;
   EXPECT_GE(countContaining(cluster.log, "peer " + std::to_string(leader) + " down"), 2u);
+  EXPECT_TRUE(cluster.fatal.empty());
+}
+
+KvCommand cas(uint64_t client, uint64_t request, std::string key, std::string expected,
+              std::string value) {
+  KvCommand c = put(client, request, std::move(key), std::move(value));
+  c.op = OpType::Cas;
+  c.expected = std::move(expected);
+  return c;
+}
+
+// A batch of mixed commands: every reply in its place, bad members answered with their
+// reason while the others run.
+TEST_F(NodeTest, BatchAnswersEachCommandInOrder) {
+  UvAsyncIo io(loop());
+  Cluster cluster(io, 3);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return cluster.leader() != kNoNode; }));
+  NodeId leader = cluster.leader();
+  Client c(io, cluster.nodes[leader - 1]->clientPort());
+  uint64_t s1 = c.call(openSession()).first.clientId;
+  uint64_t s2 = c.call(openSession()).first.clientId;
+  ASSERT_NE(s1, 0u);
+  ASSERT_NE(s2, 0u);
+  ASSERT_EQ(c.call(put(s1, 1, "k0", "v0")).first.status, Status::Ok);
+
+  Client::BatchAnswer b = c.batch(
+      {{put(s1, 2, "k1", "v1")},
+       {get("k0")},
+       {get("absent")},
+       {put(s2, 1, std::string(limits::kMaxKeyBytes + 1, 'x'), "big")},
+       {cas(s2, 1, "k0", "not-v0", "v9")},
+       {get("k0"), /*stale=*/true},
+       {put(s2, 2, "k2", "v2"), false, /*badOp=*/42},
+       {put(0, 0, "k3", "no session")}});
+  EXPECT_TRUE(b.refused == nullptr);
+  ASSERT_EQ(b.replies.size(), 8u);
+  EXPECT_EQ(b.replies[0].reply.status, Status::Ok) << b.replies[0].error;
+  EXPECT_GT(b.replies[0].reply.index, 0u);
+  EXPECT_EQ(b.replies[1].reply.status, Status::Ok);
+  EXPECT_EQ(b.replies[1].reply.value, "v0");
+  EXPECT_EQ(b.replies[2].reply.status, Status::NotFound);
+  EXPECT_EQ(b.replies[3].reply.status, Status::TooLarge);
+  EXPECT_NE(b.replies[3].error.find("key"), std::string::npos) << b.replies[3].error;
+  EXPECT_EQ(b.replies[4].reply.status, Status::CasMismatch);
+  EXPECT_EQ(b.replies[4].reply.value, "v0");
+  EXPECT_EQ(b.replies[5].reply.status, Status::Ok);
+  EXPECT_EQ(b.replies[5].reply.value, "v0");
+  EXPECT_EQ(b.replies[6].reply.status, Status::Invalid);
+  EXPECT_FALSE(b.replies[6].error.empty());
+  EXPECT_EQ(b.replies[7].reply.status, Status::Invalid) << b.replies[7].error;
+  EXPECT_EQ(c.call(get("k1")).first.value, "v1");
+  EXPECT_EQ(c.call(get("k2")).first.status, Status::NotFound) << "the malformed put ran";
+  EXPECT_EQ(c.call(get("k3")).first.status, Status::NotFound);
+  // The batch's writes went to the log together: consecutive indexes.
+  Client::BatchAnswer two = c.batch({{put(s1, 3, "a", "1")}, {put(s2, 2, "b", "2")}});
+  ASSERT_EQ(two.replies.size(), 2u);
+  EXPECT_EQ(two.replies[1].reply.index, two.replies[0].reply.index + 1);
+  EXPECT_TRUE(cluster.fatal.empty());
+}
+
+// A batch over the command or byte limit is refused whole, with the reason, and nothing
+// in it runs; the connection goes on serving.
+TEST_F(NodeTest, OversizedBatchIsRefusedWhole) {
+  UvAsyncIo io(loop());
+  Cluster cluster(io, 1);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return cluster.leader() == 1; }));
+  Client c(io, cluster.nodes[0]->clientPort());
+  uint64_t s = c.call(openSession()).first.clientId;
+  std::vector<Client::Item> many;
+  for (uint64_t i = 1; i <= limits::kMaxBatchCommands + 1; ++i) {
+    many.push_back({put(s, i, "k" + std::to_string(i), "v")});
+  }
+  Client::BatchAnswer b = c.batch(many);
+  EXPECT_TRUE(b.replies.empty());
+  KJ_IF_MAYBE(r, b.refused) {
+    EXPECT_EQ(r->reply.status, Status::TooLarge);
+    EXPECT_NE(r->error.find("batch of " + std::to_string(limits::kMaxBatchCommands + 1) +
+                            " commands exceeds the limit of " +
+                            std::to_string(limits::kMaxBatchCommands)),
+              std::string::npos)
+        << r->error;
+  } else {
+    ADD_FAILURE() << "a batch over the command limit was not refused";
+  }
+  EXPECT_EQ(c.call(get("k1")).first.status, Status::NotFound);
+
+  // Five values of 1 MiB: each one fine alone, together over the byte limit.
+  std::vector<Client::Item> heavy;
+  for (uint64_t i = 1; i <= 5; ++i) {
+    heavy.push_back(
+        {put(s, 1000 + i, "h" + std::to_string(i), std::string(limits::kMaxValueBytes, 'v'))});
+  }
+  b = c.batch(heavy);
+  EXPECT_TRUE(b.replies.empty());
+  KJ_IF_MAYBE(r, b.refused) {
+    EXPECT_EQ(r->reply.status, Status::TooLarge);
+    EXPECT_NE(r->error.find("bytes exceeds the limit of"), std::string::npos) << r->error;
+  } else {
+    ADD_FAILURE() << "a batch over the byte limit was not refused";
+  }
+  EXPECT_EQ(c.call(get("h1")).first.status, Status::NotFound);
+
+  // At the limits: served.
+  many.pop_back();
+  b = c.batch(many);
+  EXPECT_TRUE(b.refused == nullptr);
+  ASSERT_EQ(b.replies.size(), limits::kMaxBatchCommands);
+  for (auto& r : b.replies) EXPECT_EQ(r.reply.status, Status::Ok) << r.error;
+  heavy.resize(3);
+  b = c.batch(heavy);
+  ASSERT_EQ(b.replies.size(), 3u);
+  for (auto& r : b.replies) EXPECT_EQ(r.reply.status, Status::Ok) << r.error;
+  EXPECT_TRUE(cluster.fatal.empty());
+}
+
+// A retried batch, and a retried member in a new batch, are applied once: the saved
+// reply (same index) comes back.
+TEST_F(NodeTest, RetriedBatchMembersAreAppliedOnce) {
+  UvAsyncIo io(loop());
+  Cluster cluster(io, 3);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return cluster.leader() != kNoNode; }));
+  Client c(io, cluster.nodes[cluster.leader() - 1]->clientPort());
+  uint64_t s1 = c.call(openSession()).first.clientId;
+  uint64_t s2 = c.call(openSession()).first.clientId;
+  std::vector<Client::Item> items{{put(s1, 1, "a", "1")}, {put(s2, 1, "b", "1")}};
+  Client::BatchAnswer first = c.batch(items);
+  ASSERT_EQ(first.replies.size(), 2u);
+  ASSERT_EQ(first.replies[0].reply.status, Status::Ok);
+  ASSERT_EQ(first.replies[1].reply.status, Status::Ok);
+  Client::BatchAnswer again = c.batch(items);
+  ASSERT_EQ(again.replies.size(), 2u);
+  EXPECT_EQ(again.replies[0].reply.status, Status::Ok);
+  EXPECT_EQ(again.replies[0].reply.index, first.replies[0].reply.index);
+  EXPECT_EQ(again.replies[1].reply.index, first.replies[1].reply.index);
+  // One member retried (with another value: it must not apply) beside a new one.
+  Client::BatchAnswer mixed = c.batch({{put(s1, 1, "a", "changed")}, {put(s2, 2, "b", "2")}});
+  ASSERT_EQ(mixed.replies.size(), 2u);
+  EXPECT_EQ(mixed.replies[0].reply.status, Status::Ok);
+  EXPECT_EQ(mixed.replies[0].reply.index, first.replies[0].reply.index);
+  EXPECT_EQ(mixed.replies[1].reply.status, Status::Ok);
+  EXPECT_GT(mixed.replies[1].reply.index, first.replies[1].reply.index);
+  EXPECT_EQ(c.call(get("a")).first.value, "1");
+  EXPECT_EQ(c.call(get("b")).first.value, "2");
+  EXPECT_EQ(cluster.nodes[cluster.leader() - 1]->replica().kv().effects(), 3u)
+      << "each write applied once";
+}
+
+// A batch at a follower: each write is refused naming the leader, a stale read is
+// served; the leader stopping under a batch answers each write "outcome unknown"
+// (ShuttingDown) or Ok, and the next leader applies the retried batch once.
+TEST_F(NodeTest, BatchAcrossALeaderChangeAnswersEachMember) {
+  UvAsyncIo io(loop());
+  Cluster cluster(io, 3);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return cluster.leader() != kNoNode; }));
+  NodeId leader = cluster.leader();
+  NodeId follower = leader % 3 + 1;
+  const std::string leaderAddr = cluster.configs[leader - 1].clientAddr;
+  Client atLeader(io, cluster.nodes[leader - 1]->clientPort());
+  uint64_t s1 = atLeader.call(openSession()).first.clientId;
+  uint64_t s2 = atLeader.call(openSession()).first.clientId;
+  ASSERT_EQ(atLeader.call(put(s1, 1, "k", "v1")).first.status, Status::Ok);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() {
+    return cluster.nodes[follower - 1]->replica().kv().appliedIndex() >=
+           cluster.nodes[leader - 1]->replica().kv().appliedIndex();
+  }));
+
+  Client atFollower(io, cluster.nodes[follower - 1]->clientPort());
+  Client::BatchAnswer b = atFollower.batch(
+      {{put(s1, 2, "k", "v2")}, {get("k"), /*stale=*/true}, {put(s2, 1, "j", "w1")}});
+  ASSERT_EQ(b.replies.size(), 3u);
+  for (size_t i : {0, 2}) {
+    EXPECT_EQ(b.replies[i].reply.status, Status::NotLeader);
+    EXPECT_EQ(b.replies[i].reply.leaderHint, leader);
+    EXPECT_EQ(b.replies[i].leaderAddr, leaderAddr);
+  }
+  EXPECT_EQ(b.replies[1].reply.status, Status::Ok);
+  EXPECT_EQ(b.replies[1].reply.value, "v1");
+
+  // The leader stops with the batch in its hands.
+  std::vector<Client::Item> items{{put(s1, 2, "k", "v2")}, {put(s2, 1, "j", "w1")}};
+  auto pending = atLeader.sendBatch(items);
+  io.timer().afterDelay(1 * kj::MILLISECONDS).wait(io.waitScope());
+  cluster.stopNode(leader - 1);
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                auto resp = pending.wait(io.waitScope());
+                Client::BatchAnswer stopped = Client::decode(resp);
+                ASSERT_EQ(stopped.replies.size(), 2u);
+                for (auto& r : stopped.replies) {
+                  EXPECT_TRUE(r.reply.status == Status::Ok ||
+                              r.reply.status == Status::ShuttingDown)
+                      << statusName(r.reply.status) << ": " << r.error;
+                }
+              })) {
+    // The connection went down with the node: no answer at all, also "unknown".
+    EXPECT_EQ(e->getType(), kj::Exception::Type::DISCONNECTED) << e->getDescription().cStr();
+  }
+  ASSERT_TRUE(testing::waitUntil(io, [&]() {
+    NodeId l = cluster.leader();
+    return l != kNoNode && l != leader;
+  }));
+  Client atNext(io, cluster.nodes[cluster.leader() - 1]->clientPort());
+  Client::BatchAnswer retried = atNext.batch(items);
+  ASSERT_EQ(retried.replies.size(), 2u);
+  EXPECT_EQ(retried.replies[0].reply.status, Status::Ok) << retried.replies[0].error;
+  EXPECT_EQ(retried.replies[1].reply.status, Status::Ok) << retried.replies[1].error;
+  EXPECT_EQ(atNext.call(get("k")).first.value, "v2");
+  EXPECT_EQ(atNext.call(get("j")).first.value, "w1");
+  // Three writes in all (v1, v2, w1), each applied once at the new leader.
+  EXPECT_EQ(cluster.nodes[cluster.leader() - 1]->replica().kv().effects(), 3u);
   EXPECT_TRUE(cluster.fatal.empty());
 }
 
