@@ -219,6 +219,7 @@ struct ClusterChannel::Attempt : public kj::Refcounted {
   uint64_t generation = 0;    // of the connection this attempt's request went to
   bool sent = false;          // this attempt's request was handed to a connection
   bool maybeApplied = false;  // a write: some attempt may have been applied
+  bool noLeaderSeen = false;  // some node answered NotLeader: none knew a leader then
 
   bool isWrite() const { return admin ? admin->op != AdminOp::MemberList : command.isWrite(); }
 };
@@ -577,6 +578,7 @@ void ClusterChannel::deliver(Batch& b, Response& resp) {
 kj::Promise<ClusterChannel::Step> ClusterChannel::onAnswer(Attempt& a, size_t i, Answer ans) {
   const KvReply& rep = ans.reply;
   a.lastStatus = rep.status;
+  if (rep.status == Status::NotLeader && rep.leaderHint == kNoNode) a.noLeaderSeen = true;
   state_[i]->misconfigured = false;
   if (!a.stale) leaderGuess_ = i;
   if (!isTransient(rep.status)) {
@@ -693,7 +695,9 @@ Result ClusterChannel::giveUp(const Attempt& a) {
                        std::to_string(a.attempts) + " attempts); last: " + a.lastError;
   if (a.maybeApplied) {
     r.error = "outcome unknown (it may have been applied): no definite answer within " + within;
-  } else if (a.lastStatus == Status::NotLeader) {
+  } else if (a.lastStatus == Status::NotLeader || a.noLeaderSeen) {
+    // Also when the deadline cut off an attempt after NotLeader answers (cluster_no_leader
+    // saw "no node took the request" for a get to the one node up).
     r.error = std::string(a.isWrite() ? "not applied" : "not served") + ": no leader within " +
               within;
   } else {
