@@ -40,8 +40,9 @@ enum class Probe : uint8_t {
   ConfChangeNotReady,        // a change refused until the new leader commits in its term
   PromoteRefusedLag,         // a promotion refused because the learner lags
   VoteIgnoredNonVoter,       // a vote request from a non-voter behind us, dropped
+  RecoveryTermRaised,        // a recovering node's term poll found a term above its own
 };
-constexpr size_t kProbeCount = 25;
+constexpr size_t kProbeCount = 26;
 
 const char* probeName(Probe p);
 // Whether the default swarm (kvsim --seeds 1..300) must reach it. The one exception is

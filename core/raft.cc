@@ -102,6 +102,10 @@ Raft::Raft(const RaftConfig& config, const Rng& rng, const ConfState& bootstrapC
   maybeFinishRecovery();  // nothing beyond the committed prefix was lost
   role_ = Role::Follower;
   resetElectionTimer();
+  if (recovering_) {
+    termPollNonce_ = rng_.next() | 1;  // never 0: an unset context cannot answer it
+    sendTermPoll();
+  }
 }
 
 // ---------------------------------------------------------------- log helpers
@@ -401,6 +405,9 @@ void Raft::tick() {
       electionElapsed_ = 0;
       if (!recovering_) campaign(config_.preVote, false);
     }
+    if (recovering_ && !termPollSatisfied() && ++termPollElapsed_ >= config_.electionTicks) {
+      sendTermPoll();  // a poll or its answers were lost
+    }
     return;
   }
   if (transferTarget_ != kNoNode && ++transferElapsed_ >= config_.electionTicks) {
@@ -477,6 +484,22 @@ bool Raft::wellFormed(const Message& m) const {
 void Raft::step(Message m) {
   if (!wellFormed(m)) {
     ++dropped_;
+    return;
+  }
+  if (m.type == MsgType::TermPoll) {
+    // Answered at any term and changing nothing here. Not while we recover ourselves:
+    // our term may then be below one we held.
+    if (recovering_) return;
+    Message r;
+    r.type = MsgType::TermPollResp;
+    r.to = m.from;
+    r.term = term_;
+    r.context = m.context;
+    send(std::move(r));
+    return;
+  }
+  if (m.type == MsgType::TermPollResp) {
+    handleTermPollResp(m);
     return;
   }
   if ((m.type == MsgType::PreVote || m.type == MsgType::Vote) && !isVoter(m.from) &&

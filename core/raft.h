@@ -188,6 +188,11 @@ class Raft {
   void markRecoveringResponse(Message& resp) const;
   void forgetLostMatch(Progress& pr, const Message& resp);
   void askLeaderToVerify(NodeId leader);
+  void sendTermPoll();
+  void handleTermPollResp(const Message& resp);
+  // Enough members answered this recovery's term poll that our term is at least the
+  // term of every entry that can have been committed (core/raft_recovery.cc).
+  bool termPollSatisfied() const;
 
   // log
   bool matchTerm(Index index, Term term) const;
@@ -253,6 +258,9 @@ class Raft {
   Index recoverMatch_ = 0;  // our log matches the current term's leader's up to here
   Term recoverMatchTerm_ = 0;
   bool endRecoveryPending_ = false;
+  uint64_t termPollNonce_ = 0;        // this incarnation's poll: answers must echo it
+  std::set<NodeId> termPollAnswers_;  // members that answered it
+  uint32_t termPollElapsed_ = 0;      // ticks since the poll was last sent
 
   // reads
   uint64_t nextReadRound_ = 1;

@@ -17,6 +17,8 @@ const char* msgTypeName(MsgType t) {
     case MsgType::TimeoutNow: return "TimeoutNow";
     case MsgType::ReadIndex: return "ReadIndex";
     case MsgType::ReadIndexResp: return "ReadIndexResp";
+    case MsgType::TermPoll: return "TermPoll";
+    case MsgType::TermPollResp: return "TermPollResp";
   }
   return "?";
 }

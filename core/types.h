@@ -88,8 +88,10 @@ enum class MsgType : uint8_t {
   TimeoutNow = 10,  // leadership transfer: campaign now
   ReadIndex = 11,   // follower asks the leader for a read index
   ReadIndexResp = 12,
+  TermPoll = 13,  // a recovering node asks a member for its term
+  TermPollResp = 14,
 };
-constexpr uint8_t kMsgTypeCount = 13;
+constexpr uint8_t kMsgTypeCount = 15;
 
 const char* msgTypeName(MsgType t);
 
@@ -106,6 +108,8 @@ const char* msgTypeName(MsgType t);
 //   SnapshotResp:        snapOffset = next offset wanted; reject; index = snapshot index.
 //   ReadIndex:           context = requester's read id.
 //   ReadIndexResp:       context echoed; index = read index; reject = cannot serve.
+//   TermPoll:            context = the poller's nonce for this recovery; term unused.
+//   TermPollResp:        context echoed; term = the responder's current term.
 struct Message {
   MsgType type = MsgType::Heartbeat;
   NodeId from = kNoNode;

@@ -25,6 +25,8 @@ enum MsgType {
   timeoutNow @10;
   readIndex @11;
   readIndexResp @12;
+  termPoll @13;      # a recovering node asks a member for its term (context: nonce)
+  termPollResp @14;  # context echoed; term: the responder's
 }
 
 # Same ordinals as kvr::EntryKind.

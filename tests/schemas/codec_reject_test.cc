@@ -107,7 +107,7 @@ TEST(CodecReject, UnknownMessageType) {
   expectRejected(rawEnvelope([](schema::Message::Builder b) {
                    b.setType(static_cast<schema::MsgType>(kMsgTypeCount));
                  }),
-                 "unknown message type 13");
+                 "unknown message type " + std::to_string(kMsgTypeCount));
 }
 
 TEST(CodecReject, UnknownEntryKind) {

@@ -104,6 +104,8 @@ std::string InteractionEnv::fmtMessage(const Message& m) {
       s += " ctx=" + str(m.context);
       s += m.reject ? std::string(" reject") : " index=" + str(m.index);
       break;
+    case MsgType::TermPoll:
+    case MsgType::TermPollResp: s += " ctx=" + str(m.context); break;
   }
   return s;
 }
