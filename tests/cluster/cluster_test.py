@@ -8,6 +8,7 @@ Every node runs in a fresh temp dir on ports the kernel reports free at run time
 process started here is killed when the scenario ends, passed or failed. Node logs are
 printed when a scenario fails (and kept with --keep)."""
 import argparse
+import collections
 import json
 import os
 import re
@@ -1035,6 +1036,91 @@ def scenario_client_flood(c):
     finally:
         for s in socks:
             s.close()
+
+
+def rss_mb(pid):
+    """VmRSS of a process, in MiB (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+# What 2,000 clients may add to a node's memory: per connection the RPC state and socket
+# buffers (a few KiB each here), per request at most one 4 KiB value and its reply; the
+# queues behind them are bounded (core/limits.h). Measured: see docs/BENCHMARKS.md.
+OVERLOAD_CLIENTS = 2000
+OVERLOAD_RSS_GROWTH_MB = 160
+
+
+def scenario_overload(c):
+    """2,000 clients, one connection each, write 4 KiB values as fast as they can through
+    the leader alone for 6 s. The leader's RSS grows by less than OVERLOAD_RSS_GROWTH_MB,
+    every request ends (acknowledged, or a clear error: busy or timeout, never a hang),
+    every acknowledged write reads back, and a new client is served promptly afterwards."""
+    want = OVERLOAD_CLIENTS
+    limit = raise_fd_limit(2 * want + 512)
+    check(limit >= want + 200, f"RLIMIT_NOFILE {limit} is too low for {want} connections")
+    # ASan keeps freed memory in a quarantine (256 MB by default): RSS would show that,
+    # not what the node holds. No effect on an uninstrumented build.
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    os.environ["ASAN_OPTIONS"] = (asan + ":" if asan else "") + \
+        "quarantine_size_mb=16:thread_local_quarantine_size_kb=256"
+    c.start()
+    c.wait_healthy()
+    target = c.leader()
+    check(target is not None, "no leader")
+    pid = c.procs[target].pid
+    c.kvctl_ok("put", "before", "overload")
+    base = rss_mb(pid)
+    acks = os.path.join(c.root, "acks.txt")
+    p = subprocess.Popen([ARGS.loadgen, "write", "--endpoints", c.endpoint(target), "--out", acks,
+                          "--clients", str(want), "--channels", str(want), "--value-bytes", "4096",
+                          "--duration-ms", "6000", "--timeout", "5000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    c.others.append(p)
+    started = time.monotonic()
+    peak = base
+    while p.poll() is None:
+        peak = max(peak, rss_mb(pid))
+        check(time.monotonic() - started < 90, "loadgen still running after 90 s: requests hang")
+        time.sleep(0.1)
+    text = p.communicate()[0].decode(errors="replace").strip()
+    log(text)
+    check(p.returncode == 0, f"loadgen exited {p.returncode}: {text}")
+    check(c.alive(target), f"node {target} died under {want} clients")
+    acked, errs = 0, collections.Counter()
+    with open(acks) as f:
+        for line in f:
+            parts = line.rstrip("\n").split(" ", 4)
+            if len(parts) < 5:
+                continue
+            if parts[0] == "ack":
+                acked += 1
+            else:
+                errs[parts[4]] += 1
+    log(f"{want} clients: {acked} acknowledged, {sum(errs.values())} failed in "
+        f"{time.monotonic() - started:.1f} s; node {target} RSS {base:.0f} MB before, "
+        f"peak {peak:.0f} MB (+{peak - base:.0f} MB, bound +{OVERLOAD_RSS_GROWTH_MB} MB)")
+    for msg, n in errs.most_common(5):
+        log(f"  {n} x {msg}")
+    check(acked > 0, "no write was acknowledged")
+    unclear = [m for m in errs if "busy" not in m and "timed out" not in m and "timeout" not in m]
+    check(not unclear, f"errors other than busy or timeout: {unclear[:3]}")
+    check(peak - base < OVERLOAD_RSS_GROWTH_MB,
+          f"node {target} grew by {peak - base:.0f} MB under {want} clients")
+    rc, out, err = c.kvctl("get", "before", endpoints=c.endpoint(target), timeout_ms=3000)
+    check(rc == 0 and out == "overload\n", f"get after the overload: rc {rc} {out!r} {err.strip()}")
+    r = subprocess.run([ARGS.loadgen, "verify", "--endpoints", c.endpoints(), "--in", acks,
+                        "--value-bytes", "4096", "--concurrency", "64"],
+                       capture_output=True, timeout=180)
+    text = (r.stdout + r.stderr).decode(errors="replace").strip()
+    log(text)
+    check(r.returncode == 0, f"acknowledged writes lost:\n{text}")
 
 
 def scenario_client_idle(c):
@@ -2201,6 +2287,7 @@ SCENARIOS = {
     "raft_flood": scenario_raft_flood,
     "client_flood": scenario_client_flood,
     "client_idle": scenario_client_idle,
+    "overload": scenario_overload,
     "backup_restore": scenario_backup_restore,
     "backup_refusals": scenario_backup_refusals,
     "metrics": scenario_metrics,

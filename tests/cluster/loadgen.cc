@@ -2,7 +2,8 @@
 //
 //   loadgen write  --endpoints E --out FILE [--clients N] [--channels C] [--duration-ms D]
 //                  [--max-writes M] [--stop-file F] [--timeout MS] [--prefix P]
-//   loadgen verify --endpoints E --in FILE [--concurrency N] [--timeout MS]
+//                  [--value-bytes B]
+//   loadgen verify --endpoints E --in FILE [--concurrency N] [--timeout MS] [--value-bytes B]
 //
 // write: N logical clients (one session each, one write at a time) spread over C
 // channels put unique keys until the duration, the write count or the stop file ends the
@@ -11,7 +12,8 @@
 //     ack <sent> <acked> <key> <value>
 //     err <sent> <failed> <key> <message>
 // verify: reads every acknowledged write of FILE back (linearizable get) and exits 0 only
-// if each one holds its value.
+// if each one holds its value. --value-bytes pads each value to B bytes with 'x' (the
+// file keeps the unpadded value; verify pads it the same way).
 #include <sys/stat.h>
 
 #include <chrono>
@@ -52,6 +54,7 @@ struct Flags {
   uint32_t clients = 8, channels = 2, concurrency = 32;
   uint64_t durationMs = 0, maxWrites = 0;
   uint32_t timeoutMs = 10000;
+  size_t valueBytes = 0;
 };
 
 Flags parse(int argc, char** argv) {
@@ -74,11 +77,18 @@ Flags parse(int argc, char** argv) {
     else if (k == "--duration-ms") f.durationMs = num();
     else if (k == "--max-writes") f.maxWrites = num();
     else if (k == "--timeout") f.timeoutMs = uint32_t(num());
+    else if (k == "--value-bytes") f.valueBytes = num();
     else die("unknown flag " + k);
   }
   if (f.endpoints.empty()) die("--endpoints is required");
   if (f.clients == 0 || f.channels == 0 || f.concurrency == 0) die("counts must be > 0");
+  if (f.valueBytes > (1u << 20)) die("--value-bytes is over 1 MiB");
   return f;
+}
+
+// The value stored for `tag`: the tag padded with 'x' to the requested size.
+std::string padded(const std::string& tag, size_t bytes) {
+  return tag.size() >= bytes ? tag : tag + std::string(bytes - tag.size(), 'x');
 }
 
 // One line per line: no spaces or newlines in what we print.
@@ -135,7 +145,7 @@ class Writer {
     std::string key = flags_.prefix + "c" + std::to_string(c) + "-" + std::to_string(seq);
     std::string value = "v" + std::to_string(seq) + "-" + std::to_string(c);
     double sent = nowMs();
-    return clients_[c]->put(key, value).then([this, c, seq, key, value, sent](Result r) {
+    return clients_[c]->put(key, padded(value, flags_.valueBytes)).then([this, c, seq, key, value, sent](Result r) {
       double done = nowMs();
       if (r.ok()) {
         ++acked_;
@@ -190,7 +200,7 @@ int verify(const Flags& f, kj::AsyncIoContext& io) {
     for (size_t k = 0; k < n; ++k) {
       const Expected& e = want[first + k];
       const Result& r = results[k];
-      if (r.ok() && r.value == e.value) continue;
+      if (r.ok() && r.value == padded(e.value, f.valueBytes)) continue;
       if (++bad <= 10) {
         std::fprintf(stderr, "loadgen: LOST acknowledged write %s=%s: got %s %s\n",
                      e.key.c_str(), e.value.c_str(), kvr::client::outcomeName(r.outcome),
