@@ -8,11 +8,11 @@
 namespace kvr::disk {
 namespace {
 
-constexpr std::string_view kMagic = "KVRID001";
+constexpr std::string_view kIdentityMagic = "KVRID001";
 constexpr size_t kIdentityBytes = 8 + 8 + 4 + 8;
 
 std::string encodeIdentity(const NodeIdentity& id) {
-  std::string out(kMagic);
+  std::string out(kIdentityMagic);
   wire::putFixed64(out, id.clusterId);
   wire::putFixed32(out, id.nodeId);
   wire::putFixed64(out, hash64(out));
@@ -43,13 +43,14 @@ void checkOrWriteIdentity(FileSystem& fs, const std::string& dir, const NodeIden
   }
   auto file = fs.open(path, OpenMode::Read);
   std::string bytes = file->pread(0, kIdentityBytes + 1);
-  if (bytes.size() != kIdentityBytes || std::string_view(bytes).substr(0, 8) != kMagic) {
+  if (bytes.size() != kIdentityBytes ||
+      std::string_view(bytes).substr(0, 8) != kIdentityMagic) {
     refuseToStart(path, 0, "the identity file is malformed");
   }
   wire::Reader r(bytes);
   NodeIdentity stored;
   uint64_t sum = 0;
-  r.expect(kMagic);
+  r.expect(kIdentityMagic);
   r.fixed64(&stored.clusterId);
   r.fixed32(&stored.nodeId);
   r.fixed64(&sum);

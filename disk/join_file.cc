@@ -9,13 +9,13 @@
 namespace kvr::disk {
 namespace {
 
-constexpr std::string_view kMagic = "KVRJOIN1";
+constexpr std::string_view kJoinMagic = "KVRJOIN1";
 constexpr size_t kMaxJoinFileBytes = 8 + 8 + 4 + limits::kMaxConfBytes + 8;
 
 }  // namespace
 
 void writeJoinFile(FileSystem& fs, const std::string& dir, const JoinRecord& record) {
-  std::string bytes(kMagic);
+  std::string bytes(kJoinMagic);
   wire::putFixed64(bytes, record.clusterId);
   std::string conf = encodeConf(record.conf);
   wire::putFixed32(bytes, static_cast<uint32_t>(conf.size()));
@@ -44,16 +44,17 @@ bool readJoinFile(FileSystem& fs, const std::string& dir, std::optional<JoinReco
   uint32_t length = 0;
   uint64_t sum = 0;
   JoinRecord record;
-  bool ok = bytes.size() == size && size > 8 && bytes.compare(0, kMagic.size(), kMagic) == 0;
+  bool ok = bytes.size() == size && size > 8 &&
+            bytes.compare(0, kJoinMagic.size(), kJoinMagic) == 0;
   if (ok) {
-    wire::Reader body(std::string_view(bytes).substr(kMagic.size()));
+    wire::Reader body(std::string_view(bytes).substr(kJoinMagic.size()));
     ok = body.fixed64(&clusterId) && body.fixed32(&length) && length <= body.remaining() &&
          length <= limits::kMaxConfBytes;
     if (ok) {
-      std::string_view conf = std::string_view(bytes).substr(kMagic.size() + 12, length);
-      wire::Reader tail(std::string_view(bytes).substr(kMagic.size() + 12 + length));
+      std::string_view conf = std::string_view(bytes).substr(kJoinMagic.size() + 12, length);
+      wire::Reader tail(std::string_view(bytes).substr(kJoinMagic.size() + 12 + length));
       ok = tail.fixed64(&sum) && tail.done() &&
-           sum == hash64(std::string_view(bytes).substr(0, kMagic.size() + 12 + length)) &&
+           sum == hash64(std::string_view(bytes).substr(0, kJoinMagic.size() + 12 + length)) &&
            decodeConf(conf, &record.conf) && clusterId != 0;
     }
   }

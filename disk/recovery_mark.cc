@@ -6,13 +6,13 @@
 namespace kvr::disk {
 namespace {
 
-constexpr std::string_view kMagic = "KVRREC01";
+constexpr std::string_view kMarkMagic = "KVRREC01";
 constexpr size_t kMarkBytes = 8 + 8 + 8 + 4 + 1 + 8;
 
 }  // namespace
 
 void writeRecoveryMark(FileSystem& fs, const std::string& dir, const RecoveryMark& mark) {
-  std::string out(kMagic);
+  std::string out(kMarkMagic);
   wire::putFixed64(out, mark.untilIndex);
   wire::putFixed64(out, mark.hardState.term);
   wire::putFixed32(out, mark.hardState.vote);
@@ -37,11 +37,12 @@ std::optional<RecoveryMark> readRecoveryMark(FileSystem& fs, const std::string& 
   std::string bytes = file->pread(0, kMarkBytes + 1);
   RecoveryMark mark;
   mark.damaged = true;
-  if (bytes.size() != kMarkBytes || std::string_view(bytes).substr(0, 8) != kMagic) return mark;
+  if (bytes.size() != kMarkBytes || std::string_view(bytes).substr(0, 8) != kMarkMagic)
+    return mark;
   wire::Reader r(bytes);
   uint8_t wipe = 0;
   uint64_t sum = 0;
-  r.expect(kMagic);
+  r.expect(kMarkMagic);
   r.fixed64(&mark.untilIndex);
   r.fixed64(&mark.hardState.term);
   r.fixed32(&mark.hardState.vote);

@@ -17,7 +17,7 @@ namespace {
 using wire::putFixed32;
 using wire::putFixed64;
 
-constexpr std::string_view kMagic = "KVRSNAP1";
+constexpr std::string_view kSnapFileMagic = "KVRSNAP1";
 constexpr size_t kMaxHeaderBytes = 8 + 8 + 4 + 4 * limits::kMaxNodes + 8 + 8 + 4 +
                                    limits::kMaxConfBytes;
 constexpr size_t kWriteChunkBytes = 4u * 1024 * 1024;
@@ -31,7 +31,7 @@ std::string encodeHeader(const SnapshotMeta& meta, uint64_t dataBytes, uint64_t 
   putFixed64(header, dataBytes);
   putFixed64(header, dataSum);
   putConfExtension(header, meta.conf);
-  std::string out(kMagic);
+  std::string out(kSnapFileMagic);
   putFixed32(out, static_cast<uint32_t>(header.size()));
   out += header;
   putFixed64(out, hash64(out));
@@ -89,7 +89,7 @@ Snapshot SnapshotStore::load(const SnapshotMarker& marker) {
   auto file = fs_.open(path, OpenMode::Read);
   const uint64_t size = file->size();
   std::string prefix = file->pread(0, std::min<uint64_t>(size, 12 + kMaxHeaderBytes + 8));
-  if (prefix.size() < 12 || std::string_view(prefix).substr(0, 8) != kMagic) {
+  if (prefix.size() < 12 || std::string_view(prefix).substr(0, 8) != kSnapFileMagic) {
     refuseToStart(path, 0, "not a snapshot file (bad magic)");
   }
   uint32_t headerBytes = 0;

@@ -19,7 +19,7 @@ bool transient(schema::Status s) {
          s == schema::Status::SHUTTING_DOWN;
 }
 
-std::string describe(const kj::Exception& e) {
+std::string describeBackupFailure(const kj::Exception& e) {
   if (net::isTlsFailure(e)) return net::describeTlsFailure(e);
   std::string text(e.getDescription().cStr());
   const std::string remote = "remote exception: ";
@@ -113,7 +113,7 @@ SnapshotDownload downloadSnapshot(const std::vector<std::string>& endpoints,
                 })) {
       lastError = endpoint + ": " +
                   (tls.get() != nullptr && net::isTlsFailure(*e) ? tls->explain(*e)
-                                                                 : describe(*e));
+                                                                 : describeBackupFailure(*e));
       if (net::isTlsFailure(*e)) retry = false;  // a certificate mismatch stays one
       if (streaming) {
         lastError = "reading the snapshot from " + lastError;

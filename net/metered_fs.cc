@@ -5,7 +5,7 @@
 namespace kvr::net {
 namespace {
 
-constexpr double kNanosPerSecond = 1e9;
+constexpr double kMeteredNanosPerSecond = 1e9;
 
 enum class Kind { Wal, Snapshot, Other };
 
@@ -41,9 +41,9 @@ class MeteredFile final : public disk::File {
     inner_->datasync();  // a failure throws: nothing is recorded for it
     uint64_t end = metrics::monotonicNanos();
     if (kind_ == Kind::Wal) {
-      metrics_.walFsyncSeconds.observe(double(end - start) / kNanosPerSecond);
+      metrics_.walFsyncSeconds.observe(double(end - start) / kMeteredNanosPerSecond);
     } else if (kind_ == Kind::Snapshot) {
-      metrics_.snapshotSaveSeconds.observe(double(end - openedNs_) / kNanosPerSecond);
+      metrics_.snapshotSaveSeconds.observe(double(end - openedNs_) / kMeteredNanosPerSecond);
       metrics_.lastSnapshotBytes.store(appended_, std::memory_order_relaxed);
     }
   }

@@ -14,7 +14,14 @@ rc = subprocess.call(['meson', 'test', '-C', builddir, '--print-errorlogs',
                       '--num-processes', str(os.cpu_count() or 2)] + extra, env=env)
 
 passed = failed = skipped = 0
-junit = os.path.join(builddir, 'meson-logs', 'testlog.junit.xml')
+# With --wrapper W (e.g. a CPU-time logger), meson names its logs testlog-W.junit.xml.
+logs = os.path.join(builddir, 'meson-logs')
+junit = os.path.join(logs, 'testlog.junit.xml')
+for i, a in enumerate(extra):
+    w = a.split('=', 1)[1] if a.startswith('--wrapper=') else (
+        extra[i + 1] if a == '--wrapper' and i + 1 < len(extra) else None)
+    if w:
+        junit = os.path.join(logs, f'testlog-{os.path.basename(w.split()[0])}.junit.xml')
 try:
     root = ET.parse(junit).getroot()
     for suite in root.iter('testsuite'):

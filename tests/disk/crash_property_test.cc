@@ -16,7 +16,7 @@ namespace {
 using namespace kvr::disk::testing;
 using sim::SimFileSystem;
 
-const std::string kDir = "/data";
+const std::string kCrashDir = "/data";
 
 // The durable state the storage must recover, computed independently of disk/.
 struct ModelState {
@@ -137,7 +137,7 @@ RC_GTEST_PROP(DiskCrashProp, RecoversABatchBoundary, ()) {
     fs.armCrash(crashAt, torn);
     std::optional<DiskStorage::Recovered> rec;
     try {
-      rec.emplace(DiskStorage::open(fs, kDir, kIdentity, options));
+      rec.emplace(DiskStorage::open(fs, kCrashDir, kIdentity, options));
     } catch (const kj::Exception& e) {
       RC_ASSERT(crashed(crashesBefore));  // only the injected crash may stop recovery
       continue;                           // the same states are still acceptable
@@ -181,7 +181,7 @@ RC_GTEST_PROP(DiskCrashProp, RecoversABatchBoundary, ()) {
     if (!crashed(crashesBefore)) fs.crash(torn);
   }
   // Final recovery with no crash armed.
-  auto rec = DiskStorage::open(fs, kDir, kIdentity, options);
+  auto rec = DiskStorage::open(fs, kCrashDir, kIdentity, options);
   bool found = false;
   for (size_t i = minOk; i < states.size() && !found; ++i) found = states[i].matches(rec.state);
   RC_ASSERT(found);

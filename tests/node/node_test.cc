@@ -204,7 +204,7 @@ KvCommand get(std::string key) {
   return c;
 }
 
-size_t countContaining(const std::vector<std::string>& lines, const std::string& what) {
+size_t countNodeLog(const std::vector<std::string>& lines, const std::string& what) {
   size_t n = 0;
   for (const auto& l : lines) n += l.find(what) != std::string::npos;
   return n;
@@ -215,8 +215,8 @@ TEST_F(NodeTest, ThreeNodesElectServeRedirectAndFailOver) {
   Cluster cluster(io, 3);
   ASSERT_TRUE(testing::waitUntil(io, [&]() { return cluster.leader() != kNoNode; }));
   NodeId leader = cluster.leader();
-  EXPECT_GE(countContaining(cluster.log, ": became leader"), 1u);
-  EXPECT_GE(countContaining(cluster.log, "peer "), 6u);  // "peer N up" on every link
+  EXPECT_GE(countNodeLog(cluster.log, ": became leader"), 1u);
+  EXPECT_GE(countNodeLog(cluster.log, "peer "), 6u);  // "peer N up" on every link
 
   Client atLeader(io, cluster.nodes[leader - 1]->clientPort());
   auto [session, sessionError] = atLeader.call(openSession());
@@ -277,7 +277,7 @@ TEST_F(NodeTest, ThreeNodesElectServeRedirectAndFailOver) {
   EXPECT_EQ(after.value, "v1");
   auto [again, againError] = atNext.call(put(session.clientId, 2, "k", "v2"));
   EXPECT_EQ(again.status, Status::Ok) << againError;
-  EXPECT_GE(countContaining(cluster.log, "peer " + std::to_string(leader) + " down"), 2u);
+  EXPECT_GE(countNodeLog(cluster.log, "peer " + std::to_string(leader) + " down"), 2u);
   EXPECT_TRUE(cluster.fatal.empty());
 }
 
@@ -503,7 +503,7 @@ TEST_F(NodeTest, RestartKeepsDataAndRefusesAnotherIdentity) {
     }
   }
   ASSERT_TRUE(testing::waitUntil(io, [&]() {
-    return countContaining(cluster.log, "took a snapshot at index") >= 1;
+    return countNodeLog(cluster.log, "took a snapshot at index") >= 1;
   }));
   cluster.stopNode(0);
   cluster.startNode(0);

@@ -52,8 +52,8 @@ class FakeKv final : public schema::KvService::Server {
   kj::Own<ConnectionHandle> c_;
 };
 
-struct Client {
-  Client(UvAsyncIo& io, uint port)
+struct ListenerClient {
+  ListenerClient(UvAsyncIo& io, uint port)
       : stream(io.network()
                    .parseAddress("127.0.0.1", port)
                    .wait(io.waitScope())
@@ -101,14 +101,14 @@ TEST_F(RpcListenerTest, FullListenerEvictsTheLongestIdleAndRefusesOnlyWhenAllAre
   options.refusalReason = "too many client connections";
   auto listener = listen(io, service, options);
 
-  Client a(io, listener->getPort());
-  Client b(io, listener->getPort());
+  ListenerClient a(io, listener->getPort());
+  ListenerClient b(io, listener->getPort());
   auto busyA = a.call().fork();
   auto busyB = b.call().fork();
   EXPECT_EQ(settle(io, busyA.addBranch(), 100), "timeout");  // both held: busy
   EXPECT_EQ(listener->openConnections(), 2u);
 
-  Client c(io, listener->getPort());
+  ListenerClient c(io, listener->getPort());
   std::string refused = settle(io, c.status());
   EXPECT_NE(refused.find("refused the connection: too many client connections"),
             std::string::npos)
@@ -118,7 +118,7 @@ TEST_F(RpcListenerTest, FullListenerEvictsTheLongestIdleAndRefusesOnlyWhenAllAre
   service.release();  // a and b answered: now idle, a the longest
   EXPECT_EQ(settle(io, busyA.addBranch()), "ok");
   EXPECT_EQ(settle(io, busyB.addBranch()), "ok");
-  Client d(io, listener->getPort());
+  ListenerClient d(io, listener->getPort());
   auto dCall = d.call();
   EXPECT_EQ(settle(io, io.timer().afterDelay(50 * kj::MILLISECONDS)), "ok");
   EXPECT_EQ(listener->evictedConnections(), 1u);
@@ -136,9 +136,9 @@ TEST_F(RpcListenerTest, TimeoutsCloseStrangersAndANewerIdentifiedConnectionRepla
   options.handshakeTimeout = 300 * kj::MILLISECONDS;
   auto listener = listen(io, service, options);
 
-  Client peer(io, listener->getPort());
+  ListenerClient peer(io, listener->getPort());
   EXPECT_EQ(settle(io, peer.status()), "ok");  // identified as key 1
-  Client stranger(io, listener->getPort());
+  ListenerClient stranger(io, listener->getPort());
   EXPECT_EQ(settle(io, io.timer().afterDelay(50 * kj::MILLISECONDS)), "ok");
   EXPECT_EQ(listener->unidentifiedConnections(), 1u);
   EXPECT_EQ(settle(io, io.timer().afterDelay(600 * kj::MILLISECONDS)), "ok");
@@ -147,7 +147,7 @@ TEST_F(RpcListenerTest, TimeoutsCloseStrangersAndANewerIdentifiedConnectionRepla
   EXPECT_NE(settle(io, stranger.status()), "ok");
   EXPECT_EQ(settle(io, peer.status()), "ok");  // the identified one outlives the timeout
 
-  Client again(io, listener->getPort());
+  ListenerClient again(io, listener->getPort());
   EXPECT_EQ(settle(io, again.status()), "ok");  // key 1 again: replaces `peer`
   EXPECT_EQ(listener->replacedConnections(), 1u);
   EXPECT_NE(settle(io, peer.status()), "ok");
@@ -156,7 +156,7 @@ TEST_F(RpcListenerTest, TimeoutsCloseStrangersAndANewerIdentifiedConnectionRepla
   ListenerOptions idle;
   idle.idleTimeout = 200 * kj::MILLISECONDS;
   auto idleListener = listen(io, service, idle);
-  Client quiet(io, idleListener->getPort());
+  ListenerClient quiet(io, idleListener->getPort());
   EXPECT_EQ(settle(io, io.timer().afterDelay(500 * kj::MILLISECONDS)), "ok");
   EXPECT_EQ(idleListener->timedOutConnections(), 1u);
   EXPECT_NE(settle(io, quiet.status()), "ok");
@@ -210,7 +210,7 @@ TEST_F(RpcListenerTest, TlsServesTlsClientsRefusesPlaintextAndBoundsHandshakes) 
   auto kv = rpc.bootstrap().castAs<schema::KvService>();
   EXPECT_EQ(settle(io, kv.statusRequest().send().ignoreResult()), "ok");  // key 1
 
-  Client plain(io, port);
+  ListenerClient plain(io, port);
   std::string refused = settle(io, plain.status());
   EXPECT_NE(refused.find(kTlsRequiredReason), std::string::npos) << refused;
   EXPECT_EQ(listener->plaintextRefused(), 1u);

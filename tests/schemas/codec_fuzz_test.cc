@@ -12,7 +12,7 @@
 namespace kvr {
 namespace {
 
-constexpr uint64_t kCluster = 99;
+constexpr uint64_t kFuzzCluster = 99;
 
 // Applies a few random byte-level mutations: overwrite, bit flip, truncate, extend,
 // splice a word out.
@@ -67,11 +67,11 @@ std::string randomFrame() {
 bool checkMessageBytes(const std::string& bytes) {
   Message m;
   std::string error;
-  if (codec::decodeMessageBytes(bytes, kCluster, &m, &error)) {
+  if (codec::decodeMessageBytes(bytes, kFuzzCluster, &m, &error)) {
     Message again;
     std::string error2;
-    RC_ASSERT(codec::decodeMessageBytes(codec::encodeMessageBytes(kCluster, m), kCluster,
-                                        &again, &error2));
+    RC_ASSERT(codec::decodeMessageBytes(codec::encodeMessageBytes(kFuzzCluster, m),
+                                        kFuzzCluster, &again, &error2));
     RC_ASSERT(again == m);
     return true;
   }
@@ -124,7 +124,7 @@ RC_GTEST_PROP(CodecFuzz, RandomFramesNeverCrash, ()) {
 }
 
 RC_GTEST_PROP(CodecFuzz, MutatedMessagesNeverCrash, ()) {
-  std::string valid = codec::encodeMessageBytes(kCluster, test::genMessage());
+  std::string valid = codec::encodeMessageBytes(kFuzzCluster, test::genMessage());
   int accepted = 0;
   for (int i = 0; i < 20; ++i) accepted += checkMessageBytes(mutate(valid)) ? 1 : 0;
   RC_CLASSIFY(accepted > 0, "some mutation accepted");

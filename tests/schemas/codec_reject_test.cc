@@ -14,7 +14,7 @@
 namespace kvr {
 namespace {
 
-constexpr uint64_t kCluster = 42;
+constexpr uint64_t kRejectCluster = 42;
 
 std::string toBytes(kj::ArrayPtr<const capnp::word> words) {
   auto b = words.asBytes();
@@ -23,7 +23,7 @@ std::string toBytes(kj::ArrayPtr<const capnp::word> words) {
 
 // An envelope built by hand, so it can break rules the encoder would refuse to break.
 std::string rawEnvelope(std::function<void(schema::Message::Builder)> fill, NodeId from = 1,
-                        NodeId to = 2, uint64_t cluster = kCluster) {
+                        NodeId to = 2, uint64_t cluster = kRejectCluster) {
   capnp::MallocMessageBuilder builder;
   auto env = builder.initRoot<schema::PeerEnvelope>();
   env.setClusterId(cluster);
@@ -37,7 +37,7 @@ std::string rawEnvelope(std::function<void(schema::Message::Builder)> fill, Node
 void expectRejected(const std::string& bytes, const std::string& needle) {
   Message m;
   std::string error;
-  EXPECT_FALSE(codec::decodeMessageBytes(bytes, kCluster, &m, &error));
+  EXPECT_FALSE(codec::decodeMessageBytes(bytes, kRejectCluster, &m, &error));
   EXPECT_NE(error.find(needle), std::string::npos) << "error was: " << error;
 }
 
@@ -53,7 +53,7 @@ TEST(CodecReject, ValidRawEnvelopeIsAccepted) {
     es[0].setTerm(2);
     es[0].setIndex(6);
   });
-  EXPECT_TRUE(codec::decodeMessageBytes(bytes, kCluster, &m, &error)) << error;
+  EXPECT_TRUE(codec::decodeMessageBytes(bytes, kRejectCluster, &m, &error)) << error;
 }
 
 TEST(CodecReject, WrongClusterNamesBothIds) {
@@ -100,7 +100,7 @@ TEST(CodecReject, EncoderRefusesOversizedEntryCount) {
   for (size_t i = 0; i <= limits::kMaxEntriesPerAppend; ++i) {
     m.entries.push_back(Entry{1, i + 1, EntryKind::Noop, {}});
   }
-  EXPECT_THROW(codec::encodeMessageBytes(kCluster, m), kj::Exception);
+  EXPECT_THROW(codec::encodeMessageBytes(kRejectCluster, m), kj::Exception);
 }
 
 TEST(CodecReject, UnknownMessageType) {
@@ -206,7 +206,7 @@ TEST(CodecReject, FramingErrors) {
   m.type = MsgType::Heartbeat;
   m.from = 1;
   m.to = 2;
-  std::string bytes = codec::encodeMessageBytes(kCluster, m);
+  std::string bytes = codec::encodeMessageBytes(kRejectCluster, m);
   expectRejected("", "not a positive multiple");
   expectRejected(bytes.substr(0, bytes.size() - 3), "not a positive multiple");
   expectRejected(bytes.substr(0, bytes.size() - 8), "malformed envelope");
