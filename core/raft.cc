@@ -486,16 +486,9 @@ void Raft::step(Message m) {
     ++dropped_;
     return;
   }
+  // Term polls bypass the term rules below: answering one changes nothing here.
   if (m.type == MsgType::TermPoll) {
-    // Answered at any term and changing nothing here. Not while we recover ourselves:
-    // our term may then be below one we held.
-    if (recovering_) return;
-    Message r;
-    r.type = MsgType::TermPollResp;
-    r.to = m.from;
-    r.term = term_;
-    r.context = m.context;
-    send(std::move(r));
+    answerTermPoll(m);
     return;
   }
   if (m.type == MsgType::TermPollResp) {

@@ -189,6 +189,7 @@ class Raft {
   void forgetLostMatch(Progress& pr, const Message& resp);
   void askLeaderToVerify(NodeId leader);
   void sendTermPoll();
+  void answerTermPoll(const Message& poll);
   void handleTermPollResp(const Message& resp);
   // Enough members answered this recovery's term poll that our term is at least the
   // term of every entry that can have been committed (core/raft_recovery.cc).

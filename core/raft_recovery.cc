@@ -63,6 +63,18 @@ void Raft::sendTermPoll() {
   }
 }
 
+void Raft::answerTermPoll(const Message& poll) {
+  // Answered at any term. Not while we recover ourselves: our term may then be below
+  // one we held.
+  if (recovering_) return;
+  Message r;
+  r.type = MsgType::TermPollResp;
+  r.to = poll.from;
+  r.term = term_;
+  r.context = poll.context;
+  send(std::move(r));
+}
+
 void Raft::handleTermPollResp(const Message& resp) {
   if (!recovering_ || resp.context != termPollNonce_) return;  // late, or replayed
   if (resp.term > term_) {

@@ -108,7 +108,8 @@ const char* msgTypeName(MsgType t);
 //   SnapshotResp:        snapOffset = next offset wanted; reject; index = snapshot index.
 //   ReadIndex:           context = requester's read id.
 //   ReadIndexResp:       context echoed; index = read index; reject = cannot serve.
-//   TermPoll:            context = the poller's nonce for this recovery; term unused.
+//   TermPoll:            context = the poller's nonce for this recovery; term = the
+//                        poller's (informational: it changes no receiver's term).
 //   TermPollResp:        context echoed; term = the responder's current term.
 struct Message {
   MsgType type = MsgType::Heartbeat;
