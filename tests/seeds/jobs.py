@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """kvsim --jobs and --merge must not change what a seed range reports.
 
-usage: jobs.py KVSIM [A..B]
+usage: jobs.py KVSIM [A..B [KVSIM-FLAG...]]
+
+The flags after the range go to every kvsim run but --merge (./dev test passes --ops 100:
+what is compared is the plumbing, not the seeds' coverage, so short seeds do).
 
 - the range run with --jobs 1, 2 and 3 prints the same stdout and stderr lines and the
   same --json object, except for wall-clock figures; with failures injected on some
@@ -17,6 +20,7 @@ import json, os, re, subprocess, sys, tempfile
 
 kvsim = sys.argv[1]
 first, last = (int(x) for x in (sys.argv[2] if len(sys.argv) > 2 else '1..20').split('..'))
+extra = sys.argv[3:]
 span = last - first + 1
 # Failures injected on a few seeds spread over the range, the last one included.
 fail_seeds = sorted({first + span // 8, first + span // 2, first + span // 2 + 1, last})
@@ -34,6 +38,8 @@ def check(ok, what):
 
 
 def run(*args, expect=None):
+    if args[0] != '--merge':
+        args = (*args, *extra)
     r = subprocess.run([kvsim, *args], capture_output=True, text=True, timeout=600)
     if expect is not None and r.returncode != expect:
         print(f'kvsim {" ".join(args)}: exit {r.returncode}, expected {expect}\n{r.stderr[-2000:]}')
