@@ -145,19 +145,21 @@ class Writer {
     std::string key = flags_.prefix + "c" + std::to_string(c) + "-" + std::to_string(seq);
     std::string value = "v" + std::to_string(seq) + "-" + std::to_string(c);
     double sent = nowMs();
-    return clients_[c]->put(key, padded(value, flags_.valueBytes)).then([this, c, seq, key, value, sent](Result r) {
-      double done = nowMs();
-      if (r.ok()) {
-        ++acked_;
-        std::fprintf(out_, "ack %.3f %.3f %s %s\n", sent, done, key.c_str(), value.c_str());
-      } else {
-        ++failed_;
-        std::fprintf(out_, "err %.3f %.3f %s %s\n", sent, done, key.c_str(),
-                     oneLine(r.error).c_str());
-      }
-      std::fflush(out_);
-      return loop(c, seq + 1);
-    });
+    return clients_[c]
+        ->put(key, padded(value, flags_.valueBytes))
+        .then([this, c, seq, key, value, sent](Result r) {
+          double done = nowMs();
+          if (r.ok()) {
+            ++acked_;
+            std::fprintf(out_, "ack %.3f %.3f %s %s\n", sent, done, key.c_str(), value.c_str());
+          } else {
+            ++failed_;
+            std::fprintf(out_, "err %.3f %.3f %s %s\n", sent, done, key.c_str(),
+                         oneLine(r.error).c_str());
+          }
+          std::fflush(out_);
+          return loop(c, seq + 1);
+        });
   }
 
   const Flags& flags_;
