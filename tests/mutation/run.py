@@ -250,7 +250,7 @@ MUTATIONS = [
     M('snapshot_size_stale', 'core/raft.cc',
       "a local snapshot replaces the one in memory but Raft keeps the old one's size (the chunks it sends from disk say the wrong size)",
       '  snapshotBytes_ = bytes;\n  snapshot_ = std::move(snap);\n  Index keepFrom',
-      '  snapshot_ = std::move(snap);\n  Index keepFrom'),
+      '  (void)bytes;\n  snapshot_ = std::move(snap);\n  Index keepFrom'),
     M('snapshot_chunk_wrong_offset', 'core/raft.cc',
       'a snapshot chunk read back from disk at the wrong offset (always the first chunk)',
       '    if (!reader_->readSnapshot(snapshot_.meta, snapshotBytes_, pr.snapOffset, want,',
