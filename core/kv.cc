@@ -297,27 +297,35 @@ bool KvStore::restore(std::string_view bytes) {
     return false;
   }
 
-  // Everything is decoded into fresh containers and swapped in only when all of it
-  // checks out, so a bad snapshot leaves this store as it was.
+  // Nothing changes until all of it checks out, so a bad snapshot leaves this store as
+  // it was: the sessions are decoded into fresh containers, the pairs checked (below).
   wire::Reader in(body);
   uint64_t applied, pairCount, sessionCount;
   if (!in.expect(std::string_view(kSnapshotMagic, sizeof(kSnapshotMagic))) ||
       !in.varint(&applied) || !in.varint(&pairCount)) {
     return false;
   }
-  KvMap data;
+  // The pairs are checked in a first pass and built in a second, once everything
+  // checked out and the old pairs are gone: a store restored over a large one (a
+  // follower installing a snapshot) never holds both.
+  auto readPairs = [pairCount](wire::Reader& r, KvMap* build, size_t* bytes) {
+    std::string_view lastKey;
+    *bytes = 0;
+    for (uint64_t i = 0; i < pairCount; ++i) {
+      std::string_view key, value;
+      if (!r.bytes(&key) || !r.bytes(&value)) return false;
+      if (key.empty() || key.size() > limits::kMaxKeyBytes) return false;
+      if (value.size() > limits::kMaxValueBytes) return false;
+      if (i > 0 && key <= lastKey) return false;  // sorted, unique
+      lastKey = key;
+      if (build != nullptr) build->pushBack(key, value);
+      *bytes += key.size() + value.size();
+    }
+    return true;
+  };
+  const wire::Reader pairsAt = in;
   size_t dataBytes = 0;
-  std::string_view lastKey;
-  for (uint64_t i = 0; i < pairCount; ++i) {
-    std::string_view key, value;
-    if (!in.bytes(&key) || !in.bytes(&value)) return false;
-    if (key.empty() || key.size() > limits::kMaxKeyBytes) return false;
-    if (value.size() > limits::kMaxValueBytes) return false;
-    if (i > 0 && key <= lastKey) return false;  // sorted, unique
-    lastKey = key;
-    data.pushBack(key, value);
-    dataBytes += key.size() + value.size();
-  }
+  if (!readPairs(in, nullptr, &dataBytes)) return false;
 
   if (!in.varint(&sessionCount) || sessionCount > config_.maxSessions) return false;
   std::map<uint64_t, Session> sessions;
@@ -344,9 +352,11 @@ bool KvStore::restore(std::string_view bytes) {
   }
   if (!in.done()) return false;
 
+  data_.clear();
+  wire::Reader again = pairsAt;
+  KJ_ASSERT(readPairs(again, &data_, &dataBytes), "checked snapshot pairs no longer decode");
   applied_ = applied;
   dataBytes_ = dataBytes;
-  data_ = std::move(data);
   sessions_ = std::move(sessions);
   byActivity_ = std::move(byActivity);
   return true;
