@@ -734,6 +734,9 @@ void Raft::handleSnapshotChunk(Message& m) {
                    incoming_->data.size() == m.snapOffset;
   if (m.snapOffset == 0 && !continues) {
     incoming_ = IncomingSnapshot{m.from, m.term, m.snap, m.snapSize, {}};
+    // One buffer of the announced size (at most kMaxSnapshotBytes, checked with the
+    // message): a string grown chunk by chunk holds two copies each time it doubles.
+    incoming_->data.reserve(m.snapSize);
     continues = true;
   }
   if (!continues) {
