@@ -187,15 +187,17 @@ namespace {
 
 // The snapshot body (the snapshot and the digest share this one definition of "the
 // state"): header, the pairs in key order, the sessions section.
-template <typename Pairs>
+// `afterPair(out)` runs after each pair (a streaming writer empties `out` there).
+template <typename Pairs, typename AfterPair>
 void writeBody(std::string& out, Index applied, size_t pairCount, const Pairs& pairs,
-               std::string_view sessions) {
+               std::string_view sessions, AfterPair&& afterPair) {
   out.append(kSnapshotMagic, sizeof(kSnapshotMagic));
   wire::putVarint(out, applied);
   wire::putVarint(out, pairCount);
   pairs.forEach([&](const KvItem& item) {
     wire::putBytes(out, item.key());
     wire::putBytes(out, item.value());
+    afterPair(out);
   });
   out.append(sessions);
 }
@@ -216,9 +218,36 @@ std::string KvFrozen::serialize() const {
   std::string out;
   // Each pair costs at most two 5-byte length varints besides its bytes.
   out.reserve(64 + dataBytes_ + 10 * data_.size() + sessions_.size() + kChecksumBytes);
-  writeBody(out, applied_, data_.size(), data_, sessions_);
+  writeBody(out, applied_, data_.size(), data_, sessions_, [](std::string&) {});
   wire::putFixed64(out, hash64(out));
   return out;
+}
+
+uint64_t KvFrozen::stream(const std::function<void(std::string_view)>& sink) {
+  if (bytes_ != nullptr) {
+    sink(*bytes_);  // materialized already: the view is gone
+    streamedBytes_ = bytes_->size();
+    return streamedBytes_;
+  }
+  Hasher body;
+  uint64_t total = 0;
+  std::string piece;
+  piece.reserve(kStreamPieceBytes + 2 * 5 + limits::kMaxKeyBytes + limits::kMaxValueBytes);
+  auto give = [&](std::string& out) {
+    body.update(out);
+    total += out.size();
+    sink(out);
+    out.clear();
+  };
+  writeBody(piece, applied_, data_.size(), data_, sessions_, [&](std::string& out) {
+    if (out.size() >= kStreamPieceBytes) give(out);
+  });
+  give(piece);
+  wire::putFixed64(piece, body.digest());  // the trailer: the body's checksum
+  total += piece.size();
+  sink(piece);
+  streamedBytes_ = total;
+  return total;
 }
 
 std::shared_ptr<const std::string> KvFrozen::materialize() {
@@ -240,7 +269,7 @@ std::string KvStore::snapshot() const {
   writeSessions(sessions);
   std::string out;
   out.reserve(64 + dataBytes_ + 10 * data_.size() + sessions.size() + kChecksumBytes);
-  writeBody(out, applied_, data_.size(), data_, sessions);
+  writeBody(out, applied_, data_.size(), data_, sessions, [](std::string&) {});
   wire::putFixed64(out, hash64(out));
   return out;
 }
@@ -249,7 +278,7 @@ uint64_t KvStore::digest() const {
   std::string sessions;
   writeSessions(sessions);
   std::string body;
-  writeBody(body, applied_, data_.size(), data_, sessions);
+  writeBody(body, applied_, data_.size(), data_, sessions, [](std::string&) {});
   return hash64(body);
 }
 
@@ -268,27 +297,35 @@ bool KvStore::restore(std::string_view bytes) {
     return false;
   }
 
-  // Everything is decoded into fresh containers and swapped in only when all of it
-  // checks out, so a bad snapshot leaves this store as it was.
+  // Nothing changes until all of it checks out, so a bad snapshot leaves this store as
+  // it was: the sessions are decoded into fresh containers, the pairs checked (below).
   wire::Reader in(body);
   uint64_t applied, pairCount, sessionCount;
   if (!in.expect(std::string_view(kSnapshotMagic, sizeof(kSnapshotMagic))) ||
       !in.varint(&applied) || !in.varint(&pairCount)) {
     return false;
   }
-  KvMap data;
+  // The pairs are checked in a first pass and built in a second, once everything
+  // checked out and the old pairs are gone: a store restored over a large one (a
+  // follower installing a snapshot) never holds both.
+  auto readPairs = [pairCount](wire::Reader& r, KvMap* build, size_t* bytes) {
+    std::string_view lastKey;
+    *bytes = 0;
+    for (uint64_t i = 0; i < pairCount; ++i) {
+      std::string_view key, value;
+      if (!r.bytes(&key) || !r.bytes(&value)) return false;
+      if (key.empty() || key.size() > limits::kMaxKeyBytes) return false;
+      if (value.size() > limits::kMaxValueBytes) return false;
+      if (i > 0 && key <= lastKey) return false;  // sorted, unique
+      lastKey = key;
+      if (build != nullptr) build->pushBack(key, value);
+      *bytes += key.size() + value.size();
+    }
+    return true;
+  };
+  const wire::Reader pairsAt = in;
   size_t dataBytes = 0;
-  std::string_view lastKey;
-  for (uint64_t i = 0; i < pairCount; ++i) {
-    std::string_view key, value;
-    if (!in.bytes(&key) || !in.bytes(&value)) return false;
-    if (key.empty() || key.size() > limits::kMaxKeyBytes) return false;
-    if (value.size() > limits::kMaxValueBytes) return false;
-    if (i > 0 && key <= lastKey) return false;  // sorted, unique
-    lastKey = key;
-    data.pushBack(key, value);
-    dataBytes += key.size() + value.size();
-  }
+  if (!readPairs(in, nullptr, &dataBytes)) return false;
 
   if (!in.varint(&sessionCount) || sessionCount > config_.maxSessions) return false;
   std::map<uint64_t, Session> sessions;
@@ -315,9 +352,11 @@ bool KvStore::restore(std::string_view bytes) {
   }
   if (!in.done()) return false;
 
+  data_.clear();
+  wire::Reader again = pairsAt;
+  KJ_ASSERT(readPairs(again, &data_, &dataBytes), "checked snapshot pairs no longer decode");
   applied_ = applied;
   dataBytes_ = dataBytes;
-  data_ = std::move(data);
   sessions_ = std::move(sessions);
   byActivity_ = std::move(byActivity);
   return true;

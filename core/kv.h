@@ -33,6 +33,15 @@ class KvFrozen final : public SnapshotSource {
   // SnapshotSource: serializes once, then drops the frozen view; later calls return the
   // same bytes.
   std::shared_ptr<const std::string> materialize() override;
+  // SnapshotSource: the serialize() bytes in pieces of about kStreamPieceBytes, made from
+  // the frozen view (kept: a second pass gives the same bytes); records their number.
+  uint64_t stream(const std::function<void(std::string_view)>& sink) override;
+  static constexpr size_t kStreamPieceBytes = 1024 * 1024;
+  // The bytes materialize() made (null if it was not called), and how many bytes the
+  // last complete stream() gave (0 if none): read on the thread that ordered itself
+  // after those calls.
+  std::shared_ptr<const std::string> materialized() const { return bytes_; }
+  uint64_t streamedBytes() const { return streamedBytes_; }
 
  private:
   Index applied_;
@@ -40,6 +49,7 @@ class KvFrozen final : public SnapshotSource {
   KvMapView data_;
   std::string sessions_;  // the encoded sessions section
   std::shared_ptr<const std::string> bytes_;
+  uint64_t streamedBytes_ = 0;
 };
 
 struct KvConfig {

@@ -61,6 +61,7 @@ Raft::Raft(const RaftConfig& config, const Rng& rng, const ConfState& bootstrapC
   KJ_REQUIRE(config_.maxAppendBytes >= 1 && config_.maxAppendBytes <= limits::kMaxAppendBytes);
 
   snapshot_ = std::move(recovered.snapshot);
+  snapshotBytes_ = snapshot_.data ? snapshot_.data->size() : 0;
   bootstrapConf_ = bootstrapConf;
   conf_ = snapshot_.meta.index > 0 ? snapshot_.meta.conf : bootstrapConf;
   KJ_REQUIRE(!conf_.voters.empty() && conf_.voters.size() <= limits::kMaxNodes,
@@ -733,6 +734,9 @@ void Raft::handleSnapshotChunk(Message& m) {
                    incoming_->data.size() == m.snapOffset;
   if (m.snapOffset == 0 && !continues) {
     incoming_ = IncomingSnapshot{m.from, m.term, m.snap, m.snapSize, {}};
+    // One buffer of the announced size (at most kMaxSnapshotBytes, checked with the
+    // message): a string grown chunk by chunk holds two copies each time it doubles.
+    incoming_->data.reserve(m.snapSize);
     continues = true;
   }
   if (!continues) {
@@ -793,6 +797,7 @@ void Raft::installSnapshot(Snapshot snap) {
   handedCommitted_ = meta.index;
   stable_ = meta.index;
   unstableFrom_ = meta.index + 1;
+  snapshotBytes_ = snap.data->size();
   snapshot_ = std::move(snap);
   snapshotPending_ = true;
   if (!isVoter(config_.id)) hitProbe(Probe::LearnerSnapshot);
@@ -943,7 +948,8 @@ void Raft::sendAppend(NodeId to, bool allowEmpty) {
     auto prevTerm = termAt(prev);
     if (!prevTerm) {
       // What the follower needs was compacted away: send the snapshot instead.
-      KJ_ASSERT(snapshot_.data != nullptr, "log compacted without a snapshot");
+      KJ_ASSERT(snapshot_.data != nullptr || (reader_ != nullptr && snapshot_.meta.index > 0),
+                "log compacted without a snapshot");
       pr.state = ProgressState::Snapshot;
       pr.snapIndex = snapshot_.meta.index;
       pr.snapOffset = 0;
@@ -987,25 +993,45 @@ void Raft::sendAppend(NodeId to, bool allowEmpty) {
 }
 
 void Raft::sendSnapshotChunk(NodeId to, Progress& pr) {
-  KJ_ASSERT(snapshot_.data != nullptr);
+  KJ_ASSERT(snapshot_.data != nullptr || reader_ != nullptr);
+  KJ_ASSERT(snapshot_.data == nullptr || snapshot_.data->size() == snapshotBytes_);
   if (pr.snapIndex != snapshot_.meta.index) {
     // A newer local snapshot replaced the one being sent: start over with it.
     pr.snapIndex = snapshot_.meta.index;
     pr.snapOffset = 0;
   }
-  const std::string& data = *snapshot_.data;
-  if (pr.snapOffset > data.size()) pr.snapOffset = 0;
+  if (pr.snapOffset > snapshotBytes_) pr.snapOffset = 0;
+  pr.snapIdleTicks = 0;
   Message m;
+  if (snapshot_.data != nullptr) {
+    m.snapChunk = snapshot_.data->substr(pr.snapOffset, config_.snapshotChunkBytes);
+  } else if (pr.snapOffset < snapshotBytes_) {
+    // The bytes are only on disk: read this chunk back. If the storage no longer holds
+    // them (a newer snapshot is becoming durable), send nothing: the idle ticks resend.
+    const size_t want = std::min<uint64_t>(config_.snapshotChunkBytes,
+                                           snapshotBytes_ - pr.snapOffset);
+    if (!reader_->readSnapshot(snapshot_.meta, snapshotBytes_, pr.snapOffset, want,
+                               &m.snapChunk)) {
+      return;
+    }
+    hitProbe(Probe::SnapshotChunkFromStorage);
+    KJ_ASSERT(m.snapChunk.size() == want, "snapshot reader returned a short chunk",
+              m.snapChunk.size(), want);
+  }
   m.type = MsgType::Snapshot;
   m.to = to;
   m.term = term_;
   m.snap = snapshot_.meta;
   m.snapOffset = pr.snapOffset;
-  m.snapSize = data.size();
-  m.snapChunk = data.substr(pr.snapOffset, config_.snapshotChunkBytes);
-  m.snapDone = pr.snapOffset + m.snapChunk.size() == data.size();
-  pr.snapIdleTicks = 0;
+  m.snapSize = snapshotBytes_;
+  m.snapDone = pr.snapOffset + m.snapChunk.size() == snapshotBytes_;
   send(std::move(m));
+}
+
+void Raft::snapshotDurable(const SnapshotMeta& meta) {
+  if (reader_ == nullptr || snapshot_.data == nullptr || !(snapshot_.meta == meta)) return;
+  KJ_ASSERT(snapshot_.data->size() == snapshotBytes_);
+  snapshot_.data.reset();
 }
 
 void Raft::broadcastHeartbeat(uint64_t readRound) {
@@ -1159,12 +1185,24 @@ void Raft::persistedHardState(const HardState& hs) {
 }
 
 void Raft::compacted(Snapshot snap) {
-  const Index idx = snap.meta.index;
   KJ_REQUIRE(snap.data != nullptr);
+  const uint64_t bytes = snap.data->size();
+  compactTo(std::move(snap), bytes);
+}
+
+void Raft::compactedOnDisk(const SnapshotMeta& meta, uint64_t bytes) {
+  KJ_REQUIRE(reader_ != nullptr && bytes > 0, "a snapshot only on disk needs a reader",
+             meta.index, bytes);
+  compactTo(Snapshot{meta, nullptr}, bytes);
+}
+
+void Raft::compactTo(Snapshot snap, uint64_t bytes) {
+  const Index idx = snap.meta.index;
   if (idx <= snapshot_.meta.index) return;
   KJ_REQUIRE(idx <= applied_ && idx <= commit_, "snapshot beyond the applied state", idx,
              applied_);
   KJ_REQUIRE(matchTerm(idx, snap.meta.term) || idx <= logOffset_);
+  snapshotBytes_ = bytes;
   snapshot_ = std::move(snap);
   Index keepFrom = idx > config_.compactionKeepEntries ? idx - config_.compactionKeepEntries
                                                        : 0;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/env.h"
 #include "core/limits.h"
 #include "core/membership.h"
 #include "core/rng.h"
@@ -78,6 +79,16 @@ class Raft {
   void persistedHardState(const HardState& hs);
   // A local snapshot covering up to meta.index is durable: drop old log entries.
   void compacted(Snapshot snapshot);
+  // The same for a local snapshot whose `bytes` bytes only the storage holds (it wrote
+  // the file without holding them in memory): chunks are read back through the reader.
+  void compactedOnDisk(const SnapshotMeta& meta, uint64_t bytes);
+  // Where to read a durable snapshot's bytes back (Storage::snapshotReader); null: keep
+  // them in memory. Set once, before snapshotDurable is first called.
+  void setSnapshotReader(SnapshotReader* reader) { reader_ = reader; }
+  // The storage holds snapshot `meta` durably (a local one, an installed one, or the one
+  // recovered at start, once the state machine restored it): with a reader, its bytes
+  // leave memory and the chunks sent to followers are read back from the storage.
+  void snapshotDurable(const SnapshotMeta& meta);
   // The state machine has applied up to `index` (limits what Ready.committed repeats).
   void applied(Index index);
 
@@ -203,6 +214,7 @@ class Raft {
   void appendLocal(std::vector<Entry>&& entries);  // truncates conflicting suffix
   void truncateFrom(Index index);
   void installSnapshot(Snapshot snapshot);
+  void compactTo(Snapshot snapshot, uint64_t bytes);
 
   // leader
   void appendAndBroadcast(Entry entry);
@@ -228,7 +240,9 @@ class Raft {
   // persistent (mirrored to storage through Ready)
   Term term_ = 0;
   NodeId vote_ = kNoNode;
-  Snapshot snapshot_;
+  Snapshot snapshot_;           // data null once snapshotDurable dropped it (reader_ then set)
+  uint64_t snapshotBytes_ = 0;  // the size of snapshot_'s data, in memory or not
+  SnapshotReader* reader_ = nullptr;
   Index logOffset_ = 0;  // index of the entry just before log_[0]
   Term logOffsetTerm_ = 0;
   std::deque<Entry> log_;  // entries logOffset_ + 1 .. lastIndex()

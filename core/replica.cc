@@ -18,11 +18,14 @@ Replica::Replica(ReplicaConfig config, Rng rng, Transport& transport, Storage& s
       // an old index (seed 5142214). Each incarnation starts at a random point.
       nextReadId_(rng.next()) {
   KJ_REQUIRE(config_.snapshotEveryEntries >= 1 && config_.requestTimeoutTicks >= 1);
+  raft_.setSnapshotReader(storage_.snapshotReader());
   const Snapshot& snap = raft_.snapshot();
   if (snap.meta.index > 0) {
     KJ_REQUIRE(snap.data != nullptr, "snapshot without data");
     KJ_REQUIRE(kv_.restore(*snap.data), "stored snapshot does not decode", snap.meta.index);
     KJ_REQUIRE(kv_.appliedIndex() == snap.meta.index, "snapshot index mismatch");
+    // Recovered from storage, so durable: its bytes stay on disk only.
+    raft_.snapshotDurable(snap.meta);
   }
   lastSnapshotIndex_ = snap.meta.index;
   process();
@@ -153,10 +156,17 @@ void Replica::onPersisted(uint64_t seq) {
   if (batch.lastIndex > 0) raft_.persisted(batch.lastIndex, batch.lastTerm);
   if (batch.hardState) raft_.persistedHardState(*batch.hardState);
   if (batch.localSnapshot) {
-    lastSnapshotIndex_ = std::max(lastSnapshotIndex_, batch.localSnapshot->meta.index);
-    raft_.compacted(std::move(*batch.localSnapshot));
+    const SnapshotMeta meta = batch.localSnapshot->meta;
+    lastSnapshotIndex_ = std::max(lastSnapshotIndex_, meta.index);
+    if (batch.localSnapshot->data != nullptr) {
+      raft_.compacted(std::move(*batch.localSnapshot));
+      raft_.snapshotDurable(meta);
+    } else {
+      raft_.compactedOnDisk(meta, batch.localSnapshotBytes);
+    }
     snapshotInFlight_ = false;
   }
+  if (batch.installedSnapshot) raft_.snapshotDurable(*batch.installedSnapshot);
   sendAll(batch.messages);
   process();
 }
@@ -197,6 +207,8 @@ void Replica::process() {
   for (int round = 0; round < kMaxReadiesPerProcess && raft_.hasReady(); ++round) {
     Ready rd = raft_.takeReady();
     if (rd.snapshot) {
+      // Its bytes leave memory only once this batch is durable (Raft::snapshotDurable).
+      KJ_ASSERT(rd.snapshot->data != nullptr, "installed snapshot without its bytes");
       KJ_REQUIRE(kv_.restore(*rd.snapshot->data),
                  "leader sent a snapshot that does not decode");
       lastSnapshotIndex_ = rd.snapshot->meta.index;
@@ -216,7 +228,9 @@ void Replica::process() {
       batch.resetLog = rd.snapshot.has_value();
       batch.endRecovery = rd.endRecovery;
       InFlightBatch pending{
-          batch.seq, 0, 0, rd.hardState, std::nullopt, std::move(rd.afterPersist)};
+          batch.seq, 0, 0, rd.hardState, std::nullopt, std::nullopt, std::move(rd.afterPersist),
+          0};
+      if (rd.snapshot) pending.installedSnapshot = rd.snapshot->meta;
       if (!rd.entries.empty()) {
         pending.lastIndex = rd.entries.back().index;
         pending.lastTerm = rd.entries.back().term;
@@ -333,15 +347,20 @@ void Replica::maybeSnapshot() {
 }
 
 void Replica::persistLocalSnapshot(const SnapshotMeta& meta,
-                                   std::shared_ptr<const std::string> data) {
-  KJ_REQUIRE(data != nullptr, "local snapshot without data", meta.index);
+                                   std::shared_ptr<const std::string> data,
+                                   std::shared_ptr<SnapshotSource> source, uint64_t bytes) {
+  KJ_REQUIRE(data != nullptr ||
+                 (source != nullptr && bytes > 0 && storage_.snapshotReader() != nullptr),
+             "local snapshot without data", meta.index);
   Snapshot snap;
   snap.meta = meta;
   snap.data = std::move(data);
   PersistBatch batch;
   batch.seq = nextSeq_++;
   batch.snapshot = snap;
-  inFlight_.push_back(InFlightBatch{batch.seq, 0, 0, std::nullopt, std::move(snap), {}});
+  batch.snapshotSource = std::move(source);
+  inFlight_.push_back(
+      InFlightBatch{batch.seq, 0, 0, std::nullopt, std::move(snap), std::nullopt, {}, bytes});
   storage_.persist(std::move(batch));
 }
 
@@ -356,7 +375,15 @@ void Replica::onSnapshotPrepared(Index index) {
     snapshotInFlight_ = false;
   } else {
     // Made on the storage's thread already; ordered before this call by the host.
-    persistLocalSnapshot(p.meta, p.source->materialize());
+    if (std::shared_ptr<const std::string> bytes = p.source->materialized()) {
+      persistLocalSnapshot(p.meta, std::move(bytes));
+    } else if (p.source->streamedBytes() > 0 && storage_.snapshotReader() != nullptr) {
+      // Streamed to its file: the bytes never come into memory.
+      const uint64_t streamed = p.source->streamedBytes();
+      persistLocalSnapshot(p.meta, nullptr, std::move(p.source), streamed);
+    } else {
+      persistLocalSnapshot(p.meta, p.source->materialize());
+    }
   }
   process();
 }

@@ -118,7 +118,9 @@ class Replica {
     Term lastTerm;
     std::optional<HardState> hardState;     // the hard state the batch writes
     std::optional<Snapshot> localSnapshot;  // a local snapshot made durable by this batch
-    std::vector<Message> messages;          // released once durable
+    std::optional<SnapshotMeta> installedSnapshot;  // a leader's snapshot this batch stores
+    std::vector<Message> messages;                  // released once durable
+    uint64_t localSnapshotBytes = 0;                // its size, when its bytes are only on disk
   };
 
   void process();
@@ -127,7 +129,10 @@ class Replica {
   void applyCommitted(const std::vector<Entry>& committed);
   void serveReads();
   void maybeSnapshot();
-  void persistLocalSnapshot(const SnapshotMeta& meta, std::shared_ptr<const std::string> data);
+  // With `data`, or (data null) from a file the storage streamed from `source`, `bytes` long.
+  void persistLocalSnapshot(const SnapshotMeta& meta, std::shared_ptr<const std::string> data,
+                            std::shared_ptr<SnapshotSource> source = nullptr,
+                            uint64_t bytes = 0);
   void expireRequests();
   void failAllPending(Status status);
   void sendAll(std::vector<Message>& messages);
@@ -148,7 +153,7 @@ class Replica {
   bool snapshotRequested_ = false;  // requestSnapshot(): the next one is due now
   struct Preparing {
     SnapshotMeta meta;
-    std::shared_ptr<SnapshotSource> source;
+    std::shared_ptr<KvFrozen> source;
   };
   std::optional<Preparing> preparing_;  // handed to Storage::prepareSnapshot
   Index lastSnapshotIndex_ = 0;

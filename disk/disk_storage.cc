@@ -148,7 +148,8 @@ void DiskStorage::persist(PersistBatch&& batch) {
   Index lastIndex = encodedLastIndex_;
   std::optional<SnapshotMarker> marker = encodedMarker_;
   if (batch.snapshot) {
-    KJ_REQUIRE(batch.snapshot->data != nullptr, "persisting a snapshot without data");
+    KJ_REQUIRE(batch.snapshot->data != nullptr || batch.snapshotSource != nullptr,
+               "persisting a snapshot without data");
     SnapshotMarker m;
     m.meta = batch.snapshot->meta;
     m.resetLog = batch.resetLog;
@@ -185,11 +186,13 @@ void DiskStorage::persist(PersistBatch&& batch) {
   q.wal.records = static_cast<uint32_t>(records.size());
   q.wal.hardState = batch.hardState;
   if (batch.snapshot && prepared_ && prepared_->meta == batch.snapshot->meta &&
-      prepared_->dataBytes == batch.snapshot->data->size()) {
+      (batch.snapshot->data == nullptr ||
+       prepared_->dataBytes == batch.snapshot->data->size())) {
     q.prepared = prepared_;
     prepared_.reset();
   }
   q.snapshot = std::move(batch.snapshot);
+  q.snapshotSource = std::move(batch.snapshotSource);
   q.resetLog = batch.resetLog;
   q.endRecovery = batch.endRecovery;
   // Commit the new shape only now that nothing can throw.
@@ -206,10 +209,7 @@ QueuedWrites DiskStorage::takeQueued() {
 }
 
 SnapshotMarker DiskStorage::prepareSnapshot(const SnapshotMeta& meta, SnapshotSource& source) {
-  Snapshot snap;
-  snap.meta = meta;
-  snap.data = source.materialize();
-  return SnapshotStore(fs_, dir_).write(snap, false);
+  return SnapshotStore(fs_, dir_).write(meta, source, false);
 }
 
 std::vector<uint64_t> DiskStorage::write(QueuedWrites&& work) {
@@ -232,7 +232,9 @@ std::vector<uint64_t> DiskStorage::write(QueuedWrites&& work) {
         } else {
           // Not prepared, or its file was removed meanwhile (a leader's snapshot
           // replaced it): write it now.
-          marker = snapshots_.write(*q.snapshot, q.resetLog);
+          marker = q.snapshot->data != nullptr
+                       ? snapshots_.write(*q.snapshot, q.resetLog)
+                       : snapshots_.write(q.snapshot->meta, *q.snapshotSource, q.resetLog);
         }
         std::string frames;
         appendFrame(frames, RecordType::SnapshotMarker, q.wal.records > 0,

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,13 +37,14 @@ struct QueuedBatch {
   // The file of `snapshot` was already written by prepareSnapshot (if it still exists,
   // the writer half only appends this marker).
   std::optional<SnapshotMarker> prepared;
+  std::shared_ptr<SnapshotSource> snapshotSource;  // when `snapshot` comes without its bytes
   bool resetLog = false;
   bool endRecovery = false;  // remove the recovery mark once this batch is durable
   WalBatch wal;  // frames after the snapshot marker (the writer prepends the marker)
 };
 using QueuedWrites = std::vector<QueuedBatch>;
 
-class DiskStorage final : public Storage {
+class DiskStorage final : public Storage, public SnapshotReader {
  public:
   struct Recovered;
 
@@ -63,9 +65,17 @@ class DiskStorage final : public Storage {
   void notePrepared(const SnapshotMarker& marker) { prepared_ = marker; }
 
   // ---- snapshot half (any one thread, concurrently with the writer half) ----
-  // Serializes `source` and writes the snapshot file for `meta` durably (the WAL does
-  // not point at it yet). Returns its marker (resetLog false).
+  // Streams `source` into the snapshot file for `meta`, durably, without holding its
+  // bytes (the WAL does not point at it yet). Returns its marker (resetLog false).
   SnapshotMarker prepareSnapshot(const SnapshotMeta& meta, SnapshotSource& source);
+
+  // ---- snapshot reads (any thread, concurrently with both halves) ----
+  SnapshotReader* snapshotReader() override { return this; }
+  // Reads the snapshot file for `meta` (SnapshotStore::readData).
+  bool readSnapshot(const SnapshotMeta& meta, uint64_t size, uint64_t offset, size_t len,
+                    std::string* out) override {
+    return SnapshotStore(fs_, dir_).readData(meta, size, offset, len, out);
+  }
 
   // ---- writer half ----
   std::vector<uint64_t> write(QueuedWrites&& work);

@@ -63,21 +63,52 @@ SnapshotMarker SnapshotStore::write(const Snapshot& snap, bool resetLog) {
   marker.resetLog = resetLog;
   marker.dataBytes = data.size();
   marker.dataChecksum = hash64(data);
+  writeFile(marker, [&](File& file) {
+    for (size_t off = 0; off < data.size(); off += kWriteChunkBytes) {
+      file.append(std::string_view(data).substr(off, kWriteChunkBytes));
+    }
+  });
+  return marker;
+}
 
-  const std::string path = joinPath(dir_, fileName(snap.meta));
+SnapshotMarker SnapshotStore::write(const SnapshotMeta& meta, SnapshotSource& source,
+                                    bool resetLog) {
+  KJ_REQUIRE(meta.conf.voters.size() <= limits::kMaxNodes);
+  SnapshotMarker marker;
+  marker.meta = meta;
+  marker.resetLog = resetLog;
+  {
+    Hasher sum;
+    marker.dataBytes = source.stream([&](std::string_view piece) { sum.update(piece); });
+    marker.dataChecksum = sum.digest();
+  }
+  KJ_REQUIRE(marker.dataBytes <= limits::kMaxSnapshotBytes, "snapshot over the size limit",
+             marker.dataBytes);
+  writeFile(marker, [&](File& file) {
+    Hasher sum;
+    const uint64_t bytes = source.stream([&](std::string_view piece) {
+      sum.update(piece);
+      file.append(piece);
+    });
+    KJ_REQUIRE(bytes == marker.dataBytes && sum.digest() == marker.dataChecksum,
+               "a snapshot source gave different bytes the second time", meta.index);
+  });
+  return marker;
+}
+
+void SnapshotStore::writeFile(const SnapshotMarker& marker,
+                              const std::function<void(File&)>& data) {
+  const std::string path = joinPath(dir_, fileName(marker.meta));
   const std::string tmp = path + ".tmp";
   if (fs_.exists(tmp)) fs_.remove(tmp);
   {
     auto file = fs_.open(tmp, OpenMode::Create);
-    file->append(encodeHeader(snap.meta, marker.dataBytes, marker.dataChecksum));
-    for (size_t off = 0; off < data.size(); off += kWriteChunkBytes) {
-      file->append(std::string_view(data).substr(off, kWriteChunkBytes));
-    }
+    file->append(encodeHeader(marker.meta, marker.dataBytes, marker.dataChecksum));
+    data(*file);
     file->datasync();
   }
   fs_.rename(tmp, path);
   fs_.syncDir(dir_);
-  return marker;
 }
 
 Snapshot SnapshotStore::load(const SnapshotMarker& marker) {
@@ -137,6 +168,38 @@ Snapshot SnapshotStore::load(const SnapshotMarker& marker) {
   snap.meta = meta;
   snap.data = std::make_shared<const std::string>(std::move(data));
   return snap;
+}
+
+bool SnapshotStore::readData(const SnapshotMeta& meta, uint64_t size, uint64_t offset,
+                             size_t len, std::string* out) {
+  KJ_REQUIRE(offset < size && len > 0 && size <= limits::kMaxSnapshotBytes, offset, size);
+  const std::string path = joinPath(dir_, fileName(meta));
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(len, size - offset));
+  std::string bytes;
+  bool ok = false;
+  // The writer may remove the file at any moment (a newer snapshot became durable):
+  // every failure here means "not available", never a broken invariant.
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                if (!fs_.exists(path)) return;
+                auto file = fs_.open(path, OpenMode::Read);
+                const std::string prefix = file->pread(0, 12);
+                if (prefix.size() != 12 ||
+                    std::string_view(prefix).substr(0, 8) != kSnapFileMagic)
+                  return;
+                uint32_t headerBytes = 0;
+                wire::Reader(std::string_view(prefix).substr(8, 4)).fixed32(&headerBytes);
+                if (headerBytes > kMaxHeaderBytes) return;
+                const uint64_t dataStart = 12 + uint64_t(headerBytes) + 8;
+                if (file->size() != dataStart + size) return;
+                bytes = file->pread(dataStart + offset, want);
+                ok = bytes.size() == want;
+              })) {
+    (void)e;
+    return false;
+  }
+  if (!ok) return false;
+  *out = std::move(bytes);
+  return true;
 }
 
 void SnapshotStore::removeAllExcept(const std::optional<SnapshotMeta>& keep) {

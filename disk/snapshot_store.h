@@ -10,9 +10,11 @@
 // is durable is the previous snapshot file removed.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 
+#include "core/env.h"
 #include "core/types.h"
 #include "disk/file_system.h"
 #include "disk/wal_record.h"
@@ -30,13 +32,27 @@ class SnapshotStore {
   bool exists(const SnapshotMeta& meta) { return fs_.exists(joinPath(dir_, fileName(meta))); }
   // Writes `snap` durably and returns the WAL marker describing it.
   SnapshotMarker write(const Snapshot& snap, bool resetLog);
+  // The same from a source streamed twice (SnapshotSource::stream), never held whole: a
+  // first pass for the size and checksum the header carries, a second into the file
+  // (which must give the same bytes).
+  SnapshotMarker write(const SnapshotMeta& meta, SnapshotSource& source, bool resetLog);
   // Loads the file `marker` names and verifies it against the marker. Refuses to start
   // (disk/disk_error.h) if it is missing or does not verify.
   Snapshot load(const SnapshotMarker& marker);
+  // Bytes [offset, offset + len) of the data of the snapshot file for `meta`, whose data
+  // is `size` bytes (offset < size): min(len, size - offset) of them into *out. False if
+  // the file is gone (or going: any error opening or reading it) or its header or size
+  // do not match. Only reads; safe beside the writer (the node calls it on its loop).
+  bool readData(const SnapshotMeta& meta, uint64_t size, uint64_t offset, size_t len,
+                std::string* out);
   // Removes every snapshot file (and leftover temp file) except the one for `keep`.
   void removeAllExcept(const std::optional<SnapshotMeta>& keep);
 
  private:
+  // Writes the temp file (header, then `data` appends the data), syncs, renames it into
+  // place and syncs the directory.
+  void writeFile(const SnapshotMarker& marker, const std::function<void(File&)>& data);
+
   FileSystem& fs_;
   std::string dir_;
 };

@@ -1,5 +1,6 @@
 #include "net/node.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -377,6 +378,9 @@ void Node::afterInput() {
   if (now.snapshotIndex > before.snapshotIndex) {
     if (before.applied < now.snapshotIndex) {
       log("installed a snapshot from the leader at index " + std::to_string(now.snapshotIndex));
+      // The store was rebuilt from it: the old store's pairs went back to malloc in pieces
+      // among the new one's, which keeps the pages. Give the free ones back (glibc).
+      malloc_trim(0);
     } else {
       log("took a snapshot at index " + std::to_string(now.snapshotIndex));
     }

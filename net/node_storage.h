@@ -6,10 +6,11 @@
 // fsync (group commit). When a write returns, the durable seqs are reported in order on
 // the loop thread through the DurableFn (the node passes Replica::onPersisted).
 //
-// Local snapshots: prepareSnapshot() serializes the frozen KV view and writes its file
-// in a second pool job, beside the WAL writes (which go on meanwhile); its completion
-// calls the PreparedFn on the loop (the node passes Replica::onSnapshotPrepared), and the
-// batch the replica then persists only appends the WAL marker. If preparing fails, the
+// Local snapshots: prepareSnapshot() streams the frozen KV view into its file (never
+// holding the bytes whole) in a second pool job, beside the WAL writes (which go on
+// meanwhile); its completion calls the PreparedFn on the loop (the node passes
+// Replica::onSnapshotPrepared), and the batch the replica then persists only appends the
+// WAL marker. If preparing fails, the view is serialized in memory instead, the
 // PreparedFn is still called and that batch's write writes the file itself.
 //
 // Fail-stop: a failed write or fsync (or a batch the WAL refuses) calls the FatalFn
@@ -44,6 +45,8 @@ class NodeStorage final : public Storage, private kj::TaskSet::ErrorHandler {
   void setPreparedCallback(PreparedFn prepared) { prepared_ = std::move(prepared); }
 
   void persist(PersistBatch&& batch) override;
+  // On the loop thread, beside the pool's writes: reads only files (disk/snapshot_store.h).
+  SnapshotReader* snapshotReader() override { return disk_->snapshotReader(); }
   bool prepareSnapshot(const SnapshotMeta& meta,
                        std::shared_ptr<kvr::SnapshotSource> source) override;
 

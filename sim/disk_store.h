@@ -11,12 +11,18 @@
 
 namespace kvr::sim {
 
-class DiskStore final : public NodeStore {
+class DiskStore final : public NodeStore, public SnapshotReader {
  public:
   DiskStore(Rng& fsRng, uint64_t clusterId, NodeId node, disk::WalOptions options);
   ~DiskStore() noexcept override;
 
   void persist(PersistBatch&& batch) override;
+  // The snapshot files of the storage of the current incarnation (none while down).
+  SnapshotReader* snapshotReader() override { return this; }
+  bool readSnapshot(const SnapshotMeta& meta, uint64_t size, uint64_t offset, size_t len,
+                    std::string* out) override {
+    return storage_.get() != nullptr && storage_->readSnapshot(meta, size, offset, len, out);
+  }
   std::vector<uint64_t> beginFlush() override;
   void finishFlush() override;
   bool hasQueued() const override;

@@ -78,6 +78,10 @@ class World {
    public:
     StorageProxy(World& w, NodeId id) : world_(w), id_(id) {}
     void persist(PersistBatch&& batch) override { world_.persist(id_, std::move(batch)); }
+    // The node's store reads its snapshot files back (DiskStore; MemStore keeps none).
+    SnapshotReader* snapshotReader() override {
+      return world_.node(id_).store->snapshotReader();
+    }
 
    private:
     World& world_;

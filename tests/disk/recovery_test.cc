@@ -258,14 +258,23 @@ struct FixedSource final : SnapshotSource {
     ++calls;
     return bytes;
   }
+  // In pieces of 3 bytes.
+  uint64_t stream(const std::function<void(std::string_view)>& sink) override {
+    ++streams;
+    for (size_t i = 0; i < bytes->size(); i += 3) sink(std::string_view(*bytes).substr(i, 3));
+    return bytes->size();
+  }
   std::shared_ptr<const std::string> bytes;
   int calls = 0;
+  int streams = 0;
 };
 
 // A node prepares the snapshot file beside the WAL writes, then persists the snapshot
 // in a batch that only appends the marker; recovery finds it. If the prepared file is
 // gone by then (a leader's snapshot install removed it), the batch writes it again.
-void preparedSnapshotRoundTrip(RecoveryTest& t, bool removed) {
+// Without `withBytes` the batch carries the source instead of the bytes (the node's way:
+// they were never in memory), and a removed file is streamed again.
+void preparedSnapshotRoundTrip(RecoveryTest& t, bool removed, bool withBytes) {
   auto& fs = t.fs;
   {
     {
@@ -273,22 +282,38 @@ void preparedSnapshotRoundTrip(RecoveryTest& t, bool removed) {
       r.storage->persist(entriesBatch(1, 1, 1, 10));
       r.storage->flush();
       SnapshotMeta meta = makeSnapshot(6, 1, "").meta;
-      FixedSource source("state@6");
-      SnapshotMarker marker = r.storage->prepareSnapshot(meta, source);
-      EXPECT_EQ(source.calls, 1);
+      auto source = std::make_shared<FixedSource>("state@6");
+      SnapshotMarker marker = r.storage->prepareSnapshot(meta, *source);
+      EXPECT_EQ(source->calls, 0);
+      EXPECT_EQ(source->streams, 2);  // the size and checksum, then the file
       EXPECT_EQ(marker.dataBytes, 7u);
+      EXPECT_EQ(marker.dataChecksum, hash64("state@6"));
       // The WAL goes on meanwhile.
       r.storage->persist(entriesBatch(2, 1, 11, 2));
       r.storage->flush();
       r.storage->notePrepared(marker);
       const std::string file = kDir + "/snap-0000000000000006-0000000000000001.snap";
       EXPECT_TRUE(fs.exists(file));
+      // Its bytes read back in chunks, as a leader sends them.
+      std::string chunk;
+      ASSERT_TRUE(r.storage->readSnapshot(meta, 7, 3, 10, &chunk));
+      EXPECT_EQ(chunk, "te@6");
+      EXPECT_FALSE(r.storage->readSnapshot(meta, 8, 0, 4, &chunk));  // not its size
       if (removed) fs.remove(file);
+      EXPECT_EQ(r.storage->readSnapshot(meta, 7, 0, 4, &chunk), !removed);
       PersistBatch s;
       s.seq = 3;
-      s.snapshot = Snapshot{meta, source.materialize()};
+      if (withBytes) {
+        s.snapshot = Snapshot{meta, source->materialize()};
+      } else {
+        s.snapshot = Snapshot{meta, nullptr};
+        s.snapshotSource = source;
+      }
       r.storage->persist(std::move(s));
       EXPECT_EQ(r.storage->flush(), std::vector<uint64_t>{3});
+      EXPECT_EQ(source->streams, !withBytes && removed ? 4 : 2);
+      ASSERT_TRUE(r.storage->readSnapshot(meta, 7, 0, 4, &chunk));
+      EXPECT_EQ(chunk, "stat");
     }
     auto r = t.open();
     EXPECT_EQ(r.state.snapshot.meta.index, 6u);
@@ -299,11 +324,19 @@ void preparedSnapshotRoundTrip(RecoveryTest& t, bool removed) {
 }
 
 TEST_F(RecoveryTest, PreparedSnapshotIsPointedAtByTheLaterBatch) {
-  preparedSnapshotRoundTrip(*this, false);
+  preparedSnapshotRoundTrip(*this, false, true);
 }
 
 TEST_F(RecoveryTest, PreparedSnapshotRemovedMeanwhileIsWrittenByTheBatch) {
-  preparedSnapshotRoundTrip(*this, true);
+  preparedSnapshotRoundTrip(*this, true, true);
+}
+
+TEST_F(RecoveryTest, StreamedSnapshotBatchWithoutItsBytesPointsAtTheFile) {
+  preparedSnapshotRoundTrip(*this, false, false);
+}
+
+TEST_F(RecoveryTest, StreamedSnapshotRemovedMeanwhileIsStreamedAgainByTheBatch) {
+  preparedSnapshotRoundTrip(*this, true, false);
 }
 
 TEST_F(RecoveryTest, CorruptSnapshotIsWipedAndTheNodeRecovers) {

@@ -142,11 +142,44 @@ RC_GTEST_PROP(KvMapProp, FrozenStoreSerializesToTheSnapshotOfItsMoment, ()) {
   RC_ASSERT(frozen->appliedIndex() == store.appliedIndex());
   for (size_t i = cut; i < log.size(); ++i) test::applyEntry(store, log[i]);
   RC_ASSERT(frozen->serialize() == want);
+  // Streamed (twice, as the node writes a file): the same bytes.
+  for (int pass = 0; pass < 2; ++pass) {
+    std::string streamed;
+    const uint64_t n = frozen->stream([&](std::string_view piece) { streamed.append(piece); });
+    RC_ASSERT(streamed == want);
+    RC_ASSERT(n == want.size() && frozen->streamedBytes() == n);
+  }
+  RC_ASSERT(frozen->materialized() == nullptr);
   auto bytes = frozen->materialize();
   RC_ASSERT(*bytes == want);
   RC_ASSERT(frozen->materialize() == bytes);
   KvStore back;
   RC_ASSERT(back.restore(*bytes));
+}
+
+// A store of several stream pieces streams to exactly its snapshot, a piece at a time.
+TEST(KvMap, LargeFrozenStoreStreamsToItsSnapshotInPieces) {
+  KvStore store;
+  uint64_t index = 1;
+  store.apply(index++, test::openSession());
+  uint64_t request = 1;
+  for (uint32_t i = 0; i < 30'000; ++i) {
+    store.apply(index++, test::put(1, request++, keyOf(i), std::string(100, 'v')));
+  }
+  const std::string want = store.snapshot();
+  std::shared_ptr<KvFrozen> frozen = store.freeze();
+  store.apply(index++, test::put(1, request++, keyOf(7), "changed after the freeze"));
+  std::string streamed;
+  size_t pieces = 0;
+  const uint64_t n = frozen->stream([&](std::string_view piece) {
+    EXPECT_LE(piece.size(), KvFrozen::kStreamPieceBytes + 200);
+    streamed.append(piece);
+    ++pieces;
+  });
+  EXPECT_EQ(n, want.size());
+  EXPECT_TRUE(streamed == want);
+  EXPECT_GE(pieces, want.size() / KvFrozen::kStreamPieceBytes);
+  EXPECT_EQ(frozen->materialized(), nullptr);
 }
 
 // The node's use: a thread serializes the view while this one keeps changing the store

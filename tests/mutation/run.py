@@ -247,6 +247,14 @@ MUTATIONS = [
       'a local snapshot records the newest (maybe uncommitted) configuration, not the one at its index',
       '  const SnapshotMeta meta{applied, *term, raft_.confAt(applied)};',
       '  const SnapshotMeta meta{applied, *term, raft_.conf()};'),
+    M('snapshot_size_stale', 'core/raft.cc',
+      "a local snapshot replaces the one in memory but Raft keeps the old one's size (the chunks it sends from disk say the wrong size)",
+      '  snapshotBytes_ = bytes;\n  snapshot_ = std::move(snap);\n  Index keepFrom',
+      '  (void)bytes;\n  snapshot_ = std::move(snap);\n  Index keepFrom'),
+    M('snapshot_chunk_wrong_offset', 'core/raft.cc',
+      'a snapshot chunk read back from disk at the wrong offset (always the first chunk)',
+      '    if (!reader_->readSnapshot(snapshot_.meta, snapshotBytes_, pr.snapOffset, want,',
+      '    if (!reader_->readSnapshot(snapshot_.meta, snapshotBytes_, 0, want,'),
 ]
 
 VIOLATION = re.compile(r'VIOLATION (\S+) at event (\d+) \(seed (\d+)')
