@@ -28,7 +28,8 @@ constexpr const char* kProbeNames[kProbeCount] = {"commit_old_term_via_newer",
                                                   "conf_change_not_ready",
                                                   "promote_refused_lag",
                                                   "vote_ignored_nonvoter",
-                                                  "recovery_term_raised"};
+                                                  "recovery_term_raised",
+                                                  "request_shed"};
 }
 
 const char* probeName(Probe p) { return kProbeNames[static_cast<size_t>(p)]; }

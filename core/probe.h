@@ -41,8 +41,9 @@ enum class Probe : uint8_t {
   PromoteRefusedLag,         // a promotion refused because the learner lags
   VoteIgnoredNonVoter,       // a vote request from a non-voter behind us, dropped
   RecoveryTermRaised,        // a recovering node's term poll found a term above its own
+  RequestShed,               // a request answered Busy: the oldest pending one waited too long
 };
-constexpr size_t kProbeCount = 26;
+constexpr size_t kProbeCount = 27;
 
 const char* probeName(Probe p);
 // Whether the default swarm (kvsim --seeds 1..300) must reach it. The one exception is
