@@ -37,7 +37,7 @@ enum class Status : uint8_t {
   Timeout = 4,         // the outcome is unknown; retry with the same request id
   TooLarge = 5,        // key, value, batch or reply over its limit
   SessionExpired = 6,  // the client's session was evicted or never opened
-  Busy = 7,            // back-pressure: too many pending requests
+  Busy = 7,            // back-pressure: queue full, or its oldest waited too long
   Invalid = 8,         // malformed request
   StaleRequest = 9,    // a request id older than the session's last one
   ShuttingDown = 10,

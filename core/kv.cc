@@ -71,6 +71,7 @@ KvReply KvStore::apply(Index index, const KvCommand& cmd) {
   }
   reply = applyToData(index, cmd);
   ++effects_;
+  if (session.lastRequestId == 0) unused_.erase(cmd.clientId);  // its first command
   session.lastRequestId = cmd.requestId;
   session.lastReply = reply;
   touchSession(cmd.clientId, session, index);
@@ -128,15 +129,29 @@ void KvStore::openSession(Index index) {
   KJ_ASSERT(inserted, "session id reused", index);
   it->second.lastActive = index;
   byActivity_.emplace(index, index);
+  unused_.insert(index);
   while (sessions_.size() > config_.maxSessions) {
-    // The new session is the most recently active, so it is never the one evicted.
-    auto oldest = byActivity_.begin();
-    KJ_ASSERT(oldest->second != index);
+    // A session that never ran a command goes first, the oldest of them: an OpenSession
+    // retried after it applied leaves one nobody will use (issue 10), and evicting
+    // by activity alone let a storm of those push out the sessions clients use. Then the
+    // least recently active. The new session is the newest of both orders, so it is
+    // never the one evicted.
+    uint64_t victim = 0;
+    auto orphan = unused_.begin();
+    if (orphan != unused_.end() && *orphan != index) {
+      victim = *orphan;
+    } else {
+      victim = byActivity_.begin()->second;
+    }
+    KJ_ASSERT(victim != index);
     hitProbe(Probe::SessionEvicted);
-    sessions_.erase(oldest->second);
-    byActivity_.erase(oldest);
+    auto gone = sessions_.find(victim);
+    KJ_ASSERT(gone != sessions_.end());
+    KJ_ASSERT(byActivity_.erase({gone->second.lastActive, victim}) == 1);
+    unused_.erase(victim);
+    sessions_.erase(gone);
   }
-  KJ_ASSERT(byActivity_.size() == sessions_.size());
+  KJ_ASSERT(byActivity_.size() == sessions_.size() && unused_.size() <= sessions_.size());
 }
 
 void KvStore::touchSession(uint64_t clientId, Session& session, Index index) {
@@ -330,6 +345,7 @@ bool KvStore::restore(std::string_view bytes) {
   if (!in.varint(&sessionCount) || sessionCount > config_.maxSessions) return false;
   std::map<uint64_t, Session> sessions;
   std::set<std::pair<Index, uint64_t>> byActivity;
+  std::set<uint64_t> unused;
   for (uint64_t i = 0; i < sessionCount; ++i) {
     uint64_t clientId;
     Session session;
@@ -347,7 +363,10 @@ bool KvStore::restore(std::string_view bytes) {
     auto sameIndex = byActivity.lower_bound({session.lastActive, 0});
     if (sameIndex != byActivity.end() && sameIndex->first == session.lastActive) return false;
     if (!decodeReply(reply, &session.lastReply)) return false;
+    // A session that never ran a command was last active when it opened.
+    if (session.lastRequestId == 0 && session.lastActive != clientId) return false;
     byActivity.emplace(session.lastActive, clientId);
+    if (session.lastRequestId == 0) unused.insert(unused.end(), clientId);
     sessions.emplace_hint(sessions.end(), clientId, std::move(session));
   }
   if (!in.done()) return false;
@@ -359,12 +378,14 @@ bool KvStore::restore(std::string_view bytes) {
   dataBytes_ = dataBytes;
   sessions_ = std::move(sessions);
   byActivity_ = std::move(byActivity);
+  unused_ = std::move(unused);
   return true;
 }
 
 void KvStore::dropSessions() {
   sessions_.clear();
   byActivity_.clear();
+  unused_.clear();
 }
 
 }  // namespace kvr

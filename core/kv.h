@@ -53,7 +53,9 @@ class KvFrozen final : public SnapshotSource {
 };
 
 struct KvConfig {
-  uint32_t maxSessions = 4096;  // count cap; the least recently active session is evicted
+  // Count cap; beyond it an unused session is evicted first, else the least recently
+  // active one (KvStore::apply).
+  uint32_t maxSessions = 4096;
 };
 
 class KvStore {
@@ -62,8 +64,10 @@ class KvStore {
 
   // Applies one committed write (or OpenSession) at log index `index`.
   // Session rules:
-  //   OpenSession: creates session clientId = index; evicts the least recently active
-  //                session (smallest last-active index, ties by id) beyond maxSessions.
+  //   OpenSession: creates session clientId = index; beyond maxSessions evicts one:
+  //                the oldest session that never ran a command (lastRequestId 0: an
+  //                OpenSession retried after it applied leaves such an orphan), else the
+  //                least recently active (smallest last-active index, ties by id).
   //   other writes: unknown clientId -> SessionExpired (nothing applied);
   //                 requestId == session.lastRequestId -> the saved reply, not applied again;
   //                 requestId <  session.lastRequestId -> StaleRequest;
@@ -127,6 +131,7 @@ class KvStore {
   KvMap data_;
   std::map<uint64_t, Session> sessions_;
   std::set<std::pair<Index, uint64_t>> byActivity_;  // (lastActive, clientId), oldest first
+  std::set<uint64_t> unused_;  // sessions that never ran a command (lastRequestId 0), by id
 };
 
 }  // namespace kvr

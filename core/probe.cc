@@ -29,7 +29,8 @@ constexpr const char* kProbeNames[kProbeCount] = {"commit_old_term_via_newer",
                                                   "promote_refused_lag",
                                                   "vote_ignored_nonvoter",
                                                   "recovery_term_raised",
-                                                  "snapshot_chunk_from_storage"};
+                                                  "snapshot_chunk_from_storage",
+                                                  "request_shed"};
 }
 
 const char* probeName(Probe p) { return kProbeNames[static_cast<size_t>(p)]; }

@@ -42,8 +42,9 @@ enum class Probe : uint8_t {
   VoteIgnoredNonVoter,       // a vote request from a non-voter behind us, dropped
   RecoveryTermRaised,        // a recovering node's term poll found a term above its own
   SnapshotChunkFromStorage,  // a snapshot chunk sent to a follower was read back from disk
+  RequestShed,               // a request answered Busy: the oldest pending one waited too long
 };
-constexpr size_t kProbeCount = 27;
+constexpr size_t kProbeCount = 28;
 
 const char* probeName(Probe p);
 // Whether the default swarm (kvsim --seeds 1..300) must reach it. The one exception is

@@ -2,6 +2,10 @@
 
 #include <kj/debug.h>
 
+#include <algorithm>
+
+#include "core/probe.h"
+
 namespace kvr {
 
 // The constructor draws from its own copy of rng (fork(), next()): by value on purpose.
@@ -13,10 +17,13 @@ Replica::Replica(ReplicaConfig config, Rng rng, Transport& transport, Storage& s
       storage_(storage),
       raft_(config_.raft, rng.fork(), config_.initialConf, std::move(recovered)),
       kv_(config_.kv),
+      shedAfterTicks_(config_.shedAfterTicks != 0
+                          ? config_.shedAfterTicks
+                          : std::max<uint64_t>(1, config_.requestTimeoutTicks / 4)),
       // Read contexts must not repeat across restarts: a ReadIndexResp delayed or
       // duplicated from an earlier incarnation would otherwise answer a new read with
       // an old index (seed 5142214). Each incarnation starts at a random point.
-      nextReadId_(rng.next()) {
+      readContextBase_(rng.next()) {
   KJ_REQUIRE(config_.snapshotEveryEntries >= 1 && config_.requestTimeoutTicks >= 1);
   raft_.setSnapshotReader(storage_.snapshotReader());
   const Snapshot& snap = raft_.snapshot();
@@ -66,6 +73,26 @@ void Replica::submitBatch(std::vector<Request>& requests) {
   if (any) process();
 }
 
+// Shedding by queue age (issue 10). A request that waited this long in the queue is
+// close to its client's patience (the node's request timeout is 2 s, a client attempt
+// 1 s, and the default threshold is a quarter of the former): while the oldest one has,
+// the queue is not keeping up, and one more request only waits longer, times out,
+// comes back as a retry and makes the queue longer still. Busy instead costs no log
+// entry, no fsync and no memory, is a definite "not applied", and the client backs off.
+// The hard caps (kMaxPendingProposals/kMaxPendingReads, Raft's uncommitted bytes) stay
+// for bursts that arrive faster than any request can age. pendingWrites_ is keyed by
+// log index: its first entry is the oldest proposal, except for a leftover of an earlier
+// term (a later, lower index proposed since), which ends at its deadline anyway.
+template <typename Queue>
+bool Replica::overloaded(const Queue& queue) const {
+  if (queue.empty()) return false;
+  uint64_t submitted = queue.begin()->second.submitted;
+  KJ_ASSERT(submitted <= now_);
+  if (now_ - submitted <= shedAfterTicks_) return false;
+  hitProbe(Probe::RequestShed);
+  return true;
+}
+
 bool Replica::enqueue(const KvCommand& cmd, ReadMode mode, ReplyFn& done) {
   std::string why;
   Status valid = validate(cmd, &why);
@@ -78,17 +105,20 @@ bool Replica::enqueue(const KvCommand& cmd, ReadMode mode, ReplyFn& done) {
       done(kv_.read(cmd));
       return false;
     }
-    if (pendingReads_.size() >= limits::kMaxPendingReads) {
+    if (pendingReads_.size() >= limits::kMaxPendingReads || overloaded(pendingReads_)) {
       done(statusReply(Status::Busy));
       return false;
     }
-    uint64_t id = nextReadId_++;
-    pendingReads_.emplace(id, PendingRead{cmd, now_ + config_.requestTimeoutTicks, 0, false,
-                                          std::move(done)});
-    raft_.readIndex(id);
+    uint64_t seq = nextReadSeq_++;
+    pendingReads_.emplace(seq, PendingRead{cmd, now_, now_ + config_.requestTimeoutTicks, 0,
+                                           false, std::move(done)});
+    raft_.readIndex(readContextBase_ + seq);
     return true;
   }
-  if (pendingWrites_.size() >= limits::kMaxPendingProposals) {
+  // Only a leader sheds writes: anyone else answers NotLeader below, which tells the
+  // client where to go instead of to wait.
+  if (pendingWrites_.size() >= limits::kMaxPendingProposals ||
+      (raft_.role() == Role::Leader && overloaded(pendingWrites_))) {
     done(statusReply(Status::Busy));
     return false;
   }
@@ -144,8 +174,9 @@ void Replica::addPendingWrite(Index index, ReplyFn done) {
     pendingWrites_.erase(stale);
     old(notLeader());
   }
-  pendingWrites_.emplace(index, PendingWrite{raft_.term(), now_ + config_.requestTimeoutTicks,
-                                             std::move(done)});
+  pendingWrites_.emplace(index,
+                         PendingWrite{raft_.term(), now_, now_ + config_.requestTimeoutTicks,
+                                      std::move(done)});
 }
 
 void Replica::onPersisted(uint64_t seq) {
@@ -252,7 +283,7 @@ void Replica::process() {
       raft_.applied(rd.committed.back().index);
     }
     for (const ReadState& rs : rd.readStates) {
-      auto it = pendingReads_.find(rs.context);
+      auto it = pendingReads_.find(rs.context - readContextBase_);
       if (it == pendingReads_.end()) continue;  // already timed out
       if (rs.failed) {
         auto done = std::move(it->second.done);

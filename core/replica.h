@@ -24,6 +24,12 @@ struct ReplicaConfig {
   ConfState initialConf;                   // used when storage holds no snapshot yet
   uint64_t snapshotEveryEntries = 10'000;  // take a local snapshot after this many applied
   uint64_t requestTimeoutTicks = 100;      // a pending client request times out after this
+  // Load shedding by queue age: while the oldest pending write has waited more than this
+  // many ticks, a new write (OpenSession included) is answered Busy at once, without
+  // being proposed; the same for linearizable reads and the oldest pending read. 0: a
+  // quarter of requestTimeoutTicks (at least 1); requestTimeoutTicks or more: never (the
+  // oldest times out first). Membership changes are not shed (only the hard cap).
+  uint64_t shedAfterTicks = 0;
 };
 
 struct ReplicaStatus {
@@ -102,11 +108,13 @@ class Replica {
  private:
   struct PendingWrite {
     Term term;
+    uint64_t submitted;  // tick it was proposed at
     uint64_t deadline;
     ReplyFn done;
   };
   struct PendingRead {
     KvCommand cmd;
+    uint64_t submitted;  // tick it arrived at
     uint64_t deadline;
     Index readIndex = 0;  // 0 until the read index is known
     bool ready = false;
@@ -137,6 +145,10 @@ class Replica {
   void failAllPending(Status status);
   void sendAll(std::vector<Message>& messages);
   void addPendingWrite(Index index, ReplyFn done);
+  // Whether the oldest request of `queue` has waited more than shedAfterTicks_ (a new one
+  // is then answered Busy: the queue is not keeping up).
+  template <typename Queue>
+  bool overloaded(const Queue& queue) const;
   KvReply notLeader() const;
   static KvReply statusReply(Status status);
 
@@ -145,7 +157,11 @@ class Replica {
   Storage& storage_;
   Raft raft_;
   KvStore kv_;
-  uint64_t nextReadId_;  // read contexts: random start per incarnation, then counting
+  uint64_t shedAfterTicks_;
+  // Read contexts: a random start per incarnation, plus the read's sequence number, which
+  // keys pendingReads_ (so its first entry is the oldest read).
+  uint64_t readContextBase_;
+  uint64_t nextReadSeq_ = 0;
   ApplyObserver observer_;
   uint64_t now_ = 0;  // ticks since start
   uint64_t nextSeq_ = 1;
@@ -158,8 +174,8 @@ class Replica {
   std::optional<Preparing> preparing_;  // handed to Storage::prepareSnapshot
   Index lastSnapshotIndex_ = 0;
   std::deque<InFlightBatch> inFlight_;
-  std::map<Index, PendingWrite> pendingWrites_;
-  std::map<uint64_t, PendingRead> pendingReads_;
+  std::map<Index, PendingWrite> pendingWrites_;   // by log index: the first is the oldest
+  std::map<uint64_t, PendingRead> pendingReads_;  // by sequence number: the first is the oldest
 };
 
 }  // namespace kvr

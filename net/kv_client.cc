@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <optional>
+#include <random>
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/debug.h>
@@ -231,6 +232,7 @@ ClusterChannel::ClusterChannel(kj::AsyncIoProvider& provider, kj::Timer& timer,
       endpoints_(std::move(endpoints)),
       options_(options),
       tls_(makeClientTls(options_.tls)),
+      jitter_((uint64_t(std::random_device{}()) << 32) ^ reinterpret_cast<uintptr_t>(this)),
       errorHandler_(kj::heap<IgnoreErrors>()) {
   KJ_REQUIRE(!endpoints_.empty(), "a client needs at least one endpoint");
   KJ_REQUIRE(options_.timeoutMs > 0 && options_.attemptTimeoutMs > 0, "timeouts must be > 0");
@@ -349,7 +351,14 @@ kj::Promise<void> ClusterChannel::pause(Attempt& a) {
   } else {
     a.backoffMs = std::min(options_.backoffMaxMs, a.backoffMs * 2);
   }
-  kj::Duration delay = a.backoffMs * kj::MILLISECONDS;
+  // Jitter: at random in [bound / 2, bound], in microseconds (splitmix64), so that clients
+  // refused together (a busy node sheds them all at once) do not come back together.
+  uint64_t z = (jitter_ += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  const uint64_t boundUs = uint64_t(a.backoffMs) * 1000;
+  kj::Duration delay = (boundUs - z % (boundUs / 2 + 1)) * kj::MICROSECONDS;
   kj::Duration left = a.deadline - timer_.now();
   if (left < delay) delay = left > 0 * kj::NANOSECONDS ? left : 0 * kj::NANOSECONDS;
   return timer_.afterDelay(delay);

@@ -71,7 +71,7 @@ struct Options {
   uint32_t attemptTimeoutMs = 1000;  // one RPC attempt; then the endpoint is abandoned
   uint32_t maxRetries = 1000;        // attempts after the first, within the deadline
   uint32_t backoffMinMs = 5;         // first pause between attempts
-  uint32_t backoffMaxMs = 100;       // pauses double up to this
+  uint32_t backoffMaxMs = 100;       // pauses double up to this (each one jittered)
   bool stale = false;                // reads from any node's local state
   uint64_t clientId = 0;             // 0: open a session on first write
   uint64_t firstRequestId = 1;       // the first write's request id (then +1 per write)
@@ -259,6 +259,7 @@ class ClusterChannel {
   kj::Own<net::TlsSetup> tls_;            // null: plaintext
   std::vector<kj::Own<Endpoint>> state_;  // configured endpoints first, then learned ones
   size_t leaderGuess_ = 0;                // index into endpoints_ most likely to be the leader
+  uint64_t jitter_;                       // the pauses' jitter: splitmix64 state
   kj::Own<kj::TaskSet> background_;
   kj::Own<kj::TaskSet::ErrorHandler> errorHandler_;
 };

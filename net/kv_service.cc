@@ -31,7 +31,9 @@ std::string explainStatus(const KvReply& reply, const std::string& detail,
       return "request timed out; its outcome is unknown: retry with the same request id";
     case Status::TooLarge: return detail.empty() ? "request or reply too large" : detail;
     case Status::SessionExpired: return "client session expired or unknown; open a new session";
-    case Status::Busy: return "node is busy (too many pending requests); retry later";
+    case Status::Busy:
+      return "node is busy (its queue of pending requests is full or not keeping up); retry "
+             "later";
     case Status::Invalid: return detail.empty() ? "invalid request" : detail;
     case Status::StaleRequest:
       return "request id is older than this session's latest one; use a higher request id";

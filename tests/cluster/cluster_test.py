@@ -1058,15 +1058,33 @@ OVERLOAD_CLIENTS = 2000
 OVERLOAD_RSS_GROWTH_MB = 160
 
 
+def sanitized(binary):
+    """Whether an executable was built with AddressSanitizer."""
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a live process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def scenario_overload(c):
     """2,000 clients, one connection each, write 256 B values as fast as they can through
     the leader alone for 6 s. The leader's RSS grows by less than OVERLOAD_RSS_GROWTH_MB,
     every request ends (acknowledged, or a clear error: busy, timeout, or an expired
     session, never a hang), every acknowledged write reads back, and a new client is
-    served promptly afterwards. Known weakness (issue 10 note): the node times requests
-    out rather than answering busy, and a client's retried OpenSession can open sessions
-    that evict live ones (session_expired)."""
+    served promptly afterwards. Issue 10: sessions left by retried OpenSessions are
+    evicted before sessions in use, so no client's session expires (an uninstrumented
+    build; under ASan at most 1% of the clients, kept loose: those nodes are ~5x slower).
+    The leader also sheds load by queue age (busy once its oldest pending request waited
+    a quarter of its request timeout), but the attempts that time out here mostly wait
+    outside its queue (connections, a starved event loop: the node's own latency p99 stays
+    under 0.5 s), so their number is logged, not bounded."""
     want = OVERLOAD_CLIENTS
+    urls = with_metrics(c, "text")
     limit = raise_fd_limit(2 * want + 512)
     check(limit >= want + 200, f"RLIMIT_NOFILE {limit} is too low for {want} connections")
     # ASan keeps freed memory in a quarantine (256 MB by default): RSS would show that,
@@ -1089,14 +1107,40 @@ def scenario_overload(c):
     c.others.append(p)
     started = time.monotonic()
     peak = base
+    loadgen_cpu = 0.0
     while p.poll() is None:
         peak = max(peak, rss_mb(pid))
+        try:
+            loadgen_cpu = cpu_seconds(p.pid)
+        except (OSError, IndexError, ValueError):
+            pass
         check(time.monotonic() - started < 90, "loadgen still running after 90 s: requests hang")
         time.sleep(0.1)
     text = p.communicate()[0].decode(errors="replace").strip()
     log(text)
     check(p.returncode == 0, f"loadgen exited {p.returncode}: {text}")
     check(c.alive(target), f"node {target} died under {want} clients")
+    # What the nodes answered, all of them: the clients follow the leader if it changes.
+    answers = collections.Counter()
+    for i in urls:
+        if c.alive(i):
+            for n, labels, v in scrape(urls[i])["kvraft_client_requests_total"]["samples"]:
+                answers[labels["status"]] += int(v)
+    families = scrape(urls[target])
+    # How long requests took inside the node (arrival to reply), against what the
+    # clients saw: a request that waits outside (socket buffers, a starved loop) is not
+    # in the node's queue, so no queue-age rule can shed it.
+    for op in ("put", "open_session"):
+        buckets = sorted((float(l["le"]), v) for n, l, v in
+                         families["kvraft_client_request_duration_seconds"]["samples"]
+                         if n.endswith("_bucket") and l.get("op") == op)
+        if buckets and buckets[-1][1] > 0:
+            total = buckets[-1][1]
+            p50 = next(le for le, v in buckets if v >= 0.5 * total)
+            p99 = next(le for le, v in buckets if v >= 0.99 * total)
+            log(f"node {target} {op} latency: {int(total)} requests, p50 <= {p50} s, "
+                f"p99 <= {p99} s")
+    log(f"CPU seconds: node {target} {cpu_seconds(pid):.1f}, loadgen {loadgen_cpu:.1f} (sampled)")
     acked, errs = 0, collections.Counter()
     with open(acks) as f:
         for line in f:
@@ -1112,10 +1156,28 @@ def scenario_overload(c):
         f"peak {peak:.0f} MB (+{peak - base:.0f} MB, bound +{OVERLOAD_RSS_GROWTH_MB} MB)")
     for msg, n in errs.most_common(5):
         log(f"  {n} x {msg}")
+    kinds = collections.Counter()
+    for msg, n in errs.items():
+        kind = ("session_expired" if "session expired" in msg or "session_expired" in msg else
+                "busy" if "busy" in msg else
+                "timeout" if "timed out" in msg or "timeout" in msg else
+                "disconnected" if "disconnected" in msg else "other")
+        kinds[kind] += n
+    log(f"the nodes answered (requests, retries included): " +
+        ", ".join(f"{k} {n}" for k, n in sorted(answers.items())))
+    log(f"requests failed: busy {kinds['busy']}, timeout {kinds['timeout']}, "
+        f"session_expired {kinds['session_expired']}, disconnected {kinds['disconnected']}, "
+        f"other {kinds['other']}")
     check(acked > 0, "no write was acknowledged")
-    clear = ("busy", "timed out", "timeout", "session expired")
-    unclear = [m for m in errs if not any(k in m for k in clear)]
-    check(not unclear, f"errors other than busy, timeout or an expired session: {unclear[:3]}")
+    # "disconnected": the node's connection cap (1024 by default, below 2,000 clients)
+    # closed the connection of a client whose request it had not read yet: outcome unknown.
+    unclear = [m for m in errs if not any(k in m for k in ("busy", "timed out", "timeout",
+                                                           "session expired", "disconnected"))]
+    check(not unclear, f"errors other than busy, timeout, a disconnect or an expired session: "
+          f"{unclear[:3]}")
+    expired_cap = want // 100 if sanitized(ARGS.kvnode) else 0
+    check(kinds["session_expired"] <= expired_cap,
+          f"{kinds['session_expired']} clients saw their session expire (at most {expired_cap})")
     check(peak - base < OVERLOAD_RSS_GROWTH_MB,
           f"node {target} grew by {peak - base:.0f} MB under {want} clients")
     rc, out, err = c.kvctl("get", "before", endpoints=c.endpoint(target), timeout_ms=3000)

@@ -39,7 +39,10 @@ struct FakeCluster {
   int moveLeaderAfter = 0;  // > 0: after this many more commands, nextLeader leads
   NodeId nextLeader = kNoNode;
   bool holdBatches = false;  // answer batches only when released (held)
+  int busyToInject = 0;      // the leader answers Busy (applying nothing) this many times
+  std::vector<kj::TimePoint> busyAt;  // when each Busy was answered
   std::vector<kj::Own<kj::PromiseFulfiller<void>>> held;
+  kj::Timer* timer = nullptr;
 };
 
 class FakeNode final : public schema::KvService::Server {
@@ -103,6 +106,12 @@ class FakeNode final : public schema::KvService::Server {
       r.status = Status::NotLeader;
       return r;
     }
+    if (cluster_.busyToInject > 0) {
+      --cluster_.busyToInject;
+      cluster_.busyAt.push_back(cluster_.timer->now());
+      r.status = Status::Busy;  // shed: nothing applied
+      return r;
+    }
     switch (cmd.op) {
       case OpType::OpenSession:
         r.clientId = cluster_.nextSession++;
@@ -159,7 +168,9 @@ struct Loop {
 
 class ClientTest : public testing::Test {
  protected:
-  ClientTest() : loop_(std::make_unique<Loop>()), io_(loop_->io) {}
+  ClientTest() : loop_(std::make_unique<Loop>()), io_(loop_->io) {
+    cluster_.timer = &io_.provider->getTimer();
+  }
 
   // Starts nodes 1..n; returns their endpoints.
   std::vector<std::string> start(int n) {
@@ -345,6 +356,46 @@ TEST_F(ClientTest, NoLeaderIsNotAppliedAtTheDeadlineAndAnUnansweredWriteIsUnknow
   r = wait(fresh.put("k", "v3"));
   EXPECT_FALSE(r.maybeApplied);
   EXPECT_EQ(r.error.rfind("not applied: cannot open a session: no leader", 0), 0u) << r.error;
+}
+
+// Issue 10: a node that sheds load answers Busy. The client retries the same request
+// after pauses that double from backoffMinMs up to backoffMaxMs, each at least half of
+// its bound (jitter), and Busy never makes a write "outcome unknown".
+TEST_F(ClientTest, BusyIsRetriedAfterGrowingBoundedPausesAndIsNeverMaybeApplied) {
+  auto endpoints = start(1);
+  cluster_.leader = 1;
+  cluster_.lastRequest[100] = 0;
+  Options o;
+  o.clientId = 100;
+  o.backoffMinMs = 20;
+  o.backoffMaxMs = 80;
+  ClusterChannel ch(*io_.provider, io_.provider->getTimer(), endpoints, o);
+  AsyncKvClient c(ch);
+  cluster_.busyToInject = 6;
+  Result r = wait(c.put("k", "v"));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.attempts, 7u);
+  EXPECT_EQ(cluster_.applied, 1);
+  ASSERT_EQ(cluster_.busyAt.size(), 6u);
+  const int bounds[] = {20, 40, 80, 80, 80};  // the pause after Busy number 1..5
+  for (size_t i = 1; i < cluster_.busyAt.size(); ++i) {
+    auto gap = cluster_.busyAt[i] - cluster_.busyAt[i - 1];
+    EXPECT_GE(gap, bounds[i - 1] / 2 * kj::MILLISECONDS) << "pause " << i;
+  }
+
+  // Busy until the deadline: definitely not applied, and the pauses kept it to a few
+  // attempts.
+  cluster_.busyToInject = 1000;
+  o.timeoutMs = 400;
+  ClusterChannel ch2(*io_.provider, io_.provider->getTimer(), endpoints, o);
+  AsyncKvClient c2(ch2);
+  r = wait(c2.put("k", "v2"));
+  EXPECT_EQ(r.outcome, Outcome::Error);
+  EXPECT_FALSE(r.maybeApplied);
+  EXPECT_EQ(r.status, Status::Busy);
+  EXPECT_EQ(r.error.rfind("not applied: ", 0), 0u) << r.error;
+  EXPECT_LE(r.attempts, 400u / 40 + 2) << "pauses of at least 10, 20, then 40 ms";
+  EXPECT_EQ(cluster_.data["k"], "v");
 }
 
 TEST_F(ClientTest, StaleReadServedByTheFirstEndpoint) {

@@ -3,6 +3,7 @@
 #include <rapidcheck/gtest.h>
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -114,6 +115,41 @@ RC_GTEST_PROP(KvStoreProp, RestoreOfMutatedSnapshotIsSafe, ()) {
     RC_ASSERT(target.snapshot() == snap);
   } else {
     RC_ASSERT(target.snapshot() == before);
+  }
+}
+
+// Issue 10: while fewer sessions than the cap have run a command, no number of sessions
+// opened and never used (retried OpenSessions) evicts one of them, also across a
+// snapshot and restore at any point.
+RC_GTEST_PROP(KvStoreProp, UnusedSessionsNeverCostAUsedOne, ()) {
+  const uint32_t cap = *rc::gen::inRange<uint32_t>(2, 8);
+  const uint32_t used = *rc::gen::inRange<uint32_t>(1, cap);  // at most cap - 1
+  // A step is a write by used client `v`, or (v == used) an OpenSession nobody uses.
+  const auto steps = *rc::gen::container<std::vector<uint32_t>>(
+      rc::gen::inRange<uint32_t>(0, used + 1));
+  const size_t cut = *rc::gen::inRange<size_t>(0, steps.size() + 1);
+  auto store = std::make_unique<KvStore>(KvConfig{.maxSessions = cap});
+  Index next = 1;
+  std::vector<uint64_t> ids, requests(used, 0);
+  for (uint32_t c = 0; c < used; ++c) {
+    ids.push_back(store->apply(next++, test::openSession()).clientId);
+    RC_ASSERT(store->apply(next++, test::put(ids[c], ++requests[c], "a", "x")).status ==
+              Status::Ok);
+  }
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (i == cut) {
+      auto restored = std::make_unique<KvStore>(KvConfig{.maxSessions = cap});
+      RC_ASSERT(restored->restore(store->snapshot()));
+      store = std::move(restored);
+    }
+    const uint32_t v = steps[i];
+    if (v == used) {
+      RC_ASSERT(store->apply(next++, test::openSession()).status == Status::Ok);
+    } else {
+      KvReply r = store->apply(next++, test::put(ids[v], ++requests[v], "a", "x"));
+      RC_ASSERT(r.status == Status::Ok);
+    }
+    RC_ASSERT(store->sessionCount() <= cap);
   }
 }
 

@@ -256,6 +256,39 @@ TEST(KvStoreEviction, IdleSessionsAreEvictedInOpeningOrder) {
   }
 }
 
+// Issue 10: an OpenSession retried after it applied leaves a session nobody uses. Those
+// go before any session that ran a command, oldest first, however long ago that was.
+TEST(KvStoreEviction, SessionsThatNeverRanACommandAreEvictedFirst) {
+  KvStore store(KvConfig{.maxSessions = 3});
+  EXPECT_EQ(store.apply(1, test::openSession()).clientId, 1u);
+  EXPECT_EQ(store.apply(2, put(1, 1, "k", "v")).status, Status::Ok);
+  EXPECT_EQ(store.apply(3, test::openSession()).clientId, 3u);
+  EXPECT_EQ(store.apply(4, put(3, 1, "k", "v")).status, Status::Ok);
+  // Orphans: each new one pushes out the oldest unused one, never client 1 (the least
+  // recently active) or client 3.
+  for (Index i = 5; i <= 9; ++i) EXPECT_EQ(store.apply(i, test::openSession()).clientId, i);
+  EXPECT_EQ(store.sessionCount(), 3u);
+  for (uint64_t gone : {5, 6, 7, 8}) {
+    EXPECT_EQ(store.apply(store.appliedIndex() + 1, put(gone, 1, "k", "v")).status,
+              Status::SessionExpired);
+  }
+  EXPECT_EQ(store.apply(14, put(1, 2, "k", "v")).status, Status::Ok);
+  EXPECT_EQ(store.apply(15, put(3, 2, "k", "v")).status, Status::Ok);
+  // The newest orphan (9) is kept; once it runs a command it counts as used.
+  EXPECT_EQ(store.apply(16, put(9, 1, "k", "v")).status, Status::Ok);
+  // Every session is used now: the least recently active (1, at 14) goes.
+  EXPECT_EQ(store.apply(17, test::openSession()).clientId, 17u);
+  EXPECT_EQ(store.apply(18, put(1, 3, "k", "v")).status, Status::SessionExpired);
+  // Left: 3 (active at 15), 9 (16) and 17, unused. Which sessions are unused survives a
+  // snapshot: restored, the next OpenSession evicts 17, not 3, the least recently active.
+  KvStore copy(KvConfig{.maxSessions = 3});
+  ASSERT_TRUE(copy.restore(store.snapshot()));
+  copy.apply(19, test::openSession());
+  EXPECT_EQ(copy.apply(20, put(17, 1, "k", "v")).status, Status::SessionExpired);
+  EXPECT_EQ(copy.apply(21, put(3, 3, "k", "v")).status, Status::Ok);
+  EXPECT_EQ(copy.apply(22, put(9, 2, "k", "v")).status, Status::Ok);
+}
+
 // A store with data, several sessions (one with a saved mismatch reply) and a gap.
 KvStore populated() {
   KvStore s(KvConfig{.maxSessions = 4});

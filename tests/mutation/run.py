@@ -119,12 +119,26 @@ MUTATIONS = [
       '    if (it->second.ready) {'),
     M('read_context_reused', 'core/replica.cc',
       'read ids restart at 1 after a restart (an old answer serves a new read)',
-      '      nextReadId_(rng.next()) {',
-      '      nextReadId_(1) {'),
+      '      readContextBase_(rng.next()) {',
+      '      readContextBase_(1) {'),
+    # Issue 10. No safety property depends on it (a shed request is a definite "not
+    # applied"): caught by tests/raft/replica_test_overload.cc, not by the swarm.
+    M('no_shedding_by_queue_age', 'core/replica.cc',
+      'requests are queued however long the oldest pending one has waited (no shedding by '
+      'queue age: an overloaded node times requests out instead of answering busy)',
+      '  if (now_ - submitted <= shedAfterTicks_) return false;',
+      '  if (true) return false;'),
     M('dedup_only_ok', 'core/kv.cc',
       'dedup record not updated for non-ok replies (a retried cas mismatch runs twice)',
       '  session.lastRequestId = cmd.requestId;\n  session.lastReply = reply;',
       '  if (reply.status == Status::Ok) session.lastRequestId = cmd.requestId;\n  session.lastReply = reply;'),
+    # Issue 10. Changes which session goes, not exactly-once: caught by tests/kv
+    # (SessionsThatNeverRanACommandAreEvictedFirst, UnusedSessionsNeverCostAUsedOne).
+    M('orphan_sessions_evict_used', 'core/kv.cc',
+      'eviction by activity alone: sessions never used (retried OpenSessions) push out '
+      'sessions clients use',
+      '    if (orphan != unused_.end() && *orphan != index) {',
+      '    if (false) {'),
     M('restore_drops_sessions', 'core/kv.cc',
       'the session table is lost when a snapshot is restored',
       '  sessions_ = std::move(sessions);\n  byActivity_ = std::move(byActivity);',

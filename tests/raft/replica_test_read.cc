@@ -8,20 +8,12 @@
 
 #include "core/replica.h"
 #include "tests/raft/raft_harness.h"
+#include "tests/raft/replica_harness.h"
 
 namespace kvr {
 namespace {
+using test::CapturingTransport;
 using test::votersUpTo;
-
-struct CapturingTransport final : Transport {
-  std::vector<Message> sent;
-  void send(Message&& msg) override { sent.push_back(std::move(msg)); }
-};
-
-struct InstantStorage final : Storage {
-  std::vector<uint64_t> seqs;
-  void persist(PersistBatch&& batch) override { seqs.push_back(batch.seq); }
-};
 
 // One incarnation of node 2, a follower of node 1 in term 3 with a committed log.
 class Incarnation {
@@ -85,20 +77,13 @@ class Incarnation {
   }
 
   void readIndexResp(uint64_t context, Index index) {
-    Message m;
-    m.type = MsgType::ReadIndexResp;
-    m.from = 1;
-    m.to = 2;
-    m.term = 3;
-    m.context = context;
-    m.index = index;
-    replica_.receive(std::move(m));
+    replica_.receive(test::readIndexResp(1, 2, 3, context, index));
     drain();
   }
 
  private:
   CapturingTransport transport_;
-  InstantStorage storage_;
+  test::HeldStorage storage_;
   Replica replica_;
 };
 
