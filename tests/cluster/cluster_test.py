@@ -1168,7 +1168,12 @@ def scenario_overload(c):
     log(f"requests failed: busy {kinds['busy']}, timeout {kinds['timeout']}, "
         f"session_expired {kinds['session_expired']}, disconnected {kinds['disconnected']}, "
         f"other {kinds['other']}")
-    check(acked > 0, "no write was acknowledged")
+    # Progress: some write acknowledged. Under ASan the load generator is itself short of
+    # CPU (about 8.7 CPU s in 11 s beside the nodes on 2 cores): in some runs its 1 s
+    # attempt timers fire before its loop reads answers the node sent in 0.2 s, and no
+    # client sees an ack. There the node's own count of ok answers shows the progress.
+    check(acked > 0 or (sanitized(ARGS.kvnode) and answers["ok"] > 0),
+          f"no write was acknowledged (the nodes answered {dict(answers)})")
     # "disconnected": the node's connection cap (1024 by default, below 2,000 clients)
     # closed the connection of a client whose request it had not read yet: outcome unknown.
     unclear = [m for m in errs if not any(k in m for k in ("busy", "timed out", "timeout",
