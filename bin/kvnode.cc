@@ -62,7 +62,8 @@ event with its time (UTC) and level (info, warn, error):
                             whole ticks (default 10)
   --request-timeout-ms MS   a client request still pending after this is answered
                             "timeout" (default 2000)
-  --snapshot-entries N      take a local snapshot every N applied entries (default 10000)
+  --snapshot-entries N      take a local snapshot every N applied entries (default 10000),
+                            once they add up to an eighth of the store's bytes
   --max-client-connections N
                             client connections open at once (default 1024); when full, a
                             new one evicts the longest-idle one without a request in

@@ -243,6 +243,7 @@ void Replica::process() {
       KJ_REQUIRE(kv_.restore(*rd.snapshot->data),
                  "leader sent a snapshot that does not decode");
       lastSnapshotIndex_ = rd.snapshot->meta.index;
+      bytesAppliedSinceSnapshot_ = 0;
       // Writes pending at covered indexes have an unknown fate here.
       while (!pendingWrites_.empty() &&
              pendingWrites_.begin()->first <= rd.snapshot->meta.index) {
@@ -312,6 +313,7 @@ void Replica::applyCommitted(const std::vector<Entry>& committed) {
               kv_.appliedIndex());
     KvReply reply;
     const KvReply* applied = nullptr;
+    bytesAppliedSinceSnapshot_ += e.data.size();
     if (e.kind == EntryKind::Command) {
       KvCommand cmd;
       KJ_REQUIRE(decodeCommand(e.data, &cmd), "committed entry does not decode", e.index);
@@ -359,9 +361,14 @@ void Replica::requestSnapshot() {
 void Replica::maybeSnapshot() {
   Index applied = kv_.appliedIndex();
   if (snapshotInFlight_ || applied <= lastSnapshotIndex_) return;
-  if (!snapshotRequested_ && applied < lastSnapshotIndex_ + config_.snapshotEveryEntries)
-    return;
+  if (!snapshotRequested_) {
+    if (applied < lastSnapshotIndex_ + config_.snapshotEveryEntries) return;
+    if (config_.snapshotLogShare != 0 &&
+        bytesAppliedSinceSnapshot_ * config_.snapshotLogShare < kv_.dataBytes())
+      return;
+  }
   snapshotRequested_ = false;
+  bytesAppliedSinceSnapshot_ = 0;
   auto term = raft_.termAt(applied);
   KJ_ASSERT(term.has_value(), "applied entry has no term", applied);
   // The configuration as of the snapshot's index: a newer, uncommitted one may still be

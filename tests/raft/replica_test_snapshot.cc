@@ -37,12 +37,13 @@ struct PreparingStorage final : Storage {
 
 class SingleNode {
  public:
-  explicit SingleNode(bool prepare) {
+  explicit SingleNode(bool prepare, uint32_t snapshotLogShare = 8) {
     storage_.supported = prepare;
     ReplicaConfig c;
     c.raft.id = 1;
     c.initialConf = votersUpTo(1);
     c.snapshotEveryEntries = 8;
+    c.snapshotLogShare = snapshotLogShare;
     replica_.emplace(c, Rng(3), transport_, storage_, RecoveredState{});
     for (int i = 0; i < 100 && replica_->status().role != Role::Leader; ++i) tick();
     EXPECT_EQ(replica_->status().role, Role::Leader);
@@ -123,6 +124,36 @@ TEST(ReplicaSnapshot, WithoutPreparingTheSnapshotIsPersistedAtOnce) {
   for (int i = 0; i < 10; ++i) n.put("k" + std::to_string(i), "a");
   ASSERT_EQ(n.snapshots.size(), 1u);
   EXPECT_EQ(n.replica_->status().snapshotIndex, n.snapshots[0].meta.index);
+}
+
+// A large store is not rewritten every snapshotEveryEntries small writes: a snapshot
+// also waits until the entries applied since the last one reach 1/snapshotLogShare of
+// the store's bytes. requestSnapshot() (an operator's compaction) does not wait.
+TEST(ReplicaSnapshot, LargeStoreWaitsForItsShareOfLogBytes) {
+  for (uint32_t share : {8u, 0u}) {
+    SCOPED_TRACE(share);
+    SingleNode n(false, share);
+    n.put("big", std::string(8000, 'x'));  // the store: about 8 KB
+    for (int i = 0; i < 8; ++i) n.put("k" + std::to_string(i), "a");
+    ASSERT_EQ(n.snapshots.size(), 1u);  // the big entry's bytes count toward the first
+    // 16 more small entries: far below 8 KB / 8 of log bytes.
+    for (int i = 0; i < 16; ++i) n.put("k" + std::to_string(i), "b");
+    EXPECT_EQ(n.snapshots.size(), share == 0 ? 3u : 1u);
+    if (share == 0) continue;
+    // Enough small entries to reach the share: the next snapshot is taken.
+    size_t before = n.snapshots.size();
+    for (int i = 0; i < 200 && n.snapshots.size() == before; ++i)
+      n.put("k" + std::to_string(i % 8), std::string(16, 'c'));
+    ASSERT_EQ(n.snapshots.size(), before + 1);
+    const Index last = n.snapshots.back().meta.index;
+    EXPECT_GE(last - n.snapshots.front().meta.index, 1000u / 40);  // ~40 B per entry
+    // An operator's compaction is not held back by the share.
+    n.put("k0", "d");
+    n.replica_->requestSnapshot();
+    n.tick();
+    ASSERT_EQ(n.snapshots.size(), before + 2);
+    EXPECT_GT(n.snapshots.back().meta.index, last);
+  }
 }
 
 }  // namespace
