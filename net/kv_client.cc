@@ -29,6 +29,10 @@ const char* outcomeName(Outcome o) {
 
 namespace {
 
+// The least time left on a request's deadline for which a later attempt is started (or
+// the attempt timeout, or a tenth of the request's timeout, if smaller): see attemptLoop.
+constexpr uint32_t kMinLaterAttemptMs = 100;
+
 bool hasHostAndPort(std::string_view item) {
   size_t colon = item.rfind(':');
   return colon != std::string_view::npos && colon > 0 && colon + 1 < item.size();
@@ -382,7 +386,14 @@ kj::Promise<Result> ClusterChannel::admin(AdminRequest request) {
 kj::Promise<Result> ClusterChannel::attemptLoop(kj::Own<Attempt> attempt) {
   Attempt& a = *attempt;
   kj::Duration left = a.deadline - timer_.now();
-  if (a.attempts > 0 && (left <= 0 * kj::NANOSECONDS || a.attempts > options_.maxRetries)) {
+  // A later attempt needs time to be answered: one cut off by the deadline after a few
+  // milliseconds ends as a timeout, and a timed-out write turns the definite "not
+  // applied" of the answers before it into "outcome unknown" (cluster_no_leader saw a
+  // 24th attempt get what was left of 1.5 s). So none starts with less than this left.
+  const kj::Duration minLater = std::min({options_.attemptTimeoutMs, kMinLaterAttemptMs,
+                                          options_.timeoutMs / 10}) *
+                                kj::MILLISECONDS;
+  if (a.attempts > 0 && (left < minLater || a.attempts > options_.maxRetries)) {
     return giveUp(a);
   }
   size_t i = pickEndpoint(a);
