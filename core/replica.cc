@@ -86,7 +86,10 @@ void Replica::submitBatch(std::vector<Request>& requests) {
 template <typename Queue>
 bool Replica::overloaded(const Queue& queue) const {
   if (queue.empty()) return false;
-  uint64_t submitted = queue.begin()->second.submitted;
+  // Every deadline is the tick the request was queued at plus the request timeout.
+  const uint64_t deadline = queue.begin()->second.deadline;
+  KJ_ASSERT(deadline >= config_.requestTimeoutTicks);
+  const uint64_t submitted = deadline - config_.requestTimeoutTicks;
   KJ_ASSERT(submitted <= now_);
   if (now_ - submitted <= shedAfterTicks_) return false;
   hitProbe(Probe::RequestShed);
@@ -110,8 +113,8 @@ bool Replica::enqueue(const KvCommand& cmd, ReadMode mode, ReplyFn& done) {
       return false;
     }
     uint64_t seq = nextReadSeq_++;
-    pendingReads_.emplace(seq, PendingRead{cmd, now_, now_ + config_.requestTimeoutTicks, 0,
-                                           false, std::move(done)});
+    pendingReads_.emplace(seq, PendingRead{cmd, now_ + config_.requestTimeoutTicks, 0, false,
+                                           std::move(done)});
     raft_.readIndex(readContextBase_ + seq);
     return true;
   }
@@ -174,9 +177,8 @@ void Replica::addPendingWrite(Index index, ReplyFn done) {
     pendingWrites_.erase(stale);
     old(notLeader());
   }
-  pendingWrites_.emplace(index,
-                         PendingWrite{raft_.term(), now_, now_ + config_.requestTimeoutTicks,
-                                      std::move(done)});
+  pendingWrites_.emplace(index, PendingWrite{raft_.term(), now_ + config_.requestTimeoutTicks,
+                                             std::move(done)});
 }
 
 void Replica::onPersisted(uint64_t seq) {

@@ -115,14 +115,12 @@ class Replica {
  private:
   struct PendingWrite {
     Term term;
-    uint64_t submitted;  // tick it was proposed at
-    uint64_t deadline;
+    uint64_t deadline;  // the tick it was proposed at + requestTimeoutTicks
     ReplyFn done;
   };
   struct PendingRead {
     KvCommand cmd;
-    uint64_t submitted;  // tick it arrived at
-    uint64_t deadline;
+    uint64_t deadline;    // the tick it arrived at + requestTimeoutTicks
     Index readIndex = 0;  // 0 until the read index is known
     bool ready = false;
     ReplyFn done;

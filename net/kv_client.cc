@@ -355,14 +355,10 @@ kj::Promise<void> ClusterChannel::pause(Attempt& a) {
   } else {
     a.backoffMs = std::min(options_.backoffMaxMs, a.backoffMs * 2);
   }
-  // Jitter: at random in [bound / 2, bound], in microseconds (splitmix64), so that clients
-  // refused together (a busy node sheds them all at once) do not come back together.
-  uint64_t z = (jitter_ += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
+  // Jitter: at random in [bound / 2, bound], in microseconds, so that clients refused
+  // together (a busy node sheds them all at once) do not come back together.
   const uint64_t boundUs = uint64_t(a.backoffMs) * 1000;
-  kj::Duration delay = (boundUs - z % (boundUs / 2 + 1)) * kj::MICROSECONDS;
+  kj::Duration delay = jitter_.between(boundUs - boundUs / 2, boundUs) * kj::MICROSECONDS;
   kj::Duration left = a.deadline - timer_.now();
   if (left < delay) delay = left > 0 * kj::NANOSECONDS ? left : 0 * kj::NANOSECONDS;
   return timer_.afterDelay(delay);

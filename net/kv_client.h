@@ -48,6 +48,7 @@
 
 #include "core/command.h"
 #include "core/membership.h"
+#include "core/rng.h"
 #include "core/types.h"
 
 namespace kvr::net {
@@ -259,7 +260,7 @@ class ClusterChannel {
   kj::Own<net::TlsSetup> tls_;            // null: plaintext
   std::vector<kj::Own<Endpoint>> state_;  // configured endpoints first, then learned ones
   size_t leaderGuess_ = 0;                // index into endpoints_ most likely to be the leader
-  uint64_t jitter_;                       // the pauses' jitter: splitmix64 state
+  Rng jitter_;                            // the pauses' jitter (seeded per channel)
   kj::Own<kj::TaskSet> background_;
   kj::Own<kj::TaskSet::ErrorHandler> errorHandler_;
 };
