@@ -1176,10 +1176,14 @@ def scenario_overload(c):
           f"no write was acknowledged (the nodes answered {dict(answers)})")
     # "disconnected": the node's connection cap (1024 by default, below 2,000 clients)
     # closed the connection of a client whose request it had not read yet: outcome unknown.
+    # "not_leader": an overloaded (ASan) leader can lose office; a client whose earlier
+    # attempt timed out then ends "outcome unknown ... answered not_leader" (clean-clone
+    # run at c3f5f86). A clear error too; the acknowledged writes are verified below.
     unclear = [m for m in errs if not any(k in m for k in ("busy", "timed out", "timeout",
-                                                           "session expired", "disconnected"))]
-    check(not unclear, f"errors other than busy, timeout, a disconnect or an expired session: "
-          f"{unclear[:3]}")
+                                                           "session expired", "disconnected",
+                                                           "not_leader"))]
+    check(not unclear, f"errors other than busy, timeout, a disconnect, an expired session "
+          f"or a leader change: {unclear[:3]}")
     expired_cap = want // 100 if sanitized(ARGS.kvnode) else 0
     check(kinds["session_expired"] <= expired_cap,
           f"{kinds['session_expired']} clients saw their session expire (at most {expired_cap})")
