@@ -1161,7 +1161,8 @@ def scenario_overload(c):
         kind = ("session_expired" if "session expired" in msg or "session_expired" in msg else
                 "busy" if "busy" in msg else
                 "timeout" if "timed out" in msg or "timeout" in msg else
-                "disconnected" if "disconnected" in msg else "other")
+                "disconnected" if "disconnected" in msg or "Connection reset" in msg else
+                "other")
         kinds[kind] += n
     log(f"the nodes answered (requests, retries included): " +
         ", ".join(f"{k} {n}" for k, n in sorted(answers.items())))
@@ -1181,7 +1182,7 @@ def scenario_overload(c):
     # run at c3f5f86). A clear error too; the acknowledged writes are verified below.
     unclear = [m for m in errs if not any(k in m for k in ("busy", "timed out", "timeout",
                                                            "session expired", "disconnected",
-                                                           "not_leader"))]
+                                                           "Connection reset", "not_leader"))]
     check(not unclear, f"errors other than busy, timeout, a disconnect, an expired session "
           f"or a leader change: {unclear[:3]}")
     expired_cap = want // 100 if sanitized(ARGS.kvnode) else 0
