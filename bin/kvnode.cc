@@ -36,7 +36,7 @@ event with its time (UTC) and level (info, warn, error):
                             the peers, whose "not the leader" replies send clients here
                             (default: --client-addr; none if its host is a wildcard
                             such as 0.0.0.0, then set this)
-  --raft-addr HOST:PORT     RaftPeer listen address (default: this node's --cluster
+  --raft-addr HOST:PORT     Peer-protocol listen address (default: this node's --cluster
                             entry, else 127.0.0.1:<7100+id>)
   --cluster LIST            every member's raft address: 1=HOST:PORT,2=HOST:PORT,...
                             (default: just this node, i.e. a single-node cluster).

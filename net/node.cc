@@ -224,7 +224,9 @@ kj::Promise<void> Node::start() {
     applyTls(options, peerTls_.get());
     raftListener_ = kj::heap<RpcListener>(
         addr->listen(),
-        [this](kj::Own<ConnectionHandle> c) { return raftService_->newConnection(kj::mv(c)); },
+        RpcListener::StreamHandler([this](kj::Own<ConnectionHandle> c, kj::AsyncIoStream& s) {
+          return raftService_->serve(kj::mv(c), s);
+        }),
         kj::mv(options), io_.timer());
   });
   auto bindClient =

@@ -2,7 +2,7 @@
 // its peers (PeerTransport, RaftService) and its clients (KvService).
 //
 // Everything runs on the loop thread except WAL writes (libuv's pool). Inputs reach the
-// replica from a repeating uv timer (tick), RaftPeer.deliver, KvService.call and WAL
+// replica from a repeating uv timer (tick), peer frames (RaftService), KvService.call and WAL
 // completions; after each, the node compares the replica's status with the previous one
 // and logs what changed: role, term, leader, snapshots.
 //

@@ -29,7 +29,7 @@ struct NodeConfig {
   // the hello so that they can send clients here (empty: clientAddr with its bound port,
   // unless its host is a wildcard such as 0.0.0.0, then nothing is advertised).
   std::string advertiseClientAddr;
-  std::string raftAddr;     // host:port this node listens on for RaftPeer
+  std::string raftAddr;     // host:port this node listens on for the peer protocol
   std::string metricsAddr;  // host:port for HTTP GET /metrics (empty: no endpoint)
   // Raft address of every member of the initial configuration, self included (--cluster).
   // Only the start: once the log or a snapshot holds a configuration, that one is in

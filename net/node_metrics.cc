@@ -244,7 +244,7 @@ std::string renderNodeMetrics(Node& node) {
     w.sample("kvraft_network_peer_up", {{"peer", peer}}, uint64_t(node.transport().isUp(id)));
   });
   w.family("kvraft_network_peer_round_trip_time_seconds", Writer::Type::Histogram,
-           "A batch of Raft messages sent to the peer until the peer returned the call.");
+           "A ping written to the peer until its pong was read (one a second).");
   eachPeer([&](NodeId id, const std::string& peer) {
     w.histogram("kvraft_network_peer_round_trip_time_seconds", {{"peer", peer}},
                 m.peers.roundTripSeconds[id]);

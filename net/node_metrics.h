@@ -8,7 +8,7 @@
 //    latency; writes handed to the replica are "proposals");
 //  - DiskMetrics: WAL fsyncs and bytes, snapshot saves, seen by MeteredFileSystem
 //    (net/metered_fs.h) under the WAL, on the pool thread (hence atomics);
-//  - PeerMetrics: deliver-call round trips, seen by PeerTransport.
+//  - PeerMetrics: ping round trips, seen by PeerTransport.
 // Gauges (term, role, indexes, peer state, memory) are read when rendering.
 #pragma once
 
@@ -77,7 +77,7 @@ struct DiskMetrics {
 };
 
 struct PeerMetrics {
-  // Per peer id: a deliver call (a batch of Raft messages) sent until its return.
+  // Per peer id: a ping written until its pong was read.
   metrics::Histogram roundTripSeconds[limits::kMaxNodes + 1];
 };
 

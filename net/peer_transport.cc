@@ -4,10 +4,11 @@
 #include <deque>
 #include <set>
 
-#include <capnp/rpc-twoparty.h>
+#include <capnp/message.h>
 #include <kj/debug.h>
 
 #include "net/metrics.h"
+#include "net/peer_stream.h"
 #include "schemas/codec.h"
 #include "schemas/raft.capnp.h"
 
@@ -21,30 +22,30 @@ size_t approxBytes(const Message& msg) {
   return bytes;
 }
 
-// One live connection to a peer. Members are destroyed bottom-up: calls first, the
+// One live connection to a peer. Members are destroyed bottom-up: writes first, the
 // stream last.
 struct Connection final : public kj::TaskSet::ErrorHandler {
   explicit Connection(kj::Own<kj::AsyncIoStream> s)
       : stream(kj::mv(s)),
-        rpc(*stream),
-        peer(rpc.bootstrap().castAs<schema::RaftPeer>()),
+        reader(*stream),
         failure(kj::newPromiseAndFulfiller<void>()),
-        calls(*this) {}
+        writes(*this) {}
 
-  // A deliver call failed or timed out: the connection is no good.
+  // A write failed or timed out: the connection is no good.
   void taskFailed(kj::Exception&& exception) override {
     if (failure.fulfiller->isWaiting()) failure.fulfiller->reject(kj::mv(exception));
   }
 
   kj::Own<kj::AsyncIoStream> stream;
-  capnp::TwoPartyClient rpc;
-  schema::RaftPeer::Client peer;
+  PeerFrameReader reader;
   kj::PromiseFulfillerPair<void> failure;
-  bool ready = false;  // hello accepted
-  uint32_t inflight = 0;
-  size_t inflightMessages = 0;
+  bool ready = false;          // hello accepted
+  bool writing = false;        // one frame at a time
+  size_t writingMessages = 0;  // in the frame being written
   bool pumpScheduled = false;
-  kj::TaskSet calls;
+  bool pingDue = false;
+  uint64_t pingSentNs = 0;  // the unanswered ping's send time; 0: none out
+  kj::TaskSet writes;
 };
 
 }  // namespace
@@ -128,15 +129,29 @@ class PeerTransport::Peer {
         .then([this](kj::Own<kj::AsyncIoStream> stream) {
           conn_ = kj::heap<Connection>(kj::mv(stream));
           Connection& c = *KJ_ASSERT_NONNULL(conn_);
-          auto hello = c.peer.helloRequest();
+          auto message = kj::heap<capnp::MallocMessageBuilder>();
+          auto frame = message->initRoot<schema::PeerFrame>();
+          frame.setMagic(kPeerFrameMagic);
+          auto hello = frame.initHello();
           hello.setClusterId(t_.clusterId_);
           hello.setFrom(t_.self_);
           if (t_.addresses_ != nullptr) hello.setClientAddr(t_.addresses_->self());
-          kj::Promise<capnp::Response<schema::RaftPeer::HelloResults>> answer = hello.send();
+          auto answer =
+              writePeerFrame(*c.stream, *message).attach(kj::mv(message)).then([this, &c]() {
+                return nextFrame(c);
+              });
           return t_.timer_.timeoutAfter(t_.options_.callTimeout, kj::mv(answer));
         })
-        .then([this](
-                  capnp::Response<schema::RaftPeer::HelloResults> answer) -> kj::Promise<void> {
+        .then([this](kj::Own<capnp::MessageReader> frame) -> kj::Promise<void> {
+          auto root = frame->getRoot<schema::PeerFrame>();
+          if (root.getMagic() != kPeerFrameMagic || !root.isHelloAnswer()) {
+            // E.g. the listener's Abort: too many strangers, or TLS required.
+            std::string reason = describeForeignFrame(*frame);
+            logOnce(reason,
+                    "peer " + std::to_string(id_) + " refused our connection: " + reason);
+            return KJ_EXCEPTION(FAILED, "peer refused the connection", reason);
+          }
+          auto answer = root.getHelloAnswer();
           if (!answer.getOk()) {
             std::string reason = answer.getReason();
             logOnce(reason,
@@ -144,6 +159,7 @@ class PeerTransport::Peer {
             return KJ_EXCEPTION(FAILED, "peer refused hello", reason);
           }
           learnClientAddr(answer.getClientAddr());
+          frame = nullptr;  // it points into the reader's buffer
           Connection& c = *KJ_ASSERT_NONNULL(conn_);
           c.ready = true;
           ++stats_.connects;
@@ -153,7 +169,62 @@ class PeerTransport::Peer {
             t_.log_("peer " + std::to_string(id_) + " up");
           }
           pump();
-          return c.rpc.onDisconnect().exclusiveJoin(kj::mv(c.failure.promise));
+          return readPongs(c)
+              .exclusiveJoin(kj::mv(c.failure.promise))
+              .exclusiveJoin(pingLoop(c));
+        });
+  }
+
+  // The next whole frame the peer sends.
+  kj::Promise<kj::Own<capnp::MessageReader>> nextFrame(Connection& c) {
+    KJ_IF_MAYBE(frame, c.reader.take()) {
+      return kj::mv(*frame);
+    }
+    return c.reader.fill().then([this, &c](bool more) {
+      KJ_REQUIRE(more, "the peer closed the connection before answering our hello");
+      return nextFrame(c);
+    });
+  }
+
+  // After the hello a peer sends only pongs; resolves when it closes the connection.
+  kj::Promise<void> readPongs(Connection& c) {
+    return c.reader.fill().then([this, &c](bool more) -> kj::Promise<void> {
+      if (!more) return kj::READY_NOW;
+      for (;;) {
+        kj::Own<capnp::MessageReader> frame;
+        KJ_IF_MAYBE(f, c.reader.take()) {
+          frame = kj::mv(*f);
+        } else {
+          break;
+        }
+        auto root = frame->getRoot<schema::PeerFrame>();
+        KJ_REQUIRE(root.getMagic() == kPeerFrameMagic && root.isPong(),
+                   "the peer sent a frame other than a pong");
+        if (root.getPong() == c.pingSentNs && c.pingSentNs != 0) {
+          if (t_.roundTrip_) t_.roundTrip_(id_, metrics::monotonicNanos() - c.pingSentNs);
+          c.pingSentNs = 0;
+        }
+      }
+      return readPongs(c);
+    });
+  }
+
+  // Every pingInterval: a ping, unless one is out; one out for callTimeout fails the
+  // connection (a peer that is up but wedged is found out even when we send it nothing).
+  kj::Promise<void> pingLoop(Connection& c) {
+    return t_.timer_.afterDelay(t_.options_.pingInterval)
+        .then([this, &c]() -> kj::Promise<void> {
+          if (c.pingSentNs != 0) {
+            uint64_t waitedNs = metrics::monotonicNanos() - c.pingSentNs;
+            if (waitedNs >= uint64_t(t_.options_.callTimeout / kj::NANOSECONDS)) {
+              return KJ_EXCEPTION(DISCONNECTED, "the peer did not answer a ping in time",
+                                  waitedNs / 1000000);
+            }
+          } else {
+            c.pingDue = true;
+            schedulePump();
+          }
+          return pingLoop(c);
         });
   }
 
@@ -170,7 +241,7 @@ class PeerTransport::Peer {
     return kj::evalLater([this, why = kj::mv(why)]() {
       ++stats_.failures;
       KJ_IF_MAYBE(c, conn_) {
-        stats_.droppedOnFailure += (*c)->inflightMessages;
+        stats_.droppedOnFailure += (*c)->writingMessages;
       }
       conn_ = nullptr;
       dropQueue();
@@ -190,52 +261,66 @@ class PeerTransport::Peer {
     queuedBytes_ = 0;
   }
 
-  // Deferred to the end of the turn so that all messages one input produced share a call.
+  // Deferred to the end of the turn so that all messages one input produced share a frame.
   void schedulePump() {
     KJ_IF_MAYBE(c, conn_) {
       Connection& conn = **c;
       if (!conn.ready || conn.pumpScheduled) return;
       conn.pumpScheduled = true;
-      conn.calls.add(kj::evalLater([this, &conn]() {
+      conn.writes.add(kj::evalLater([this, &conn]() {
         conn.pumpScheduled = false;
         pump();
       }));
     }
   }
 
+  // Writes one frame: a due ping, else every queued message up to the batch bounds. What
+  // queues while it is written goes in the next frame.
   void pump() {
     KJ_IF_MAYBE(c, conn_) {
       Connection& conn = **c;
-      if (!conn.ready) return;
-      while (conn.inflight < t_.options_.maxInflightCalls && !queue_.empty()) {
-        size_t count = 0;
+      if (!conn.ready || conn.writing) return;
+      kj::Own<capnp::MallocMessageBuilder> message;
+      size_t count = 0;
+      if (conn.pingDue) {
+        conn.pingDue = false;
+        conn.pingSentNs = std::max<uint64_t>(1, metrics::monotonicNanos());
+        message = kj::heap<capnp::MallocMessageBuilder>(16);
+        auto frame = message->initRoot<schema::PeerFrame>();
+        frame.setMagic(kPeerFrameMagic);
+        frame.setPing(conn.pingSentNs);
+      } else if (!queue_.empty()) {
         size_t bytes = 0;
         while (count < queue_.size() && count < t_.options_.maxBatchMessages &&
                (count == 0 || bytes + queue_[count].second <= t_.options_.maxBatchBytes)) {
           bytes += queue_[count].second;
           ++count;
         }
-        auto request = conn.peer.deliverRequest();
-        auto batch = request.initBatch(static_cast<uint>(count));
+        // One first segment that fits the batch: a single-segment frame.
+        message = kj::heap<capnp::MallocMessageBuilder>(
+            static_cast<uint>(std::min<size_t>(bytes / sizeof(capnp::word) + 64,
+                                               kMaxPeerFrameBytes / sizeof(capnp::word))));
+        auto frame = message->initRoot<schema::PeerFrame>();
+        frame.setMagic(kPeerFrameMagic);
+        auto batch = frame.initBatch(static_cast<uint>(count));
         for (size_t i = 0; i < count; ++i) {
           codec::toCapnp(t_.clusterId_, queue_.front().first, batch[static_cast<uint>(i)]);
           queuedBytes_ -= queue_.front().second;
           queue_.pop_front();
         }
-        ++conn.inflight;
-        conn.inflightMessages += count;
-        kj::Promise<void> sent = request.send().ignoreResult();
-        uint64_t sentNs = metrics::monotonicNanos();
-        conn.calls.add(t_.timer_.timeoutAfter(t_.options_.callTimeout, kj::mv(sent))
-                           .then([this, &conn, count, sentNs]() {
-                             if (t_.roundTrip_)
-                               t_.roundTrip_(id_, metrics::monotonicNanos() - sentNs);
-                             --conn.inflight;
-                             conn.inflightMessages -= count;
-                             stats_.sentMessages += count;
-                             pump();
-                           }));
+      } else {
+        return;
       }
+      conn.writing = true;
+      conn.writingMessages = count;
+      auto written = writePeerFrame(*conn.stream, *message).attach(kj::mv(message));
+      conn.writes.add(t_.timer_.timeoutAfter(t_.options_.callTimeout, kj::mv(written))
+                          .then([this, &conn, count]() {
+                            conn.writing = false;
+                            conn.writingMessages = 0;
+                            stats_.sentMessages += count;
+                            pump();
+                          }));
     }
   }
 
@@ -262,7 +347,8 @@ PeerTransport::PeerTransport(kj::Network& network, kj::Timer& timer, uint64_t cl
       log_(std::move(log)),
       options_(options) {
   KJ_REQUIRE(options_.maxQueuedMessages >= 1 && options_.maxBatchMessages >= 1 &&
-             options_.maxInflightCalls >= 1);
+             options_.maxBatchBytes + 1024 * options_.maxBatchMessages <= kMaxPeerFrameBytes &&
+             options_.pingInterval > 0 * kj::SECONDS);
   for (const auto& [id, address] : peers) {
     KJ_REQUIRE(id != self, "a node is not its own peer", id);
     peers_.emplace(id, kj::heap<Peer>(*this, id, address));

@@ -1,13 +1,16 @@
-// kvr::Transport over Cap'n Proto RPC: one outgoing connection per peer, calling
-// RaftPeer.deliver (schemas/raft.capnp) with batches of queued messages.
+// kvr::Transport over the peer protocol (schemas/raft.capnp PeerFrame, net/peer_stream.h):
+// one outgoing connection per peer, carrying frames of queued messages one way.
 //
 // Per peer:
 //  * a bounded queue (message count and approximate bytes); when full the oldest message
 //    is dropped (Raft tolerates loss, and the newest messages carry the newest state);
-//  * one connection: connect (with a timeout), hello(clusterId, self, our client
-//    address), then deliver calls, each carrying every queued message up to a batch
-//    bound, at most `maxInflightCalls` at a time, each with a timeout;
-//  * any failure (connect, refused hello, failed or timed-out call, disconnect) drops the
+//  * one connection: connect (with a timeout), a hello (clusterId, self, our client
+//    address) answered within callTimeout, then frames, one written at a time (each
+//    within callTimeout), each carrying every queued message up to a batch bound: what
+//    queues while one is written goes in the next;
+//  * a ping every pingInterval; one unanswered for callTimeout fails the connection;
+//  * any failure (connect, refused hello, failed or timed-out write, a ping unanswered, a
+//    frame other than a pong, disconnect) drops the
 //    connection and what was queued, and a new connection is tried after an exponential
 //    backoff. Nothing ever waits on a peer: send() only queues, so a slow or dead peer
 //    never delays the others or the caller.
@@ -36,17 +39,17 @@ struct PeerTransportOptions {
   size_t maxQueuedBytes = 64 * 1024 * 1024;
   size_t maxBatchMessages = 1024;
   size_t maxBatchBytes = 8 * 1024 * 1024;  // well under capnp's 64 MiB read limit
-  uint32_t maxInflightCalls = 2;
   kj::Duration minBackoff = 50 * kj::MILLISECONDS;
   kj::Duration maxBackoff = 2 * kj::SECONDS;
   kj::Duration connectTimeout = 1 * kj::SECONDS;
-  kj::Duration callTimeout = 5 * kj::SECONDS;
+  kj::Duration callTimeout = 5 * kj::SECONDS;  // the hello's answer, a write, a ping's pong
+  kj::Duration pingInterval = 1 * kj::SECONDS;
 };
 
 class PeerTransport final : public Transport {
  public:
   struct PeerStats {
-    uint64_t sentMessages = 0;      // handed to a deliver call that succeeded
+    uint64_t sentMessages = 0;      // in frames written whole to the connection
     uint64_t droppedQueueFull = 0;  // oldest dropped to make room
     uint64_t droppedOnFailure = 0;  // queued or in flight when a connection failed
     uint64_t connects = 0;          // hellos accepted
@@ -88,7 +91,7 @@ class PeerTransport final : public Transport {
   // Closes every connection and drops every queued message; send() drops from now on.
   void stop();
 
-  // Called with the time (ns) from sending each deliver call to its successful return.
+  // Called with the time (ns) from writing each ping to reading its pong.
   using RoundTripFn = std::function<void(NodeId peer, uint64_t nanos)>;
   void setRoundTripObserver(RoundTripFn observer) { roundTrip_ = std::move(observer); }
 

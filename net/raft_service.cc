@@ -4,49 +4,119 @@
 
 #include <kj/debug.h>
 
+#include "net/peer_stream.h"
 #include "schemas/codec.h"
 #include "schemas/raft.capnp.h"
 
 namespace kvr::net {
 
-class RaftService::Connection final : public schema::RaftPeer::Server {
+// One accepted peer connection: reads its hello and answers it, then hands every batch
+// to the replica (and the node's afterBatch once per read, however many batches it
+// brought) and answers pings. Its only writes are the answer and pongs.
+class RaftService::Inbound final : private kj::TaskSet::ErrorHandler {
  public:
-  Connection(RaftService& service, kj::Own<ConnectionHandle> connection)
-      : service_(service), connection_(kj::mv(connection)) {}
+  Inbound(RaftService& service, kj::Own<ConnectionHandle> connection, kj::AsyncIoStream& stream)
+      : service_(service),
+        connection_(kj::mv(connection)),
+        stream_(stream),
+        reader_(stream),
+        failed_(kj::newPromiseAndFulfiller<void>()),
+        writes_(*this) {}
 
-  kj::Promise<void> hello(HelloContext context) override {
-    auto params = context.getParams();
-    std::string refusal = service_.checkHello(params.getClusterId(), params.getFrom());
-    auto results = context.getResults();
-    results.setOk(refusal.empty());
-    results.setReason(refusal);
-    if (refusal.empty()) {
-      KJ_REQUIRE(!accepted_ || from_ == params.getFrom(), "hello again as another node", from_,
-                 params.getFrom());
-      accepted_ = true;
-      from_ = params.getFrom();
-      connection_->identify(from_);
-      service_.learnClientAddr(from_, params.getClientAddr());
-      if (service_.addresses_ != nullptr) results.setClientAddr(service_.addresses_->self());
-    }
-    refusal_ = std::move(refusal);  // the latest hello decides
-    return kj::READY_NOW;
-  }
-
-  kj::Promise<void> deliver(DeliverContext context) override {
-    // A refused peer learns why on every call; its messages never reach the replica.
-    KJ_REQUIRE(refusal_.empty(), "refused", refusal_);
-    KJ_REQUIRE(accepted_, "deliver before an accepted hello");
-    service_.deliver(context.getParams().getBatch());
-    return kj::READY_NOW;
-  }
+  kj::Promise<void> run() { return readLoop().exclusiveJoin(kj::mv(failed_.promise)); }
 
  private:
+  kj::Promise<void> readLoop() {
+    return reader_.fill().then([this](bool more) -> kj::Promise<void> {
+      if (!more) return kj::READY_NOW;  // the dialer closed the connection
+      bool delivered = false;
+      kj::Maybe<kj::Promise<void>> last;  // a refusal's answer: written, then the end
+      for (;;) {
+        kj::Own<capnp::MessageReader> frame;
+        KJ_IF_MAYBE(f, reader_.take()) {
+          frame = kj::mv(*f);
+        } else {
+          break;
+        }
+        auto root = frame->getRoot<schema::PeerFrame>();
+        KJ_REQUIRE(root.getMagic() == kPeerFrameMagic,
+                   "not a peer frame (a node of an older version, or not a node at all)");
+        switch (root.which()) {
+          case schema::PeerFrame::HELLO: last = hello(root.getHello()); break;
+          case schema::PeerFrame::BATCH:
+            KJ_REQUIRE(accepted_, "a batch before an accepted hello");
+            service_.deliver(root.getBatch());
+            delivered = true;
+            break;
+          case schema::PeerFrame::PING:
+            KJ_REQUIRE(accepted_, "a ping before an accepted hello");
+            pong(root.getPing());
+            break;
+          default: KJ_FAIL_REQUIRE("a frame a dialer does not send", uint(root.which()));
+        }
+        if (last != nullptr) break;
+      }
+      if (delivered) service_.afterBatch_();
+      KJ_IF_MAYBE(answer, last) {
+        return kj::mv(*answer);
+      }
+      return readLoop();
+    });
+  }
+
+  // Answers the hello. Returns the answer's write if it refuses (the connection then
+  // ends), else nothing.
+  kj::Maybe<kj::Promise<void>> hello(schema::PeerHello::Reader hello) {
+    KJ_REQUIRE(!helloSeen_, "a second hello on one connection");
+    helloSeen_ = true;
+    std::string refusal = service_.checkHello(hello.getClusterId(), hello.getFrom());
+    auto message = kj::heap<capnp::MallocMessageBuilder>();
+    auto frame = message->initRoot<schema::PeerFrame>();
+    frame.setMagic(kPeerFrameMagic);
+    auto answer = frame.initHelloAnswer();
+    answer.setOk(refusal.empty());
+    answer.setReason(refusal);
+    if (!refusal.empty()) {
+      return writePeerFrame(stream_, *message).attach(kj::mv(message));
+    }
+    accepted_ = true;
+    connection_->identify(hello.getFrom());
+    service_.learnClientAddr(hello.getFrom(), hello.getClientAddr());
+    if (service_.addresses_ != nullptr) answer.setClientAddr(service_.addresses_->self());
+    write(kj::mv(message));
+    return nullptr;
+  }
+
+  void pong(uint64_t nonce) {
+    if (writing_) return;  // the dialer has one ping out at a time; it times out
+    auto message = kj::heap<capnp::MallocMessageBuilder>(16);
+    auto frame = message->initRoot<schema::PeerFrame>();
+    frame.setMagic(kPeerFrameMagic);
+    frame.setPong(nonce);
+    write(kj::mv(message));
+  }
+
+  void write(kj::Own<capnp::MallocMessageBuilder> message) {
+    KJ_ASSERT(!writing_, "peer connection writes overlap");
+    writing_ = true;
+    writes_.add(writePeerFrame(stream_, *message).attach(kj::mv(message)).then([this]() {
+      writing_ = false;
+    }));
+  }
+
+  void taskFailed(kj::Exception&& exception) override {
+    if (failed_.fulfiller->isWaiting()) failed_.fulfiller->reject(kj::mv(exception));
+  }
+
   RaftService& service_;
   kj::Own<ConnectionHandle> connection_;
-  std::string refusal_;
+  kj::AsyncIoStream& stream_;
+  PeerFrameReader reader_;
+  bool helloSeen_ = false;
   bool accepted_ = false;
-  NodeId from_ = kNoNode;
+  bool writing_ = false;
+  kj::PromiseFulfillerPair<void> failed_;
+  kj::TaskSet writes_;
 };
 
 RaftService::RaftService(uint64_t clusterId, NodeId self, std::vector<NodeId> members,
@@ -60,8 +130,31 @@ RaftService::RaftService(uint64_t clusterId, NodeId self, std::vector<NodeId> me
       log_(std::move(log)),
       nowMs_(std::move(nowMs)) {}
 
-capnp::Capability::Client RaftService::newConnection(kj::Own<ConnectionHandle> connection) {
-  return kj::heap<Connection>(*this, kj::mv(connection));
+kj::Promise<void> RaftService::serve(kj::Own<ConnectionHandle> connection,
+                                     kj::AsyncIoStream& stream) {
+  auto inbound = kj::heap<Inbound>(*this, kj::mv(connection), stream);
+  Inbound& in = *inbound;
+  return in.run()
+      .catch_([this](kj::Exception&& e) {
+        // A peer that breaks the protocol, or a connection that fails: it is closed.
+        if (e.getType() == kj::Exception::Type::DISCONNECTED) return;
+        closedOnError(e.getDescription().cStr());
+      })
+      .attach(kj::mv(inbound));
+}
+
+void RaftService::closedOnError(const std::string& why) {
+  ++protocolErrors_;
+  logLimited(errorLog_, "closed a peer connection: " + why, "closed");
+}
+
+void RaftService::logLimited(LogRateLimiter& limiter, std::string line, const char* verb) {
+  uint64_t suppressed = 0;
+  if (!limiter.allow(nowMs_(), &suppressed)) return;
+  if (suppressed > 0) {
+    line += " (" + std::to_string(suppressed) + " more " + verb + " since)";
+  }
+  log_(line);
 }
 
 std::string RaftService::checkHello(uint64_t clusterId, NodeId from) {
@@ -94,12 +187,7 @@ void RaftService::learnClientAddr(NodeId from, capnp::Text::Reader text) {
 
 void RaftService::dropped(const std::string& why) {
   ++dropped_;
-  uint64_t suppressed = 0;
-  if (dropLog_.allow(nowMs_(), &suppressed)) {
-    std::string line = "dropped a peer message: " + why;
-    if (suppressed > 0) line += " (" + std::to_string(suppressed) + " more dropped since)";
-    log_(line);
-  }
+  logLimited(dropLog_, "dropped a peer message: " + why, "dropped");
 }
 
 void RaftService::deliver(capnp::List<schema::PeerEnvelope>::Reader batch) {

@@ -1,11 +1,13 @@
-// The server side of RaftPeer (schemas/raft.capnp): turns delivered envelopes into
-// kvr::Messages for the replica.
+// The receiving side of the peer protocol (schemas/raft.capnp PeerFrame, net/
+// peer_stream.h): turns the batches a peer sends into kvr::Messages for the replica.
 //
 // Every envelope is decoded with the validating codec; a malformed one, one of another
 // cluster or one addressed to another node is counted, logged (rate-limited) and
-// dropped. hello() refuses a peer of another cluster or one that is not a member; the
-// refusal is logged once per remote cluster / node id, and the connection's later
-// deliver() calls fail. deliver() before an accepted hello fails too. An accepted hello
+// dropped. The hello refuses a peer of another cluster or one that is not a member; the
+// refusal is logged once per remote cluster / node id, the answer says why, and the
+// connection ends. A batch or ping before an accepted hello, a second hello, a frame that
+// is not a PeerFrame (a node of an older version speaks RPC) or one too big closes the
+// connection, logged (rate-limited). An accepted hello
 // identifies the connection to the listener as that peer's (ConnectionHandle::identify):
 // it replaces the peer's older connection and no longer counts as a stranger. The client
 // address an accepted peer names in its hello goes into ClientAddresses (if set), and the
@@ -18,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include <capnp/capability.h>
+#include <kj/async-io.h>
 
 #include "core/types.h"
 #include "net/client_addresses.h"
@@ -39,8 +41,9 @@ class RaftService {
               std::function<void()> afterBatch, LogFn log, NowFn nowMs);
   KJ_DISALLOW_COPY(RaftService);
 
-  // The bootstrap capability for one new incoming connection.
-  capnp::Capability::Client newConnection(kj::Own<ConnectionHandle> connection);
+  // Serves one accepted connection (RpcListener's stream handler); resolves when it
+  // should be closed. `stream` must outlive the promise.
+  kj::Promise<void> serve(kj::Own<ConnectionHandle> connection, kj::AsyncIoStream& stream);
 
   // Where peers' advertised client addresses go and ours is read from; must outlive the
   // service. Without it hellos are answered with no address.
@@ -58,15 +61,19 @@ class RaftService {
   uint64_t received() const { return received_; }
   uint64_t dropped() const { return dropped_; }
   uint64_t refusedHellos() const { return refusedHellos_; }
+  uint64_t protocolErrors() const { return protocolErrors_; }
 
  private:
-  class Connection;
-  friend class Connection;
+  class Inbound;
+  friend class Inbound;
 
   // Empty when the peer may talk to us, else the reason for refusing it.
   std::string checkHello(uint64_t clusterId, NodeId from);
   void deliver(capnp::List<schema::PeerEnvelope>::Reader batch);
   void dropped(const std::string& why);
+  void closedOnError(const std::string& why);
+  // Logs `line` unless `limiter` holds it back; the next line says how many it did.
+  void logLimited(LogRateLimiter& limiter, std::string line, const char* verb);
   // An accepted peer's hello named this client address.
   void learnClientAddr(NodeId from, capnp::Text::Reader address);
 
@@ -82,7 +89,9 @@ class RaftService {
   uint64_t received_ = 0;
   uint64_t dropped_ = 0;
   uint64_t refusedHellos_ = 0;
+  uint64_t protocolErrors_ = 0;
   LogRateLimiter dropLog_{1000};
+  LogRateLimiter errorLog_{1000};
   std::set<std::pair<uint64_t, NodeId>> refusalsLogged_;  // bounded: see checkHello
 };
 

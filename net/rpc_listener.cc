@@ -121,6 +121,7 @@ struct RpcListener::Conn {
   // connection, the TLS handshake that made its stream, the socket under all of them.
   kj::Own<kj::AsyncIoStream> socket;  // TLS only: the TLS stream reads and writes it
   kj::Promise<void> tlsHandshake = nullptr;
+  kj::Own<kj::AsyncIoStream> stream;  // a stream handler's (plaintext or TLS)
   kj::Own<AcceptedConnection> rpc;
   kj::Promise<void> watch = nullptr;
 };
@@ -143,6 +144,22 @@ RpcListener::RpcListener(kj::Own<kj::ConnectionReceiver> receiver, BootstrapFact
       options_(std::move(options)),
       port_(receiver_->getPort()),
       tasks_(*this) {
+  start();
+}
+
+RpcListener::RpcListener(kj::Own<kj::ConnectionReceiver> receiver, StreamHandler handler,
+                         ListenerOptions options, kj::Timer& timer)
+    : timer_(timer),
+      receiver_(kj::mv(receiver)),
+      streamHandler_(std::move(handler)),
+      options_(std::move(options)),
+      port_(receiver_->getPort()),
+      tasks_(*this) {
+  start();
+}
+
+void RpcListener::start() {
+  KJ_REQUIRE(bool(factory_) != bool(streamHandler_), "a listener serves RPC or streams");
   KJ_REQUIRE(options_.maxUnidentified >= 1, "a listener must admit at least one connection");
   KJ_REQUIRE(options_.handshakeTimeout >= 0 * kj::SECONDS &&
              options_.idleTimeout >= 0 * kj::SECONDS);
@@ -214,8 +231,16 @@ void RpcListener::admit(kj::Own<kj::AsyncIoStream> stream) {
 }
 
 void RpcListener::serve(Conn& conn, kj::Own<kj::AsyncIoStream> stream) {
-  conn.rpc = kj::heap<AcceptedConnection>(kj::mv(stream), factory_(kj::addRef(*conn.handle)));
   uint64_t id = conn.id;
+  if (streamHandler_) {
+    conn.stream = kj::mv(stream);
+    conn.watch = streamHandler_(kj::addRef(*conn.handle), *conn.stream)
+                     .then([this, id]() { closeLater(id); },
+                           [this, id](kj::Exception&&) { closeLater(id); })
+                     .eagerlyEvaluate(nullptr);
+    return;
+  }
+  conn.rpc = kj::heap<AcceptedConnection>(kj::mv(stream), factory_(kj::addRef(*conn.handle)));
   conn.watch = conn.rpc->network.onDisconnect()
                    .then([this, id]() { closeLater(id); },
                          [this, id](kj::Exception&&) { closeLater(id); })
@@ -366,6 +391,7 @@ void RpcListener::close(uint64_t id) {
   conn->handle->listener_ = nullptr;
   conn->watch = nullptr;
   conn->rpc = nullptr;
+  conn->stream = nullptr;
   conn->tlsHandshake = nullptr;
   conn->socket = nullptr;
 }

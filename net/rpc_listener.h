@@ -1,7 +1,8 @@
 // Accepts TCP connections and serves Cap'n Proto RPC on each, with a fresh bootstrap
-// capability per connection (so a service can keep per-connection state, such as the
-// result of RaftPeer.hello). Destroying the listener stops accepting and drops every
-// connection it accepted.
+// capability per connection (so a service can keep per-connection state), or hands each
+// connection's stream to a stream handler (the peer protocol, net/raft_service.h), which
+// serves it until its promise resolves. Destroying the listener stops accepting and
+// drops every connection it accepted.
 //
 // Connections are bounded so that strangers can never lock out the ones that matter:
 //  * A connection starts unidentified. A service may identify it (ConnectionHandle::
@@ -81,6 +82,10 @@ struct ListenerOptions {
 class RpcListener final : private kj::TaskSet::ErrorHandler {
  public:
   using BootstrapFactory = std::function<capnp::Capability::Client(kj::Own<ConnectionHandle>)>;
+  // Serves one connection's (plaintext or TLS) stream; the connection is closed when the
+  // promise resolves or rejects. The stream outlives the promise.
+  using StreamHandler =
+      std::function<kj::Promise<void>(kj::Own<ConnectionHandle>, kj::AsyncIoStream&)>;
 
   // How long a refused connection is kept to read what its client sent (so that closing
   // it does not reset the connection before the client read our Abort), and how many
@@ -90,6 +95,8 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
 
   // A failed accept (e.g. out of file descriptors) is retried after a short pause.
   RpcListener(kj::Own<kj::ConnectionReceiver> receiver, BootstrapFactory factory,
+              ListenerOptions options, kj::Timer& timer);
+  RpcListener(kj::Own<kj::ConnectionReceiver> receiver, StreamHandler handler,
               ListenerOptions options, kj::Timer& timer);
   ~RpcListener() noexcept(false);
   KJ_DISALLOW_COPY(RpcListener);
@@ -115,9 +122,11 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   friend class ConnectionHandle;
   struct Conn;
 
+  void start();  // checks the options, starts accepting (and sweeping)
   kj::Promise<void> acceptLoop();
   void admit(kj::Own<kj::AsyncIoStream> stream);
-  // Runs Cap'n Proto on the (plaintext or TLS) stream of connection `conn`.
+  // Runs Cap'n Proto, or the stream handler, on the (plaintext or TLS) stream of
+  // connection `conn`.
   void serve(Conn& conn, kj::Own<kj::AsyncIoStream> stream);
   // TLS: tells a plaintext client off, else does the handshake over connection `id`'s
   // socket, then serve().
@@ -146,7 +155,8 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
 
   kj::Timer& timer_;
   kj::Own<kj::ConnectionReceiver> receiver_;
-  BootstrapFactory factory_;
+  BootstrapFactory factory_;  // exactly one of these two is set
+  StreamHandler streamHandler_;
   ListenerOptions options_;
   uint port_;
   uint64_t nextId_ = 1;

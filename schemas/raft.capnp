@@ -78,17 +78,40 @@ struct PeerEnvelope {
   message @3 :Message;
 }
 
-# The service every node exports to its peers.
-interface RaftPeer {
-  # Hands a batch of messages to the receiver. Raft tolerates loss, so the result only
-  # provides flow control: the sender keeps a bounded number of calls in flight.
-  deliver @0 (batch :List(PeerEnvelope)) -> ();
+# The peer protocol: a stream of PeerFrames (standard Cap'n Proto stream framing, one
+# message per frame) on a connection from the sending node to the receiving one, not RPC.
+# Raft messages are one-way, so a frame needs no answer: one Append costs one frame
+# instead of a call, its return and its finish (net/peer_stream.h).
+#
+#   dialer -> listener: hello, then batches and pings
+#   listener -> dialer: helloAnswer, then only pongs
+#
+# A listener that refuses the connection before reading the hello (too many strangers, a
+# plaintext dialer on a TLS port) sends a Cap'n Proto RPC Abort instead (rpc_listener.h);
+# the dialer tells the two apart by `magic`.
+struct PeerFrame {
+  magic @0 :UInt64;   # kPeerFrameMagic (net/peer_stream.h)
+  union {
+    # The first frame on a new connection: the receiver checks the cluster id and that
+    # the sender is a member it expects. Each side also tells the other where it serves
+    # clients (`clientAddr`, HOST:PORT of its KvService; empty if unknown), so that a
+    # follower can send a client to its leader (kv.capnp Reply.leaderAddr).
+    hello @1 :PeerHello;
+    helloAnswer @2 :PeerHelloAnswer;   # `reason` explains a refusal; then the stream ends
+    batch @3 :List(PeerEnvelope);      # at most PeerTransportOptions::maxBatchMessages
+    ping @4 :UInt64;                   # the sender's nonce, echoed in a pong
+    pong @5 :UInt64;
+  }
+}
 
-  # First call on a new connection: the receiver checks the cluster id and that the
-  # sender is a member it expects. `reason` explains a refusal. Each side also tells
-  # the other where it serves clients (`clientAddr`, HOST:PORT of its KvService; empty
-  # if unknown), so that a follower can send a client to its leader (kv.capnp
-  # Reply.leaderAddr). Nodes that predate the field send and read it as empty.
-  hello @1 (clusterId :UInt64, from :UInt32, clientAddr :Text)
-      -> (ok :Bool, reason :Text, clientAddr :Text);
+struct PeerHello {
+  clusterId @0 :UInt64;
+  from @1 :UInt32;
+  clientAddr @2 :Text;
+}
+
+struct PeerHelloAnswer {
+  ok @0 :Bool;
+  reason @1 :Text;
+  clientAddr @2 :Text;
 }

@@ -3,11 +3,12 @@
 // never holding up a live one, and client addresses advertised in the hello.
 #include <gtest/gtest.h>
 
-#include <capnp/rpc-twoparty.h>
+#include <capnp/message.h>
 
 #include <string>
 #include <vector>
 
+#include "net/peer_stream.h"
 #include "net/peer_transport.h"
 #include "net/raft_service.h"
 #include "net/rpc_listener.h"
@@ -58,7 +59,9 @@ struct Receiver {
     options.maxUnidentified = 16;
     listener = kj::heap<RpcListener>(
         addr->listen(),
-        [this](kj::Own<ConnectionHandle> c) { return service.newConnection(kj::mv(c)); },
+        RpcListener::StreamHandler([this](kj::Own<ConnectionHandle> c, kj::AsyncIoStream& s) {
+          return service.serve(kj::mv(c), s);
+        }),
         options, io.timer());
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(listener->getPort()); }
@@ -69,6 +72,57 @@ struct Receiver {
   std::vector<std::string> log;
   RaftService service;
   kj::Own<RpcListener> listener;
+};
+
+// A hand-driven dialer: writes frames and reads what the listener answers.
+struct RawPeer {
+  RawPeer(UvAsyncIo& io, const std::string& address)
+      : ws(io.waitScope()),
+        stream(io.network().parseAddress(address).wait(ws)->connect().wait(ws)),
+        reader(*stream) {}
+
+  void send(capnp::MallocMessageBuilder& message) { writePeerFrame(*stream, message).wait(ws); }
+  void hello(uint64_t cluster, NodeId from, const char* clientAddr = "") {
+    capnp::MallocMessageBuilder message;
+    auto frame = message.initRoot<schema::PeerFrame>();
+    frame.setMagic(kPeerFrameMagic);
+    auto h = frame.initHello();
+    h.setClusterId(cluster);
+    h.setFrom(from);
+    h.setClientAddr(clientAddr);
+    send(message);
+  }
+  // (ok, reason, clientAddr) of the answer to our hello.
+  std::tuple<bool, std::string, std::string> answer() {
+    auto frame = next();
+    auto root = frame->getRoot<schema::PeerFrame>();
+    EXPECT_EQ(root.getMagic(), kPeerFrameMagic);
+    EXPECT_TRUE(root.isHelloAnswer());
+    auto a = root.getHelloAnswer();
+    return {a.getOk(), a.getReason(), a.getClientAddr()};
+  }
+  kj::Own<capnp::MessageReader> next() {
+    for (;;) {
+      KJ_IF_MAYBE(f, reader.take()) {
+        return kj::mv(*f);
+      }
+      KJ_REQUIRE(reader.fill().wait(ws), "the listener closed the connection");
+    }
+  }
+  // True once the listener has closed the connection (nothing more arrives).
+  bool closed() {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                  while (reader.fill().wait(ws)) {
+                  }
+                })) {
+      return e->getType() == kj::Exception::Type::DISCONNECTED;
+    }
+    return true;
+  }
+
+  kj::WaitScope& ws;
+  kj::Own<kj::AsyncIoStream> stream;
+  PeerFrameReader reader;
 };
 
 TEST_F(PeerTransportTest, DeliversEveryMessageInOrderInFewBatches) {
@@ -117,57 +171,144 @@ TEST_F(PeerTransportTest, AnotherClusterIsRefusedAndLoggedOnce) {
 
 TEST_F(PeerTransportTest, RaftServiceChecksHelloAndEveryEnvelope) {
   UvAsyncIo io(loop());
-  auto& ws = io.waitScope();
   Receiver two(io, 9, 2, {1, 2, 3});
-  auto stream = io.network().parseAddress(two.address()).wait(ws)->connect().wait(ws);
-  capnp::TwoPartyClient client(*stream);
-  auto peer = client.bootstrap().castAs<schema::RaftPeer>();
 
-  auto hello = [&](uint64_t cluster, NodeId from) {
-    auto req = peer.helloRequest();
-    req.setClusterId(cluster);
-    req.setFrom(from);
-    auto resp = req.send().wait(ws);
-    return std::make_pair(resp.getOk(), std::string(resp.getReason()));
-  };
-  // (As node 3: a later connection that says hello as node 1 must not replace this one.)
-  EXPECT_EQ(hello(9, 3), std::make_pair(true, std::string()));
-  auto notMember = hello(9, 5);
-  EXPECT_FALSE(notMember.first);
-  EXPECT_NE(notMember.second.find("node 5 is not a peer"), std::string::npos);
-
-  // A fresh connection that says hello correctly may deliver; each envelope is checked.
-  auto stream2 = io.network().parseAddress(two.address()).wait(ws)->connect().wait(ws);
-  capnp::TwoPartyClient client2(*stream2);
-  auto peer2 = client2.bootstrap().castAs<schema::RaftPeer>();
+  // A refused hello is answered with the reason, then the connection ends.
   {
-    auto req = peer2.helloRequest();
-    req.setClusterId(9);
-    req.setFrom(1);
-    ASSERT_TRUE(req.send().wait(ws).getOk());
+    RawPeer notMember(io, two.address());
+    notMember.hello(9, 5);
+    auto [ok, reason, addr] = notMember.answer();
+    EXPECT_FALSE(ok);
+    EXPECT_NE(reason.find("node 5 is not a peer"), std::string::npos);
+    EXPECT_TRUE(notMember.closed());
   }
-  auto req = peer2.deliverRequest();
-  auto batch = req.initBatch(4);
+  // A batch before any hello closes the connection and is not delivered.
+  {
+    RawPeer rude(io, two.address());
+    capnp::MallocMessageBuilder message;
+    auto frame = message.initRoot<schema::PeerFrame>();
+    frame.setMagic(kPeerFrameMagic);
+    codec::toCapnp(9, heartbeat(1, 2, 9), frame.initBatch(1)[0]);
+    rude.send(message);
+    EXPECT_TRUE(rude.closed());
+  }
+  // So does a frame that is not a PeerFrame (a node that still speaks RPC).
+  {
+    RawPeer old(io, two.address());
+    capnp::MallocMessageBuilder message;
+    message.initRoot<schema::PeerHello>().setClusterId(9);
+    old.send(message);
+    EXPECT_TRUE(old.closed());
+  }
+  EXPECT_TRUE(two.got.empty());
+  EXPECT_EQ(two.service.protocolErrors(), 2u);
+
+  // A connection that says hello correctly may deliver; each envelope is checked.
+  RawPeer one(io, two.address());
+  one.hello(9, 1);
+  EXPECT_TRUE(std::get<0>(one.answer()));
+  capnp::MallocMessageBuilder message;
+  auto frame = message.initRoot<schema::PeerFrame>();
+  frame.setMagic(kPeerFrameMagic);
+  auto batch = frame.initBatch(4);
   codec::toCapnp(9, heartbeat(1, 2, 1), batch[0]);
   codec::toCapnp(8, heartbeat(1, 2, 2), batch[1]);  // another cluster
   codec::toCapnp(9, heartbeat(1, 3, 3), batch[2]);  // for another node
   codec::toCapnp(9, heartbeat(1, 2, 4), batch[3]);
   batch[3].getMessage().setType(static_cast<schema::MsgType>(200));  // malformed
-  req.send().wait(ws);
+  one.send(message);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return two.service.dropped() == 3u; }));
   ASSERT_EQ(two.got.size(), 1u);
   EXPECT_EQ(two.got[0], heartbeat(1, 2, 1));
-  EXPECT_EQ(two.service.dropped(), 3u);
   EXPECT_EQ(countContaining(two.log, "dropped a peer message"), 1u);  // rate-limited
 
-  // The refused connection's deliver calls fail.
-  auto refused = peer.deliverRequest();
-  codec::toCapnp(9, heartbeat(1, 2, 5), refused.initBatch(1)[0]);
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { refused.send().wait(ws); })) {
-    EXPECT_NE(std::string(e->getDescription().cStr()).find("refused"), std::string::npos);
-  } else {
-    ADD_FAILURE() << "a refused peer could deliver";
-  }
+  // A ping is answered with its nonce.
+  capnp::MallocMessageBuilder ping;
+  auto pingFrame = ping.initRoot<schema::PeerFrame>();
+  pingFrame.setMagic(kPeerFrameMagic);
+  pingFrame.setPing(77);
+  one.send(ping);
+  EXPECT_EQ(one.next()->getRoot<schema::PeerFrame>().getPong(), 77u);
+
+  // A second hello on the connection closes it.
+  one.hello(9, 1);
+  EXPECT_TRUE(one.closed());
+  EXPECT_EQ(two.service.protocolErrors(), 3u);
   EXPECT_EQ(two.got.size(), 1u);
+}
+
+// Frames arrive whole however the bytes are split, many frames per read are all taken,
+// and a frame over the bound or a stream that ends inside a frame fails the read.
+TEST_F(PeerTransportTest, FrameReaderReassemblesAndBoundsFrames) {
+  UvAsyncIo io(loop());
+  auto& ws = io.waitScope();
+  auto pipe = kj::newTwoWayPipe();
+  PeerFrameReader reader(*pipe.ends[1], 256 * 1024);
+
+  // Three frames, the middle one 100 KB, written in 7-byte pieces.
+  kj::Vector<kj::byte> bytes;
+  for (size_t size : {10u, 100000u, 3u}) {
+    capnp::MallocMessageBuilder message;
+    auto frame = message.initRoot<schema::PeerFrame>();
+    frame.setMagic(kPeerFrameMagic);
+    auto batch = frame.initBatch(1);
+    Message m = heartbeat(1, 2, size);
+    m.type = MsgType::Snapshot;
+    m.snapChunk.assign(size, static_cast<char>('a' + size % 26));
+    codec::toCapnp(9, m, batch[0]);
+    kj::VectorOutputStream out;
+    capnp::writeMessage(out, message);
+    bytes.addAll(out.getArray());
+  }
+  auto writing = kj::evalLater([&]() -> kj::Promise<void> {
+    kj::Promise<void> chain = kj::READY_NOW;
+    for (size_t at = 0; at < bytes.size(); at += 7) {
+      size_t n = std::min<size_t>(7, bytes.size() - at);
+      chain = chain.then([&, at, n]() { return pipe.ends[0]->write(bytes.begin() + at, n); });
+    }
+    return chain;
+  });
+  std::vector<size_t> sizes;
+  while (sizes.size() < 3) {
+    ASSERT_TRUE(reader.fill().wait(ws));
+    for (;;) {
+      KJ_IF_MAYBE(f, reader.take()) {
+        auto root = (*f)->getRoot<schema::PeerFrame>();
+        sizes.push_back(root.getBatch()[0].getMessage().getSnapChunk().size());
+      } else {
+        break;
+      }
+    }
+  }
+  writing.wait(ws);
+  EXPECT_EQ(sizes, (std::vector<size_t>{10, 100000, 3}));
+  EXPECT_EQ(reader.buffered(), 0u);
+
+  // Ends inside a frame: the read fails, it is not a clean end.
+  auto partial = pipe.ends[0]
+                     ->write(bytes.begin(), 20)
+                     .then([&]() { pipe.ends[0]->shutdownWrite(); })
+                     .eagerlyEvaluate(nullptr);
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                while (reader.fill().wait(ws)) {
+                }
+              })) {
+    EXPECT_NE(std::string(e->getDescription().cStr()).find("inside a frame"),
+              std::string::npos);
+  } else {
+    ADD_FAILURE() << "a stream that ended inside a frame ended cleanly";
+  }
+
+  // A frame whose header announces more than the bound fails at once.
+  auto pipe2 = kj::newTwoWayPipe();
+  PeerFrameReader small(*pipe2.ends[1], 64 * 1024);
+  uint32_t header[2] = {0, 1u << 20};  // one segment of 1 Mi words
+  auto announced = pipe2.ends[0]->write(header, sizeof header).eagerlyEvaluate(nullptr);
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { small.fill().wait(ws); })) {
+    EXPECT_NE(std::string(e->getDescription().cStr()).find("too big"), std::string::npos);
+  } else {
+    ADD_FAILURE() << "an oversized frame was buffered";
+  }
 }
 
 TEST_F(PeerTransportTest, ReconnectsWhenThePeerComesBackAndLogsTransitions) {
@@ -238,6 +379,76 @@ TEST_F(PeerTransportTest, AHungPeerDoesNotHoldUpALiveOneAndItsQueueIsBounded) {
   EXPECT_EQ(transport.stats(2).droppedQueueFull, 0u);
 }
 
+// A peer that accepts our hello and then never answers a ping is dropped, and reconnected
+// to; while pongs come back, each is a round trip for the observer.
+TEST_F(PeerTransportTest, APeerThatStopsAnsweringPingsIsDropped) {
+  UvAsyncIo io(loop());
+  auto& ws = io.waitScope();
+  auto listener = io.network().parseAddress("127.0.0.1", 0).wait(ws)->listen();
+  struct Accepted {
+    kj::Own<kj::AsyncIoStream> stream;
+    kj::Own<PeerFrameReader> reader;
+  };
+  std::vector<Accepted> accepted;
+  std::function<kj::Promise<void>()> acceptForever = [&]() {
+    return listener->accept().then([&](kj::Own<kj::AsyncIoStream> s) {
+      auto reader = kj::heap<PeerFrameReader>(*s);
+      accepted.push_back({kj::mv(s), kj::mv(reader)});
+      return acceptForever();
+    });
+  };
+  auto accepting = acceptForever().eagerlyEvaluate(nullptr);
+
+  PeerTransportOptions fast = quickRetries();
+  fast.pingInterval = 20 * kj::MILLISECONDS;
+  fast.callTimeout = 100 * kj::MILLISECONDS;
+  std::vector<std::string> log;
+  int roundTrips = 0;
+  PeerTransport transport(
+      io.network(), io.timer(), 9, 1, {{2, "127.0.0.1:" + std::to_string(listener->getPort())}},
+      [&](const std::string& l) { log.push_back(l); }, fast);
+  transport.setRoundTripObserver([&](NodeId peer, uint64_t) { roundTrips += peer == 2; });
+  transport.start();
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return accepted.size() == 1; }));
+  // Answer the hello by hand; then answer pings for a while, then stop.
+  Accepted& first = accepted[0];
+  auto answerNext = [&](bool pong) {
+    for (;;) {
+      kj::Own<capnp::MessageReader> got;
+      KJ_IF_MAYBE(f, first.reader->take()) {
+        got = kj::mv(*f);
+      }
+      if (got.get() != nullptr) {
+        auto root = got->getRoot<schema::PeerFrame>();
+        capnp::MallocMessageBuilder message;
+        auto frame = message.initRoot<schema::PeerFrame>();
+        frame.setMagic(kPeerFrameMagic);
+        if (root.isHello()) {
+          frame.initHelloAnswer().setOk(true);
+        } else if (root.isPing() && pong) {
+          frame.setPong(root.getPing());
+        } else {
+          return;
+        }
+        got = nullptr;
+        writePeerFrame(*first.stream, message).wait(ws);
+        return;
+      }
+      ASSERT_TRUE(first.reader->fill().wait(ws));
+    }
+  };
+  answerNext(true);  // the hello
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return transport.isUp(2); }));
+  for (int i = 0; i < 3; ++i) answerNext(true);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return roundTrips == 3; }));
+  // Now silent: the connection is given up within callTimeout plus a ping interval.
+  ASSERT_TRUE(testing::waitUntil(
+      io, [&]() { return !transport.isUp(2); }, 1000));
+  EXPECT_EQ(countContaining(log, "peer 2 down: "), 1u);
+  EXPECT_EQ(countContaining(log, "did not answer a ping"), 1u);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return accepted.size() >= 2; }));  // redialled
+}
+
 TEST_F(PeerTransportTest, HelloAdvertisesClientAddressesBothWays) {
   UvAsyncIo io(loop());
   auto& ws = io.waitScope();
@@ -260,16 +471,11 @@ TEST_F(PeerTransportTest, HelloAdvertisesClientAddressesBothWays) {
   EXPECT_EQ(countContaining(two.log, "peer 1 serves clients at 127.0.0.1:9001"), 1u);
 
   // A refused hello teaches nothing; a member's empty or port-less address changes nothing.
-  auto stream = io.network().parseAddress(two.address()).wait(ws)->connect().wait(ws);
-  capnp::TwoPartyClient client(*stream);
-  auto peer = client.bootstrap().castAs<schema::RaftPeer>();
   auto hello = [&](uint64_t cluster, NodeId from, const char* addr) {
-    auto req = peer.helloRequest();
-    req.setClusterId(cluster);
-    req.setFrom(from);
-    req.setClientAddr(addr);
-    auto resp = req.send().wait(ws);
-    return std::make_pair(resp.getOk(), std::string(resp.getClientAddr()));
+    RawPeer peer(io, two.address());
+    peer.hello(cluster, from, addr);
+    auto [ok, reason, theirs] = peer.answer();
+    return std::make_pair(ok, theirs);
   };
   EXPECT_EQ(hello(8, 3, "10.9.9.9:1"), std::make_pair(false, std::string()));
   EXPECT_EQ(two.addresses.of(3), "");
