@@ -18,7 +18,7 @@ class UvFdWatcher::Waiter {
                "already waiting for this fd to become ready; wait for the previous event",
                kKindName[kind], watcher.fd_);
     watcher.waiters_[kind] = this;
-    watcher.updateInterest();
+    watcher.setInterest(watcher.interest_ | kUvEventOf[kind]);
   }
   ~Waiter() { detach(); }
   KJ_DISALLOW_COPY(Waiter);
@@ -35,12 +35,13 @@ class UvFdWatcher::Waiter {
   }
 
  private:
+  // Leaves the interest armed: the next waiter (kj reads again at once, and waits again
+  // on EAGAIN) then costs no epoll_ctl. onPoll drops a kind nobody waits for.
   void detach() {
     if (watcher_ == nullptr) return;
     UvFdWatcher* watcher = watcher_;
     watcher_ = nullptr;
     if (watcher->waiters_[kind_] == this) watcher->waiters_[kind_] = nullptr;
-    watcher->updateInterest();
   }
 
   kj::PromiseFulfiller<void>& fulfiller_;
@@ -79,12 +80,8 @@ void UvFdWatcher::fire(Kind kind) {
   if (w != nullptr) w->fulfill();
 }
 
-void UvFdWatcher::updateInterest() {
+void UvFdWatcher::setInterest(int wanted) {
   if (handle_.get() == nullptr) return;  // closing
-  int wanted = 0;
-  for (int k = 0; k < KIND_COUNT; ++k) {
-    if (waiters_[k] != nullptr) wanted |= kUvEventOf[k];
-  }
   if (wanted == interest_) return;
   if (wanted == 0) {
     uv_poll_stop(handle_.get());
@@ -105,10 +102,18 @@ void UvFdWatcher::onPoll(uv_poll_t* handle, int status, int events) {
   }
   // Firing may destroy waiters (never this watcher: its owner outlives the callback,
   // since firing only queues kj events).
-  if (events & UV_READABLE) self->fire(READABLE);
-  if (events & UV_WRITABLE) self->fire(WRITABLE);
-  if (events & UV_DISCONNECT) self->fire(HUNG_UP);
-  self->updateInterest();
+  // A kind that fired with nobody waiting stops being watched (level-triggered, it would
+  // fire on every turn); a waiter arms it again.
+  int unclaimed = 0;
+  for (int k = 0; k < KIND_COUNT; ++k) {
+    if ((events & kUvEventOf[k]) == 0) continue;
+    if (self->waiters_[k] == nullptr) {
+      unclaimed |= kUvEventOf[k];
+    } else {
+      self->fire(static_cast<Kind>(k));
+    }
+  }
+  if (status >= 0) self->setInterest(self->interest_ & ~unclaimed);
 }
 
 }  // namespace kvr::net

@@ -1,8 +1,11 @@
 // Readiness of one file descriptor as kj promises, watched by one uv_poll_t.
 //
 // At most one waiter per kind (readable, writable, hang-up) at a time, as with kj's own
-// FdObserver. The poll handle watches exactly the kinds somebody is waiting for and stops
-// when nobody is, so an idle connection costs no wake-ups. Readiness is a hint: callers
+// FdObserver. The poll handle watches the kinds somebody waits for, and keeps watching a
+// kind after its waiter is done until it fires with nobody waiting: kj waits again right
+// after each read that drains the socket, and re-arming each time cost an epoll_ctl (two
+// with libuv's lazy removal) per wait. An idle connection still costs no wake-ups: a kind
+// that fires unclaimed is dropped at once. Readiness is a hint: callers
 // retry their non-blocking syscall, which reports any real error.
 #pragma once
 
@@ -36,7 +39,7 @@ class UvFdWatcher {
 
   kj::Promise<void> waitFor(Kind kind);
   void fire(Kind kind);
-  void updateInterest();
+  void setInterest(int wanted);  // starts, changes or stops the poll handle
   static void onPoll(uv_poll_t* handle, int status, int events);
 
   uv_loop_t* loop_;
