@@ -9,6 +9,7 @@
 #include <kj/debug.h>
 
 #include "core/limits.h"
+#include "net/buffered_stream.h"
 #include "net/client_tls.h"
 #include "net/rpc_listener.h"  // kRefusedConnectionPrefix, kTlsRequiredReason only
 #include "net/tls.h"
@@ -175,7 +176,7 @@ struct ClusterChannel::Batch {
 
 struct ClusterChannel::Connection {
   Connection(kj::Own<kj::AsyncIoStream> s, uint64_t gen, kj::TaskSet::ErrorHandler& errors)
-      : stream(kj::mv(s)),
+      : stream(kj::heap<net::BufferedReadStream>(kj::mv(s))),
         rpc(kj::heap<capnp::TwoPartyClient>(*stream)),
         service(rpc->bootstrap().castAs<schema::KvService>()),
         generation(gen),

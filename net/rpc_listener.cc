@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "net/buffered_stream.h"
 #include "net/tls.h"
 
 namespace kvr::net {
@@ -20,7 +21,7 @@ namespace {
 
 struct AcceptedConnection {
   AcceptedConnection(kj::Own<kj::AsyncIoStream> s, capnp::Capability::Client bootstrap)
-      : stream(kj::mv(s)),
+      : stream(kj::heap<BufferedReadStream>(kj::mv(s))),
         network(*stream, capnp::rpc::twoparty::Side::SERVER),
         rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
 
