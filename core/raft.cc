@@ -274,10 +274,7 @@ void Raft::maybeStepDownRemoved() {
     }
   }
   if (best != kNoNode) {
-    Message t;
-    t.type = MsgType::TimeoutNow;
-    t.to = best;
-    t.term = term_;
+    Message t = outgoing(MsgType::TimeoutNow, best);
     send(std::move(t));
   }
   becomeFollower(term_, kNoNode);
@@ -384,9 +381,7 @@ void Raft::campaign(bool preVote, bool transfer) {
   if (!preVote) to.insert(to.end(), conf_.learners.begin(), conf_.learners.end());
   for (NodeId v : to) {
     if (v == config_.id) continue;
-    Message m;
-    m.type = preVote ? MsgType::PreVote : MsgType::Vote;
-    m.to = v;
+    Message m = outgoing(preVote ? MsgType::PreVote : MsgType::Vote, v);
     m.term = preVote ? term_ + 1 : term_;
     m.index = lastIndex();
     m.logTerm = lastTerm();
@@ -528,10 +523,7 @@ void Raft::step(Message m) {
     if ((config_.checkQuorum || config_.preVote) &&
         (m.type == MsgType::Append || m.type == MsgType::Heartbeat)) {
       // A stale leader (e.g. healed from a partition) learns our term and steps down.
-      Message r;
-      r.type = MsgType::AppendResp;
-      r.to = m.from;
-      r.term = term_;
+      Message r = outgoing(MsgType::AppendResp, m.from);
       r.reject = true;
       r.index = m.index;
       send(std::move(r));
@@ -540,10 +532,9 @@ void Raft::step(Message m) {
       // when our configuration is older than the candidate's: we never send it anything
       // else (it is not a voter of ours), and without pre-vote our term may have run far
       // ahead while we were cut off (stale voter story, seed 959 --membership on).
-      Message r;
-      r.type = m.type == MsgType::PreVote ? MsgType::PreVoteResp : MsgType::VoteResp;
-      r.to = m.from;
-      r.term = term_;
+      Message r = outgoing(m.type == MsgType::PreVote ? MsgType::PreVoteResp
+                                                      : MsgType::VoteResp,
+                           m.from);
       r.reject = true;
       send(std::move(r));
     } else if (m.type == MsgType::ReadIndexResp && m.reject) {
@@ -581,9 +572,7 @@ void Raft::handleVoteRequest(const Message& m) {
     hitProbe(Probe::VoteRefusedRecovering);
     canVote = false;
   }
-  Message r;
-  r.type = preVote ? MsgType::PreVoteResp : MsgType::VoteResp;
-  r.to = m.from;
+  Message r = outgoing(preVote ? MsgType::PreVoteResp : MsgType::VoteResp, m.from);
   bool upToDate = isUpToDate(m.index, m.logTerm);
   if (canVote && !upToDate) hitProbe(Probe::VoteRefusedStaleLog);
   if (canVote && upToDate) {
@@ -660,10 +649,7 @@ void Raft::stepFollower(Message& m) {
 }
 
 void Raft::handleAppend(Message& m) {
-  Message r;
-  r.type = MsgType::AppendResp;
-  r.to = m.from;
-  r.term = term_;
+  Message r = outgoing(MsgType::AppendResp, m.from);
   markRecoveringResponse(r);
   if (m.index < commit_) {
     r.index = commit_;
@@ -709,10 +695,7 @@ void Raft::handleHeartbeat(const Message& m) {
   if (newCommit > commit_) setCommit(newCommit);
   maybeFinishRecovery();
   if (recovering_ && m.commit > recoveryVerified()) askLeaderToVerify(m.from);
-  Message r;
-  r.type = MsgType::HeartbeatResp;
-  r.to = m.from;
-  r.term = term_;
+  Message r = outgoing(MsgType::HeartbeatResp, m.from);
   r.context = m.context;
   send(std::move(r));
 }
@@ -721,10 +704,7 @@ void Raft::handleSnapshotChunk(Message& m) {
   if (m.snap.index <= commit_) {
     // Already have everything it covers: tell the leader where we are.
     incoming_.reset();
-    Message r;
-    r.type = MsgType::AppendResp;
-    r.to = m.from;
-    r.term = term_;
+    Message r = outgoing(MsgType::AppendResp, m.from);
     r.index = commit_;
     send(std::move(r));
     return;
@@ -741,10 +721,7 @@ void Raft::handleSnapshotChunk(Message& m) {
   }
   if (!continues) {
     // Out of order (a lost or duplicated chunk): ask for the offset we need.
-    Message r;
-    r.type = MsgType::SnapshotResp;
-    r.to = m.from;
-    r.term = term_;
+    Message r = outgoing(MsgType::SnapshotResp, m.from);
     r.index = m.snap.index;
     r.snapOffset = incoming_ && incoming_->meta == m.snap ? incoming_->data.size() : 0;
     send(std::move(r));
@@ -752,10 +729,7 @@ void Raft::handleSnapshotChunk(Message& m) {
   }
   incoming_->data.append(m.snapChunk);
   if (incoming_->data.size() < incoming_->size) {
-    Message r;
-    r.type = MsgType::SnapshotResp;
-    r.to = m.from;
-    r.term = term_;
+    Message r = outgoing(MsgType::SnapshotResp, m.from);
     r.index = m.snap.index;
     r.snapOffset = incoming_->data.size();
     send(std::move(r));
@@ -767,10 +741,7 @@ void Raft::handleSnapshotChunk(Message& m) {
   incoming_.reset();
   installSnapshot(std::move(snap));
   noteLeaderMatch(commit_);
-  Message r;
-  r.type = MsgType::AppendResp;
-  r.to = m.from;
-  r.term = term_;
+  Message r = outgoing(MsgType::AppendResp, m.from);
   r.index = m.snap.index;
   send(std::move(r));
 }
@@ -851,10 +822,7 @@ void Raft::handleAppendResp(const Message& m) {
   }
   if (transferTarget_ == m.from && pr.match == lastIndex()) {
     hitProbe(Probe::TransferTimeoutNow);
-    Message t;
-    t.type = MsgType::TimeoutNow;
-    t.to = m.from;
-    t.term = term_;
+    Message t = outgoing(MsgType::TimeoutNow, m.from);
     send(std::move(t));
   }
   sendAppend(m.from, false);
@@ -957,10 +925,7 @@ void Raft::sendAppend(NodeId to, bool allowEmpty) {
       sendSnapshotChunk(to, pr);
       return;
     }
-    Message m;
-    m.type = MsgType::Append;
-    m.to = to;
-    m.term = term_;
+    Message m = outgoing(MsgType::Append, to);
     m.index = prev;
     m.logTerm = *prevTerm;
     size_t bytes = 0;
@@ -1037,10 +1002,7 @@ void Raft::snapshotDurable(const SnapshotMeta& meta) {
 void Raft::broadcastHeartbeat(uint64_t readRound) {
   for (auto& [id, pr] : progress_) {
     if (id == config_.id) continue;
-    Message m;
-    m.type = MsgType::Heartbeat;
-    m.to = id;
-    m.term = term_;
+    Message m = outgoing(MsgType::Heartbeat, id);
     m.commit = std::min(pr.match, commit_);
     m.context = readRound;
     send(std::move(m));
@@ -1080,10 +1042,7 @@ void Raft::handleReadIndexRequest(NodeId from, uint64_t context) {
   auto fail = [&]() { answerRead(from, context, 0, true); };
   if (role_ != Role::Leader) {
     if (from == config_.id && leader_ != kNoNode && role_ == Role::Follower) {
-      Message m;
-      m.type = MsgType::ReadIndex;
-      m.to = leader_;
-      m.term = term_;
+      Message m = outgoing(MsgType::ReadIndex, leader_);
       m.context = context;
       send(std::move(m));
     } else {
@@ -1140,10 +1099,7 @@ void Raft::answerRead(NodeId requester, uint64_t context, Index index, bool fail
     outReads_.push_back(ReadState{context, index, failed});
     return;
   }
-  Message r;
-  r.type = MsgType::ReadIndexResp;
-  r.to = requester;
-  r.term = term_;
+  Message r = outgoing(MsgType::ReadIndexResp, requester);
   r.context = context;
   r.index = index;
   r.reject = failed;
@@ -1158,10 +1114,7 @@ bool Raft::transferLeadership(NodeId target) {
   transferElapsed_ = 0;
   const Progress& pr = progress_[target];
   if (pr.match == lastIndex()) {
-    Message t;
-    t.type = MsgType::TimeoutNow;
-    t.to = target;
-    t.term = term_;
+    Message t = outgoing(MsgType::TimeoutNow, target);
     send(std::move(t));
   } else {
     sendAppend(target, true);
@@ -1221,6 +1174,14 @@ void Raft::applied(Index index) {
 }
 
 // ---------------------------------------------------------------- output
+
+Message Raft::outgoing(MsgType type, NodeId to) const {
+  Message m;
+  m.type = type;
+  m.to = to;
+  m.term = term_;
+  return m;
+}
 
 void Raft::send(Message m) {
   m.from = config_.id;

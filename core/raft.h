@@ -226,6 +226,8 @@ class Raft {
   void failReads();
   // Answers a read: a ReadState for our own, a ReadIndexResp for a follower's.
   void answerRead(NodeId requester, uint64_t context, Index index, bool failed);
+  // A message of ours: `type` to `to` at our term (a vote request sets its own).
+  Message outgoing(MsgType type, NodeId to) const;
   void send(Message msg);
   void flushLeaderOutput();
   Index stableCommitted() const;

@@ -54,10 +54,7 @@ void Raft::sendTermPoll() {
   termPollElapsed_ = 0;
   for (NodeId v : conf_.voters) {
     if (v == config_.id || termPollAnswers_.count(v)) continue;
-    Message m;
-    m.type = MsgType::TermPoll;
-    m.to = v;
-    m.term = term_;
+    Message m = outgoing(MsgType::TermPoll, v);
     m.context = termPollNonce_;
     send(std::move(m));
   }
@@ -67,10 +64,7 @@ void Raft::answerTermPoll(const Message& poll) {
   // Answered at any term. Not while we recover ourselves: our term may then be below
   // one we held.
   if (recovering_) return;
-  Message r;
-  r.type = MsgType::TermPollResp;
-  r.to = poll.from;
-  r.term = term_;
+  Message r = outgoing(MsgType::TermPollResp, poll.from);
   r.context = poll.context;
   send(std::move(r));
 }
@@ -106,10 +100,7 @@ void Raft::markRecoveringResponse(Message& resp) const {
 void Raft::askLeaderToVerify(NodeId leader) {
   // The leader believes we hold more than an Append of its verified (its match for us
   // predates the damage) and sends none while it does: tell it where we stand.
-  Message r;
-  r.type = MsgType::AppendResp;
-  r.to = leader;
-  r.term = term_;
+  Message r = outgoing(MsgType::AppendResp, leader);
   r.reject = true;
   r.index = commit_;
   r.rejectHint = commit_;
