@@ -311,6 +311,9 @@ class PeerTransport::Peer {
       } else {
         return;
       }
+      // The batch bounds keep a frame under what a receiver reads (constructor check).
+      KJ_ASSERT(message->sizeInWords() * sizeof(capnp::word) <= kMaxPeerFrameBytes,
+                "a peer frame over the receivers' bound", message->sizeInWords(), count);
       conn.writing = true;
       conn.writingMessages = count;
       auto written = writePeerFrame(*conn.stream, *message).attach(kj::mv(message));
