@@ -202,6 +202,36 @@ bool SnapshotStore::readData(const SnapshotMeta& meta, uint64_t size, uint64_t o
   return true;
 }
 
+std::optional<Index> SnapshotStore::indexOfFileName(const std::string& name) {
+  // snap-<16 hex digits of the index>-<16 hex digits of the term>.snap[.tmp]
+  constexpr size_t kHexDigits = 16;
+  if (!isSnapshotFileName(name) || name.size() < 5 + kHexDigits + 1 ||
+      name[5 + kHexDigits] != '-') {
+    return std::nullopt;
+  }
+  Index index = 0;
+  for (size_t i = 5; i < 5 + kHexDigits; ++i) {
+    const char c = name[i];
+    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (digit < 0) return std::nullopt;
+    index = index * 16 + static_cast<Index>(digit);
+  }
+  return index;
+}
+
+void SnapshotStore::removeReplacedBy(const SnapshotMeta& keep) {
+  const std::string keepName = fileName(keep);
+  bool removed = false;
+  for (const std::string& name : fs_.list(dir_)) {
+    const std::optional<Index> index = indexOfFileName(name);
+    if (index && *index <= keep.index && name != keepName) {
+      fs_.remove(joinPath(dir_, name));
+      removed = true;
+    }
+  }
+  if (removed) fs_.syncDir(dir_);
+}
+
 void SnapshotStore::removeAllExcept(const std::optional<SnapshotMeta>& keep) {
   const std::string keepName = keep ? fileName(*keep) : std::string();
   bool removed = false;

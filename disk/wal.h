@@ -86,7 +86,10 @@ struct WalBatch {
   Index maxEntryIndex = 0;
 };
 
-// Appends batches to the newest segment, rolling over and deleting covered segments.
+// Appends batches to the newest segment, rolling over. Segments the durable snapshot in
+// effect covers are dropped from the writer's list at once, and their files handed out
+// (takeCovered) for removeSegments, which may run later and on another thread: a large
+// unlink and the directory fsyncs stay out of the path of the next append's fsync.
 // Any exception leaves the WAL in an unknown state: the owner must stop using it.
 class WalWriter {
  public:
@@ -96,6 +99,9 @@ class WalWriter {
 
   // Makes every batch durable: one append and one fdatasync per segment touched.
   void append(std::vector<WalBatch>& batches);
+  // The names of the covered segments append() dropped since the last call, oldest first
+  // (at most kMaxCoveredSegments pending: a caller that never takes them is a bug).
+  std::vector<std::string> takeCovered();
 
   const std::optional<SnapshotMarker>& marker() const { return marker_; }
   // The seq the next record appended gets.
@@ -105,7 +111,7 @@ class WalWriter {
  private:
   void writeOut(std::string& buffer);
   void roll(std::string& buffer);
-  void deleteCoveredSegments();
+  void dropCoveredSegments();
   void appendAfterDegraded();
 
   FileSystem& fs_;
@@ -118,6 +124,15 @@ class WalWriter {
   bool haveHardState_ = false;
   std::optional<SnapshotMarker> marker_;
   Index hwm_ = 0;
+  std::vector<std::string> covered_;  // dropped, not yet taken for removal; oldest first
 };
+
+// Bound on WalWriter's covered segments waiting to be taken.
+constexpr size_t kMaxCoveredSegments = 4096;
+
+// Removes the segment files `names` (from WalWriter::takeCovered) in order, each removal
+// durable (directory fsync) before the next, so a crash leaves a contiguous run of
+// segments. Safe beside a WalWriter appending to a newer segment of the same directory.
+void removeSegments(FileSystem& fs, const std::string& dir, const std::vector<std::string>& names);
 
 }  // namespace kvr::disk

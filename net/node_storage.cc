@@ -14,6 +14,7 @@ NodeStorage::NodeStorage(uv_loop_t* loop, kj::Own<disk::DiskStorage> disk, Fatal
 NodeStorage::~NodeStorage() noexcept {
   if (writing_) failStop("storage: destroyed with a WAL write in flight (stop() first)");
   if (preparing_) failStop("storage: destroyed with a snapshot write in flight (stop() first)");
+  if (cleaning_) failStop("storage: destroyed with a file removal in flight (stop() first)");
 }
 
 bool NodeStorage::prepareSnapshot(const SnapshotMeta& meta,
@@ -56,7 +57,7 @@ bool NodeStorage::prepareSnapshot(const SnapshotMeta& meta,
 }
 
 void NodeStorage::notifyIdle() {
-  if (writing_ || preparing_) return;
+  if (writing_ || preparing_ || cleaning_) return;
   KJ_IF_MAYBE(w, idleWaiter_) {
     (*w)->fulfill();
     idleWaiter_ = nullptr;
@@ -90,14 +91,20 @@ void NodeStorage::startWrite() {
   disk::DiskStorage* disk = disk_.get();
   disk::QueuedWrites work = disk_->takeQueued();
   // Runs on a pool thread: touches only the writer half of DiskStorage.
+  // (A shared_ptr result, as for prepareSnapshot: kj's ExceptionOr wants it copyable.)
   auto written = runOnPool(loop_, [disk, work = std::move(work)]() mutable {
-    return disk->write(std::move(work));
+    return std::make_shared<disk::Written>(disk->writeDeferringCleanup(std::move(work)));
   });
   tasks_.add(written.then(
-      [this](std::vector<uint64_t> seqs) {
+      [this](std::shared_ptr<disk::Written> done) {
         writing_ = false;
         ++writesCompleted_;
-        for (uint64_t seq : seqs) {
+        if (!done->cleanup.empty()) {
+          KJ_ASSERT(cleanups_.size() < kMaxPendingCleanups, "file removals pile up");
+          cleanups_.push_back(std::move(done->cleanup));
+          startCleanup();
+        }
+        for (uint64_t seq : done->durable) {
           ++batchesDurable_;
           if (durable_) durable_(seq);
         }
@@ -113,9 +120,34 @@ void NodeStorage::startWrite() {
       }));
 }
 
+// Removes the files a write made obsolete, one job at a time in the order the writes
+// returned them, beside the WAL writes: never in their way.
+void NodeStorage::startCleanup() {
+  if (cleaning_ || failed_ || cleanups_.empty()) return;
+  cleaning_ = true;
+  disk::DiskStorage* disk = disk_.get();
+  auto removed = runOnPool(
+      loop_, [disk, work = std::move(cleanups_.front())]() mutable { disk->cleanup(std::move(work)); });
+  cleanups_.pop_front();
+  tasks_.add(removed.then(
+      [this]() {
+        cleaning_ = false;
+        ++cleanupsCompleted_;
+        startCleanup();
+        notifyIdle();
+      },
+      [this](kj::Exception&& e) {
+        cleaning_ = false;
+        failed_ = true;
+        notifyIdle();
+        fatal_(std::string("storage: removing obsolete files failed, stopping: ") +
+               e.getDescription().cStr());
+      }));
+}
+
 kj::Promise<void> NodeStorage::stop() {
   stopping_ = true;
-  if (!writing_ && !preparing_) return kj::READY_NOW;
+  if (!writing_ && !preparing_ && !cleaning_) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
   idleWaiter_ = kj::mv(paf.fulfiller);
   return kj::mv(paf.promise);
