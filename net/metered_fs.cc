@@ -48,6 +48,7 @@ class MeteredFile final : public disk::File {
     }
   }
   void truncate(uint64_t size) override { inner_->truncate(size); }
+  void writeBehind() override { inner_->writeBehind(); }
 
  private:
   kj::Own<disk::File> inner_;
