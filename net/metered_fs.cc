@@ -1,11 +1,18 @@
 #include "net/metered_fs.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <string_view>
 
 namespace kvr::net {
 namespace {
 
 constexpr double kMeteredNanosPerSecond = 1e9;
+// One pacing sleep is at most this long (a limit on everything; the next hint sleeps on).
+constexpr uint64_t kMaxPaceSleepMicros = 1'000'000;
+
+thread_local uint64_t tPaceBytesPerSecond = 0;
 
 enum class Kind { Wal, Snapshot, Other };
 
@@ -20,11 +27,12 @@ Kind kindOf(const std::string& path, disk::OpenMode mode) {
 
 class MeteredFile final : public disk::File {
  public:
-  MeteredFile(kj::Own<disk::File> inner, Kind kind, DiskMetrics& metrics)
+  MeteredFile(kj::Own<disk::File> inner, Kind kind, DiskMetrics& metrics, uint64_t pace)
       : inner_(kj::mv(inner)),
         kind_(kind),
         metrics_(metrics),
-        openedNs_(metrics::monotonicNanos()) {}
+        openedNs_(metrics::monotonicNanos()),
+        paceBytesPerSecond_(pace) {}
   ~MeteredFile() noexcept override {}
 
   uint64_t size() override { return inner_->size(); }
@@ -48,23 +56,44 @@ class MeteredFile final : public disk::File {
     }
   }
   void truncate(uint64_t size) override { inner_->truncate(size); }
-  void writeBehind() override { inner_->writeBehind(); }
+  void writeBehind() override {
+    inner_->writeBehind();
+    if (paceBytesPerSecond_ == 0) return;
+    // Due: when `appended_` bytes may have been written at the pace since the open.
+    const uint64_t dueNs =
+        openedNs_ + static_cast<uint64_t>(double(appended_) * kMeteredNanosPerSecond /
+                                          double(paceBytesPerSecond_));
+    const uint64_t now = metrics::monotonicNanos();
+    if (dueNs > now) {
+      ::usleep(static_cast<useconds_t>(std::min((dueNs - now) / 1000, kMaxPaceSleepMicros)));
+    }
+  }
 
  private:
   kj::Own<disk::File> inner_;
   Kind kind_;
   DiskMetrics& metrics_;
   uint64_t openedNs_;
+  uint64_t paceBytesPerSecond_;  // 0: not paced
   uint64_t appended_ = 0;
 };
 
 }  // namespace
 
+SnapshotPace::SnapshotPace(uint64_t bytesPerSecond) : outer_(tPaceBytesPerSecond) {
+  tPaceBytesPerSecond = bytesPerSecond;
+}
+
+SnapshotPace::~SnapshotPace() { tPaceBytesPerSecond = outer_; }
+
+uint64_t SnapshotPace::current() { return tPaceBytesPerSecond; }
+
 kj::Own<disk::File> MeteredFileSystem::open(const std::string& path, disk::OpenMode mode) {
   Kind kind = kindOf(path, mode);
   kj::Own<disk::File> file = inner_.open(path, mode);
   if (kind == Kind::Other) return file;
-  return kj::heap<MeteredFile>(kj::mv(file), kind, metrics_);
+  const uint64_t pace = kind == Kind::Snapshot ? SnapshotPace::current() : 0;
+  return kj::heap<MeteredFile>(kj::mv(file), kind, metrics_, pace);
 }
 
 }  // namespace kvr::net

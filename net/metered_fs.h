@@ -3,6 +3,11 @@
 // long writing a snapshot file (*.snap.tmp, from its creation until its fdatasync
 // returns) takes and how large it is. Everything else passes through unchanged, errors
 // included. Used from the WAL writer on the pool thread: DiskMetrics is atomics only.
+//
+// It also paces local snapshot files: a snapshot file created on a thread inside a
+// SnapshotPace scope (NodeStorage's prepare job, never the WAL writer, which must not
+// wait) sleeps in its writeBehind() hints (disk/file_system.h, every 4 MB) until its
+// bytes are no more than the scope's rate allows since it was opened.
 #pragma once
 
 #include <string>
@@ -11,6 +16,19 @@
 #include "net/node_metrics.h"
 
 namespace kvr::net {
+
+// While alive on a thread, snapshot files that thread creates through a
+// MeteredFileSystem are written at most `bytesPerSecond` (0: no limit).
+class SnapshotPace {
+ public:
+  explicit SnapshotPace(uint64_t bytesPerSecond);
+  ~SnapshotPace();
+  KJ_DISALLOW_COPY(SnapshotPace);
+  static uint64_t current();  // the innermost scope's rate on this thread, 0 if none
+
+ private:
+  uint64_t outer_;
+};
 
 class MeteredFileSystem final : public disk::FileSystem {
  public:

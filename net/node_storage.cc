@@ -2,6 +2,7 @@
 
 #include <kj/debug.h>
 
+#include "net/metered_fs.h"
 #include "net/run_on_pool.h"
 
 namespace kvr::net {
@@ -27,7 +28,9 @@ bool NodeStorage::prepareSnapshot(const SnapshotMeta& meta,
   // (A shared_ptr result, not std::optional: GCC 12 warns about the latter in kj's
   // ExceptionOr.)
   auto written = runOnPool(loop_,
-                           [disk, meta, source]() -> std::shared_ptr<disk::SnapshotMarker> {
+                           [disk, meta, source, pace = snapshotPace_]()
+                               -> std::shared_ptr<disk::SnapshotMarker> {
+                             SnapshotPace paced(pace);
                              std::shared_ptr<disk::SnapshotMarker> marker;
                              KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
                                            marker = std::make_shared<disk::SnapshotMarker>(

@@ -52,6 +52,12 @@ class NodeStorage final : public Storage, private kj::TaskSet::ErrorHandler {
 
   void setPreparedCallback(PreparedFn prepared) { prepared_ = std::move(prepared); }
 
+  // The rate a local snapshot's file is written at, at most (0: no limit), through a
+  // MeteredFileSystem (net/metered_fs.h SnapshotPace). Only the prepare job is paced;
+  // a snapshot the WAL write itself must write (a leader's, or a failed prepare's)
+  // never is.
+  void setSnapshotPace(uint64_t bytesPerSecond) { snapshotPace_ = bytesPerSecond; }
+
   void persist(PersistBatch&& batch) override;
   // On the loop thread, beside the pool's writes: reads only files (disk/snapshot_store.h).
   SnapshotReader* snapshotReader() override { return disk_->snapshotReader(); }
@@ -81,6 +87,7 @@ class NodeStorage final : public Storage, private kj::TaskSet::ErrorHandler {
   FatalFn fatal_;
   DurableFn durable_;
   PreparedFn prepared_;
+  uint64_t snapshotPace_ = 0;    // bytes per second, 0: no limit
   bool preparing_ = false;       // a snapshot is being prepared on the pool
   bool writeScheduled_ = false;  // an evalLater will start a write
   bool writing_ = false;         // a write is on the pool
