@@ -11,6 +11,18 @@ namespace {
 constexpr double kMeteredNanosPerSecond = 1e9;
 // One pacing sleep is at most this long (a limit on everything; the next hint sleeps on).
 constexpr uint64_t kMaxPaceSleepMicros = 1'000'000;
+// Removing a snapshot file: cut this much at a time, then pause this long (about one
+// WAL fsync, so each journal commit frees at most one step).
+constexpr uint64_t kRemoveStepBytes = 8u * 1024 * 1024;
+constexpr useconds_t kRemoveStepPauseMicros = 5'000;
+// At most this many steps (a limit on everything: kMaxSnapshotBytes / 8 MB is less).
+constexpr uint64_t kMaxRemoveSteps = 1u << 16;
+
+bool isSnapshotFile(std::string_view path) {
+  size_t slash = path.rfind('/');
+  std::string_view name = slash == std::string_view::npos ? path : path.substr(slash + 1);
+  return name.starts_with("snap-") && (name.ends_with(".snap") || name.ends_with(".snap.tmp"));
+}
 
 thread_local uint64_t tPaceBytesPerSecond = 0;
 
@@ -87,6 +99,19 @@ SnapshotPace::SnapshotPace(uint64_t bytesPerSecond) : outer_(tPaceBytesPerSecond
 SnapshotPace::~SnapshotPace() { tPaceBytesPerSecond = outer_; }
 
 uint64_t SnapshotPace::current() { return tPaceBytesPerSecond; }
+
+void MeteredFileSystem::remove(const std::string& path) {
+  if (isSnapshotFile(path)) {
+    kj::Own<disk::File> file = inner_.open(path, disk::OpenMode::Append);
+    uint64_t size = file->size();
+    for (uint64_t step = 0; size > kRemoveStepBytes && step < kMaxRemoveSteps; ++step) {
+      size -= kRemoveStepBytes;
+      file->truncate(size);
+      ::usleep(kRemoveStepPauseMicros);
+    }
+  }
+  inner_.remove(path);
+}
 
 kj::Own<disk::File> MeteredFileSystem::open(const std::string& path, disk::OpenMode mode) {
   Kind kind = kindOf(path, mode);
