@@ -65,6 +65,7 @@ DiskStorage::Recovered DiskStorage::open(FileSystem& fs, const std::string& dir,
     mark->wipe = false;
     writeRecoveryMark(fs, dir, *mark);
   }
+  removeLeftoverSegments(fs, dir);  // a crash inside removeSegments; replay ignores them
   WalReplay replay = replayWal(fs, dir);
   if (replay.damage) {
     hitProbe(Probe::WalCorruptionFound);

@@ -362,8 +362,23 @@ void removeSegments(FileSystem& fs, const std::string& dir,
   // Oldest first, each removal durable before the next: a crash leaves a contiguous run.
   for (const std::string& name : names) {
     KJ_REQUIRE(parseSegmentName(name).has_value(), "not a WAL segment name", name);
-    fs.remove(joinPath(dir, name));
+    const std::string path = joinPath(dir, name);
+    const std::string removed = path + std::string(kRemovedSegmentSuffix);
+    fs.rename(path, removed);
     fs.syncDir(dir);
+    fs.remove(removed);
+  }
+}
+
+bool isRemovedSegmentName(const std::string& name) {
+  const size_t n = kRemovedSegmentSuffix.size();
+  return name.size() > n && name.ends_with(kRemovedSegmentSuffix) &&
+         parseSegmentName(name.substr(0, name.size() - n)).has_value();
+}
+
+void removeLeftoverSegments(FileSystem& fs, const std::string& dir) {
+  for (const std::string& name : fs.list(dir)) {
+    if (isRemovedSegmentName(name)) fs.remove(joinPath(dir, name));
   }
 }
 

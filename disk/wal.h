@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "disk/file_system.h"
@@ -133,6 +134,15 @@ constexpr size_t kMaxCoveredSegments = 4096;
 // Removes the segment files `names` (from WalWriter::takeCovered) in order, each removal
 // durable (directory fsync) before the next, so a crash leaves a contiguous run of
 // segments. Safe beside a WalWriter appending to a newer segment of the same directory.
+// Each is first renamed to <name>.removed (which replay ignores) and that made durable,
+// then unlinked: the file system may take its time over the unlink (net/metered_fs.h
+// cuts such a file down in steps first), and a crash leaves only a .removed file, which
+// open() removes (removeLeftoverSegments).
 void removeSegments(FileSystem& fs, const std::string& dir, const std::vector<std::string>& names);
+constexpr std::string_view kRemovedSegmentSuffix = ".removed";
+// Whether `name` is a segment name followed by kRemovedSegmentSuffix.
+bool isRemovedSegmentName(const std::string& name);
+// Removes the .removed files a crash inside removeSegments left behind.
+void removeLeftoverSegments(FileSystem& fs, const std::string& dir);
 
 }  // namespace kvr::disk

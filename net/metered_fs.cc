@@ -1,5 +1,7 @@
 #include "net/metered_fs.h"
 
+#include "disk/wal.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,10 +20,14 @@ constexpr useconds_t kRemoveStepPauseMicros = 5'000;
 // At most this many steps (a limit on everything: kMaxSnapshotBytes / 8 MB is less).
 constexpr uint64_t kMaxRemoveSteps = 1u << 16;
 
-bool isSnapshotFile(std::string_view path) {
+// Files removed only once obsolete, which may be cut down before the unlink: snapshot
+// files and WAL segments already renamed out of the WAL (disk/wal.h removeSegments).
+bool isCutBeforeRemoval(std::string_view path) {
   size_t slash = path.rfind('/');
   std::string_view name = slash == std::string_view::npos ? path : path.substr(slash + 1);
-  return name.starts_with("snap-") && (name.ends_with(".snap") || name.ends_with(".snap.tmp"));
+  return (name.starts_with("snap-") &&
+          (name.ends_with(".snap") || name.ends_with(".snap.tmp"))) ||
+         disk::isRemovedSegmentName(std::string(name));
 }
 
 thread_local uint64_t tPaceBytesPerSecond = 0;
@@ -101,7 +107,7 @@ SnapshotPace::~SnapshotPace() { tPaceBytesPerSecond = outer_; }
 uint64_t SnapshotPace::current() { return tPaceBytesPerSecond; }
 
 void MeteredFileSystem::remove(const std::string& path) {
-  if (isSnapshotFile(path)) {
+  if (isCutBeforeRemoval(path)) {
     kj::Own<disk::File> file = inner_.open(path, disk::OpenMode::Append);
     uint64_t size = file->size();
     for (uint64_t step = 0; size > kRemoveStepBytes && step < kMaxRemoveSteps; ++step) {

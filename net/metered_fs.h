@@ -39,8 +39,9 @@ class MeteredFileSystem final : public disk::FileSystem {
   void rename(const std::string& from, const std::string& to) override {
     inner_.rename(from, to);
   }
-  // A snapshot file (only ever removed once obsolete: disk/snapshot_store.h) is first
-  // cut down in steps of kRemoveStepBytes with a short pause after each, then unlinked:
+  // A snapshot file (only ever removed once obsolete: disk/snapshot_store.h) or a WAL
+  // segment already renamed out of the WAL (disk/wal.h removeSegments) is first cut
+  // down in steps of kRemoveStepBytes with a short pause after each, then unlinked:
   // ext4 (mounted with discard, as here) frees and discards a whole 270 MB file in one
   // journal commit, which the WAL's fdatasyncs then wait for (40-70 ms, issue 10). A
   // crash in between leaves a shorter obsolete file, removed at the next start.
