@@ -12,6 +12,8 @@
 // Replica::onSnapshotPrepared), and the batch the replica then persists only appends the
 // WAL marker. If preparing fails, the view is serialized in memory instead, the
 // PreparedFn is still called and that batch's write writes the file itself.
+// The prepare job runs nicer (+10) than the rest when the thread's priority can be
+// restored afterwards, and its file is paced (setSnapshotPace).
 //
 // Obsolete files (the snapshot file a new one replaced, WAL segments it covers) are
 // removed by a third pool job after the write that made them obsolete is reported
