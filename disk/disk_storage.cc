@@ -217,8 +217,8 @@ std::vector<uint64_t> DiskStorage::write(QueuedWrites&& work) {
   Written written = writeDeferringCleanup(std::move(work));
   try {
     cleanup(std::move(written.cleanup));
-  } catch (kj::Exception& e) {
-    dead_ = true;
+  } catch (const kj::Exception&) {
+    dead_ = true;  // fail-stop, as for a failed write
     throw;
   }
   return std::move(written.durable);

@@ -138,7 +138,8 @@ constexpr size_t kMaxCoveredSegments = 4096;
 // then unlinked: the file system may take its time over the unlink (net/metered_fs.h
 // cuts such a file down in steps first), and a crash leaves only a .removed file, which
 // open() removes (removeLeftoverSegments).
-void removeSegments(FileSystem& fs, const std::string& dir, const std::vector<std::string>& names);
+void removeSegments(FileSystem& fs, const std::string& dir,
+                    const std::vector<std::string>& names);
 constexpr std::string_view kRemovedSegmentSuffix = ".removed";
 // Whether `name` is a segment name followed by kRemovedSegmentSuffix.
 bool isRemovedSegmentName(const std::string& name);

@@ -78,9 +78,9 @@ class MeteredFile final : public disk::File {
     inner_->writeBehind();
     if (paceBytesPerSecond_ == 0) return;
     // Due: when `appended_` bytes may have been written at the pace since the open.
-    const uint64_t dueNs =
-        openedNs_ + static_cast<uint64_t>(double(appended_) * kMeteredNanosPerSecond /
-                                          double(paceBytesPerSecond_));
+    const uint64_t dueNs = openedNs_ +
+                           static_cast<uint64_t>(double(appended_) * kMeteredNanosPerSecond /
+                                                 double(paceBytesPerSecond_));
     const uint64_t now = metrics::monotonicNanos();
     if (dueNs > now) {
       ::usleep(static_cast<useconds_t>(std::min((dueNs - now) / 1000, kMaxPaceSleepMicros)));

@@ -90,8 +90,8 @@ bool NodeStorage::prepareSnapshot(const SnapshotMeta& meta,
   // (A shared_ptr result, not std::optional: GCC 12 warns about the latter in kj's
   // ExceptionOr.)
   auto written = runOnPool(loop_,
-                           [disk, meta, source, pace = snapshotPace_]()
-                               -> std::shared_ptr<disk::SnapshotMarker> {
+                           [disk, meta, source,
+                            pace = snapshotPace_]() -> std::shared_ptr<disk::SnapshotMarker> {
                              SnapshotPace paced(pace);
                              NicerScope nicer;
                              std::shared_ptr<disk::SnapshotMarker> marker;
@@ -192,8 +192,9 @@ void NodeStorage::startCleanup() {
   if (cleaning_ || failed_ || cleanups_.empty()) return;
   cleaning_ = true;
   disk::DiskStorage* disk = disk_.get();
-  auto removed = runOnPool(
-      loop_, [disk, work = std::move(cleanups_.front())]() mutable { disk->cleanup(std::move(work)); });
+  auto removed = runOnPool(loop_, [disk, work = std::move(cleanups_.front())]() mutable {
+    disk->cleanup(std::move(work));
+  });
   cleanups_.pop_front();
   tasks_.add(removed.then(
       [this]() {
