@@ -64,6 +64,8 @@ event with its time (UTC) and level (info, warn, error):
                             "timeout" (default 2000)
   --snapshot-entries N      take a local snapshot every N applied entries (default 10000),
                             once they add up to an eighth of the store's bytes
+  --snapshot-write-mbps N   write a local snapshot's file at most N MB/s (default 50;
+                            0: no limit), so the WAL's fsyncs do not wait behind it
   --max-client-connections N
                             client connections open at once (default 1024); when full, a
                             new one evicts the longest-idle one without a request in
@@ -130,6 +132,7 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
     kTick,
     kRequestTimeout,
     kSnapshotEntries,
+    kSnapshotWriteMBps,
     kMaxClientConnections,
     kClientIdleTimeout,
     kMetricsAddr,
@@ -157,6 +160,7 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
       {"tick-ms", required_argument, nullptr, kTick},
       {"request-timeout-ms", required_argument, nullptr, kRequestTimeout},
       {"snapshot-entries", required_argument, nullptr, kSnapshotEntries},
+      {"snapshot-write-mbps", required_argument, nullptr, kSnapshotWriteMBps},
       {"max-client-connections", required_argument, nullptr, kMaxClientConnections},
       {"client-idle-timeout-ms", required_argument, nullptr, kClientIdleTimeout},
       {"metrics-addr", required_argument, nullptr, kMetricsAddr},
@@ -196,6 +200,9 @@ kvr::net::NodeConfig parseFlags(int argc, char** argv) {
         break;
       case kSnapshotEntries:
         c.snapshotEntries = parseNumber<uint64_t>("snapshot-entries", optarg);
+        break;
+      case kSnapshotWriteMBps:
+        c.snapshotWriteMBps = parseNumber<uint32_t>("snapshot-write-mbps", optarg);
         break;
       case kMaxClientConnections:
         c.maxClientConnections = parseNumber<uint32_t>("max-client-connections", optarg);

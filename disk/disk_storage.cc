@@ -65,6 +65,7 @@ DiskStorage::Recovered DiskStorage::open(FileSystem& fs, const std::string& dir,
     mark->wipe = false;
     writeRecoveryMark(fs, dir, *mark);
   }
+  removeLeftoverSegments(fs, dir);  // a crash inside removeSegments; replay ignores them
   WalReplay replay = replayWal(fs, dir);
   if (replay.damage) {
     hitProbe(Probe::WalCorruptionFound);
@@ -213,8 +214,33 @@ SnapshotMarker DiskStorage::prepareSnapshot(const SnapshotMeta& meta, SnapshotSo
 }
 
 std::vector<uint64_t> DiskStorage::write(QueuedWrites&& work) {
+  Written written = writeDeferringCleanup(std::move(work));
+  try {
+    cleanup(std::move(written.cleanup));
+  } catch (const kj::Exception&) {
+    dead_ = true;  // fail-stop, as for a failed write
+    throw;
+  }
+  return std::move(written.durable);
+}
+
+void DiskStorage::cleanup(Cleanup&& work) {
+  try {
+    // The WAL first: its segments are covered by the snapshot whose marker made the
+    // older snapshot files obsolete, the same order as when both ran inside the write.
+    removeSegments(fs_, dir_, work.walSegments);
+    if (work.snapshot) SnapshotStore(fs_, dir_).removeReplacedBy(*work.snapshot);
+  } catch (kj::Exception& e) {
+    throwDiskError("disk: fail-stop: removing obsolete WAL segments or snapshot files "
+                   "failed: " +
+                   std::string(e.getDescription().cStr()));
+  }
+}
+
+Written DiskStorage::writeDeferringCleanup(QueuedWrites&& work) {
   if (dead_) throwDiskError("disk: storage is dead after an earlier write or fsync failure");
-  std::vector<uint64_t> durable;
+  Written out;
+  std::vector<uint64_t>& durable = out.durable;
   durable.reserve(work.size());
   try {
     std::vector<WalBatch> batches;
@@ -250,11 +276,11 @@ std::vector<uint64_t> DiskStorage::write(QueuedWrites&& work) {
     wal_.append(batches);
     // The hard state and the log that ended the recovery are durable in the WAL.
     if (endRecovery) removeRecoveryMark(fs_, dir_);
+    out.cleanup.walSegments = wal_.takeCovered();
     if (newSnapshot) {
       // The new marker is durable: older snapshot files are no longer needed.
-      const auto& marker = wal_.marker();
-      snapshots_.removeAllExcept(marker ? std::optional<SnapshotMeta>(marker->meta)
-                                        : std::nullopt);
+      KJ_ASSERT(wal_.marker().has_value());
+      out.cleanup.snapshot = wal_.marker()->meta;
     }
   } catch (kj::Exception& e) {
     dead_ = true;
@@ -262,7 +288,7 @@ std::vector<uint64_t> DiskStorage::write(QueuedWrites&& work) {
                    "durable: " +
                    std::string(e.getDescription().cStr()));
   }
-  return durable;
+  return out;
 }
 
 }  // namespace kvr::disk

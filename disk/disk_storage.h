@@ -1,15 +1,22 @@
 // kvr::Storage over a FileSystem and a data directory: the WAL (disk/wal.h), snapshot
 // files (disk/snapshot_store.h) and the identity file (disk/identity.h).
 //
-// Threading. The work is split in two halves that share no mutable state:
+// Threading. The work is split in halves that share no mutable state:
 //  - the loop half: persist() encodes a batch into WAL frames and queues it (cheap);
 //    takeQueued() hands everything queued so far over as one QueuedWrites value.
-//  - the writer half: write(QueuedWrites&&) makes it durable (group commit: one append
-//    and one fdatasync for all of it) and returns the seqs now durable, in order.
-// A node calls persist()/takeQueued() on its loop thread and write() on one worker
-// thread at a time, moving the QueuedWrites across with its own hand-off (whatever
+//  - the writer half: writeDeferringCleanup(QueuedWrites&&) makes it durable (group
+//    commit: one append and one fdatasync for all of it) and returns the seqs now
+//    durable, in order, and the files that became obsolete (a replaced snapshot file,
+//    WAL segments the new snapshot covers).
+//  - the cleanup half: cleanup(Cleanup&&) removes those files. Unlinking a file of
+//    hundreds of MB and the directory fsyncs take long; run apart from the writer, they
+//    do not hold up the next append's fsync. Removing them late (or never: a crash)
+//    loses nothing; open() removes leftovers.
+// A node calls persist()/takeQueued() on its loop thread, writeDeferringCleanup() on one
+// worker thread at a time and cleanup() on one worker thread at a time (in the order
+// the writes returned them), moving values across with its own hand-off (whatever
 // queue/lock the host uses). No lock is needed in here. A single-threaded host (the
-// simulator) calls flush(), which is write(takeQueued()).
+// simulator) calls flush(), which is write(takeQueued()); write() cleans up at once.
 //
 // Fail-stop: if write() throws, the storage is dead. Every later write() throws; the
 // batches of the failed write and all later ones are never reported durable. The host
@@ -44,6 +51,17 @@ struct QueuedBatch {
 };
 using QueuedWrites = std::vector<QueuedBatch>;
 
+// Files a write made obsolete, for DiskStorage::cleanup.
+struct Cleanup {
+  std::vector<std::string> walSegments;  // oldest first
+  std::optional<SnapshotMeta> snapshot;  // remove the snapshot files it replaced
+  bool empty() const { return walSegments.empty() && !snapshot; }
+};
+
+struct Written {
+  std::vector<uint64_t> durable;  // seqs, in order
+  Cleanup cleanup;
+};
 class DiskStorage final : public Storage, public SnapshotReader {
  public:
   struct Recovered;
@@ -78,9 +96,16 @@ class DiskStorage final : public Storage, public SnapshotReader {
   }
 
   // ---- writer half ----
+  Written writeDeferringCleanup(QueuedWrites&& work);
+  // writeDeferringCleanup, then cleanup at once: the durable seqs.
   std::vector<uint64_t> write(QueuedWrites&& work);
   bool dead() const { return dead_; }  // read only from the writer's thread
   size_t walSegments() const { return wal_.segmentCount(); }
+
+  // ---- cleanup half (one thread at a time, beside the other halves) ----
+  // Removes the files `work` names, durably. Throws (kj::Exception) if a removal or a
+  // directory fsync fails: the host must fail-stop, as for a failed write.
+  void cleanup(Cleanup&& work);
 
   // Single-threaded hosts.
   std::vector<uint64_t> flush() { return write(takeQueued()); }

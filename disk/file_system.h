@@ -35,6 +35,13 @@ class File {
   virtual void datasync() = 0;
   // Cuts the file to `size` bytes (size <= current size). Not durable until datasync().
   virtual void truncate(uint64_t size) = 0;
+  // A hint that promises nothing about durability: start writing what was appended
+  // since the last call to the disk, and wait until what the call before that started
+  // is written. A long file written in one go and hinted every few MB then never holds
+  // more than about two hints' worth of dirty pages, so its final datasync() is short
+  // and never stalls the other files' fsyncs on the same disk behind hundreds of MB.
+  // The default does nothing (the simulated file system's pages are its own).
+  virtual void writeBehind() {}
 };
 
 enum class OpenMode : uint8_t {

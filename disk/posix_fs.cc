@@ -58,9 +58,34 @@ class PosixFile final : public File {
     KJ_SYSCALL(::ftruncate(fd_, static_cast<off_t>(size)), "ftruncate", path_);
   }
 
+  void writeBehind() override {
+    const uint64_t end = size();
+    if (end < startedTo_) {  // truncated meanwhile: start over from the new end
+      waitedTo_ = startedTo_ = end;
+      return;
+    }
+    // Wait for the range the previous call started (the pages are clean, or written
+    // again since: WRITE restarts those), then start the new one. Errors are the
+    // final datasync()'s to report: a hint failing changes nothing durable.
+    if (startedTo_ > waitedTo_) {
+      (void)::sync_file_range(fd_, static_cast<off_t>(waitedTo_),
+                              static_cast<off_t>(startedTo_ - waitedTo_),
+                              SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                  SYNC_FILE_RANGE_WAIT_AFTER);
+      waitedTo_ = startedTo_;
+    }
+    if (end > startedTo_) {
+      (void)::sync_file_range(fd_, static_cast<off_t>(startedTo_),
+                              static_cast<off_t>(end - startedTo_), SYNC_FILE_RANGE_WRITE);
+      startedTo_ = end;
+    }
+  }
+
  private:
   int fd_;
   std::string path_;
+  uint64_t waitedTo_ = 0;   // writeBehind: bytes below this were waited for
+  uint64_t startedTo_ = 0;  // writeBehind: bytes below this were started
 };
 
 }  // namespace

@@ -47,6 +47,12 @@ class SnapshotStore {
                 std::string* out);
   // Removes every snapshot file (and leftover temp file) except the one for `keep`.
   void removeAllExcept(const std::optional<SnapshotMeta>& keep);
+  // Removes the snapshot files (and temp files) at or below `keep`'s index other than
+  // `keep`'s: the ones a durable marker for `keep` replaced. Leaves those above it (a
+  // newer snapshot being prepared meanwhile), so it may run beside the snapshot writer.
+  void removeReplacedBy(const SnapshotMeta& keep);
+  // The index in a snapshot file's name (isSnapshotFileName), if it parses.
+  static std::optional<Index> indexOfFileName(const std::string& name);
 
  private:
   // Writes the temp file (header, then `data` appends the data), syncs, renames it into

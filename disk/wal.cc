@@ -334,20 +334,51 @@ void WalWriter::append(std::vector<WalBatch>& batches) {
   }
   writeOut(buffer);
   if (created) fs_.syncDir(dir_);
-  deleteCoveredSegments();
+  dropCoveredSegments();
 }
 
-void WalWriter::deleteCoveredSegments() {
+void WalWriter::dropCoveredSegments() {
   // The oldest segment can go once the durable snapshot in effect covers its entries:
   // the next segment's header repeats the hard state (and any marker) it held, and
   // replay tolerates the hole below the first entry it sees until a marker covers it.
-  // Oldest first, each deletion durable before the next, so a crash leaves a
-  // contiguous run of segments.
+  // The writer never touches a dropped segment again (names never repeat: they grow
+  // with the seq), so its file may be removed later (removeSegments).
   while (segments_.size() >= 2 && marker_ &&
          segments_[0].maxEntryIndex <= marker_->meta.index) {
-    fs_.remove(joinPath(dir_, segmentName(segments_[0].firstSeq)));
-    fs_.syncDir(dir_);
+    KJ_ASSERT(covered_.size() < kMaxCoveredSegments, "covered WAL segments never taken");
+    covered_.push_back(segmentName(segments_[0].firstSeq));
     segments_.erase(segments_.begin());
+  }
+}
+
+std::vector<std::string> WalWriter::takeCovered() {
+  std::vector<std::string> out = std::move(covered_);
+  covered_.clear();
+  return out;
+}
+
+void removeSegments(FileSystem& fs, const std::string& dir,
+                    const std::vector<std::string>& names) {
+  // Oldest first, each removal durable before the next: a crash leaves a contiguous run.
+  for (const std::string& name : names) {
+    KJ_REQUIRE(parseSegmentName(name).has_value(), "not a WAL segment name", name);
+    const std::string path = joinPath(dir, name);
+    const std::string removed = path + std::string(kRemovedSegmentSuffix);
+    fs.rename(path, removed);
+    fs.syncDir(dir);
+    fs.remove(removed);
+  }
+}
+
+bool isRemovedSegmentName(const std::string& name) {
+  const size_t n = kRemovedSegmentSuffix.size();
+  return name.size() > n && name.ends_with(kRemovedSegmentSuffix) &&
+         parseSegmentName(name.substr(0, name.size() - n)).has_value();
+}
+
+void removeLeftoverSegments(FileSystem& fs, const std::string& dir) {
+  for (const std::string& name : fs.list(dir)) {
+    if (isRemovedSegmentName(name)) fs.remove(joinPath(dir, name));
   }
 }
 

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "disk/file_system.h"
@@ -86,7 +87,10 @@ struct WalBatch {
   Index maxEntryIndex = 0;
 };
 
-// Appends batches to the newest segment, rolling over and deleting covered segments.
+// Appends batches to the newest segment, rolling over. Segments the durable snapshot in
+// effect covers are dropped from the writer's list at once, and their files handed out
+// (takeCovered) for removeSegments, which may run later and on another thread: a large
+// unlink and the directory fsyncs stay out of the path of the next append's fsync.
 // Any exception leaves the WAL in an unknown state: the owner must stop using it.
 class WalWriter {
  public:
@@ -96,6 +100,9 @@ class WalWriter {
 
   // Makes every batch durable: one append and one fdatasync per segment touched.
   void append(std::vector<WalBatch>& batches);
+  // The names of the covered segments append() dropped since the last call, oldest first
+  // (at most kMaxCoveredSegments pending: a caller that never takes them is a bug).
+  std::vector<std::string> takeCovered();
 
   const std::optional<SnapshotMarker>& marker() const { return marker_; }
   // The seq the next record appended gets.
@@ -105,7 +112,7 @@ class WalWriter {
  private:
   void writeOut(std::string& buffer);
   void roll(std::string& buffer);
-  void deleteCoveredSegments();
+  void dropCoveredSegments();
   void appendAfterDegraded();
 
   FileSystem& fs_;
@@ -118,6 +125,25 @@ class WalWriter {
   bool haveHardState_ = false;
   std::optional<SnapshotMarker> marker_;
   Index hwm_ = 0;
+  std::vector<std::string> covered_;  // dropped, not yet taken for removal; oldest first
 };
+
+// Bound on WalWriter's covered segments waiting to be taken.
+constexpr size_t kMaxCoveredSegments = 4096;
+
+// Removes the segment files `names` (from WalWriter::takeCovered) in order, each removal
+// durable (directory fsync) before the next, so a crash leaves a contiguous run of
+// segments. Safe beside a WalWriter appending to a newer segment of the same directory.
+// Each is first renamed to <name>.removed (which replay ignores) and that made durable,
+// then unlinked: the file system may take its time over the unlink (net/metered_fs.h
+// cuts such a file down in steps first), and a crash leaves only a .removed file, which
+// open() removes (removeLeftoverSegments).
+void removeSegments(FileSystem& fs, const std::string& dir,
+                    const std::vector<std::string>& names);
+constexpr std::string_view kRemovedSegmentSuffix = ".removed";
+// Whether `name` is a segment name followed by kRemovedSegmentSuffix.
+bool isRemovedSegmentName(const std::string& name);
+// Removes the .removed files a crash inside removeSegments left behind.
+void removeLeftoverSegments(FileSystem& fs, const std::string& dir);
 
 }  // namespace kvr::disk

@@ -1,11 +1,36 @@
 #include "net/metered_fs.h"
 
+#include "disk/wal.h"
+
+#include <unistd.h>
+
+#include <algorithm>
 #include <string_view>
 
 namespace kvr::net {
 namespace {
 
 constexpr double kMeteredNanosPerSecond = 1e9;
+// One pacing sleep is at most this long (a limit on everything; the next hint sleeps on).
+constexpr uint64_t kMaxPaceSleepMicros = 1'000'000;
+// Removing a snapshot file: cut this much at a time, then pause this long (about one
+// WAL fsync, so each journal commit frees at most one step).
+constexpr uint64_t kRemoveStepBytes = 8u * 1024 * 1024;
+constexpr useconds_t kRemoveStepPauseMicros = 5'000;
+// At most this many steps (a limit on everything: kMaxSnapshotBytes / 8 MB is less).
+constexpr uint64_t kMaxRemoveSteps = 1u << 16;
+
+// Files removed only once obsolete, which may be cut down before the unlink: snapshot
+// files and WAL segments already renamed out of the WAL (disk/wal.h removeSegments).
+bool isCutBeforeRemoval(std::string_view path) {
+  size_t slash = path.rfind('/');
+  std::string_view name = slash == std::string_view::npos ? path : path.substr(slash + 1);
+  return (name.starts_with("snap-") &&
+          (name.ends_with(".snap") || name.ends_with(".snap.tmp"))) ||
+         disk::isRemovedSegmentName(std::string(name));
+}
+
+thread_local uint64_t tPaceBytesPerSecond = 0;
 
 enum class Kind { Wal, Snapshot, Other };
 
@@ -20,11 +45,12 @@ Kind kindOf(const std::string& path, disk::OpenMode mode) {
 
 class MeteredFile final : public disk::File {
  public:
-  MeteredFile(kj::Own<disk::File> inner, Kind kind, DiskMetrics& metrics)
+  MeteredFile(kj::Own<disk::File> inner, Kind kind, DiskMetrics& metrics, uint64_t pace)
       : inner_(kj::mv(inner)),
         kind_(kind),
         metrics_(metrics),
-        openedNs_(metrics::monotonicNanos()) {}
+        openedNs_(metrics::monotonicNanos()),
+        paceBytesPerSecond_(pace) {}
   ~MeteredFile() noexcept override {}
 
   uint64_t size() override { return inner_->size(); }
@@ -48,22 +74,57 @@ class MeteredFile final : public disk::File {
     }
   }
   void truncate(uint64_t size) override { inner_->truncate(size); }
+  void writeBehind() override {
+    inner_->writeBehind();
+    if (paceBytesPerSecond_ == 0) return;
+    // Due: when `appended_` bytes may have been written at the pace since the open.
+    const uint64_t dueNs = openedNs_ +
+                           static_cast<uint64_t>(double(appended_) * kMeteredNanosPerSecond /
+                                                 double(paceBytesPerSecond_));
+    const uint64_t now = metrics::monotonicNanos();
+    if (dueNs > now) {
+      ::usleep(static_cast<useconds_t>(std::min((dueNs - now) / 1000, kMaxPaceSleepMicros)));
+    }
+  }
 
  private:
   kj::Own<disk::File> inner_;
   Kind kind_;
   DiskMetrics& metrics_;
   uint64_t openedNs_;
+  uint64_t paceBytesPerSecond_;  // 0: not paced
   uint64_t appended_ = 0;
 };
 
 }  // namespace
 
+SnapshotPace::SnapshotPace(uint64_t bytesPerSecond) : outer_(tPaceBytesPerSecond) {
+  tPaceBytesPerSecond = bytesPerSecond;
+}
+
+SnapshotPace::~SnapshotPace() { tPaceBytesPerSecond = outer_; }
+
+uint64_t SnapshotPace::current() { return tPaceBytesPerSecond; }
+
+void MeteredFileSystem::remove(const std::string& path) {
+  if (isCutBeforeRemoval(path)) {
+    kj::Own<disk::File> file = inner_.open(path, disk::OpenMode::Append);
+    uint64_t size = file->size();
+    for (uint64_t step = 0; size > kRemoveStepBytes && step < kMaxRemoveSteps; ++step) {
+      size -= kRemoveStepBytes;
+      file->truncate(size);
+      ::usleep(kRemoveStepPauseMicros);
+    }
+  }
+  inner_.remove(path);
+}
+
 kj::Own<disk::File> MeteredFileSystem::open(const std::string& path, disk::OpenMode mode) {
   Kind kind = kindOf(path, mode);
   kj::Own<disk::File> file = inner_.open(path, mode);
   if (kind == Kind::Other) return file;
-  return kj::heap<MeteredFile>(kj::mv(file), kind, metrics_);
+  const uint64_t pace = kind == Kind::Snapshot ? SnapshotPace::current() : 0;
+  return kj::heap<MeteredFile>(kj::mv(file), kind, metrics_, pace);
 }
 
 }  // namespace kvr::net

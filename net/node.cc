@@ -69,6 +69,7 @@ void Node::openStorage() {
   }
   storage_ = kj::heap<NodeStorage>(io_.uvLoop(), kj::mv(recovered.storage),
                                    [this](const std::string& why) { fatal(why); });
+  storage_->setSnapshotPace(uint64_t(config_.snapshotWriteMBps) * 1'000'000);
   storage_->setDurableCallback([this](uint64_t seq) {
     guarded("onPersisted", [&]() { replica_->onPersisted(seq); });
     afterInput();

@@ -107,6 +107,10 @@ std::string checkConfig(const NodeConfig& c) {
            std::to_string(c.heartbeatMs) + " ms)";
   }
   if (c.snapshotEntries == 0) return "snapshot-entries must be at least 1";
+  if (c.snapshotWriteMBps > kMaxSnapshotWriteMBps) {
+    return "snapshot-write-mbps must be at most " + std::to_string(kMaxSnapshotWriteMBps) +
+           " (0: no limit)";
+  }
   if (c.requestTimeoutMs == 0) return "the request timeout must be positive";
   if (c.maxClientConnections == 0) return "max-client-connections must be at least 1";
   if (c.tlsEnabled() &&

@@ -450,6 +450,171 @@ TEST_F(RecoveryTest, CoveredSegmentsAreDeleted) {
   EXPECT_EQ(r.state.hardState.commit, last);
 }
 
+// The node removes obsolete files apart from the write that made them obsolete
+// (writeDeferringCleanup, then cleanup on another pool job): until then they stay, a
+// crash before the cleanup loses nothing, and the cleanup never removes a newer
+// snapshot file being prepared meanwhile.
+TEST_F(RecoveryTest, DeferredCleanupRemovesOnlyWhatTheWriteReplaced) {
+  WalOptions small{2048};
+  auto snapFiles = [&]() {
+    std::vector<std::string> names;
+    for (const auto& name : fs.list(kDir)) {
+      if (SnapshotStore::isSnapshotFileName(name)) names.push_back(name);
+    }
+    return names;
+  };
+  auto segmentCount = [&]() {
+    size_t n = 0;
+    for (const auto& name : fs.list(kDir)) n += parseSegmentName(name).has_value() ? 1 : 0;
+    return n;
+  };
+  Index last = 0;
+  uint64_t seq = 1;
+  {
+    auto r = open(small);
+    for (int i = 0; i < 12; ++i) {
+      r.storage->persist(entriesBatch(seq++, 1, last + 1, 4, 100));
+      last += 4;
+      r.storage->flush();
+    }
+    PersistBatch first;
+    first.seq = seq++;
+    first.snapshot = makeSnapshot(8, 1, "first");
+    r.storage->persist(std::move(first));
+    r.storage->flush();
+    ASSERT_EQ(snapFiles().size(), 1u);
+    const size_t segmentsBefore = segmentCount();
+    ASSERT_GE(segmentsBefore, 3u);
+
+    // A newer snapshot file, as if prepared beside the write below.
+    PersistBatch second;
+    second.seq = seq++;
+    second.snapshot = makeSnapshot(last, 1, "second");
+    r.storage->persist(std::move(second));
+    SnapshotStore(fs, kDir).write(makeSnapshot(last + 100, 1, "newer"), false);
+    Written w = r.storage->writeDeferringCleanup(r.storage->takeQueued());
+    EXPECT_EQ(w.durable, std::vector<uint64_t>{seq - 1});
+    ASSERT_TRUE(w.cleanup.snapshot.has_value());
+    EXPECT_EQ(w.cleanup.snapshot->index, last);
+    ASSERT_FALSE(w.cleanup.walSegments.empty());
+    for (size_t i = 1; i < w.cleanup.walSegments.size(); ++i) {
+      EXPECT_LT(w.cleanup.walSegments[i - 1], w.cleanup.walSegments[i]);  // oldest first
+    }
+    // Nothing removed yet: the old snapshot, the new one, the newer one, every segment.
+    EXPECT_EQ(snapFiles().size(), 3u);
+    EXPECT_EQ(segmentCount(), segmentsBefore);
+    const size_t covered = w.cleanup.walSegments.size();
+
+    // More writes go on before the cleanup runs.
+    r.storage->persist(entriesBatch(seq++, 1, last + 1, 2, 100));
+    Written more = r.storage->writeDeferringCleanup(r.storage->takeQueued());
+    EXPECT_TRUE(more.cleanup.empty());
+
+    r.storage->cleanup(std::move(w.cleanup));
+    EXPECT_EQ(segmentCount(), segmentsBefore - covered);
+    EXPECT_EQ(snapFiles(),
+              (std::vector<std::string>{SnapshotStore::fileName(makeSnapshot(last, 1, "").meta),
+                                        SnapshotStore::fileName(
+                                            makeSnapshot(last + 100, 1, "").meta)}));
+  }
+  // The next start removes the leftover newer file and recovers the second snapshot.
+  auto r = open(small);
+  EXPECT_EQ(r.state.snapshot.meta.index, last);
+  EXPECT_EQ(*r.state.snapshot.data, "second");
+  ASSERT_FALSE(r.state.entries.empty());
+  EXPECT_EQ(r.state.entries.back().index, last + 2);
+  EXPECT_EQ(snapFiles().size(), 1u);
+}
+
+TEST_F(RecoveryTest, CrashBeforeDeferredCleanupLosesNothing) {
+  WalOptions small{2048};
+  Index last = 0;
+  uint64_t seq = 1;
+  {
+    auto r = open(small);
+    for (int i = 0; i < 12; ++i) {
+      r.storage->persist(entriesBatch(seq++, 1, last + 1, 4, 100));
+      last += 4;
+      r.storage->flush();
+    }
+    PersistBatch first;
+    first.seq = seq++;
+    first.snapshot = makeSnapshot(8, 1, "first");
+    r.storage->persist(std::move(first));
+    r.storage->flush();
+    PersistBatch second;
+    second.seq = seq++;
+    second.snapshot = makeSnapshot(last, 1, "second");
+    r.storage->persist(std::move(second));
+    Written w = r.storage->writeDeferringCleanup(r.storage->takeQueued());
+    ASSERT_FALSE(w.cleanup.empty());
+    // Crash: the cleanup never runs.
+  }
+  fs.crash(false);
+  auto r = open(small);
+  EXPECT_FALSE(r.state.recovering);
+  EXPECT_EQ(r.state.snapshot.meta.index, last);
+  EXPECT_EQ(*r.state.snapshot.data, "second");
+  size_t snaps = 0;
+  for (const auto& name : fs.list(kDir))
+    snaps += SnapshotStore::isSnapshotFileName(name) ? 1 : 0;
+  EXPECT_EQ(snaps, 1u);  // open() removed the replaced one
+}
+
+// removeSegments renames a segment out of the WAL (durably) before unlinking it; a
+// crash between the two leaves a .removed file that replay ignores and open() removes.
+TEST_F(RecoveryTest, LeftoverRemovedSegmentIsIgnoredAndRemoved) {
+  WalOptions small{2048};
+  Index last = 0;
+  {
+    auto r = open(small);
+    for (uint64_t i = 0; i < 12; ++i) {
+      r.storage->persist(entriesBatch(i + 1, 1, last + 1, 4, 100));
+      last += 4;
+      r.storage->flush();
+    }
+    PersistBatch s;
+    s.seq = 13;
+    s.snapshot = makeSnapshot(last, 1, "snap");
+    r.storage->persist(std::move(s));
+    r.storage->flush();
+  }
+  std::vector<std::string> segments;
+  for (const auto& name : fs.list(kDir)) {
+    if (parseSegmentName(name)) segments.push_back(name);
+    EXPECT_FALSE(isRemovedSegmentName(name)) << name;
+  }
+  ASSERT_GE(segments.size(), 1u);
+  // As if a crash hit between the rename and the unlink of a covered segment: a copy of
+  // the oldest segment under the .removed name.
+  {
+    auto in = fs.open(kDir + "/" + segments[0], OpenMode::Read);
+    auto out = fs.open(kDir + "/" + segments[0] + ".removed", OpenMode::Create);
+    out->append(in->pread(0, in->size()));
+    out->datasync();
+  }
+  fs.syncDir(kDir);
+  EXPECT_TRUE(isRemovedSegmentName(segments[0] + ".removed"));
+  EXPECT_FALSE(isRemovedSegmentName("snap-0000000000000001-0000000000000001.snap.removed"));
+  auto r = open(small);
+  EXPECT_FALSE(r.state.recovering);
+  EXPECT_EQ(r.state.snapshot.meta.index, last);
+  EXPECT_FALSE(fs.exists(kDir + "/" + segments[0] + ".removed"));
+}
+
+TEST(SnapshotStoreNames, IndexOfFileName) {
+  SnapshotMeta meta;
+  meta.index = 0x1234abcd;
+  meta.term = 7;
+  meta.conf.voters = {1};
+  EXPECT_EQ(SnapshotStore::indexOfFileName(SnapshotStore::fileName(meta)), meta.index);
+  EXPECT_EQ(SnapshotStore::indexOfFileName(SnapshotStore::fileName(meta) + ".tmp"), meta.index);
+  EXPECT_FALSE(SnapshotStore::indexOfFileName("wal-0000000000000001.log").has_value());
+  EXPECT_FALSE(SnapshotStore::indexOfFileName("snap-00000000000000zz-0000000000000001.snap")
+                   .has_value());
+  EXPECT_FALSE(SnapshotStore::indexOfFileName("snap-1-2.snap").has_value());
+}
+
 TEST_F(RecoveryTest, FsyncErrorIsFailStop) {
   auto r = open();
   r.storage->persist(entriesBatch(1, 1, 1, 2));
