@@ -62,7 +62,7 @@ event with its time (UTC) and level (info, warn, error):
                             whole ticks (default 10)
   --request-timeout-ms MS   a client request still pending after this is answered
                             "timeout" (default 2000)
-  --snapshot-entries N      take a local snapshot every N applied entries (default 10000),
+  --snapshot-entries N      take a local snapshot every N applied entries (default 100000),
                             once they add up to an eighth of the store's bytes
   --snapshot-write-mbps N   write a local snapshot's file at most N MB/s (default 50;
                             0: no limit), so the WAL's fsyncs do not wait behind it

@@ -2,7 +2,7 @@
 """The 1M-key load of issue 10 in one kvbench run, with the nodes' RSS sampled.
 
     python3 tests/bench/load_stall.py [--bin build/bin] [--keys 1000000] [--clients 64]
-                                      [--conns 8] [--snapshot-entries 10000]
+                                      [--conns 8] [--snapshot-entries N]
 
 Starts a fresh local 3-node cluster (fsync on) in a temp dir, loads --keys keys of 8+256 B
 in key order with kvbench put (64 clients over 8 connections), samples every node's RSS
@@ -48,7 +48,8 @@ def main():
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--conns", type=int, default=8)
-    ap.add_argument("--snapshot-entries", type=int, default=10_000)
+    ap.add_argument("--snapshot-entries", type=int, default=None,
+                    help="kvnode --snapshot-entries (default: kvnode's own)")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="kvload-")
@@ -62,8 +63,9 @@ def main():
             procs[i] = subprocess.Popen(
                 [os.path.join(args.bin, "kvnode"), "--id", str(i), "--data-dir",
                  os.path.join(work, f"node{i}"), "--client-addr", f"127.0.0.1:{ports[i - 1]}",
-                 "--raft-addr", f"127.0.0.1:{ports[2 + i]}", "--cluster", cluster,
-                 "--snapshot-entries", str(args.snapshot_entries)],
+                 "--raft-addr", f"127.0.0.1:{ports[2 + i]}", "--cluster", cluster] +
+                (["--snapshot-entries", str(args.snapshot_entries)]
+                 if args.snapshot_entries is not None else []),
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30
         while subprocess.run([os.path.join(args.bin, "kvctl"), "--endpoints", endpoints,
