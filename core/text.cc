@@ -53,4 +53,15 @@ NumberError parseUnsigned(std::string_view text, uint64_t* out, uint64_t max) {
   return NumberError::None;
 }
 
+std::optional<uint64_t> parseHex16(std::string_view text) {
+  if (text.size() != 16) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : text) {
+    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (digit < 0) return std::nullopt;
+    value = value * 16 + static_cast<uint64_t>(digit);
+  }
+  return value;
+}
+
 }  // namespace kvr::text

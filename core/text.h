@@ -1,9 +1,10 @@
-// Text helpers shared by the binaries (bin/) and the simulator (sim/): quoting byte
+// Text helpers shared by the binaries (bin/), the simulator (sim/) and disk/: quoting byte
 // strings and parsing numbers. Standard library only.
 #pragma once
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,5 +30,9 @@ enum class NumberError { None, NotANumber, TooLarge };
 // at most `max`. Sets *out only on success.
 NumberError parseUnsigned(std::string_view text, uint64_t* out,
                           uint64_t max = std::numeric_limits<uint64_t>::max());
+
+// Exactly 16 lowercase hex digits (the fixed-width names of WAL segments and snapshot
+// files), nothing else.
+std::optional<uint64_t> parseHex16(std::string_view text);
 
 }  // namespace kvr::text

@@ -8,6 +8,7 @@
 #include "core/hash.h"
 #include "core/limits.h"
 #include "core/membership.h"
+#include "core/text.h"
 #include "core/wire.h"
 #include "disk/disk_error.h"
 
@@ -233,34 +234,27 @@ std::optional<Index> SnapshotStore::indexOfFileName(const std::string& name) {
       name[5 + kHexDigits] != '-') {
     return std::nullopt;
   }
-  Index index = 0;
-  for (size_t i = 5; i < 5 + kHexDigits; ++i) {
-    const char c = name[i];
-    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (digit < 0) return std::nullopt;
-    index = index * 16 + static_cast<Index>(digit);
-  }
-  return index;
+  return text::parseHex16(std::string_view(name).substr(5, kHexDigits));
 }
 
 void SnapshotStore::removeReplacedBy(const SnapshotMeta& keep) {
   const std::string keepName = fileName(keep);
-  bool removed = false;
-  for (const std::string& name : fs_.list(dir_)) {
+  removeWhere([&](const std::string& name) {
     const std::optional<Index> index = indexOfFileName(name);
-    if (index && *index <= keep.index && name != keepName) {
-      fs_.remove(joinPath(dir_, name));
-      removed = true;
-    }
-  }
-  if (removed) fs_.syncDir(dir_);
+    return index && *index <= keep.index && name != keepName;
+  });
 }
 
 void SnapshotStore::removeAllExcept(const std::optional<SnapshotMeta>& keep) {
   const std::string keepName = keep ? fileName(*keep) : std::string();
+  removeWhere(
+      [&](const std::string& name) { return isSnapshotFileName(name) && name != keepName; });
+}
+
+void SnapshotStore::removeWhere(const std::function<bool(const std::string&)>& doomed) {
   bool removed = false;
   for (const std::string& name : fs_.list(dir_)) {
-    if (isSnapshotFileName(name) && name != keepName) {
+    if (doomed(name)) {
       fs_.remove(joinPath(dir_, name));
       removed = true;
     }

@@ -55,6 +55,8 @@ class SnapshotStore {
   static std::optional<Index> indexOfFileName(const std::string& name);
 
  private:
+  // Removes the files in the directory `doomed` names, then syncs it (if any went).
+  void removeWhere(const std::function<bool(const std::string&)>& doomed);
   // Writes the temp file (header, then `data` appends the data), syncs, renames it into
   // place and syncs the directory.
   void writeFile(const SnapshotMarker& marker, const std::function<void(File&)>& data);

@@ -6,6 +6,7 @@
 #include <kj/debug.h>
 
 #include "core/probe.h"
+#include "core/text.h"
 #include "disk/disk_error.h"
 
 namespace kvr::disk {
@@ -21,14 +22,7 @@ std::optional<uint64_t> parseSegmentName(const std::string& name) {
       name.compare(20, 4, ".log") != 0) {
     return std::nullopt;
   }
-  uint64_t seq = 0;
-  for (size_t i = 4; i < 20; ++i) {
-    char c = name[i];
-    int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (digit < 0) return std::nullopt;
-    seq = seq * 16 + static_cast<uint64_t>(digit);
-  }
-  return seq;
+  return text::parseHex16(std::string_view(name).substr(4, 16));
 }
 
 namespace {

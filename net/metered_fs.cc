@@ -1,5 +1,6 @@
 #include "net/metered_fs.h"
 
+#include "disk/snapshot_store.h"
 #include "disk/wal.h"
 
 #include <unistd.h>
@@ -25,8 +26,7 @@ constexpr uint64_t kMaxRemoveSteps = 1u << 16;
 bool isCutBeforeRemoval(std::string_view path) {
   size_t slash = path.rfind('/');
   std::string_view name = slash == std::string_view::npos ? path : path.substr(slash + 1);
-  return (name.starts_with("snap-") &&
-          (name.ends_with(".snap") || name.ends_with(".snap.tmp"))) ||
+  return disk::SnapshotStore::isSnapshotFileName(std::string(name)) ||
          disk::isRemovedSegmentName(std::string(name));
 }
 

@@ -613,6 +613,10 @@ TEST(SnapshotStoreNames, IndexOfFileName) {
   EXPECT_FALSE(SnapshotStore::indexOfFileName("snap-00000000000000zz-0000000000000001.snap")
                    .has_value());
   EXPECT_FALSE(SnapshotStore::indexOfFileName("snap-1-2.snap").has_value());
+  // WAL segment names share the parser: 16 lowercase hex digits, nothing else.
+  EXPECT_EQ(parseSegmentName("wal-00000000000000ff.log"), std::optional<uint64_t>(255));
+  EXPECT_FALSE(parseSegmentName("wal-00000000000000FF.log").has_value());
+  EXPECT_FALSE(parseSegmentName("wal-00000000000000f.log").has_value());
 }
 
 TEST_F(RecoveryTest, FsyncErrorIsFailStop) {
