@@ -450,6 +450,21 @@ TEST_F(RecoveryTest, CoveredSegmentsAreDeleted) {
   EXPECT_EQ(r.state.hardState.commit, last);
 }
 
+// Writes 12 batches of 4 entries (several segments of a small WAL) and makes a snapshot
+// at index 8 durable ("first"); advances `seq` and `last`.
+void fillThenSnapshotAt8(DiskStorage& storage, uint64_t& seq, Index& last) {
+  for (int i = 0; i < 12; ++i) {
+    storage.persist(entriesBatch(seq++, 1, last + 1, 4, 100));
+    last += 4;
+    storage.flush();
+  }
+  PersistBatch first;
+  first.seq = seq++;
+  first.snapshot = makeSnapshot(8, 1, "first");
+  storage.persist(std::move(first));
+  storage.flush();
+}
+
 // The node removes obsolete files apart from the write that made them obsolete
 // (writeDeferringCleanup, then cleanup on another pool job): until then they stay, a
 // crash before the cleanup loses nothing, and the cleanup never removes a newer
@@ -472,16 +487,7 @@ TEST_F(RecoveryTest, DeferredCleanupRemovesOnlyWhatTheWriteReplaced) {
   uint64_t seq = 1;
   {
     auto r = open(small);
-    for (int i = 0; i < 12; ++i) {
-      r.storage->persist(entriesBatch(seq++, 1, last + 1, 4, 100));
-      last += 4;
-      r.storage->flush();
-    }
-    PersistBatch first;
-    first.seq = seq++;
-    first.snapshot = makeSnapshot(8, 1, "first");
-    r.storage->persist(std::move(first));
-    r.storage->flush();
+    fillThenSnapshotAt8(*r.storage, seq, last);
     ASSERT_EQ(snapFiles().size(), 1u);
     const size_t segmentsBefore = segmentCount();
     ASSERT_GE(segmentsBefore, 3u);
@@ -532,16 +538,7 @@ TEST_F(RecoveryTest, CrashBeforeDeferredCleanupLosesNothing) {
   uint64_t seq = 1;
   {
     auto r = open(small);
-    for (int i = 0; i < 12; ++i) {
-      r.storage->persist(entriesBatch(seq++, 1, last + 1, 4, 100));
-      last += 4;
-      r.storage->flush();
-    }
-    PersistBatch first;
-    first.seq = seq++;
-    first.snapshot = makeSnapshot(8, 1, "first");
-    r.storage->persist(std::move(first));
-    r.storage->flush();
+    fillThenSnapshotAt8(*r.storage, seq, last);
     PersistBatch second;
     second.seq = seq++;
     second.snapshot = makeSnapshot(last, 1, "second");
