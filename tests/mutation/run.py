@@ -159,6 +159,18 @@ MUTATIONS = [
       'a damaged, completely written newest record cut as if it were a torn tail (issue 14)',
       '    if (newest && (!stop || stop->status == RecordStatus::Torn) &&',
       '    if (newest &&'),
+    M('wal_drops_uncovered_segments', 'disk/wal.cc',
+      'WAL segments dropped (and later removed) before a durable snapshot covers their entries',
+      '         segments_[0].maxEntryIndex <= marker_->meta.index) {',
+      '         segments_[0].maxEntryIndex <= marker_->meta.index + 64) {'),
+    # Issue 10. Only a node's background snapshot job can leave a newer file beside the
+    # write's cleanup; the simulator cleans up inside the write, so the swarm cannot reach
+    # it. Caught by tests/disk/recovery_test.cc (DeferredCleanupRemovesOnlyWhatTheWrite-
+    # Replaced).
+    M('snapshot_cleanup_removes_newer', 'disk/snapshot_store.cc',
+      'the cleanup after a snapshot marker removes a newer snapshot file being prepared',
+      '    return index && *index <= keep.index && name != keepName;',
+      '    return index && name != keepName;'),
     M('recovery_target_ignores_hwm', 'disk/wal.cc',
       'recovery target from the damaged records only, not the high-water mark of the records after them',
       '    d.wroteUpTo = std::max(d.wroteUpTo, h->hwm);',
