@@ -23,8 +23,11 @@ Replica::Replica(ReplicaConfig config, Rng rng, Transport& transport, Storage& s
       // Read contexts must not repeat across restarts: a ReadIndexResp delayed or
       // duplicated from an earlier incarnation would otherwise answer a new read with
       // an old index (seed 5142214). Each incarnation starts at a random point.
-      readContextBase_(rng.next()) {
+      readContextBase_(rng.next()),
+      snapshotRng_(rng.fork()) {
   KJ_REQUIRE(config_.snapshotEveryEntries >= 1 && config_.requestTimeoutTicks >= 1);
+  KJ_REQUIRE(config_.snapshotSpreadPercent <= 100, config_.snapshotSpreadPercent);
+  drawSnapshotStretch();
   raft_.setSnapshotReader(storage_.snapshotReader());
   const Snapshot& snap = raft_.snapshot();
   if (snap.meta.index > 0) {
@@ -360,16 +363,23 @@ void Replica::requestSnapshot() {
   maybeSnapshot();
 }
 
+void Replica::drawSnapshotStretch() {
+  snapshotStretchPercent_ = snapshotRng_.below(uint64_t(config_.snapshotSpreadPercent) + 1);
+}
+
 void Replica::maybeSnapshot() {
   Index applied = kv_.appliedIndex();
   if (snapshotInFlight_ || applied <= lastSnapshotIndex_) return;
   if (!snapshotRequested_) {
-    if (applied < lastSnapshotIndex_ + config_.snapshotEveryEntries) return;
+    const uint64_t stretch = 100 + snapshotStretchPercent_;
+    const uint64_t every = config_.snapshotEveryEntries * stretch / 100;
+    if (applied < lastSnapshotIndex_ + every) return;
     if (config_.snapshotLogShare != 0 &&
-        bytesAppliedSinceSnapshot_ * config_.snapshotLogShare < kv_.dataBytes())
+        bytesAppliedSinceSnapshot_ * config_.snapshotLogShare * 100 < kv_.dataBytes() * stretch)
       return;
   }
   snapshotRequested_ = false;
+  drawSnapshotStretch();
   bytesAppliedSinceSnapshot_ = 0;
   auto term = raft_.termAt(applied);
   KJ_ASSERT(term.has_value(), "applied entry has no term", applied);

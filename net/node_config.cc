@@ -153,6 +153,7 @@ ReplicaConfig replicaConfig(const NodeConfig& c) {
     }
   }
   rc.snapshotEveryEntries = c.snapshotEntries;
+  rc.snapshotSpreadPercent = kSnapshotSpreadPercent;
   rc.requestTimeoutTicks = msToTicks(c.requestTimeoutMs, c.tickMs);
   return rc;
 }

@@ -20,6 +20,10 @@ namespace kvr::net {
 constexpr uint32_t kPeerHandshakeTimeoutMs = 2000;
 constexpr uint32_t kMaxUnidentifiedPeerConnections = 16;
 constexpr uint32_t kMaxSnapshotWriteMBps = 100'000;
+// Each local snapshot waits up to this much longer than --snapshot-entries and the
+// eighth-of-the-store rule say, a random share per snapshot and per node, so the members
+// of a cluster do not all serialize their stores at the same moment (ReplicaConfig).
+constexpr uint32_t kSnapshotSpreadPercent = 50;
 
 struct NodeConfig {
   NodeId id = 1;

@@ -73,8 +73,9 @@ struct Scenario {
   uint64_t faultEveryNs = 300'000'000;  // mean time between scheduled faults
   double clientLossP = 0;
   double slowFsyncP = 0;
-  uint32_t snapshotEvery = 200;  // entries between local snapshots
-  uint32_t sessionCap = 64;      // small, to exercise session expiry
+  uint32_t snapshotEvery = 200;         // entries between local snapshots
+  uint32_t snapshotSpreadPercent = 50;  // each stretched by up to this (as kvnode does)
+  uint32_t sessionCap = 64;             // small, to exercise session expiry
   // Raft options are drawn too: safety (and ReadIndex) must not depend on them.
   bool preVote = true;
   bool checkQuorum = true;

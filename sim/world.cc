@@ -148,6 +148,7 @@ void World::startNode(Node& n) {
   cfg.raft.compactionKeepEntries = sc_.compactionKeepEntries;
   cfg.kv.maxSessions = sc_.sessionCap;
   cfg.snapshotEveryEntries = sc_.snapshotEvery;
+  cfg.snapshotSpreadPercent = sc_.snapshotSpreadPercent;
   cfg.requestTimeoutTicks = 60;
   if (n.bootConf.voters.empty()) {
     for (uint32_t i = 1; i <= sc_.nodes; ++i) cfg.initialConf.voters.push_back(i);

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,14 +38,16 @@ struct PreparingStorage final : Storage {
 
 class SingleNode {
  public:
-  explicit SingleNode(bool prepare, uint32_t snapshotLogShare = 8) {
+  explicit SingleNode(bool prepare, uint32_t snapshotLogShare = 8, uint32_t spreadPercent = 0,
+                      uint64_t seed = 3) {
     storage_.supported = prepare;
     ReplicaConfig c;
     c.raft.id = 1;
     c.initialConf = votersUpTo(1);
     c.snapshotEveryEntries = 8;
     c.snapshotLogShare = snapshotLogShare;
-    replica_.emplace(c, Rng(3), transport_, storage_, RecoveredState{});
+    c.snapshotSpreadPercent = spreadPercent;
+    replica_.emplace(c, Rng(seed), transport_, storage_, RecoveredState{});
     for (int i = 0; i < 100 && replica_->status().role != Role::Leader; ++i) tick();
     EXPECT_EQ(replica_->status().role, Role::Leader);
     KvCommand open;
@@ -154,6 +157,32 @@ TEST(ReplicaSnapshot, LargeStoreWaitsForItsShareOfLogBytes) {
     ASSERT_EQ(n.snapshots.size(), before + 2);
     EXPECT_GT(n.snapshots.back().meta.index, last);
   }
+}
+
+// Members apply the same entries; with a spread, each draws how much later than the
+// thresholds its next snapshot starts, so they do not all serialize at once.
+TEST(ReplicaSnapshot, SpreadStretchesEachIntervalByADrawnShare) {
+  std::set<Index> firstIndexes;
+  for (uint64_t seed = 1; seed <= 12; ++seed) {
+    SCOPED_TRACE(seed);
+    SingleNode n(false, 0, 50, seed);
+    for (int i = 0; i < 60; ++i) n.put("k" + std::to_string(i % 4), "v");
+    ASSERT_GE(n.snapshots.size(), 4u);
+    Index previous = 0;
+    for (const Snapshot& s : n.snapshots) {
+      // Every 8 entries, stretched by at most half: 8 to 12 entries apart.
+      EXPECT_GE(s.meta.index - previous, 8u);
+      EXPECT_LE(s.meta.index - previous, 12u);
+      previous = s.meta.index;
+    }
+    firstIndexes.insert(n.snapshots.front().meta.index);
+  }
+  EXPECT_GE(firstIndexes.size(), 3u) << "the seeds drew (nearly) the same stretch";
+  // Without a spread, the intervals are exact.
+  SingleNode exact(false, 0, 0, 5);
+  for (int i = 0; i < 40; ++i) exact.put("k", "v");
+  for (size_t i = 0; i < exact.snapshots.size(); ++i)
+    EXPECT_EQ(exact.snapshots[i].meta.index, 8u * (i + 1));
 }
 
 }  // namespace
