@@ -94,21 +94,27 @@ kj::Promise<size_t> UvFdStream::tryRead(void* buffer, size_t minBytes, size_t ma
 
 kj::Promise<size_t> UvFdStream::readAtLeast(kj::byte* buffer, size_t minBytes, size_t maxBytes,
                                             size_t alreadyRead) {
+  auto readWhenReadable = [&]() {
+    return watcher_.whenReadable().then([this, buffer, minBytes, maxBytes, alreadyRead]() {
+      return readAtLeast(buffer, minBytes, maxBytes, alreadyRead);
+    });
+  };
   for (;;) {
+    if (drained_) {
+      drained_ = false;
+      return readWhenReadable();
+    }
     ssize_t n = ::read(fd_, buffer, maxBytes);
     if (n < 0) {
       int error = errno;
       if (error == EINTR) continue;
-      if (error == EAGAIN || error == EWOULDBLOCK) {
-        return watcher_.whenReadable().then([this, buffer, minBytes, maxBytes, alreadyRead]() {
-          return readAtLeast(buffer, minBytes, maxBytes, alreadyRead);
-        });
-      }
+      if (error == EAGAIN || error == EWOULDBLOCK) return readWhenReadable();
       // kj maps errno to the exception type: ECONNRESET etc. become DISCONNECTED.
       KJ_FAIL_SYSCALL("read()", error, fd_);
     }
     if (n == 0) return alreadyRead;  // end of stream
     size_t got = static_cast<size_t>(n);
+    drained_ = isSocket_ && got < maxBytes;
     alreadyRead += got;
     if (got >= minBytes) return alreadyRead;
     buffer += got;

@@ -62,6 +62,10 @@ class UvFdStream final : public kj::AsyncIoStream {
   kj::AutoCloseFd ownedFd_;  // empty unless TAKE_OWNERSHIP; closed after the watcher stops
   int fd_;
   bool isSocket_;  // sockets use sendmsg(MSG_NOSIGNAL): no SIGPIPE on a dead peer
+  // The last read() returned less than it asked for: the socket's receive queue was
+  // empty then, so the next read waits for readability first instead of calling read()
+  // to hear EAGAIN (a fifth of a leader's reads were such empty calls).
+  bool drained_ = false;
   UvFdWatcher watcher_;
   kj::Maybe<kj::ForkedPromise<void>> writeDisconnected_;
 };

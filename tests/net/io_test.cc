@@ -113,6 +113,49 @@ TEST_F(IoTest, PeerResetReadsAsDisconnected) {
   }
 }
 
+// After a short read the stream waits for readability before it reads again (no read()
+// that only hears EAGAIN): what arrives later, a whole read's worth split across
+// arrivals, the end of the stream and a reset must all still reach the reader.
+TEST_F(IoTest, AfterAShortReadLaterBytesEndAndResetStillArrive) {
+  UvAsyncIo io(loop());
+  auto& ws = io.waitScope();
+  for (int ending = 0; ending < 2; ++ending) {
+    auto c = connectLoopback(io);
+    char buf[64];
+    c.server->write("abc", 3).wait(ws);
+    EXPECT_EQ(c.client->tryRead(buf, 1, sizeof(buf)).wait(ws), 3u);  // short: drained
+    auto later = c.client->tryRead(buf, 1, sizeof(buf));
+    EXPECT_FALSE(later.poll(ws));
+    c.server->write("defg", 4).wait(ws);
+    EXPECT_EQ(later.wait(ws), 4u);
+    EXPECT_EQ(kj::str(kj::arrayPtr(buf, 4)), "defg");
+    // minBytes beyond one arrival: the rest comes in a second write.
+    auto whole = c.client->read(buf, 6);
+    c.server->write("hij", 3).wait(ws);
+    EXPECT_FALSE(whole.poll(ws));
+    c.server->write("klm", 3).wait(ws);
+    whole.wait(ws);
+    EXPECT_EQ(kj::str(kj::arrayPtr(buf, 6)), "hijklm");
+    c.server->write("n", 1).wait(ws);
+    EXPECT_EQ(c.client->tryRead(buf, 1, sizeof(buf)).wait(ws), 1u);
+    if (ending == 0) {
+      c.server->shutdownWrite();
+      EXPECT_EQ(c.client->tryRead(buf, 1, sizeof(buf)).wait(ws), 0u);
+    } else {
+      struct linger hard = {1, 0};
+      c.server->setsockopt(SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+      c.server = nullptr;
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                    c.client->tryRead(buf, 1, sizeof(buf)).wait(ws);
+                  })) {
+        EXPECT_EQ(e->getType(), kj::Exception::Type::DISCONNECTED);
+      } else {
+        ADD_FAILURE() << "read from a reset connection succeeded";
+      }
+    }
+  }
+}
+
 TEST_F(IoTest, WhenWriteDisconnectedFiresWhenPeerCloses) {
   UvAsyncIo io(loop());
   auto& ws = io.waitScope();
