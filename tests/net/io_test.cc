@@ -145,9 +145,8 @@ TEST_F(IoTest, AfterAShortReadLaterBytesEndAndResetStillArrive) {
       struct linger hard = {1, 0};
       c.server->setsockopt(SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
       c.server = nullptr;
-      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                    c.client->tryRead(buf, 1, sizeof(buf)).wait(ws);
-                  })) {
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions(
+                         [&]() { c.client->tryRead(buf, 1, sizeof(buf)).wait(ws); })) {
         EXPECT_EQ(e->getType(), kj::Exception::Type::DISCONNECTED);
       } else {
         ADD_FAILURE() << "read from a reset connection succeeded";
