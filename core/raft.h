@@ -143,6 +143,7 @@ class Raft {
     Index snapIndex = 0;
     uint64_t snapOffset = 0;  // bytes the follower has acknowledged
     uint32_t snapIdleTicks = 0;
+    Index commitSent = 0;  // the highest commit index an Append or heartbeat carried to it
   };
   struct ReadRound {
     uint64_t id;
@@ -222,6 +223,7 @@ class Raft {
   void sendSnapshotChunk(NodeId to, Progress& pr);
   void broadcastHeartbeat(uint64_t readRound);
   void maybeCommit();
+  void notifyCommit();
   void releaseReadRounds();
   void failReads();
   // Answers a read: a ReadState for our own, a ReadIndexResp for a follower's.
@@ -291,8 +293,10 @@ class Raft {
   std::vector<Message> outNow_;
   std::vector<Message> outAfterPersist_;
   std::vector<ReadState> outReads_;
-  bool broadcastPending_ = false;        // new entries: send Appends at the next takeReady
-  bool commitBroadcastPending_ = false;  // commit advanced: tell idle followers
+  bool broadcastPending_ = false;  // new entries: send Appends at the next takeReady
+  // Commit advanced since the last tick: at the tick, tell the followers that no Append
+  // or heartbeat has told yet (notifyCommit).
+  bool commitNoticeDue_ = false;
 };
 
 }  // namespace kvr

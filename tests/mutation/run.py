@@ -154,6 +154,17 @@ MUTATIONS = [
       'every member snapshots at the same index (the drawn stretch is ignored)',
       '    const uint64_t stretch = 100 + snapshotStretchPercent_;',
       '    const uint64_t stretch = 100;'),
+    # Issue 10: commit-only Appends wait for the tick. Neither rule guards safety (a
+    # heartbeat carries the commit index too); caught by tests/raft/raft_test_replication.cc
+    # (IdleFollowersLearnTheCommitAtTheNextTickOnce), not by the swarm.
+    M('commit_notice_repeated', 'core/raft.cc',
+      'an empty Append tells a follower the commit index an Append already carried',
+      '    if (pr.commitSent < commit_ && pr.next > lastIndex() &&',
+      '    if (pr.next > lastIndex() &&'),
+    M('commit_notice_never', 'core/raft.cc',
+      'idle followers learn a new commit index only from the next heartbeat',
+      '  if (commitNoticeDue_) notifyCommit();',
+      '  if (false) notifyCommit();'),
     M('restore_drops_sessions', 'core/kv.cc',
       'the session table is lost when a snapshot is restored',
       '  sessions_ = std::move(sessions);\n  byActivity_ = std::move(byActivity);',

@@ -270,6 +270,14 @@ class RaftCluster {
   void elect(NodeId id) {
     campaign(id);
     ASSERT_EQ((*this)[id].role(), Role::Leader) << "node " << id << " failed to win";
+    settleCommit(id);
+  }
+
+  // Settles, then one tick of `leader` tells the followers that no Append told the new
+  // commit index (Raft::notifyCommit), and that settles too.
+  void settleCommit(NodeId leader) {
+    settle();
+    tick(leader);
     settle();
   }
 

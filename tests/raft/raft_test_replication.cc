@@ -165,9 +165,52 @@ TEST(RaftReplication, ProposalsBeforeOneReadyShareOneAppendPerFollower) {
     EXPECT_EQ(m.entries.size(), 50u) << "to node " << m.to;
   }
   EXPECT_EQ(appends, 2u);
-  c.settle();
+  c.settleCommit(1);
   EXPECT_EQ(c[1].commitIndex(), before + 50);
   EXPECT_EQ(c.node(2).applied.size(), before + 50);
+}
+
+// A commit index that no Append carried reaches idle followers at the leader's next
+// tick, in one empty Append each, and only once (Raft::notifyCommit).
+TEST(RaftReplication, IdleFollowersLearnTheCommitAtTheNextTickOnce) {
+  RaftConfig quietHeartbeats;
+  quietHeartbeats.heartbeatTicks = 5;  // no heartbeat (which carries it too) in the window
+  RaftCluster c(3, quietHeartbeats);
+  c.elect(1);
+  Index idx = 0;
+  ASSERT_EQ(c.propose(1, "x", &idx), ProposeError::None);
+  c.settle();
+  ASSERT_EQ(c[1].commitIndex(), idx);
+  EXPECT_LT(c[2].commitIndex(), idx) << "told before the tick";
+  EXPECT_LT(c[3].commitIndex(), idx) << "told before the tick";
+  auto emptyAppends = [&c](size_t from) {
+    size_t n = 0;
+    for (size_t i = from; i < c.sent.size(); ++i) {
+      if (c.sent[i].type == MsgType::Append && c.sent[i].entries.empty()) ++n;
+    }
+    return n;
+  };
+  size_t mark = c.sent.size();
+  c.settleCommit(1);
+  EXPECT_EQ(c[2].commitIndex(), idx);
+  EXPECT_EQ(c[3].commitIndex(), idx);
+  EXPECT_EQ(emptyAppends(mark), 2u);
+  mark = c.sent.size();
+  c.settleCommit(1);  // nothing new to tell
+  EXPECT_EQ(emptyAppends(mark), 0u);
+  // An Append with entries carried the new commit index before the tick: no notice.
+  Index idy = 0;
+  ASSERT_EQ(c.propose(1, "y", &idy), ProposeError::None);
+  c.settle();
+  ASSERT_EQ(c[1].commitIndex(), idy);
+  ASSERT_EQ(c.propose(1, "z"), ProposeError::None);
+  c.pump(1);  // the Appends of z carry commit idy; not delivered yet
+  mark = c.sent.size();
+  c.tick(1);
+  c.pump(1);
+  EXPECT_EQ(emptyAppends(mark), 0u);
+  c.settleCommit(1);
+  EXPECT_EQ(c[2].commitIndex(), c[1].commitIndex());
 }
 
 TEST(RaftReplication, CommitWaitsForTheLeadersOwnWriteWhenFollowersAreNoQuorum) {

@@ -119,7 +119,7 @@ TEST(RaftSnapshot, FollowerBehindTheLogGetsTheSnapshotInChunksThenCatchesUp) {
 
   Index idx = 0;
   ASSERT_EQ(c.propose(1, "later", &idx), ProposeError::None);
-  c.settle();
+  c.settleCommit(1);
   EXPECT_EQ(c[3].commitIndex(), idx);
   EXPECT_EQ(c.logOf(3), c.logOf(1));
   ASSERT_FALSE(c.node(3).applied.empty());

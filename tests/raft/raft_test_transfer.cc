@@ -22,7 +22,7 @@ TEST(RaftTransfer, TargetBecomesLeaderInTheNextTerm) {
   EXPECT_EQ(c[3].leader(), 2u);
   Index idx = 0;
   ASSERT_EQ(c.propose(2, "after", &idx), ProposeError::None);
-  c.settle();
+  c.settleCommit(2);
   EXPECT_EQ(c[1].commitIndex(), idx);
 }
 
