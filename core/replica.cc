@@ -126,7 +126,12 @@ bool Replica::enqueue(const KvCommand& cmd, ReadMode mode, ReplyFn& done) {
     return false;
   }
   Index index = 0;
-  ProposeError err = raft_.propose(encodeCommand(cmd), &index);
+  // Encoded into a reused buffer, then copied once into the entry's shared payload.
+  encodeCommand(cmd, &encodeScratch_);
+  ProposeError err = raft_.propose(SharedBytes(encodeScratch_), &index);
+  // A rare large command does not keep its buffer: the scratch stays small.
+  constexpr size_t kMaxScratchKeptBytes = 64 * 1024;
+  if (encodeScratch_.capacity() > kMaxScratchKeptBytes) std::string().swap(encodeScratch_);
   if (err != ProposeError::None) {
     KvReply r;
     switch (err) {

@@ -180,7 +180,8 @@ class Replica {
   Index lastSnapshotIndex_ = 0;
   uint64_t bytesAppliedSinceSnapshot_ = 0;  // entry bytes applied since the last one taken
   std::deque<InFlightBatch> inFlight_;
-  std::map<Index, PendingWrite> pendingWrites_;   // by log index: the first is the oldest
+  std::map<Index, PendingWrite> pendingWrites_;  // by log index: the first is the oldest
+  std::string encodeScratch_;  // enqueue() encodes each command here (capacity reused)
   std::map<uint64_t, PendingRead> pendingReads_;  // by sequence number: the first is the oldest
 };
 
