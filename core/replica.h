@@ -181,6 +181,10 @@ class Replica {
   uint64_t bytesAppliedSinceSnapshot_ = 0;  // entry bytes applied since the last one taken
   std::deque<InFlightBatch> inFlight_;
   std::map<Index, PendingWrite> pendingWrites_;  // by log index: the first is the oldest
+  // Nodes of pendingWrites_ whose writes were answered at apply, reused by the next
+  // writes instead of a new allocation each; at most kMaxSpareWriteNodes.
+  static constexpr size_t kMaxSpareWriteNodes = 256;
+  std::vector<std::map<Index, PendingWrite>::node_type> spareWriteNodes_;
   std::string encodeScratch_;  // enqueue() encodes each command here (capacity reused)
   std::map<uint64_t, PendingRead> pendingReads_;  // by sequence number: the first is the oldest
 };
