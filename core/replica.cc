@@ -130,7 +130,6 @@ bool Replica::enqueue(const KvCommand& cmd, ReadMode mode, ReplyFn& done) {
   encodeCommand(cmd, &encodeScratch_);
   ProposeError err = raft_.propose(SharedBytes(encodeScratch_), &index);
   // A rare large command does not keep its buffer: the scratch stays small.
-  constexpr size_t kMaxScratchKeptBytes = 64 * 1024;
   if (encodeScratch_.capacity() > kMaxScratchKeptBytes) std::string().swap(encodeScratch_);
   if (err != ProposeError::None) {
     KvReply r;
@@ -331,10 +330,17 @@ void Replica::applyCommitted(const std::vector<Entry>& committed) {
     const KvReply* applied = nullptr;
     bytesAppliedSinceSnapshot_ += e.data.size();
     if (e.kind == EntryKind::Command) {
-      KvCommand cmd;
+      // Decoded into a reused command (decodeCommand sets every field): its strings keep
+      // their capacity from entry to entry instead of an allocation per value.
+      KvCommand& cmd = applyScratch_;
       KJ_REQUIRE(decodeCommand(e.data, &cmd), "committed entry does not decode", e.index);
       reply = kv_.apply(e.index, cmd);
       applied = &reply;
+      if (cmd.value.capacity() + cmd.key.capacity() + cmd.expected.capacity() +
+              cmd.rangeEnd.capacity() >
+          kMaxScratchKeptBytes) {
+        cmd = KvCommand();  // a rare large command does not keep its buffers
+      }
     } else {
       kv_.skip(e.index);
       if (e.kind == EntryKind::Config) {

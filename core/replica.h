@@ -185,7 +185,10 @@ class Replica {
   // writes instead of a new allocation each; at most kMaxSpareWriteNodes.
   static constexpr size_t kMaxSpareWriteNodes = 256;
   std::vector<std::map<Index, PendingWrite>::node_type> spareWriteNodes_;
-  std::string encodeScratch_;  // enqueue() encodes each command here (capacity reused)
+  // Buffers reused from command to command, dropped when one grew past this.
+  static constexpr size_t kMaxScratchKeptBytes = 64 * 1024;
+  std::string encodeScratch_;                     // enqueue() encodes each command here
+  KvCommand applyScratch_;                        // applyCommitted() decodes each command here
   std::map<uint64_t, PendingRead> pendingReads_;  // by sequence number: the first is the oldest
 };
 
