@@ -27,16 +27,17 @@ class SharedBytes {
  public:
   SharedBytes() = default;
   // Implicit, so an Entry can still be built from a string: copies the bytes once.
-  SharedBytes(std::string_view bytes) {  // NOLINT(google-explicit-constructor)
+  // cppcheck-suppress noExplicitConstructor
+  SharedBytes(std::string_view bytes) {
     if (bytes.empty()) return;
     void* raw = ::operator new(sizeof(Block) + bytes.size());
     block_ = new (raw) Block{{1}, bytes.size()};
     std::memcpy(block_->bytes(), bytes.data(), bytes.size());
   }
-  SharedBytes(const std::string& bytes)  // NOLINT(google-explicit-constructor)
-      : SharedBytes(std::string_view(bytes)) {}
-  SharedBytes(const char* bytes)  // NOLINT(google-explicit-constructor)
-      : SharedBytes(std::string_view(bytes)) {}
+  // cppcheck-suppress noExplicitConstructor
+  SharedBytes(const std::string& bytes) : SharedBytes(std::string_view(bytes)) {}
+  // cppcheck-suppress noExplicitConstructor
+  SharedBytes(const char* bytes) : SharedBytes(std::string_view(bytes)) {}
 
   SharedBytes(const SharedBytes& other) noexcept : block_(other.block_) {
     // relaxed: a new reference is made from an existing one, which keeps the block alive.
@@ -59,7 +60,7 @@ class SharedBytes {
   bool empty() const { return block_ == nullptr; }
   const char* data() const { return block_ == nullptr ? "" : block_->bytes(); }
   std::string_view view() const { return {data(), size()}; }
-  operator std::string_view() const { return view(); }  // NOLINT(google-explicit-constructor)
+  operator std::string_view() const { return view(); }
   std::string str() const { return std::string(view()); }
   const char* begin() const { return data(); }
   const char* end() const { return data() + size(); }
