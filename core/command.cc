@@ -114,6 +114,13 @@ Status validate(const KvCommand& cmd, std::string* why) {
 
 std::string encodeCommand(const KvCommand& cmd) {
   std::string out;
+  encodeCommand(cmd, &out);
+  return out;
+}
+
+void encodeCommand(const KvCommand& cmd, std::string* into) {
+  std::string& out = *into;
+  out.clear();
   out.reserve(32 + cmd.key.size() + cmd.value.size() + cmd.expected.size() +
               cmd.rangeEnd.size());
   wire::putU8(out, kCommandVersion);
@@ -126,7 +133,6 @@ std::string encodeCommand(const KvCommand& cmd) {
   wire::putU8(out, cmd.expectAbsent ? 1 : 0);
   putBytes(out, cmd.rangeEnd);
   putVarint(out, cmd.limit);
-  return out;
 }
 
 bool decodeCommand(std::string_view bytes, KvCommand* out) {

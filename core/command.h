@@ -80,6 +80,9 @@ Status validate(const KvCommand& cmd, std::string* why);
 // Entry payload encoding. decode returns false (and leaves *out unspecified) on any
 // malformed, truncated, oversized or trailing input; it never reads out of bounds.
 std::string encodeCommand(const KvCommand& cmd);
+// The same into *into (cleared first): a caller that encodes many commands reuses one
+// buffer's capacity instead of allocating a string per command.
+void encodeCommand(const KvCommand& cmd, std::string* into);
 bool decodeCommand(std::string_view bytes, KvCommand* out);
 
 // The same for replies (sessions save the last reply in snapshots).

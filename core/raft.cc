@@ -854,7 +854,7 @@ void Raft::handleSnapshotResp(const Message& m) {
   sendSnapshotChunk(m.from, pr);
 }
 
-ProposeError Raft::propose(std::string data, Index* index) {
+ProposeError Raft::propose(SharedBytes data, Index* index) {
   if (role_ != Role::Leader) return ProposeError::NotLeader;
   if (transferTarget_ != kNoNode) return ProposeError::TransferInProgress;
   if (data.size() > limits::kMaxAppendBytes) return ProposeError::TooLarge;

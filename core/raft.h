@@ -65,7 +65,7 @@ class Raft {
   void tick();
   void step(Message msg);
   // Appends a command entry at the leader. On success *index is its log index.
-  ProposeError propose(std::string data, Index* index);
+  ProposeError propose(SharedBytes data, Index* index);
   // Requests a linearizable read; the answer comes back as a ReadState with `context`.
   void readIndex(uint64_t context);
   bool transferLeadership(NodeId target);

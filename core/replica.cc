@@ -129,7 +129,11 @@ bool Replica::enqueue(const KvCommand& cmd, ReadMode mode, ReplyFn& done) {
     return false;
   }
   Index index = 0;
-  ProposeError err = raft_.propose(encodeCommand(cmd), &index);
+  // Encoded into a reused buffer, then copied once into the entry's shared payload.
+  encodeCommand(cmd, &encodeScratch_);
+  ProposeError err = raft_.propose(SharedBytes(encodeScratch_), &index);
+  // A rare large command does not keep its buffer: the scratch stays small.
+  if (encodeScratch_.capacity() > kMaxScratchKeptBytes) std::string().swap(encodeScratch_);
   if (err != ProposeError::None) {
     KvReply r;
     switch (err) {
@@ -180,8 +184,17 @@ void Replica::addPendingWrite(Index index, ReplyFn done) {
     pendingWrites_.erase(stale);
     old(notLeader());
   }
-  pendingWrites_.emplace(index, PendingWrite{raft_.term(), now_ + config_.requestTimeoutTicks,
-                                             std::move(done)});
+  PendingWrite write{raft_.term(), now_ + config_.requestTimeoutTicks, std::move(done)};
+  if (spareWriteNodes_.empty()) {
+    pendingWrites_.emplace(index, std::move(write));
+    return;
+  }
+  auto node = std::move(spareWriteNodes_.back());
+  spareWriteNodes_.pop_back();
+  node.key() = index;
+  node.mapped() = std::move(write);
+  const bool inserted = pendingWrites_.insert(std::move(node)).inserted;
+  KJ_ASSERT(inserted, "a pending write at this index survived", index);
 }
 
 void Replica::onPersisted(uint64_t seq) {
@@ -320,10 +333,17 @@ void Replica::applyCommitted(const std::vector<Entry>& committed) {
     const KvReply* applied = nullptr;
     bytesAppliedSinceSnapshot_ += e.data.size();
     if (e.kind == EntryKind::Command) {
-      KvCommand cmd;
+      // Decoded into a reused command (decodeCommand sets every field): its strings keep
+      // their capacity from entry to entry instead of an allocation per value.
+      KvCommand& cmd = applyScratch_;
       KJ_REQUIRE(decodeCommand(e.data, &cmd), "committed entry does not decode", e.index);
       reply = kv_.apply(e.index, cmd);
       applied = &reply;
+      if (cmd.value.capacity() + cmd.key.capacity() + cmd.expected.capacity() +
+              cmd.rangeEnd.capacity() >
+          kMaxScratchKeptBytes) {
+        cmd = KvCommand();  // a rare large command does not keep its buffers
+      }
     } else {
       kv_.skip(e.index);
       if (e.kind == EntryKind::Config) {
@@ -334,8 +354,14 @@ void Replica::applyCommitted(const std::vector<Entry>& committed) {
     if (observer_) observer_(raft_.id(), e, e.kind == EntryKind::Command ? applied : nullptr);
     auto it = pendingWrites_.find(e.index);
     if (it != pendingWrites_.end()) {
-      auto pending = std::move(it->second);
-      pendingWrites_.erase(it);
+      // The map's node is kept for the next write (addPendingWrite): one fewer
+      // allocation and free per write.
+      auto node = pendingWrites_.extract(it);
+      PendingWrite pending = std::move(node.mapped());
+      if (spareWriteNodes_.size() < kMaxSpareWriteNodes) {
+        node.mapped().done = nullptr;
+        spareWriteNodes_.push_back(std::move(node));
+      }
       if (pending.term == e.term && applied != nullptr) {
         pending.done(reply);
       } else {

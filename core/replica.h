@@ -189,7 +189,15 @@ class Replica {
   Index lastSnapshotIndex_ = 0;
   uint64_t bytesAppliedSinceSnapshot_ = 0;  // entry bytes applied since the last one taken
   std::deque<InFlightBatch> inFlight_;
-  std::map<Index, PendingWrite> pendingWrites_;   // by log index: the first is the oldest
+  std::map<Index, PendingWrite> pendingWrites_;  // by log index: the first is the oldest
+  // Nodes of pendingWrites_ whose writes were answered at apply, reused by the next
+  // writes instead of a new allocation each; at most kMaxSpareWriteNodes.
+  static constexpr size_t kMaxSpareWriteNodes = 256;
+  std::vector<std::map<Index, PendingWrite>::node_type> spareWriteNodes_;
+  // Buffers reused from command to command, dropped when one grew past this.
+  static constexpr size_t kMaxScratchKeptBytes = 64 * 1024;
+  std::string encodeScratch_;                     // enqueue() encodes each command here
+  KvCommand applyScratch_;                        // applyCommitted() decodes each command here
   std::map<uint64_t, PendingRead> pendingReads_;  // by sequence number: the first is the oldest
 };
 

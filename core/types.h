@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/shared_bytes.h"
+
 namespace kvr {
 
 using NodeId = uint32_t;  // 1..kMaxNodes; 0 means "none"
@@ -25,7 +27,8 @@ struct Entry {
   Term term = 0;
   Index index = 0;
   EntryKind kind = EntryKind::Noop;
-  std::string data;
+  // Shared, not copied, wherever the entry goes (storage, each follower's Append, apply).
+  SharedBytes data;
 
   bool operator==(const Entry&) const = default;
 };

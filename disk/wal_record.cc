@@ -38,7 +38,7 @@ std::string encodeEntries(const std::vector<Entry>& entries) {
     putFixed64(out, e.index);
     putU8(out, static_cast<uint8_t>(e.kind));
     putFixed32(out, static_cast<uint32_t>(e.data.size()));
-    out += e.data;
+    out += e.data.view();
   }
   return out;
 }
@@ -331,7 +331,7 @@ std::optional<RecordBody> decodePayload(RecordType type, std::string_view payloa
         std::string_view data;
         r.fixed32(&len);
         r.raw(len, &data);
-        e.data = std::string(data);
+        e.data = SharedBytes(data);
         if (!r.failed() && (e.index == 0 || (i > 0 && e.index != entries[0].index + i))) {
           *error = "entries not consecutive";
           return std::nullopt;

@@ -111,6 +111,41 @@ kj::Maybe<kj::Own<capnp::MessageReader>> PeerFrameReader::take() {
   return nullptr;
 }
 
+namespace {
+
+// A builder over a FrameScratch: marks the scratch busy for its lifetime. The base
+// class's destructor, which runs after this one's, zeroes the words the frame used.
+class ScratchBuilder final : public capnp::MallocMessageBuilder {
+ public:
+  ScratchBuilder(kj::ArrayPtr<capnp::word> firstSegment, bool& inUse)
+      : MallocMessageBuilder(firstSegment), inUse_(inUse) {
+    inUse_ = true;
+  }
+  ~ScratchBuilder() noexcept(false) { inUse_ = false; }
+
+ private:
+  bool& inUse_;
+};
+
+}  // namespace
+
+kj::Own<capnp::MessageBuilder> FrameScratch::builder(size_t words) {
+  // A frame under construction is the only one on its connection (one write at a time),
+  // but the previous frame's builder may still be held by its write's promise chain.
+  if (words > kMaxWords || inUse_) {
+    return kj::heap<capnp::MallocMessageBuilder>(
+        static_cast<uint>(std::min(words, kMaxPeerFrameBytes / kWordBytes)));
+  }
+  if (words > words_.size()) {
+    // Grown in 16 KiB steps, so a load that grows slowly reallocates a few times only.
+    constexpr size_t kStepWords = (16 * 1024) / kWordBytes;
+    size_t grown = std::min(kMaxWords, (words + kStepWords - 1) / kStepWords * kStepWords);
+    words_ = kj::heapArray<capnp::word>(grown);
+    memset(words_.begin(), 0, words_.size() * kWordBytes);
+  }
+  return kj::heap<ScratchBuilder>(words_.asPtr(), inUse_);
+}
+
 kj::Promise<void> writePeerFrame(kj::AsyncOutputStream& out, capnp::MessageBuilder& message) {
   return capnp::writeMessage(out, message);
 }

@@ -51,6 +51,29 @@ class PeerFrameReader {
   uint32_t outstanding_ = 0;  // readers from take() still alive
 };
 
+// The first segment of one connection's outgoing frames, reused from frame to frame. A
+// fresh MallocMessageBuilder callocs its first segment (8 KiB by default, or the batch's
+// size) for every frame, and on a leader those large, short-lived blocks were most of
+// its malloc time. Cap'n Proto wants a first segment it is given to be zero; the
+// builder's destructor zeroes again only the words it used.
+class FrameScratch {
+ public:
+  // Bigger frames get a segment of their own: the scratch stays bounded per connection.
+  static constexpr size_t kMaxWords = (256 * 1024) / sizeof(capnp::word);
+
+  FrameScratch() = default;
+  KJ_DISALLOW_COPY(FrameScratch);
+
+  // A builder for a frame of about `words` words, over the scratch (grown to fit) when
+  // that is at most kMaxWords and no builder from it is still alive; else one with a
+  // first segment of its own. The scratch must outlive the builder.
+  kj::Own<capnp::MessageBuilder> builder(size_t words);
+
+ private:
+  kj::Array<capnp::word> words_;  // all zero while no builder over it is alive
+  bool inUse_ = false;
+};
+
 // Writes `message` as one frame (one gathered write). The builder must outlive the
 // returned promise (attach it).
 kj::Promise<void> writePeerFrame(kj::AsyncOutputStream& out, capnp::MessageBuilder& message);

@@ -45,6 +45,7 @@ struct Connection final : public kj::TaskSet::ErrorHandler {
   bool pumpScheduled = false;
   bool pingDue = false;
   uint64_t pingSentNs = 0;  // the unanswered ping's send time; 0: none out
+  FrameScratch scratch;     // outlives the writes: their builders zero it as they go
   kj::TaskSet writes;
 };
 
@@ -280,12 +281,12 @@ class PeerTransport::Peer {
     KJ_IF_MAYBE(c, conn_) {
       Connection& conn = **c;
       if (!conn.ready || conn.writing) return;
-      kj::Own<capnp::MallocMessageBuilder> message;
+      kj::Own<capnp::MessageBuilder> message;
       size_t count = 0;
       if (conn.pingDue) {
         conn.pingDue = false;
         conn.pingSentNs = std::max<uint64_t>(1, metrics::monotonicNanos());
-        message = kj::heap<capnp::MallocMessageBuilder>(16);
+        message = conn.scratch.builder(16);
         auto frame = message->initRoot<schema::PeerFrame>();
         frame.setMagic(kPeerFrameMagic);
         frame.setPing(conn.pingSentNs);
@@ -296,10 +297,11 @@ class PeerTransport::Peer {
           bytes += queue_[count].second;
           ++count;
         }
-        // One first segment that fits the batch: a single-segment frame.
-        message = kj::heap<capnp::MallocMessageBuilder>(
-            static_cast<uint>(std::min<size_t>(bytes / sizeof(capnp::word) + 64,
-                                               kMaxPeerFrameBytes / sizeof(capnp::word))));
+        // One first segment that fits the batch (the connection's reused scratch, up to
+        // its bound): a single-segment frame.
+        message = conn.scratch.builder(
+            std::min<size_t>(bytes / sizeof(capnp::word) + 64,
+                             kMaxPeerFrameBytes / sizeof(capnp::word)));
         auto frame = message->initRoot<schema::PeerFrame>();
         frame.setMagic(kPeerFrameMagic);
         auto batch = frame.initBatch(static_cast<uint>(count));

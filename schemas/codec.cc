@@ -38,7 +38,7 @@ bool guarded(const char* what, std::string* error, Fn&& fn) {
   }
 }
 
-kj::ArrayPtr<const kj::byte> bytesOf(const std::string& s) {
+kj::ArrayPtr<const kj::byte> bytesOf(std::string_view s) {
   return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
 
@@ -135,7 +135,9 @@ bool readMessageBody(schema::Message::Reader in, Message* out, std::string* erro
     }
     payloadBytes += data.size();
     m.entries.push_back(
-        Entry{e.getTerm(), e.getIndex(), static_cast<EntryKind>(kind), stringOf(data)});
+        Entry{e.getTerm(), e.getIndex(), static_cast<EntryKind>(kind),
+              SharedBytes(
+                  std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()))});
   }
 
   auto snap = in.getSnap();

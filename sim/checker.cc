@@ -12,7 +12,7 @@ bool Checker::isCommitted(const Entry& entry) const {
   return it != committed_.end() && it->second.id == EntryId{entry.term, hashBytes(entry.data)};
 }
 
-uint64_t hashBytes(const std::string& bytes) { return hash64(bytes); }
+uint64_t hashBytes(std::string_view bytes) { return hash64(bytes); }
 
 Checker::Checker(uint32_t nodes) : nodes_(nodes) {}
 

@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/replica.h"
@@ -77,6 +78,6 @@ class Checker {
   std::optional<Violation> violation_;
 };
 
-uint64_t hashBytes(const std::string& bytes);
+uint64_t hashBytes(std::string_view bytes);
 
 }  // namespace kvr::sim

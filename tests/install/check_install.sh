@@ -52,7 +52,7 @@ read -r bindir includedir libdir <<<"$dirs"
 for exe in kvnode kvctl kvsim kvbench; do
   [ -x "$root/$bindir/$exe" ] || fail "$root/$bindir/$exe is not installed"
 done
-for h in net/kv_client.h core/command.h core/membership.h core/types.h; do
+for h in net/kv_client.h core/command.h core/membership.h core/shared_bytes.h core/types.h; do
   [ -f "$root/$includedir/kvraft/$h" ] || fail "header kvraft/$h is not installed"
 done
 [ -f "$root/$libdir/libkvraft-client.a" ] || fail "libkvraft-client.a is not installed"

@@ -239,6 +239,31 @@ TEST_F(PeerTransportTest, RaftServiceChecksHelloAndEveryEnvelope) {
 
 // Frames arrive whole however the bytes are split, many frames per read are all taken,
 // and a frame over the bound or a stream that ends inside a frame fails the read.
+TEST(FrameScratch, FramesReuseOneZeroedFirstSegment) {
+  FrameScratch scratch;
+  const capnp::word* first = nullptr;
+  for (int round = 0; round < 3; ++round) {
+    auto message = scratch.builder(64);
+    auto frame = message->initRoot<schema::PeerFrame>();
+    EXPECT_EQ(frame.getMagic(), 0u);  // the previous frame's words were zeroed
+    frame.setMagic(kPeerFrameMagic);
+    frame.setPing(uint64_t(round) + 1);
+    auto segments = message->getSegmentsForOutput();
+    ASSERT_EQ(segments.size(), 1u);
+    if (round == 0) first = segments[0].begin();
+    EXPECT_EQ(segments[0].begin(), first);  // the same memory every frame
+    // While a frame's builder lives, another frame gets a segment of its own.
+    auto other = scratch.builder(64);
+    other->initRoot<schema::PeerFrame>().setPing(99);
+    EXPECT_NE(other->getSegmentsForOutput()[0].begin(), first);
+    EXPECT_EQ(frame.getPing(), uint64_t(round) + 1);  // untouched by the other
+  }
+  // A frame over the bound never uses the scratch.
+  auto big = scratch.builder(FrameScratch::kMaxWords + 1);
+  big->initRoot<schema::PeerFrame>();
+  EXPECT_NE(big->getSegmentsForOutput()[0].begin(), first);
+}
+
 TEST_F(PeerTransportTest, FrameReaderReassemblesAndBoundsFrames) {
   UvAsyncIo io(loop());
   auto& ws = io.waitScope();

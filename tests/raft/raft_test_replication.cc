@@ -28,7 +28,8 @@ TEST(RaftReplication, Figure7FollowersConvergeOnTheLeadersLog) {
     rec[NodeId(i + 2)] = recoveredWith(7, followers[i]);
     // Give divergent entries distinct payloads so "identical" means identical.
     for (auto& e : rec[NodeId(i + 2)].entries) {
-      if (e.index > leaderLog.size() || leaderLog[e.index - 1] != e.term) e.data += "-stale";
+      if (e.index > leaderLog.size() || leaderLog[e.index - 1] != e.term)
+        e.data = e.data.str() + "-stale";
     }
   }
   RaftCluster c(7, {}, rec);
