@@ -270,33 +270,39 @@ def render_tls(t):
 # throughput, is made of. Update it when the profile changes.
 PROFILE_NOTES = """## Where the time goes now (profile, 2026-11-30, by hand)
 
-Since issue 10's first lever the client library sends what is pending on a connection as
-one `KvService.callBatch` (group commit), and the node hands a batch to the replica as
-one group (one Raft output: one persist batch, one Append per follower, one read-index
-round). Measured by hand on a fresh cluster, `kvbench --clients 64 --conns 8 put`, same
-build, the machine shared with another engineer's 2-process kvsim run:
+The client library sends what is pending on a connection as one `KvService.callBatch`;
+the node hands each batch to the replica as one group (one persist batch, one Append per
+follower); peers speak one-way frames. Measured by hand on a fresh cluster, `kvbench
+--clients 64 --conns 8 put`, the machine shared with other builds (figures are a
+direction, alternated A/B, not microsecond measurements):
 
-* **Allocations per request** (`bash tests/bench/allocs.sh BINDIR put|get`: an LD_PRELOAD
-  malloc counter on every process, 30,000 requests after 10,000 warm-up puts). Before
-  batching: put leader 174, follower 40, client 111; linearizable get leader 208, client
-  134. Now: put leader 54, followers 22, client 33; get leader 48, client 41. What is left
-  on the leader is about one Cap'n Proto call per batch (call context, question/answer,
-  incoming and outgoing message, a dozen kj promise nodes) spread over the batch, plus per
-  request: the decoded command's value, the reply callback (a std::function over 16 B),
-  the encoded entry, the copies of each entry the Raft core hands out (Ready.entries, one
-  Append per follower, Ready.committed), the decoded command at apply, the map node and
-  the KV item.
-* **Leader profile** (perf record -g, 5 s): kernel ~45% (TCP, wake-ups, the fsync),
-  malloc/free ~15%, the kj event loop and Cap'n Proto ~20%, Raft + KV ~6%. Every 10,000
-  applied entries the local snapshot is serialized on a pool thread (KvFrozen::serialize,
-  a third of the leader's CPU samples in a window that catches one): off the loop since
-  issue 6, but on a 2-core machine it still takes a core from the three nodes and the
-  client.
-* **What would move the figures next**: entries as shared, reference-counted buffers
-  through Raft (Ready.entries, Append, committed: today each is a copy of the command's
-  bytes, core/raft.cc), a per-connection deadline wheel instead of a timer per client
-  attempt, the reply callback without a heap allocation, snapshots by bytes and cheaper
-  to serialize (issue 10's third and fourth levers), and fewer processes per core.
+* **CPU per put by process** (/proc utime+stime around 60,000 puts): leader about 29 µs
+  (15 user, 14 system), each follower about 15 (4 user, 11 system), kvbench about 10.
+  At 256/16 the total falls to about 49 µs: per-put CPU is mostly per-batch cost.
+* **The kernel is most of it.** perf: leader 45-50% kernel, 31% of all samples in
+  `pvm_irq_enable` (this VM's paravirtual interrupt enable, paid on every context switch
+  and wake-up), sendmsg 19% (loopback TCP runs the receiver's stack in the sender);
+  followers also `iowrite16` (a virtio notification per disk request, 8%). Syscalls per
+  put over the three nodes (perf stat; the count depends on the load, so each change is
+  given against its own baseline): 2.30 -> 2.06 once a short read no longer triggers a
+  read() that only hears EAGAIN; 1.67 -> 1.25 once commit-only Appends wait for the
+  tick (they and their answers were half of all peer messages).
+  Context switches: about 1 per put over the nodes, half of them on the pool threads
+  (each WAL write: a wake-up, the write, the fdatasync's waits).
+* **Allocations** (`bash tests/bench/allocs.sh BINDIR put 20000`): leader 34 -> 28,
+  followers 10 -> 7, client 33, after entry payloads became refcounted `SharedBytes`
+  (core/shared_bytes.h: Ready.entries, each Append and Ready.committed no longer copy
+  them), peer frames were built over a reused first segment (`FrameScratch`), and the
+  leader reused the map nodes of answered writes and the decoded command at apply. CPU
+  per put, alternated: all processes mean 81 -> 73 µs, leader 34 -> 30. Before these,
+  malloc/free was 15-20% of the leader (the 8 KiB first segment calloc'd per frame the
+  largest single site).
+* **What would move the figures next**: fewer wake-ups per WAL write (the pool hop
+  costs two switches; a zero-filled, preallocated segment saves the inode write of each
+  fdatasync: branch `prealloc`, built and tested but not yet measured on a quiet disk),
+  a frame protocol for clients (Cap'n Proto RPC's Finish is a third of the client
+  messages), the reply callback and the decoded value without a heap allocation, and
+  fewer processes per core.
 """
 
 
