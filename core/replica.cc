@@ -397,11 +397,14 @@ void Replica::maybeSnapshot() {
   Index applied = kv_.appliedIndex();
   if (snapshotInFlight_ || applied <= lastSnapshotIndex_) return;
   if (!snapshotRequested_) {
-    const uint64_t stretch = 100 + snapshotStretchPercent_;
-    const uint64_t every = config_.snapshotEveryEntries * stretch / 100;
-    if (applied < lastSnapshotIndex_ + every) return;
+    // 128-bit: no product here can overflow, whatever the configuration says.
+    using Wide = unsigned __int128;
+    const Wide stretch = 100 + snapshotStretchPercent_;
+    const Wide every = Wide(config_.snapshotEveryEntries) * stretch / 100;
+    if (Wide(applied - lastSnapshotIndex_) < every) return;
     if (config_.snapshotLogShare != 0 &&
-        bytesAppliedSinceSnapshot_ * config_.snapshotLogShare * 100 < kv_.dataBytes() * stretch)
+        Wide(bytesAppliedSinceSnapshot_) * config_.snapshotLogShare * 100 <
+            Wide(kv_.dataBytes()) * stretch)
       return;
   }
   snapshotRequested_ = false;

@@ -152,8 +152,8 @@ MUTATIONS = [
     # (SpreadStretchesEachIntervalByADrawnShare), not by the swarm.
     M('snapshot_spread_ignored', 'core/replica.cc',
       'every member snapshots at the same index (the drawn stretch is ignored)',
-      '    const uint64_t stretch = 100 + snapshotStretchPercent_;',
-      '    const uint64_t stretch = 100;'),
+      '    const Wide stretch = 100 + snapshotStretchPercent_;',
+      '    const Wide stretch = 100;'),
     # Issue 10: commit-only Appends wait for the tick. Neither rule guards safety (a
     # heartbeat carries the commit index too); caught by tests/raft/raft_test_replication.cc
     # (IdleFollowersLearnTheCommitAtTheNextTickOnce), not by the swarm.

@@ -39,12 +39,12 @@ struct PreparingStorage final : Storage {
 class SingleNode {
  public:
   explicit SingleNode(bool prepare, uint32_t snapshotLogShare = 8, uint32_t spreadPercent = 0,
-                      uint64_t seed = 3) {
+                      uint64_t seed = 3, uint64_t every = 8) {
     storage_.supported = prepare;
     ReplicaConfig c;
     c.raft.id = 1;
     c.initialConf = votersUpTo(1);
-    c.snapshotEveryEntries = 8;
+    c.snapshotEveryEntries = every;
     c.snapshotLogShare = snapshotLogShare;
     c.snapshotSpreadPercent = spreadPercent;
     replica_.emplace(c, Rng(seed), transport_, storage_, RecoveredState{});
@@ -178,6 +178,13 @@ TEST(ReplicaSnapshot, SpreadStretchesEachIntervalByADrawnShare) {
     firstIndexes.insert(n.snapshots.front().meta.index);
   }
   EXPECT_GE(firstIndexes.size(), 3u) << "the seeds drew (nearly) the same stretch";
+  // The stretched threshold does not wrap around (2^63 times an even stretch is 0 in 64
+  // bits): so large an interval never comes.
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    SingleNode never(false, 0, 50, seed, uint64_t(1) << 63);
+    for (int i = 0; i < 20; ++i) never.put("k", "v");
+    EXPECT_TRUE(never.snapshots.empty()) << seed;
+  }
   // Without a spread, the intervals are exact.
   SingleNode exact(false, 0, 0, 5);
   for (int i = 0; i < 40; ++i) exact.put("k", "v");
