@@ -139,19 +139,17 @@ void ConnectionHandle::callFinished() {
 
 RpcListener::RpcListener(kj::Own<kj::ConnectionReceiver> receiver, BootstrapFactory factory,
                          ListenerOptions options, kj::Timer& timer)
-    : timer_(timer),
-      receiver_(kj::mv(receiver)),
-      factory_(std::move(factory)),
-      options_(std::move(options)),
-      port_(receiver_->getPort()),
-      tasks_(*this) {
-  start();
-}
+    : RpcListener(kj::mv(receiver), std::move(factory), nullptr, std::move(options), timer) {}
 
 RpcListener::RpcListener(kj::Own<kj::ConnectionReceiver> receiver, StreamHandler handler,
                          ListenerOptions options, kj::Timer& timer)
+    : RpcListener(kj::mv(receiver), nullptr, std::move(handler), std::move(options), timer) {}
+
+RpcListener::RpcListener(kj::Own<kj::ConnectionReceiver> receiver, BootstrapFactory factory,
+                         StreamHandler handler, ListenerOptions options, kj::Timer& timer)
     : timer_(timer),
       receiver_(kj::mv(receiver)),
+      factory_(std::move(factory)),
       streamHandler_(std::move(handler)),
       options_(std::move(options)),
       port_(receiver_->getPort()),

@@ -122,6 +122,9 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   friend class ConnectionHandle;
   struct Conn;
 
+  // Both public constructors: exactly one of `factory` and `handler` is set.
+  RpcListener(kj::Own<kj::ConnectionReceiver> receiver, BootstrapFactory factory,
+              StreamHandler handler, ListenerOptions options, kj::Timer& timer);
   void start();  // checks the options, starts accepting (and sweeping)
   kj::Promise<void> acceptLoop();
   void admit(kj::Own<kj::AsyncIoStream> stream);
