@@ -42,9 +42,11 @@ kj::ArrayPtr<const kj::byte> bytesOf(std::string_view s) {
   return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
 
-std::string stringOf(capnp::Data::Reader d) {
-  return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+std::string_view viewOf(capnp::Data::Reader d) {
+  return std::string_view(reinterpret_cast<const char*>(d.begin()), d.size());
 }
+
+std::string stringOf(capnp::Data::Reader d) { return std::string(viewOf(d)); }
 
 bool validNode(uint32_t id) { return id >= 1 && id <= limits::kMaxNodes; }
 
@@ -134,10 +136,8 @@ bool readMessageBody(schema::Message::Reader in, Message* out, std::string* erro
                   limits::kMaxCommandBytes);
     }
     payloadBytes += data.size();
-    m.entries.push_back(
-        Entry{e.getTerm(), e.getIndex(), static_cast<EntryKind>(kind),
-              SharedBytes(
-                  std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()))});
+    m.entries.push_back(Entry{e.getTerm(), e.getIndex(), static_cast<EntryKind>(kind),
+                              SharedBytes(viewOf(data))});
   }
 
   auto snap = in.getSnap();
