@@ -30,7 +30,8 @@ constexpr const char* kProbeNames[kProbeCount] = {"commit_old_term_via_newer",
                                                   "vote_ignored_nonvoter",
                                                   "recovery_term_raised",
                                                   "snapshot_chunk_from_storage",
-                                                  "request_shed"};
+                                                  "request_shed",
+                                                  "snapshot_for_released_log"};
 }
 
 const char* probeName(Probe p) { return kProbeNames[static_cast<size_t>(p)]; }

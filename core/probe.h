@@ -43,8 +43,9 @@ enum class Probe : uint8_t {
   RecoveryTermRaised,        // a recovering node's term poll found a term above its own
   SnapshotChunkFromStorage,  // a snapshot chunk sent to a follower was read back from disk
   RequestShed,               // a request answered Busy: the oldest pending one waited too long
+  SnapshotForReleasedLog,    // a member needed entries whose payloads were released: snapshot
 };
-constexpr size_t kProbeCount = 28;
+constexpr size_t kProbeCount = 29;
 
 const char* probeName(Probe p);
 // Whether the default swarm (kvsim --seeds 1..300) must reach it. The one exception is

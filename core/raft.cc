@@ -454,6 +454,7 @@ bool Raft::wellFormed(const Message& m) const {
   bool fromCandidate = m.type == MsgType::PreVote || m.type == MsgType::Vote;
   if (!isMemberOf(conf_, m.from) && !fromLeader && !fromCandidate) return false;
   if (m.entries.size() > limits::kMaxEntriesPerAppend) return false;
+  if (m.heldByAll > m.commit) return false;
   Term prevTerm = m.logTerm;
   for (size_t i = 0; i < m.entries.size(); ++i) {
     const Entry& e = m.entries[i];
@@ -684,6 +685,7 @@ void Raft::handleAppend(Message& m) {
   }
   Index newCommit = std::min(m.commit, lastNew);
   if (newCommit > commit_) setCommit(newCommit);
+  if (!recovering_) noteHeldByAll(m.heldByAll);
   r.index = lastNew;
   send(std::move(r));
   noteLeaderMatch(lastNew);
@@ -694,6 +696,7 @@ void Raft::handleHeartbeat(const Message& m) {
   // recover: our log may be an older version of itself. Only what an Append verified.
   Index newCommit = std::min(m.commit, recovering_ ? recoveryVerified() : lastIndex());
   if (newCommit > commit_) setCommit(newCommit);
+  if (!recovering_) noteHeldByAll(m.heldByAll);
   maybeFinishRecovery();
   if (recovering_ && m.commit > recoveryVerified()) askLeaderToVerify(m.from);
   Message r = outgoing(MsgType::HeartbeatResp, m.from);
@@ -915,8 +918,18 @@ void Raft::sendAppend(NodeId to, bool allowEmpty) {
       return;
     Index prev = pr.next - 1;
     auto prevTerm = termAt(prev);
-    if (!prevTerm) {
-      // What the follower needs was compacted away: send the snapshot instead.
+    if (!prevTerm || pr.next <= payloadFloor_) {
+      // What the follower needs was compacted away, or only the terms of it are left (it
+      // lost entries it held): send the snapshot instead, once one covers every entry
+      // without its payload.
+      if (snapshot_.meta.index < payloadFloor_) {
+        hitProbe(Probe::SnapshotForReleasedLog);
+        snapshotWanted_ = true;
+        pr.state = ProgressState::Probe;
+        pr.inflight.clear();
+        pr.probeSent = false;
+        return;
+      }
       KJ_ASSERT(snapshot_.data != nullptr || (reader_ != nullptr && snapshot_.meta.index > 0),
                 "log compacted without a snapshot");
       pr.state = ProgressState::Snapshot;
@@ -930,6 +943,7 @@ void Raft::sendAppend(NodeId to, bool allowEmpty) {
     m.index = prev;
     m.logTerm = *prevTerm;
     size_t bytes = 0;
+    KJ_ASSERT(pr.next > payloadFloor_, "sending entries without their payloads", pr.next);
     for (Index i = pr.next; i <= lastIndex(); ++i) {
       const Entry& e = *entryAt(i);
       if (!m.entries.empty() && (bytes + entryBytes(e) > config_.maxAppendBytes ||
@@ -941,6 +955,7 @@ void Raft::sendAppend(NodeId to, bool allowEmpty) {
     }
     if (m.entries.empty() && !allowEmpty) return;
     m.commit = commit_;
+    m.heldByAll = std::min(heldByAll_, commit_);
     pr.commitSent = std::max(pr.commitSent, commit_);
     Index last = prev + m.entries.size();
     if (pr.state == ProgressState::Replicate) {
@@ -1006,6 +1021,7 @@ void Raft::broadcastHeartbeat(uint64_t readRound) {
     if (id == config_.id) continue;
     Message m = outgoing(MsgType::Heartbeat, id);
     m.commit = std::min(pr.match, commit_);
+    m.heldByAll = std::min(heldByAll_, m.commit);
     pr.commitSent = std::max(pr.commitSent, m.commit);
     m.context = readRound;
     send(std::move(m));
@@ -1032,6 +1048,9 @@ void Raft::notifyCommit() {
 void Raft::maybeCommit() {
   KJ_ASSERT(role_ == Role::Leader);
   progress_[config_.id].match = stable_;
+  Index held = stable_;
+  for (const auto& [id, pr] : progress_) held = std::min(held, pr.match);
+  noteHeldByAll(held);
   std::vector<Index> matches;
   matches.reserve(conf_.voters.size());
   for (NodeId v : conf_.voters) matches.push_back(progress_[v].match);
@@ -1186,11 +1205,41 @@ void Raft::compactTo(Snapshot snap, uint64_t bytes) {
     logOffsetTerm_ = log_.front().term;
     log_.pop_front();
   }
+  if (role_ != Role::Leader || idx < payloadFloor_) return;
+  // Members that waited for a snapshot covering the released payloads need not wait for
+  // the next heartbeat's answer.
+  for (auto& [id, pr] : progress_) {
+    if (id != config_.id && pr.state == ProgressState::Probe && pr.next <= payloadFloor_)
+      sendAppend(id, true);
+  }
 }
 
 void Raft::applied(Index index) {
   KJ_REQUIRE(index <= handedCommitted_, index, handedCommitted_);
   applied_ = std::max(applied_, index);
+  releasePayloads();
+}
+
+void Raft::noteHeldByAll(Index index) {
+  if (index <= heldByAll_) return;
+  heldByAll_ = index;
+  releasePayloads();
+}
+
+// The log between two snapshots held every payload until the next snapshot compacted it:
+// at a million keys that was over 200,000 entries, a third of a node's memory (issue 10).
+// An entry every member holds and we applied is needed again only for its term (log
+// matching, elections); its payload would be needed only to bring back a member that
+// lost its log, and a snapshot does that (sendAppend). Config entries keep their bytes:
+// confAt() decodes them.
+void Raft::releasePayloads() {
+  const Index upTo = std::min({heldByAll_, applied_, commit_, lastIndex()});
+  if (upTo <= payloadFloor_) return;
+  for (Index i = std::max(payloadFloor_, logOffset_) + 1; i <= upTo; ++i) {
+    Entry& e = log_[i - logOffset_ - 1];
+    if (e.kind == EntryKind::Command) e.data = SharedBytes();
+  }
+  payloadFloor_ = upTo;
 }
 
 // ---------------------------------------------------------------- output
@@ -1264,6 +1313,7 @@ Ready Raft::takeReady() {
        ++i) {
     const Entry* e = entryAt(i);
     KJ_ASSERT(e != nullptr, "committed entry missing from the log", i);
+    KJ_ASSERT(i > payloadFloor_, "an entry without its payload handed out for apply", i);
     rd.committed.push_back(*e);
     handedCommitted_ = i;
   }

@@ -9,6 +9,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/env.h"
@@ -123,6 +124,14 @@ class Raft {
   std::optional<Term> termAt(Index index) const;
   const Entry* entryAt(Index index) const;
   NodeId transferTarget() const { return transferTarget_; }
+  // Command entries up to here (and after the compacted prefix) keep their index, term
+  // and kind but no longer their payload: they are applied here and every member holds
+  // them (releasePayloads). Only the terms are needed of them, unless a member loses its
+  // log: it then gets a snapshot at or past this index.
+  Index payloadFloor() const { return payloadFloor_; }
+  // A member needs entries whose payloads are gone and no snapshot covers them: the host
+  // should take a local snapshot (Replica does). Reading clears it.
+  bool takeSnapshotWanted() { return std::exchange(snapshotWanted_, false); }
   // Messages dropped because they were malformed or from a non-member.
   uint64_t droppedMessages() const { return dropped_; }
   // Recovering (after storage damage, RecoveredState::recovering): no campaign, no
@@ -216,6 +225,9 @@ class Raft {
   void truncateFrom(Index index);
   void installSnapshot(Snapshot snapshot);
   void compactTo(Snapshot snapshot, uint64_t bytes);
+  // Drops the payloads of Command entries up to min(heldByAll_, applied_, commit_).
+  void releasePayloads();
+  void noteHeldByAll(Index index);
 
   // leader
   void appendAndBroadcast(Entry entry);
@@ -250,6 +262,11 @@ class Raft {
   Index logOffset_ = 0;  // index of the entry just before log_[0]
   Term logOffsetTerm_ = 0;
   std::deque<Entry> log_;  // entries logOffset_ + 1 .. lastIndex()
+  // Every member held the log up to here (a leader's count, or what one told us); never
+  // lowered: a member that later loses entries it held gets a snapshot instead.
+  Index heldByAll_ = 0;
+  Index payloadFloor_ = 0;  // see payloadFloor()
+  bool snapshotWanted_ = false;
 
   // volatile
   Role role_ = Role::Follower;

@@ -394,6 +394,8 @@ void Replica::drawSnapshotStretch() {
 }
 
 void Replica::maybeSnapshot() {
+  // A member needs entries whose payloads the log released (Raft::releasePayloads).
+  if (raft_.takeSnapshotWanted()) snapshotRequested_ = true;
   Index applied = kv_.appliedIndex();
   if (snapshotInFlight_ || applied <= lastSnapshotIndex_) return;
   if (!snapshotRequested_) {

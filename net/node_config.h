@@ -50,7 +50,8 @@ struct NodeConfig {
   // etcd's default too. At 10,000 a small store was rewritten whole every 3 MB of log
   // (a 20 MB store: 7 bytes to disk per byte logged), and the rewrites put the p99 of
   // kvbench put 256/16 at 25 ms instead of 12 (issue 10). The log since the last
-  // snapshot stays in memory: about 30 MB at 100,000 entries of 256 B values.
+  // snapshot stays in memory, but only the entries some member may still need keep
+  // their payloads (Raft::releasePayloads): about 32 bytes for each of the others.
   uint64_t snapshotEntries = 100'000;
   // A local snapshot's file is written at most this fast (0: as fast as the disk goes).
   // Written at full speed, the whole store (270 MB at 1M keys) goes to the disk in a

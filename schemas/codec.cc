@@ -98,6 +98,7 @@ bool readMessageBody(schema::Message::Reader in, Message* out, std::string* erro
   m.logTerm = in.getLogTerm();
   m.index = in.getIndex();
   m.commit = in.getCommit();
+  m.heldByAll = in.getHeldByAll();
   m.reject = in.getReject();
   m.rejectHint = in.getRejectHint();
   m.context = in.getContext();
@@ -282,6 +283,7 @@ void toCapnp(const Message& msg, schema::Message::Builder out) {
   out.setLogTerm(msg.logTerm);
   out.setIndex(msg.index);
   out.setCommit(msg.commit);
+  out.setHeldByAll(msg.heldByAll);
   out.setReject(msg.reject);
   out.setRejectHint(msg.rejectHint);
   out.setContext(msg.context);

@@ -69,6 +69,8 @@ struct Message {
   snapSize @11 :UInt64;
   snapDone @12 :Bool;
   snapChunk @13 :Data;       # at most kMaxSnapshotChunkBytes
+
+  heldByAll @14 :UInt64;     # append/heartbeat: every member holds the log to here (<= commit)
 }
 
 struct PeerEnvelope {

@@ -12,6 +12,22 @@ bool Checker::isCommitted(const Entry& entry) const {
   return it != committed_.end() && it->second.id == EntryId{entry.term, hashBytes(entry.data)};
 }
 
+bool Checker::isCommitted(const Raft& raft, Index index) const {
+  const Entry* e = raft.entryAt(index);
+  if (e == nullptr) return false;
+  auto it = committed_.find(index);
+  return it != committed_.end() && it->second.id == idOf(raft, *e);
+}
+
+Checker::EntryId Checker::idOf(const Raft& raft, const Entry& e) const {
+  if (e.kind != EntryKind::Command || e.index > raft.payloadFloor()) {
+    return EntryId{e.term, hashBytes(e.data)};
+  }
+  auto it = applied_.find(e.index);
+  if (it != applied_.end() && it->second.term == e.term) return it->second;
+  return EntryId{e.term, std::nullopt};
+}
+
 uint64_t hashBytes(std::string_view bytes) { return hash64(bytes); }
 
 Checker::Checker(uint32_t nodes) : nodes_(nodes) {}
@@ -53,7 +69,7 @@ void Checker::checkNode(NodeId id, const Raft& raft) {
   for (Index idx = std::max(ns.checkedCommit + 1, raft.firstIndex()); idx <= commit; ++idx) {
     const Entry* e = raft.entryAt(idx);
     if (e == nullptr) continue;
-    EntryId eid{e->term, hashBytes(e->data)};
+    EntryId eid = idOf(raft, *e);
     auto [it, inserted] = committed_.emplace(idx, CommittedEntry{eid, raft.term()});
     if (!inserted && !(it->second.id == eid)) {
       fail("committed_entry_lost",
@@ -74,7 +90,7 @@ void Checker::checkLeaderCompleteness(NodeId id, const Raft& raft) {
     if (ce.commitTerm >= raft.term()) continue;
     if (idx < raft.firstIndex()) continue;  // compacted into its snapshot
     const Entry* e = raft.entryAt(idx);
-    if (e == nullptr || e->term != eid.term || hashBytes(e->data) != eid.hash) {
+    if (e == nullptr || !(idOf(raft, *e) == eid)) {
       fail("leader_completeness",
            kj::str("node ", id, " leads term ", raft.term(), " without committed entry ", idx,
                    " (term ", eid.term, ")")
@@ -95,7 +111,7 @@ void Checker::fullCheck(const std::vector<const Replica*>& replicas) {
       if (idx < a.firstIndex()) continue;
       if (idx > a.lastIndex()) break;
       const Entry* e = a.entryAt(idx);
-      if (idx <= a.commitIndex() && (e->term != eid.term || hashBytes(e->data) != eid.hash)) {
+      if (idx <= a.commitIndex() && !(idOf(a, *e) == eid)) {
         fail("committed_entry_lost",
              kj::str("node ", ida, " holds term ", e->term, " at committed index ", idx,
                      " (expected term ", eid.term, ")")
@@ -116,7 +132,7 @@ void Checker::fullCheck(const std::vector<const Replica*>& replicas) {
         const Entry* eb = b.entryAt(idx);
         if (ea->term == eb->term) {
           matched = true;
-          if (ea->kind != eb->kind || ea->data != eb->data) {
+          if (ea->kind != eb->kind || !(idOf(a, *ea) == idOf(b, *eb))) {
             fail("log_matching", kj::str("nodes ", ida, " and ", j + 1, " hold different ",
                                          "entries at index ", idx, " term ", ea->term)
                                      .cStr());

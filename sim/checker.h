@@ -42,7 +42,9 @@ class Checker {
   const std::optional<Violation>& violation() const { return violation_; }
   bool failed() const { return violation_.has_value(); }
   Index maxCommitted() const { return committed_.empty() ? 0 : committed_.rbegin()->first; }
-  // Whether `entry` is the entry known committed at its index.
+  // Whether the entry at `index` of `raft`'s log is the entry known committed there.
+  bool isCommitted(const Raft& raft, Index index) const;
+  // Whether `entry` (with its payload) is the entry known committed at its index.
   bool isCommitted(const Entry& entry) const;
   // The term of the entry known committed at `index` (0: none known).
   Term committedTerm(Index index) const {
@@ -51,10 +53,15 @@ class Checker {
   }
 
  private:
+  // An entry's term and payload hash. The hash is unknown for an entry whose payload its
+  // log released (Raft::payloadFloor) before this node's apply was seen; it then matches
+  // on the term alone (onApply compared its payload when it was applied).
   struct EntryId {
     Term term;
-    uint64_t hash;
-    bool operator==(const EntryId& o) const { return term == o.term && hash == o.hash; }
+    std::optional<uint64_t> hash;
+    bool operator==(const EntryId& o) const {
+      return term == o.term && (!hash || !o.hash || *hash == *o.hash);
+    }
   };
   struct CommittedEntry {
     EntryId id;
@@ -69,6 +76,9 @@ class Checker {
   void fail(std::string property, std::string detail);
   void checkNode(NodeId id, const Raft& raft);
   void checkLeaderCompleteness(NodeId id, const Raft& raft);
+  // The id of `e`, an entry of `raft`'s log: for one whose payload it released, the hash
+  // of what was applied at its index, if that had its term.
+  EntryId idOf(const Raft& raft, const Entry& e) const;
 
   std::vector<NodeState> nodes_;
   std::map<Term, NodeId> leaders_;

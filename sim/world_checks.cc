@@ -216,7 +216,7 @@ void World::checkRecoveryEnd(Node& n) {
   if (n.recovering && !r.recovering()) {
     const Index floor = n.durableCommittedFloor;
     if (r.lastIndex() < floor || r.stableIndex() < floor ||
-        (floor > r.snapshotIndex() && !checker_.isCommitted(*r.entryAt(floor)))) {
+        (floor > r.snapshotIndex() && !checker_.isCommitted(r, floor))) {
       const Entry* e = r.lastIndex() >= floor ? r.entryAt(floor) : nullptr;
       fail("durability",
            kj::str("n", n.id, " (term ", r.term(), ") left its recovering state without ",

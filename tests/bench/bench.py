@@ -376,6 +376,9 @@ def part_sim(results):
     results["sim"] = s
 
 
+KIB_TO_MB = 1024 / 1e6
+
+
 def part_memory(results):
     target_keys = 100_000 if ARGS.quick else 1_000_000
     budget_s = 20 if ARGS.quick else 170
@@ -408,14 +411,15 @@ def part_memory(results):
         f"(leader node {leader_now})")
     c.stop()
     raw_mb = loaded * (8 + 256) / 1e6
-    worst = max(rss.values()) / 1024
-    base_mb = max(base.values()) / 1024
+    # /proc's "kB" are KiB; the raw size and the targets are in MB (10^6 bytes).
+    worst = max(rss.values()) * KIB_TO_MB
+    base_mb = max(base.values()) * KIB_TO_MB
     scale = target_keys / loaded
     results["memory"] = {
         "loaded": loaded, "target": target_keys, "seconds": elapsed, "rss_kb": rss,
         "base_rss_kb": base, "leader": leader_now or leader, "raw_mb": raw_mb,
         "worst_rss_mb": worst,
-        "peak_rss_kb": peak, "worst_peak_rss_mb": max(peak.values()) / 1024,
+        "peak_rss_kb": peak, "worst_peak_rss_mb": max(peak.values()) * KIB_TO_MB,
         # The load itself: keys over the time kvbench ran, the worst chunk's p99, the max.
         "load_rps": loaded / max(sum(x["seconds"] for x in chunks), 1e-9),
         "load_p99_ms": max(x["latency_ms"]["p99"] for x in chunks),

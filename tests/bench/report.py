@@ -199,11 +199,12 @@ def render(r):
         rss = mem["rss_kb"]
         out.append(f"A fresh cluster loaded with {mem['loaded']:,} distinct keys of 8 B with "
                    f"256 B values (raw {mem['raw_mb']:.0f} MB) in {mem['seconds']:.0f} s. "
-                   "VmRSS from /proc/PID/status:\n")
+                   "VmRSS from /proc/PID/status (its kB are KiB; MB here are 10^6 bytes):\n")
         out.append("| node | RSS at start | RSS after the load |\n|---|---|---|")
         for i in sorted(rss, key=int):
             role = " (leader)" if str(mem.get("leader")) == str(i) else ""
-            out.append(f"| {i}{role} | {base[i] / 1024:.0f} MB | {rss[i] / 1024:.0f} MB |")
+            out.append(f"| {i}{role} | {base[i] * 1024 / 1e6:.0f} MB | "
+                       f"{rss[i] * 1024 / 1e6:.0f} MB |")
         out.append("")
         if mem["extrapolated"]:
             out.append(f"Loading {mem['target']:,} keys would have exceeded the time budget, "

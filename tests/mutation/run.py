@@ -150,6 +150,23 @@ MUTATIONS = [
     # Issue 10, also a performance rule: without the stretch every member starts its
     # snapshot at the same index. Caught by tests/raft/replica_test_snapshot.cc
     # (SpreadStretchesEachIntervalByADrawnShare), not by the swarm.
+    # Issue 10: the in-memory log releases the payloads of entries every member holds and
+    # this node applied. Released too early, a committed entry goes out for apply without
+    # its payload, or an Append carries one (both assertions, and the swarm, catch it);
+    # released while a member lags, that member needs a snapshot where the log would do, a
+    # performance rule (tests/raft/raft_test_release.cc NothingALaggingMemberLacksIsReleased).
+    M('payload_released_before_apply', 'core/raft.cc',
+      'payloads released up to the commit index, not only what this node applied',
+      'std::min({heldByAll_, applied_, commit_, lastIndex()})',
+      'std::min({heldByAll_, commit_, lastIndex()})'),
+    M('released_entries_sent', 'core/raft.cc',
+      'a member that lost entries whose payloads were released is sent the log, not a snapshot',
+      '    if (!prevTerm || pr.next <= payloadFloor_) {',
+      '    if (!prevTerm) {'),
+    M('payload_release_ignores_members', 'core/raft.cc',
+      'the leader releases payloads its followers may not hold yet (only its own log counted)',
+      '  for (const auto& [id, pr] : progress_) held = std::min(held, pr.match);\n',
+      ''),
     M('snapshot_spread_ignored', 'core/replica.cc',
       'every member snapshots at the same index (the drawn stretch is ignored)',
       '    const Wide stretch = 100 + snapshotStretchPercent_;',

@@ -57,6 +57,7 @@ class RaftCluster {
     std::vector<ReadState> reads;
     std::vector<Entry> applied;  // committed entries handed out, in order
     std::vector<Snapshot> snapshotsInstalled;
+    size_t snapshotsWanted = 0;  // takeSnapshotWanted() answers it acted on
     size_t readies = 0;
     // Storage: what survives a crash, and the writes handed over but not yet synced.
     RecoveredState durable;
@@ -168,6 +169,11 @@ class RaftCluster {
     if (!rd.committed.empty()) {
       for (auto& e : rd.committed) n.applied.push_back(e);
       n.raft->applied(rd.committed.back().index);
+    }
+    // A member needs entries whose payloads this log released: snapshot, like Replica.
+    if (n.raft->takeSnapshotWanted()) {
+      ++n.snapshotsWanted;
+      compact(id, "wanted at " + std::to_string(n.raft->appliedIndex()));
     }
   }
 
@@ -308,11 +314,23 @@ class RaftCluster {
     return c;
   }
 
-  // The in-memory log of a node from firstIndex() to lastIndex().
+  // The in-memory log of a node from firstIndex() to lastIndex(); an entry whose payload
+  // the log released (Raft::payloadFloor) gets back the payload the node applied there.
   std::vector<Entry> logOf(NodeId id) {
     Raft& r = (*this)[id];
+    const auto& applied = node(id).applied;
     std::vector<Entry> log;
-    for (Index i = r.firstIndex(); i <= r.lastIndex(); ++i) log.push_back(*r.entryAt(i));
+    for (Index i = r.firstIndex(); i <= r.lastIndex(); ++i) {
+      Entry e = *r.entryAt(i);
+      if (e.kind == EntryKind::Command && i <= r.payloadFloor()) {
+        auto it = std::find_if(applied.rbegin(), applied.rend(), [&](const Entry& a) {
+          return a.index == i && a.term == e.term;
+        });
+        KJ_ASSERT(it != applied.rend(), "released an entry it never applied", i);
+        e.data = it->data;
+      }
+      log.push_back(std::move(e));
+    }
     return log;
   }
 

@@ -39,6 +39,7 @@ inline Message genMessage() {
   m.logTerm = *rc::gen::inRange<Term>(0, m.term + 1);
   m.index = *rc::gen::inRange<Index>(0, 1'000'000'000);
   m.commit = genU64();
+  m.heldByAll = *rc::gen::inRange<Index>(0, m.commit == UINT64_MAX ? m.commit : m.commit + 1);
   m.reject = *rc::gen::arbitrary<bool>();
   m.rejectHint = genU64();
   m.context = genU64();
