@@ -1584,6 +1584,16 @@ def scenario_metrics(c):
     lat = metric(after[leader], "kvraft_client_request_duration_seconds_count", op="put")
     check(lat >= writes, f"put latency observations {lat}")
     check(metric(after[leader], "kvraft_server_proposals_pending") == 0, "proposals pending")
+
+    # A peer connection times its first ping a pingInterval (1 s) after it opens; on a
+    # fast machine the writes above are done before that.
+    def pinged():
+        m = scrape(urls[leader])
+        timed = all(metric(m, "kvraft_network_peer_round_trip_time_seconds_count",
+                           peer=str(j)) > 0 for j in urls if j != leader)
+        return m if timed else None
+    after[leader] = wait_until("the leader to time a ping round trip to every peer", pinged,
+                               10, 0.2)
     for i in urls:
         m = after[i]
         check(metric(m, "kvraft_disk_wal_fsync_duration_seconds_count") > 0,
