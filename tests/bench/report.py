@@ -269,41 +269,37 @@ def render_tls(t):
 
 # Written by hand from a profiling session (not regenerated): what the biggest miss, put
 # throughput, is made of. Update it when the profile changes.
-PROFILE_NOTES = """## Where the time goes now (profile, 2026-11-30, by hand)
+PROFILE_NOTES = """## Where the time and the memory go now (by hand, 2026-11-30)
 
 The client library sends what is pending on a connection as one `KvService.callBatch`;
 the node hands each batch to the replica as one group (one persist batch, one Append per
-follower); peers speak one-way frames. Measured by hand on a fresh cluster, `kvbench
---clients 64 --conns 8 put`, the machine shared with other builds (figures are a
-direction, alternated A/B, not microsecond measurements):
+follower); peers speak one-way frames.
 
-* **CPU per put by process** (/proc utime+stime around 60,000 puts): leader about 29 µs
-  (15 user, 14 system), each follower about 15 (4 user, 11 system), kvbench about 10.
-  At 256/16 the total falls to about 49 µs: per-put CPU is mostly per-batch cost.
-* **The kernel is most of it.** perf: leader 45-50% kernel, 31% of all samples in
-  `pvm_irq_enable` (this VM's paravirtual interrupt enable, paid on every context switch
-  and wake-up), sendmsg 19% (loopback TCP runs the receiver's stack in the sender);
-  followers also `iowrite16` (a virtio notification per disk request, 8%). Syscalls per
-  put over the three nodes (perf stat; the count depends on the load, so each change is
-  given against its own baseline): 2.30 -> 2.06 once a short read no longer triggers a
-  read() that only hears EAGAIN; 1.67 -> 1.25 once commit-only Appends wait for the
-  tick (they and their answers were half of all peer messages).
-  Context switches: about 1 per put over the nodes, half of them on the pool threads
-  (each WAL write: a wake-up, the write, the fdatasync's waits).
-* **Allocations** (`bash tests/bench/allocs.sh BINDIR put 20000`): leader 34 -> 28,
-  followers 10 -> 7, client 33, after entry payloads became refcounted `SharedBytes`
-  (core/shared_bytes.h: Ready.entries, each Append and Ready.committed no longer copy
-  them), peer frames were built over a reused first segment (`FrameScratch`), and the
-  leader reused the map nodes of answered writes and the decoded command at apply. CPU
-  per put, alternated: all processes mean 81 -> 73 µs, leader 34 -> 30. Before these,
-  malloc/free was 15-20% of the leader (the 8 KiB first segment calloc'd per frame the
-  largest single site).
-* **What would move the figures next**: fewer wake-ups per WAL write (the pool hop
-  costs two switches; a zero-filled, preallocated segment saves the inode write of each
-  fdatasync: branch `prealloc`, built and tested but not yet measured on a quiet disk),
+* **This machine is not the one of the earlier figures.** The same commit (f391414) that
+  gave 19,000 puts/s at 64/8 and 71-77 µs of CPU per put on 2026-11-29 gave 45,675 and
+  34 µs here on 2026-11-30, before any change: another host of the same kind (2 cores,
+  AMD EPYC, KVM). Compare figures within one run of `./dev bench`, not across days.
+* **CPU per put by process** (`python3 tests/bench/cpu_split.py build/bin 40000`:
+  /proc utime+stime and context switches of every thread around 40,000 puts at 64/8):
+  leader 13-14 µs (5 user, 8-9 system), each follower 7 (2 user, 5 system), kvbench 5-6;
+  0.35-0.5 context switches per put per node. The kernel is still most of it: loopback
+  TCP, wake-ups, and the WAL pool's hop and fdatasync.
+* **Allocations** (`bash tests/bench/allocs.sh BINDIR put 20000`, 2026-11-29): leader 28
+  mallocs per put, followers 7, client 33, since entry payloads became refcounted
+  `SharedBytes` and peer frames reuse their first segment.
+* **Memory at 1M keys**: the store itself is about 297 bytes per pair (one 288-byte
+  allocation for a 12-byte header, key and value, and a leaf slot), 297 MB of the
+  330-350 MB a node holds. The log between two snapshots kept 250,000-280,000 entries
+  with their payloads, about 90 MB; it now keeps only their terms once every member holds
+  them (docs/ARCHITECTURE.md, "The log between snapshots keeps terms, not payloads"):
+  RSS 401-430 -> 331-349 MB (`tests/bench/load_stall.py --keys 1000000`, which also
+  prints the most entries each node held past its snapshot).
+* **What would move the figures next**: fewer wake-ups per WAL write (the pool hop;
+  a zero-filled, preallocated segment would save the inode write of each fdatasync),
   a frame protocol for clients (Cap'n Proto RPC's Finish is a third of the client
-  messages), the reply callback and the decoded value without a heap allocation, and
-  fewer processes per core.
+  messages), pairs packed in slabs instead of one malloc each (24 of the 297 bytes), and
+  snapshots written faster than 50 MB/s where the disk allows (the log grows for as long
+  as one is written).
 """
 
 

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""CPU and context switches per put, process by process.
+
+    python3 tests/bench/cpu_split.py BINDIR [N] [--clients 64] [--conns 8]
+
+Starts a fresh local 3-node cluster from BINDIR (kvnode, kvctl, kvbench; fsync on) in a
+temp dir, writes 10,000 keys to warm it up, then runs kvbench put with N requests
+(default 40,000) and prints, for each node (the leader starred) and for kvbench, the
+user and system CPU microseconds per put (/proc/PID/stat around the run; kvbench's from
+its own resource usage) and the context switches per put (every thread's, from
+/proc/PID/task/*/status). bench.py gives the total; this says where it goes. Every
+process it starts is stopped at the end.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def cpu_seconds(pid):
+    """(user, system) seconds of a live process, all its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+def context_switches(pid):
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if "ctxt_switches" in line:
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bindir")
+    ap.add_argument("total", nargs="?", type=int, default=40_000)
+    ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--conns", type=int, default=8)
+    args = ap.parse_args()
+    b = args.bindir
+    work = tempfile.mkdtemp(prefix="cpusplit-")
+    ports = free_ports(6)
+    cluster = ",".join(f"{i}=127.0.0.1:{ports[2 + i]}" for i in (1, 2, 3))
+    endpoints = ",".join(f"127.0.0.1:{ports[i]}" for i in range(3))
+    procs = []
+    try:
+        for i in (1, 2, 3):
+            procs.append(subprocess.Popen(
+                [f"{b}/kvnode", "--id", str(i), "--data-dir", f"{work}/n{i}",
+                 "--client-addr", f"127.0.0.1:{ports[i - 1]}",
+                 "--raft-addr", f"127.0.0.1:{ports[2 + i]}", "--cluster", cluster],
+                stdout=open(f"{work}/node{i}.log", "w"), stderr=subprocess.STDOUT,
+                start_new_session=True))
+        deadline = time.monotonic() + 30
+        while subprocess.run([f"{b}/kvctl", "--endpoints", endpoints, "--timeout", "1000",
+                              "health"], capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                raise SystemExit("no healthy cluster within 30 s")
+            time.sleep(0.1)
+        status = json.loads(subprocess.run([f"{b}/kvctl", "--endpoints", endpoints, "--json",
+                                            "status"], capture_output=True, text=True).stdout)
+        leader = next(s["id"] for s in status if s["role"] == "leader")
+        bench = [f"{b}/kvbench", "--endpoints", endpoints, "--clients", str(args.clients),
+                 "--conns", str(args.conns), "--key-size", "8", "--val-size", "256"]
+        subprocess.run(bench + ["--total", "10000", "put"], capture_output=True, check=True)
+        before = [(cpu_seconds(p.pid), context_switches(p.pid)) for p in procs]
+        child_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run(bench + ["--total", str(args.total), "put", "--json"],
+                             capture_output=True, text=True, check=True)
+        child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        after = [(cpu_seconds(p.pid), context_switches(p.pid)) for p in procs]
+        n = args.total
+        total = 0.0
+        for i, p in enumerate(procs):
+            (u0, s0), c0 = before[i]
+            (u1, s1), c1 = after[i]
+            u, s = (u1 - u0) * 1e6 / n, (s1 - s0) * 1e6 / n
+            total += u + s
+            star = "*" if i + 1 == leader else " "
+            print(f"node {i + 1}{star}  user {u:5.1f}  system {s:5.1f} µs/put  "
+                  f"context switches {(c1 - c0) / n:.2f}/put")
+        u = (child.ru_utime - child_before.ru_utime) * 1e6 / n
+        s = (child.ru_stime - child_before.ru_stime) * 1e6 / n
+        cs = (child.ru_nvcsw + child.ru_nivcsw - child_before.ru_nvcsw -
+              child_before.ru_nivcsw) / n
+        total += u + s
+        print(f"kvbench  user {u:5.1f}  system {s:5.1f} µs/put  context switches {cs:.2f}/put")
+        summary = json.loads(out.stdout.strip().splitlines()[-1])
+        lat = summary["latency_ms"]
+        print(f"total {total:.1f} µs/put; {summary['rps']:.0f} puts/s, p50 {lat['p50']} ms, "
+              f"p99 {lat['p99']} ms; 1-min load {os.getloadavg()[0]:.1f}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
