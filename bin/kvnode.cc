@@ -96,7 +96,8 @@ event with its time (UTC) and level (info, warn, error):
 Exit codes: 0 after SIGINT/SIGTERM (stops accepting, finishes the WAL write in
 flight, answers pending requests "shutting down"); 1 on a fatal error while running
 (a failed write or fsync: fail-stop); 2 on bad flags or when the node cannot start
-(corrupt data dir, identity mismatch, data dir in use, address in use).
+(corrupt data dir, identity mismatch, data dir in use, address in use) or cannot rejoin
+(its peers knew this node id with another data dir: it was wiped or replaced).
 )";
 
 [[noreturn]] void usageError(const std::string& message) {

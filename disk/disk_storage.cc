@@ -50,9 +50,11 @@ DiskStorage::Recovered DiskStorage::open(FileSystem& fs, const std::string& dir,
   for (const std::string& name : fs.list(dir)) {
     if (parseSegmentName(name) || SnapshotStore::isSnapshotFileName(name)) fresh = false;
   }
-  checkOrWriteIdentity(fs, dir, id, fresh && !readRecoveryMark(fs, dir));
+  const NodeIdentity identity = checkOrWriteIdentity(fs, dir, id,
+                                                     fresh && !readRecoveryMark(fs, dir));
 
   Recovered out;
+  out.identity = identity;
   std::optional<RecoveryMark> mark = readRecoveryMark(fs, dir);
   if (mark && mark->damaged) {
     out.repairs.push_back(joinPath(dir, kRecoveryMarkFileName) +

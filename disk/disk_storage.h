@@ -137,6 +137,7 @@ struct DiskStorage::Recovered {
   // For the operator's log: each damage found (file, byte offset, what) and what was
   // done about it. Empty when the data dir was clean (a torn tail is not damage).
   std::vector<std::string> repairs;
+  NodeIdentity identity;  // as the identity file holds it (incarnation included)
 };
 
 }  // namespace kvr::disk

@@ -75,4 +75,20 @@ inline std::string joinPath(const std::string& dir, std::string_view name) {
   return path;
 }
 
+// Replaces `dir`/`name` with `bytes` durably: a temp file beside it, fdatasync, rename,
+// fsync of the dir. A crash leaves the old file or the new one, and perhaps the temp.
+inline void replaceFileDurably(FileSystem& fs, const std::string& dir, std::string_view name,
+                               std::string_view bytes) {
+  const std::string path = joinPath(dir, name);
+  const std::string tmp = path + ".tmp";
+  if (fs.exists(tmp)) fs.remove(tmp);
+  {
+    kj::Own<File> file = fs.open(tmp, OpenMode::Create);
+    file->append(bytes);
+    file->datasync();
+  }
+  fs.rename(tmp, path);
+  fs.syncDir(dir);
+}
+
 }  // namespace kvr::disk

@@ -21,15 +21,7 @@ void writeJoinFile(FileSystem& fs, const std::string& dir, const JoinRecord& rec
   wire::putFixed32(bytes, static_cast<uint32_t>(conf.size()));
   bytes += conf;
   wire::putFixed64(bytes, hash64(bytes));
-  std::string tmp = joinPath(dir, std::string(kJoinFileName) + ".tmp");
-  if (fs.exists(tmp)) fs.remove(tmp);
-  {
-    kj::Own<File> f = fs.open(tmp, OpenMode::Create);
-    f->append(bytes);
-    f->datasync();
-  }
-  fs.rename(tmp, joinPath(dir, kJoinFileName));
-  fs.syncDir(dir);
+  replaceFileDurably(fs, dir, kJoinFileName, bytes);
 }
 
 bool readJoinFile(FileSystem& fs, const std::string& dir, std::optional<JoinRecord>* out,

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <random>
 
 #include <kj/debug.h>
 
@@ -51,6 +52,28 @@ void Node::fatal(const std::string& text) {
   ::_exit(1);
 }
 
+void Node::refuseToRejoin(const std::string& reason) {
+  const std::string text = "cannot rejoin the cluster: a peer refused this data dir: " + reason;
+  if (fatal_) {
+    fatal_("kvnode " + std::to_string(config_.id) + ": " + text);
+    return;
+  }
+  logEvent(LogLevel::Error, config_.id, std::nullopt, text);
+  ::_exit(2);
+}
+
+namespace {
+
+// A fresh data dir's incarnation: random, never 0 (0 means unknown).
+uint64_t drawIncarnation() {
+  std::random_device device;
+  uint64_t v = 0;
+  while (v == 0) v = (uint64_t(device()) << 32) ^ uint64_t(device());
+  return v;
+}
+
+}  // namespace
+
 template <typename Func>
 void Node::guarded(const char* what, Func&& func) {
   KJ_IF_MAYBE(e, kj::runCatchingExceptions(kj::fwd<Func>(func))) {
@@ -63,7 +86,10 @@ void Node::openStorage() {
   // (recovery would "repair" a tail the live node is writing, delete its snapshots).
   dirLock_ = kj::heap<disk::DataDirLock>(config_.dataDir);
   auto recovered = disk::DiskStorage::open(meteredFs_, config_.dataDir,
-                                           disk::NodeIdentity{config_.clusterId, config_.id});
+                                           disk::NodeIdentity{config_.clusterId, config_.id,
+                                                              drawIncarnation()});
+  incarnation_ = recovered.identity.incarnation;
+  peerIncarnations_ = kj::heap<disk::PeerIncarnations>(meteredFs_, config_.dataDir);
   for (const std::string& repair : recovered.repairs) {
     log("storage damage: " + repair, LogLevel::Warn);
   }
@@ -85,6 +111,8 @@ void Node::openStorage() {
       std::map<NodeId, std::string>{},
       [this](const std::string& line) { log(line, componentLineLevel(line)); }, config_.peer);
   transport_->setClientAddresses(&clientAddresses_);
+  transport_->setIncarnations(incarnation_, peerIncarnations_.get(),
+                              [this](const std::string& reason) { refuseToRejoin(reason); });
   if (peerDialTls_.get() != nullptr) {
     transport_->setTls(peerDialTls_.get(), config_.tlsServerName);
   }
@@ -122,6 +150,7 @@ void Node::openStorage() {
       [this](const std::string& line) { log(line, componentLineLevel(line)); },
       [this]() { return uint64_t(uv_now(io_.uvLoop())); });
   raftService_->setClientAddresses(&clientAddresses_);
+  raftService_->setIncarnations(incarnation_, peerIncarnations_.get());
   kvService_ = kj::heap<KvService>(
       *replica_, [this]() { afterInput(); }, [this](const std::string& why) { fatal(why); },
       config_.clusterId);
@@ -350,9 +379,28 @@ void Node::onTick() {
   if (due > 0) afterInput();
 }
 
+void Node::forgetRemovedPeers() {
+  const Raft& raft = replica_->raft();
+  if (raft.confIndex() > raft.commitIndex() || incarnationsCheckedAt_ == raft.confIndex())
+    return;
+  incarnationsCheckedAt_ = raft.confIndex();
+  for (NodeId id : peerIncarnations_->ids()) {
+    if (isMemberOf(raft.conf(), id)) continue;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { peerIncarnations_->forget(id); })) {
+      fatal(std::string("storage: cannot update the peers file: ") +
+            e->getDescription().cStr());
+      return;
+    }
+    log("peer " + std::to_string(id) +
+        " is no longer a member: its data dir incarnation is "
+        "forgotten (the id may join again)");
+  }
+}
+
 void Node::afterInput() {
   if (replica_.get() == nullptr) return;
   followConf();
+  forgetRemovedPeers();
   ReplicaStatus now = replica_->status();
   ReplicaStatus before = last_;
   last_ = now;

@@ -91,9 +91,15 @@ class Node {
   std::string raftAddrOf(const ConfState& conf, NodeId id) const;
   // After every input: log notable status changes.
   void afterInput();
+  // Forgets the recorded data dir incarnation of every peer that the committed
+  // configuration no longer holds (disk/peer_incarnations.h): the id may join again.
+  void forgetRemovedPeers();
   void log(const std::string& text, LogLevel level = LogLevel::Info);
   // Logs `text` as an error and stops the process (or hands it to the test's FatalFn).
   void fatal(const std::string& text);
+  // A peer refused us because it knew this node id with another data dir incarnation:
+  // logs why and exits 2, as a node that cannot start (or hands it to the FatalFn).
+  void refuseToRejoin(const std::string& reason);
   kj::Promise<void> startMetrics();
   // Reads and checks the TLS files (config_.tls); throws one sentence if they are bad.
   void setUpTls();
@@ -129,6 +135,9 @@ class Node {
   // certificate is optional).
   TlsSetup* clientTls_ = nullptr;
   kj::Own<disk::DataDirLock> dirLock_;
+  kj::Own<disk::PeerIncarnations> peerIncarnations_;  // the data dir's `peers` file
+  uint64_t incarnation_ = 0;                          // our data dir's (disk/identity.h)
+  std::optional<Index> incarnationsCheckedAt_;  // the configuration forgetRemovedPeers saw
   kj::Own<NodeStorage> storage_;
   kj::Own<PeerTransport> transport_;
   kj::Own<Replica> replica_;

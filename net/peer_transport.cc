@@ -136,6 +136,7 @@ class PeerTransport::Peer {
           auto hello = frame.initHello();
           hello.setClusterId(t_.clusterId_);
           hello.setFrom(t_.self_);
+          hello.setIncarnation(t_.incarnation_);
           if (t_.addresses_ != nullptr) hello.setClientAddr(t_.addresses_->self());
           auto answer =
               writePeerFrame(*c.stream, *message).attach(kj::mv(message)).then([this, &c]() {
@@ -157,7 +158,12 @@ class PeerTransport::Peer {
             std::string reason = answer.getReason();
             logOnce(reason,
                     "peer " + std::to_string(id_) + " refused our connection: " + reason);
+            if (answer.getStaleIncarnation() && t_.stale_) t_.stale_(reason);
             return KJ_EXCEPTION(FAILED, "peer refused hello", reason);
+          }
+          KJ_IF_MAYBE(refusal, checkIncarnation(answer.getIncarnation())) {
+            logOnce(*refusal, "refusing peer " + std::to_string(id_) + ": " + *refusal);
+            return KJ_EXCEPTION(FAILED, "peer's data dir incarnation changed", *refusal);
           }
           learnClientAddr(answer.getClientAddr());
           frame = nullptr;  // it points into the reader's buffer
@@ -174,6 +180,23 @@ class PeerTransport::Peer {
               .exclusiveJoin(kj::mv(c.failure.promise))
               .exclusiveJoin(pingLoop(c));
         });
+  }
+
+  // Why the peer's answer may not be trusted: it presents another data dir incarnation
+  // than the one recorded for it (its data dir was wiped or replaced). Records a new one.
+  kj::Maybe<std::string> checkIncarnation(uint64_t incarnation) {
+    if (t_.knownIncarnations_ == nullptr) return nullptr;
+    uint64_t known = 0;
+    auto seen = t_.knownIncarnations_->check(id_, incarnation, &known);
+    if (seen == disk::PeerIncarnations::Seen::First) {
+      t_.log_("peer " + std::to_string(id_) + ": data dir incarnation " +
+              std::to_string(incarnation) + " recorded");
+    }
+    if (seen != disk::PeerIncarnations::Seen::Different) return nullptr;
+    return "it presents data dir incarnation " + std::to_string(incarnation) +
+           ", but it was incarnation " + std::to_string(known) +
+           ": its data dir was wiped or replaced (it forgot votes and entries it "
+           "acknowledged)";
   }
 
   // The next whole frame the peer sends.

@@ -17,6 +17,10 @@
 // Transitions are logged: "peer N up", "peer N down: <why>", and a refusal by the peer
 // or a failed TLS handshake once per distinct reason. Nothing is dialled before start(). The client address a peer
 // names in its answer to our hello goes into ClientAddresses (if set), logged when new.
+// With setIncarnations, the hello carries our data dir's incarnation; a refusal that says
+// a peer knew this node id with another incarnation calls the stale callback (the node
+// stops: disk/peer_incarnations.h), and an answer whose incarnation differs from the one
+// recorded for that peer fails the connection (a new one is recorded first).
 #pragma once
 
 #include <cstdint>
@@ -28,6 +32,7 @@
 #include <kj/async-io.h>
 
 #include "core/env.h"
+#include "disk/peer_incarnations.h"
 #include "net/client_addresses.h"
 #include "net/node_log.h"
 #include "net/tls.h"
@@ -76,6 +81,16 @@ class PeerTransport final : public Transport {
     tlsServerName_ = std::move(serverName);
   }
 
+  // Our data dir's incarnation and the peers' recorded ones (`known` must outlive the
+  // transport); `stale` runs, with the peer's reason, when a peer refuses us because it
+  // knew this node id with another incarnation. Before start().
+  using StaleFn = std::function<void(const std::string& reason)>;
+  void setIncarnations(uint64_t self, disk::PeerIncarnations* known, StaleFn stale) {
+    incarnation_ = self;
+    knownIncarnations_ = known;
+    stale_ = std::move(stale);
+  }
+
   // Starts connecting to every peer (once).
   void start();
 
@@ -116,6 +131,9 @@ class PeerTransport final : public Transport {
   std::string tlsServerName_;
   uint64_t droppedUnknown_ = 0;
   RoundTripFn roundTrip_;
+  uint64_t incarnation_ = 0;
+  disk::PeerIncarnations* knownIncarnations_ = nullptr;
+  StaleFn stale_;
   std::map<NodeId, kj::Own<Peer>> peers_;
 };
 

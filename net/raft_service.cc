@@ -69,13 +69,17 @@ class RaftService::Inbound final : private kj::TaskSet::ErrorHandler {
   kj::Maybe<kj::Promise<void>> hello(schema::PeerHello::Reader hello) {
     KJ_REQUIRE(!helloSeen_, "a second hello on one connection");
     helloSeen_ = true;
-    std::string refusal = service_.checkHello(hello.getClusterId(), hello.getFrom());
+    bool stale = false;
+    std::string refusal = service_.checkHello(hello.getClusterId(), hello.getFrom(),
+                                              hello.getIncarnation(), &stale);
     auto message = kj::heap<capnp::MallocMessageBuilder>();
     auto frame = message->initRoot<schema::PeerFrame>();
     frame.setMagic(kPeerFrameMagic);
     auto answer = frame.initHelloAnswer();
     answer.setOk(refusal.empty());
     answer.setReason(refusal);
+    answer.setIncarnation(service_.incarnation_);
+    answer.setStaleIncarnation(stale);
     if (!refusal.empty()) {
       return writePeerFrame(stream_, *message).attach(kj::mv(message));
     }
@@ -157,7 +161,32 @@ void RaftService::logLimited(LogRateLimiter& limiter, std::string line, const ch
   log_(line);
 }
 
-std::string RaftService::checkHello(uint64_t clusterId, NodeId from) {
+std::string RaftService::checkIncarnation(NodeId from, uint64_t incarnation, bool* stale) {
+  if (knownIncarnations_ == nullptr) return {};
+  uint64_t known = 0;
+  disk::PeerIncarnations::Seen seen = disk::PeerIncarnations::Seen::Unchecked;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions(
+                     [&]() { seen = knownIncarnations_->check(from, incarnation, &known); })) {
+    return "node " + std::to_string(self_) + " cannot record node " + std::to_string(from) +
+           "'s data dir incarnation: " + e->getDescription().cStr();
+  }
+  if (seen == disk::PeerIncarnations::Seen::First) {
+    log_("peer " + std::to_string(from) + ": data dir incarnation " +
+         std::to_string(incarnation) + " recorded");
+  }
+  if (seen != disk::PeerIncarnations::Seen::Different) return {};
+  *stale = true;
+  return "node " + std::to_string(from) + " presents data dir incarnation " +
+         std::to_string(incarnation) + ", but node " + std::to_string(self_) +
+         " knew it as incarnation " + std::to_string(known) +
+         ": its data dir was wiped or replaced, so it forgot votes and entries it "
+         "acknowledged, and it may not rejoin as node " +
+         std::to_string(from) +
+         " (restore its own data dir, or remove the member and add a new node with --join)";
+}
+
+std::string RaftService::checkHello(uint64_t clusterId, NodeId from, uint64_t incarnation,
+                                    bool* stale) {
   std::string refusal;
   if (clusterId != clusterId_) {
     refusal = "cluster id " + std::to_string(clusterId) +
@@ -166,6 +195,8 @@ std::string RaftService::checkHello(uint64_t clusterId, NodeId from) {
              std::find(members_.begin(), members_.end(), from) == members_.end()) {
     refusal = "node " + std::to_string(from) + " is not a peer of node " +
               std::to_string(self_) + " in cluster " + std::to_string(clusterId_);
+  } else {
+    refusal = checkIncarnation(from, incarnation, stale);
   }
   if (refusal.empty()) return refusal;
   ++refusedHellos_;

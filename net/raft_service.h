@@ -11,7 +11,9 @@
 // identifies the connection to the listener as that peer's (ConnectionHandle::identify):
 // it replaces the peer's older connection and no longer counts as a stranger. The client
 // address an accepted peer names in its hello goes into ClientAddresses (if set), and the
-// answer names ours.
+// answer names ours. With setIncarnations, a hello whose incarnation differs from the one
+// recorded for its node id is refused with `staleIncarnation` set (the dialer's data dir
+// was wiped or replaced: disk/peer_incarnations.h); a new one is recorded first.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,7 @@
 #include <kj/async-io.h>
 
 #include "core/types.h"
+#include "disk/peer_incarnations.h"
 #include "net/client_addresses.h"
 #include "net/node_log.h"
 #include "net/rpc_listener.h"
@@ -49,6 +52,13 @@ class RaftService {
   // service. Without it hellos are answered with no address.
   void setClientAddresses(ClientAddresses* addresses) { addresses_ = addresses; }
 
+  // Our data dir's incarnation (answers carry it) and the peers' recorded ones; `known`
+  // must outlive the service. Without it incarnations are neither sent nor checked.
+  void setIncarnations(uint64_t self, disk::PeerIncarnations* known) {
+    incarnation_ = self;
+    knownIncarnations_ = known;
+  }
+
   // The node ids whose hellos are accepted from now on (the node passes every member of
   // every configuration it has been in force with since it started: a member removed a
   // moment ago may still have to deliver the entry that removed it). Connections already
@@ -67,8 +77,10 @@ class RaftService {
   class Inbound;
   friend class Inbound;
 
-  // Empty when the peer may talk to us, else the reason for refusing it.
-  std::string checkHello(uint64_t clusterId, NodeId from);
+  // Empty when the peer may talk to us, else the reason for refusing it; *stale when the
+  // reason is another incarnation than the one recorded for `from`.
+  std::string checkHello(uint64_t clusterId, NodeId from, uint64_t incarnation, bool* stale);
+  std::string checkIncarnation(NodeId from, uint64_t incarnation, bool* stale);
   void deliver(capnp::List<schema::PeerEnvelope>::Reader batch);
   void dropped(const std::string& why);
   void closedOnError(const std::string& why);
@@ -86,6 +98,8 @@ class RaftService {
   NowFn nowMs_;
   bool stopped_ = false;
   ClientAddresses* addresses_ = nullptr;
+  uint64_t incarnation_ = 0;
+  disk::PeerIncarnations* knownIncarnations_ = nullptr;
   uint64_t received_ = 0;
   uint64_t dropped_ = 0;
   uint64_t refusedHellos_ = 0;

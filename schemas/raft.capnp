@@ -110,10 +110,15 @@ struct PeerHello {
   clusterId @0 :UInt64;
   from @1 :UInt32;
   clientAddr @2 :Text;
+  incarnation @3 :UInt64;  # the sender's data dir (disk/identity.h); 0: unknown
 }
 
 struct PeerHelloAnswer {
   ok @0 :Bool;
   reason @1 :Text;
   clientAddr @2 :Text;
+  incarnation @3 :UInt64;  # the answerer's data dir
+  # Refused because the answerer knew the dialer's node id with another incarnation: the
+  # dialer's data dir was wiped or replaced, and it must stop (disk/peer_incarnations.h).
+  staleIncarnation @4 :Bool;
 }

@@ -807,6 +807,46 @@ def describe_dir_change(before, after):
     return "; ".join(changes)
 
 
+def scenario_wiped_member(c):
+    """A member whose data dir was wiped (an operator's rm -rf, a replaced disk) forgot its
+    votes and the entries it acknowledged. Restarted with the same flags it must not take
+    part as that member: its peers recorded its data dir's incarnation and refuse the new
+    one, and it exits 2 within seconds, saying why. The cluster keeps serving, every
+    acknowledged write reads back, and a restart on an intact data dir is accepted."""
+    c.start()
+    c.wait_healthy()
+    for n in range(20):
+        c.kvctl_ok("put", f"w{n}", str(n))
+    leader = c.leader()
+    victim = next(i for i in sorted(c.procs) if i != leader)
+    # Intact data dir: a restart is accepted.
+    check(c.terminate(victim) == 0, f"node {victim} did not stop cleanly")
+    c.start_node(victim)
+    c.wait_healthy()
+    c.kvctl_ok("put", "w-after-restart", "x")
+    # Wiped.
+    check(c.terminate(victim) == 0, f"node {victim} did not stop cleanly")
+    shutil.rmtree(c.data_dir(victim))
+    c.start_node(victim)
+    p = c.procs[victim]
+    try:
+        p.wait(15)
+    except subprocess.TimeoutExpired:
+        raise TestFailure(f"node {victim} with a wiped data dir still runs after 15 s:\n"
+                          f"{c.read_log(victim)[-2000:]}")
+    text = c.read_log(victim).split("---- start")[-1]
+    check(p.returncode == 2, f"the wiped node exited {p.returncode}:\n{text[-2000:]}")
+    check("cannot rejoin the cluster" in text and "wiped or replaced" in text,
+          f"the wiped node does not say why it stopped:\n{text[-2000:]}")
+    others = c.endpoints(without=(victim,))
+    c.kvctl_ok("put", "w-after-wipe", "y", endpoints=others)
+    for n in range(20):
+        got = c.kvctl_ok("get", f"w{n}", endpoints=others).strip()
+        check(got == str(n), f"w{n} reads {got!r} after the wipe")
+    log(f"node {victim} with a wiped data dir exited 2: "
+        f"{[l for l in text.splitlines() if 'cannot rejoin' in l][0][:160]}")
+
+
 def scenario_datadir_lock(c):
     """A second kvnode on a live node's data dir (same flags, or other ports) exits 2 at
     once naming the holder's pid, and changes nothing: the dir is byte-identical when
@@ -2211,7 +2251,8 @@ def scenario_member_replace(c):
 def scenario_member_grow_shrink(c):
     """Under load: 3 -> 5 (node 4 by `kvctl member add` without --learner, which waits
     and promotes, while `kvnode --join` finds itself added; node 5 joins by itself and is
-    promoted), then 5 -> 3 (remove 5, then 4)."""
+    promoted), then 5 -> 3 (remove 5, then 4). Then node 5 joins again with a new data
+    dir: once removed, its id is free (the peers forgot its data dir's incarnation)."""
     load, acks, stop = start_under_load(c)
     since = time.time()
     c.add_ports(4)
@@ -2238,6 +2279,12 @@ def scenario_member_grow_shrink(c):
     finish_load(c, load, acks, stop, since, "3 -> 5 -> 3")
     for i in (4, 5):
         c.terminate(i)
+    shutil.rmtree(c.data_dir(5))
+    join_and_promote(c, 5, c.endpoints(without=(4, 5)))
+    voters, learners = voters_learners(c.members())
+    check(voters == [1, 2, 3, 5] and not learners, f"node 5 again: {voters} {learners}")
+    check(c.alive(5), f"node 5 stopped:\n{c.read_log(5)[-2000:]}")
+    log("node 5 joined again with a new data dir")
 
 
 def scenario_member_remove_leader(c):
@@ -2371,6 +2418,7 @@ SCENARIOS = {
     "snapshot_damage": scenario_snapshot_damage,
     "big_stdin_value": scenario_big_stdin_value,
     "datadir_lock": scenario_datadir_lock,
+    "wiped_member": scenario_wiped_member,
     "raft_flood": scenario_raft_flood,
     "client_flood": scenario_client_flood,
     "client_idle": scenario_client_idle,

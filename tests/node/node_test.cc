@@ -6,6 +6,7 @@
 
 #include <capnp/rpc-twoparty.h>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -488,6 +489,38 @@ TEST_F(NodeTest, BatchAcrossALeaderChangeAnswersEachMember) {
   // Three writes in all (v1, v2, w1), each applied once at the new leader.
   EXPECT_EQ(cluster.nodes[cluster.leader() - 1]->replica().kv().effects(), 3u);
   EXPECT_TRUE(cluster.fatal.empty());
+}
+
+// A member whose data dir was wiped forgot its votes and the entries it acknowledged:
+// the peers that knew its old incarnation refuse it, and it stops instead of voting.
+// Restarting on its own data dir (the other members, before) is accepted.
+TEST_F(NodeTest, AMemberWhoseDataDirWasWipedIsRefusedAndStops) {
+  UvAsyncIo io(loop());
+  Cluster cluster(io, 3);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return cluster.leader() != kNoNode; }));
+  // Each node records each peer's incarnation once: 6 records.
+  ASSERT_TRUE(testing::waitUntil(io, [&]() {
+    return countNodeLog(cluster.log, "data dir incarnation") >= 6;
+  }));
+  const NodeId leader = cluster.leader();
+  const size_t victim = leader == 1 ? 1 : 0;  // a follower's index in the cluster
+  // A restart on its own data dir is accepted.
+  cluster.stopNode(victim);
+  cluster.startNode(victim);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() {
+    return countNodeLog(cluster.log, "peer " + std::to_string(victim + 1) + " up") >= 4;
+  }));
+  EXPECT_TRUE(cluster.fatal.empty());
+  // Wiped: it starts as a fresh member with a new incarnation.
+  cluster.stopNode(victim);
+  std::filesystem::remove_all(cluster.configs[victim].dataDir);
+  cluster.startNode(victim);
+  ASSERT_TRUE(testing::waitUntil(io, [&]() { return !cluster.fatal.empty(); }));
+  EXPECT_NE(cluster.fatal[0].find("cannot rejoin the cluster"), std::string::npos)
+      << cluster.fatal[0];
+  EXPECT_NE(cluster.fatal[0].find("was wiped or replaced"), std::string::npos)
+      << cluster.fatal[0];
+  EXPECT_GE(countNodeLog(cluster.log, "knew it as incarnation"), 1u);
 }
 
 TEST_F(NodeTest, RestartKeepsDataAndRefusesAnotherIdentity) {
