@@ -16,12 +16,12 @@
 namespace kvr::disk {
 namespace {
 
-constexpr const char* kDir = "/d";
+constexpr const char* kDataDir = "/d";
 
 // A simulated file system with an empty data dir.
 class PeersFile : public ::testing::Test {
  protected:
-  PeersFile() { fs.createDir(kDir); }
+  PeersFile() { fs.createDir(kDataDir); }
   Rng rng{3};
   sim::SimFileSystem fs{rng};
 };
@@ -29,11 +29,11 @@ class PeersFile : public ::testing::Test {
 TEST(Incarnation, AFreshDirKeepsTheIncarnationItWasMadeWith) {
   Rng rng(1);
   sim::SimFileSystem fs(rng);
-  auto first = DiskStorage::open(fs, kDir, NodeIdentity{7, 2, 0xabc});
+  auto first = DiskStorage::open(fs, kDataDir, NodeIdentity{7, 2, 0xabc});
   EXPECT_EQ(first.identity.incarnation, 0xabcu);
   first.storage = nullptr;
   // A restart draws another candidate; the dir keeps its own.
-  auto again = DiskStorage::open(fs, kDir, NodeIdentity{7, 2, 0xdef});
+  auto again = DiskStorage::open(fs, kDataDir, NodeIdentity{7, 2, 0xdef});
   EXPECT_EQ(again.identity.incarnation, 0xabcu);
   EXPECT_EQ(again.identity.nodeId, 2u);
 }
@@ -41,22 +41,22 @@ TEST(Incarnation, AFreshDirKeepsTheIncarnationItWasMadeWith) {
 TEST(Incarnation, AnIdentityWrittenWithoutOneGetsOneOnce) {
   Rng rng(2);
   sim::SimFileSystem fs(rng);
-  fs.createDir(kDir);
+  fs.createDir(kDataDir);
   // The format before incarnations: "KVRID001", cluster, node, XXH3.
   std::string v1 = "KVRID001";
   wire::putFixed64(v1, 7);
   wire::putFixed32(v1, 2);
   wire::putFixed64(v1, hash64(v1));
-  fs.open(std::string(kDir) + "/identity", OpenMode::Create)->append(v1);
-  EXPECT_EQ(checkOrWriteIdentity(fs, kDir, NodeIdentity{7, 2, 0}, false).incarnation, 0u);
-  EXPECT_EQ(checkOrWriteIdentity(fs, kDir, NodeIdentity{7, 2, 55}, false).incarnation, 55u);
-  EXPECT_EQ(checkOrWriteIdentity(fs, kDir, NodeIdentity{7, 2, 66}, false).incarnation, 55u);
-  EXPECT_THROW(checkOrWriteIdentity(fs, kDir, NodeIdentity{7, 3, 55}, false), kj::Exception);
+  fs.open(std::string(kDataDir) + "/identity", OpenMode::Create)->append(v1);
+  EXPECT_EQ(checkOrWriteIdentity(fs, kDataDir, NodeIdentity{7, 2, 0}, false).incarnation, 0u);
+  EXPECT_EQ(checkOrWriteIdentity(fs, kDataDir, NodeIdentity{7, 2, 55}, false).incarnation, 55u);
+  EXPECT_EQ(checkOrWriteIdentity(fs, kDataDir, NodeIdentity{7, 2, 66}, false).incarnation, 55u);
+  EXPECT_THROW(checkOrWriteIdentity(fs, kDataDir, NodeIdentity{7, 3, 55}, false), kj::Exception);
 }
 
 TEST_F(PeersFile, EachPeersFirstIncarnationIsRecordedAndAnotherIsDifferent) {
   {
-    PeerIncarnations peers(fs, kDir);
+    PeerIncarnations peers(fs, kDataDir);
     uint64_t known = 0;
     EXPECT_EQ(peers.check(2, 0), PeerIncarnations::Seen::Unchecked);
     EXPECT_EQ(peers.check(2, 11, &known), PeerIncarnations::Seen::First);
@@ -67,18 +67,18 @@ TEST_F(PeersFile, EachPeersFirstIncarnationIsRecordedAndAnotherIsDifferent) {
   }
   // Durable: a crash right after the check keeps the record.
   fs.crash(false);
-  PeerIncarnations reloaded(fs, kDir);
+  PeerIncarnations reloaded(fs, kDataDir);
   EXPECT_EQ(reloaded.size(), 2u);
   uint64_t known = 0;
   EXPECT_EQ(reloaded.check(2, 99, &known), PeerIncarnations::Seen::Different);
   EXPECT_EQ(known, 11u);
   EXPECT_EQ(reloaded.check(3, 12), PeerIncarnations::Seen::Same);
-  EXPECT_FALSE(fs.exists(std::string(kDir) + "/peers.tmp"));
+  EXPECT_FALSE(fs.exists(std::string(kDataDir) + "/peers.tmp"));
 }
 
 TEST_F(PeersFile, AForgottenPeerMayComeBackWithAnotherIncarnation) {
   {
-    PeerIncarnations peers(fs, kDir);
+    PeerIncarnations peers(fs, kDataDir);
     peers.check(2, 11);
     peers.check(3, 12);
     peers.forget(2);
@@ -86,18 +86,18 @@ TEST_F(PeersFile, AForgottenPeerMayComeBackWithAnotherIncarnation) {
     EXPECT_EQ(peers.ids(), std::vector<NodeId>{3});
   }
   fs.crash(false);
-  PeerIncarnations reloaded(fs, kDir);
+  PeerIncarnations reloaded(fs, kDataDir);
   EXPECT_EQ(reloaded.check(2, 21), PeerIncarnations::Seen::First);
   EXPECT_EQ(reloaded.check(3, 22), PeerIncarnations::Seen::Different);
 }
 
 TEST_F(PeersFile, AnyChangedByteOfThePeersFileIsRefused) {
   {
-    PeerIncarnations peers(fs, kDir);
+    PeerIncarnations peers(fs, kDataDir);
     peers.check(1, 5);
     peers.check(3, 6);
   }
-  const std::string path = std::string(kDir) + "/peers";
+  const std::string path = std::string(kDataDir) + "/peers";
   const std::string good = fs.open(path, OpenMode::Read)->pread(0, fs.fileSize(path));
   for (size_t i = 0; i <= good.size(); ++i) {
     std::string bad = good;
@@ -108,7 +108,7 @@ TEST_F(PeersFile, AnyChangedByteOfThePeersFileIsRefused) {
     }
     fs.remove(path);
     fs.open(path, OpenMode::Create)->append(bad);
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { PeerIncarnations peers(fs, kDir); })) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { PeerIncarnations peers(fs, kDataDir); })) {
       EXPECT_NE(std::string(e->getDescription().cStr()).find("/d/peers"), std::string::npos)
           << e->getDescription().cStr();
     } else {
