@@ -238,6 +238,7 @@ ReplicaStatus Replica::status() const {
   s.applied = kv_.appliedIndex();
   s.lastIndex = raft_.lastIndex();
   s.snapshotIndex = raft_.snapshotIndex();
+  s.payloadFloor = raft_.payloadFloor();
   s.recovering = raft_.recovering();
   s.recoverUntil = raft_.recoverUntil();
   return s;

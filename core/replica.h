@@ -54,6 +54,7 @@ struct ReplicaStatus {
   Index applied = 0;
   Index lastIndex = 0;
   Index snapshotIndex = 0;
+  Index payloadFloor = 0;   // Raft::payloadFloor: entries up to here hold only their term
   bool recovering = false;  // storage damage: no votes until caught up (docs/STORAGE.md)
   Index recoverUntil = 0;
 };

@@ -159,6 +159,10 @@ std::string renderNodeMetrics(Node& node) {
   w.family("kvraft_server_snapshot_index", Writer::Type::Gauge,
            "The index the current snapshot covers.");
   w.sample("kvraft_server_snapshot_index", uint64_t(status.snapshotIndex));
+  w.family("kvraft_server_log_payload_floor_index", Writer::Type::Gauge,
+           "Log entries up to here hold only their term in memory: every member holds them "
+           "and they are applied (those after it, up to the last index, hold their payload).");
+  w.sample("kvraft_server_log_payload_floor_index", uint64_t(status.payloadFloor));
   w.family("kvraft_server_recovering", Writer::Type::Gauge,
            "1 while this node repairs storage damage from the leader (it does not vote).");
   w.sample("kvraft_server_recovering", uint64_t(status.recovering));
@@ -238,6 +242,17 @@ std::string renderNodeMetrics(Node& node) {
       fn(id, peer);
     }
   };
+  w.family("kvraft_network_peer_hellos_refused_total", Writer::Type::Counter,
+           "Peer hellos this node refused, by reason: stale_incarnation (a member whose data "
+           "dir was wiped or replaced), other (another cluster, not a member).");
+  {
+    const uint64_t refused = node.raftService().refusedHellos();
+    const uint64_t stale = node.raftService().refusedStaleIncarnations();
+    w.sample("kvraft_network_peer_hellos_refused_total", {{"reason", "stale_incarnation"}},
+             stale);
+    w.sample("kvraft_network_peer_hellos_refused_total", {{"reason", "other"}},
+             refused - stale);
+  }
   w.family("kvraft_network_peer_up", Writer::Type::Gauge,
            "1 while the connection to the peer is up (its hello was accepted).");
   eachPeer([&](NodeId id, const std::string& peer) {

@@ -176,6 +176,7 @@ std::string RaftService::checkIncarnation(NodeId from, uint64_t incarnation, boo
   }
   if (seen != disk::PeerIncarnations::Seen::Different) return {};
   *stale = true;
+  ++refusedStale_;
   return "node " + std::to_string(from) + " presents data dir incarnation " +
          std::to_string(incarnation) + ", but node " + std::to_string(self_) +
          " knew it as incarnation " + std::to_string(known) +

@@ -71,6 +71,8 @@ class RaftService {
   uint64_t received() const { return received_; }
   uint64_t dropped() const { return dropped_; }
   uint64_t refusedHellos() const { return refusedHellos_; }
+  // Of those, the hellos of a wiped or replaced data dir (another incarnation).
+  uint64_t refusedStaleIncarnations() const { return refusedStale_; }
   uint64_t protocolErrors() const { return protocolErrors_; }
 
  private:
@@ -103,6 +105,7 @@ class RaftService {
   uint64_t received_ = 0;
   uint64_t dropped_ = 0;
   uint64_t refusedHellos_ = 0;
+  uint64_t refusedStale_ = 0;
   uint64_t protocolErrors_ = 0;
   LogRateLimiter dropLog_{1000};
   LogRateLimiter errorLog_{1000};

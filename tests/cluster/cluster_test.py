@@ -812,7 +812,9 @@ def scenario_wiped_member(c):
     votes and the entries it acknowledged. Restarted with the same flags it must not take
     part as that member: its peers recorded its data dir's incarnation and refuse the new
     one, and it exits 2 within seconds, saying why. The cluster keeps serving, every
-    acknowledged write reads back, and a restart on an intact data dir is accepted."""
+    acknowledged write reads back, and a restart on an intact data dir is accepted. The
+    peers count the refusal in their metrics."""
+    urls = with_metrics(c, "text")
     c.start()
     c.wait_healthy()
     for n in range(20):
@@ -839,6 +841,9 @@ def scenario_wiped_member(c):
     check("cannot rejoin the cluster" in text and "wiped or replaced" in text,
           f"the wiped node does not say why it stopped:\n{text[-2000:]}")
     others = c.endpoints(without=(victim,))
+    refused = sum(metric(scrape(urls[i]), "kvraft_network_peer_hellos_refused_total",
+                         reason="stale_incarnation") for i in urls if i != victim)
+    check(refused >= 1, f"the peers counted {refused} stale-incarnation refusals")
     c.kvctl_ok("put", "w-after-wipe", "y", endpoints=others)
     for n in range(20):
         got = c.kvctl_ok("get", f"w{n}", endpoints=others).strip()
@@ -1624,6 +1629,12 @@ def scenario_metrics(c):
     lat = metric(after[leader], "kvraft_client_request_duration_seconds_count", op="put")
     check(lat >= writes, f"put latency observations {lat}")
     check(metric(after[leader], "kvraft_server_proposals_pending") == 0, "proposals pending")
+
+    # Every member holds the writes and applied them: their payloads left the leader's
+    # in-memory log (docs/ARCHITECTURE.md, "The log between snapshots keeps terms").
+    wait_until(f"the leader's payload floor to pass {writes} writes",
+               lambda: metric(scrape(urls[leader]),
+                              "kvraft_server_log_payload_floor_index") >= writes, 10, 0.2)
 
     # A peer connection times its first ping a pingInterval (1 s) after it opens; on a
     # fast machine the writes above are done before that.

@@ -51,7 +51,8 @@ TEST(Incarnation, AnIdentityWrittenWithoutOneGetsOneOnce) {
   EXPECT_EQ(checkOrWriteIdentity(fs, kDataDir, NodeIdentity{7, 2, 0}, false).incarnation, 0u);
   EXPECT_EQ(checkOrWriteIdentity(fs, kDataDir, NodeIdentity{7, 2, 55}, false).incarnation, 55u);
   EXPECT_EQ(checkOrWriteIdentity(fs, kDataDir, NodeIdentity{7, 2, 66}, false).incarnation, 55u);
-  EXPECT_THROW(checkOrWriteIdentity(fs, kDataDir, NodeIdentity{7, 3, 55}, false), kj::Exception);
+  EXPECT_THROW(checkOrWriteIdentity(fs, kDataDir, NodeIdentity{7, 3, 55}, false),
+               kj::Exception);
 }
 
 TEST_F(PeersFile, EachPeersFirstIncarnationIsRecordedAndAnotherIsDifferent) {
