@@ -340,8 +340,9 @@ void Raft::becomeLeader() {
   uncommittedBytes_ = 0;
   progress_.clear();
   syncProgress(false);  // voters and learners
+  termFirstIndex_ = lastIndex() + 1;
   // A no-op of the new term lets the leader commit (Raft §5.4.2) and serve reads.
-  appendAndBroadcast(Entry{term_, lastIndex() + 1, EntryKind::Noop, {}});
+  appendAndBroadcast(Entry{term_, termFirstIndex_, EntryKind::Noop, {}});
 }
 
 // A node campaigns while it is a voter in its newest configuration, or in the one before
@@ -424,6 +425,12 @@ void Raft::tick() {
   if (commitNoticeDue_) notifyCommit();
   if (electionElapsed_ >= config_.electionTicks) {
     electionElapsed_ = 0;
+    for (auto& [id, pr] : progress_) {
+      if (id != config_.id && !pr.heardThisRound && pr.silentRounds < UINT32_MAX)
+        ++pr.silentRounds;
+      pr.heardThisRound = false;
+    }
+    countHeldByAll();  // a member silent for a whole round may no longer count
     if (config_.checkQuorum) {
       std::set<NodeId> active;
       for (auto& [id, pr] : progress_) {
@@ -784,6 +791,11 @@ void Raft::installSnapshot(Snapshot snap) {
 void Raft::stepLeader(Message& m) {
   auto it = progress_.find(m.from);
   if (it == progress_.end()) return;
+  if (m.type == MsgType::AppendResp || m.type == MsgType::HeartbeatResp ||
+      m.type == MsgType::SnapshotResp) {
+    it->second.heardThisRound = true;
+    it->second.silentRounds = 0;
+  }
   switch (m.type) {
     case MsgType::AppendResp: handleAppendResp(m); return;
     case MsgType::HeartbeatResp: handleHeartbeatResp(m); return;
@@ -1048,9 +1060,7 @@ void Raft::notifyCommit() {
 void Raft::maybeCommit() {
   KJ_ASSERT(role_ == Role::Leader);
   progress_[config_.id].match = stable_;
-  Index held = stable_;
-  for (const auto& [id, pr] : progress_) held = std::min(held, pr.match);
-  noteHeldByAll(held);
+  countHeldByAll();
   std::vector<Index> matches;
   matches.reserve(conf_.voters.size());
   for (NodeId v : conf_.voters) matches.push_back(progress_[v].match);
@@ -1205,7 +1215,9 @@ void Raft::compactTo(Snapshot snap, uint64_t bytes) {
     logOffsetTerm_ = log_.front().term;
     log_.pop_front();
   }
-  if (role_ != Role::Leader || idx < payloadFloor_) return;
+  if (role_ != Role::Leader) return;
+  countHeldByAll();  // a member the compaction left behind no longer counts
+  if (idx < payloadFloor_) return;
   // Members that waited for a snapshot covering the released payloads need not wait for
   // the next heartbeat's answer.
   for (auto& [id, pr] : progress_) {
@@ -1218,6 +1230,27 @@ void Raft::applied(Index index) {
   KJ_REQUIRE(index <= handedCommitted_, index, handedCommitted_);
   applied_ = std::max(applied_, index);
   releasePayloads();
+}
+
+// The lowest match of the members that can still catch up from the log. A member that
+// went silent for a whole election timeout and needs an entry the log compacted gets a
+// snapshot whatever the log holds when it is back: counting it would keep every payload
+// since for as long as it is down (at a million keys, 420-450 MB a node instead of 350
+// with one member stopped). A member needs entries from its match + 1 (one being sent a
+// snapshot: from the snapshot's index + 1); one not heard from in this term (match 0:
+// unknown, not behind) at the latest from this term's first entry, since what it holds
+// beyond our log as it was then is of older terms. One that answers again counts again.
+void Raft::countHeldByAll() {
+  KJ_ASSERT(role_ == Role::Leader);
+  Index held = stable_;
+  for (const auto& [id, pr] : progress_) {
+    const Index match = pr.state == ProgressState::Snapshot ? std::max(pr.match, pr.snapIndex)
+                                                            : pr.match;
+    const Index needsFrom = match > 0 ? match + 1 : termFirstIndex_;
+    if (needsFrom <= logOffset_ && pr.silentRounds > 0) continue;
+    held = std::min(held, match);
+  }
+  noteHeldByAll(held);
 }
 
 void Raft::noteHeldByAll(Index index) {

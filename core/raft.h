@@ -153,6 +153,8 @@ class Raft {
     uint64_t snapOffset = 0;  // bytes the follower has acknowledged
     uint32_t snapIdleTicks = 0;
     Index commitSent = 0;  // the highest commit index an Append or heartbeat carried to it
+    bool heardThisRound = false;  // an answer since the last election-timeout boundary
+    uint32_t silentRounds = 0;    // whole election timeouts without an answer, in a row
   };
   struct ReadRound {
     uint64_t id;
@@ -228,6 +230,7 @@ class Raft {
   // Drops the payloads of Command entries up to min(heldByAll_, applied_, commit_).
   void releasePayloads();
   void noteHeldByAll(Index index);
+  void countHeldByAll();  // leader
 
   // leader
   void appendAndBroadcast(Entry entry);
@@ -262,10 +265,12 @@ class Raft {
   Index logOffset_ = 0;  // index of the entry just before log_[0]
   Term logOffsetTerm_ = 0;
   std::deque<Entry> log_;  // entries logOffset_ + 1 .. lastIndex()
-  // Every member held the log up to here (a leader's count, or what one told us); never
-  // lowered: a member that later loses entries it held gets a snapshot instead.
+  // Every member that can still catch up from the log held it up to here (a leader's
+  // count, countHeldByAll, or what one told us); never lowered: a member that later loses
+  // entries it held, or comes back from behind the compacted log, gets a snapshot.
   Index heldByAll_ = 0;
-  Index payloadFloor_ = 0;  // see payloadFloor()
+  Index payloadFloor_ = 0;    // see payloadFloor()
+  Index termFirstIndex_ = 0;  // leader: its term's first entry (the no-op)
   bool snapshotWanted_ = false;
 
   // volatile

@@ -122,8 +122,9 @@ struct Message {
   Term logTerm = 0;
   Index index = 0;
   Index commit = 0;
-  // Append and Heartbeat: every member holds the leader's log up to here (<= commit), so
-  // none will need those entries' payloads again (Raft::releasePayloads).
+  // Append and Heartbeat: every member that can still catch up from the log holds the
+  // leader's log up to here (<= commit), so none will need those entries' payloads again
+  // (Raft::releasePayloads, countHeldByAll).
   Index heldByAll = 0;
   bool reject = false;
   Index rejectHint = 0;

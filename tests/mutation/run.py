@@ -154,7 +154,9 @@ MUTATIONS = [
     # this node applied. Released too early, a committed entry goes out for apply without
     # its payload, or an Append carries one (both assertions, and the swarm, catch it);
     # released while a member lags, that member needs a snapshot where the log would do, a
-    # performance rule (tests/raft/raft_test_release.cc NothingALaggingMemberLacksIsReleased).
+    # performance rule (tests/raft/raft_test_release.cc NothingALaggingMemberLacksIsReleased),
+    # as are the two about members behind the log (AMemberBehindTheCompactedLog...,
+    # ANewLeaderCountsMembersItHasNotHeardFromYet).
     M('payload_released_before_apply', 'core/raft.cc',
       'payloads released up to the commit index, not only what this node applied',
       'std::min({heldByAll_, applied_, commit_, lastIndex()})',
@@ -165,8 +167,27 @@ MUTATIONS = [
       '    if (!prevTerm) {'),
     M('payload_release_ignores_members', 'core/raft.cc',
       'the leader releases payloads its followers may not hold yet (only its own log counted)',
-      '  for (const auto& [id, pr] : progress_) held = std::min(held, pr.match);\n',
+      '    held = std::min(held, match);\n',
       ''),
+    M('payloads_held_for_members_behind_the_log', 'core/raft.cc',
+      'a member behind the compacted log (it needs a snapshot anyway) holds every payload back',
+      '    if (needsFrom <= logOffset_ && pr.silentRounds > 0) continue;',
+      '    if (needsFrom == 0) continue;'),
+    M('live_member_behind_the_log_ignored', 'core/raft.cc',
+      'a member behind the compacted log no longer counts even while it answers (entries it '
+      'is about to need lose their payloads)',
+      '    if (needsFrom <= logOffset_ && pr.silentRounds > 0) continue;',
+      '    if (needsFrom <= logOffset_) continue;'),
+    M('snapshot_in_flight_ignored', 'core/raft.cc',
+      'a member being sent a snapshot counts as behind the log (the entries after the '
+      'snapshot lose their payloads before it is installed)',
+      'pr.state == ProgressState::Snapshot ? std::max(pr.match, pr.snapIndex)\n'
+      '                                                            : pr.match;',
+      'pr.match;'),
+    M('unknown_match_counts_as_behind', 'core/raft.cc',
+      'a new leader takes the members it has not heard from (match 0) as behind the log',
+      '    const Index needsFrom = match > 0 ? match + 1 : termFirstIndex_;',
+      '    const Index needsFrom = match + 1;'),
     M('snapshot_spread_ignored', 'core/replica.cc',
       'every member snapshots at the same index (the drawn stretch is ignored)',
       '    const Wide stretch = 100 + snapshotStretchPercent_;',

@@ -24,6 +24,15 @@ void proposeSome(RaftCluster& c, NodeId leader, int n, const std::string& prefix
     ASSERT_EQ(c.propose(leader, prefix + std::to_string(i)), ProposeError::None);
 }
 
+// Two election timeouts of the leader, each tick's messages settled: a member that is
+// cut off is silent for a whole round.
+void silentRounds(RaftCluster& c, NodeId leader) {
+  for (int i = 0; i < 20; ++i) {
+    c.tick(leader);
+    c.settle();
+  }
+}
+
 // Proposes n entries, commits them, and lets one heartbeat round tell every follower what
 // every member holds.
 void writeAndSpread(RaftCluster& c, NodeId leader, int n, const std::string& prefix) {
@@ -68,6 +77,134 @@ TEST(RaftRelease, NothingALaggingMemberLacksIsReleased) {
   EXPECT_EQ(c.node(1).snapshotsWanted, 0u);
   EXPECT_EQ(c.logOf(3), c.logOf(1));
   EXPECT_EQ(c[1].payloadFloor(), c[1].lastIndex());
+}
+
+TEST(RaftRelease, AMemberBehindTheCompactedLogNoLongerHoldsPayloadsBack) {
+  RaftConfig cfg;
+  cfg.compactionKeepEntries = 2;
+  RaftCluster c(3, cfg);
+  c.elect(1);
+  writeAndSpread(c, 1, 2, "a");
+  const Index node3Had = c[3].lastIndex();
+  c.isolate(3);  // down: its match stays where it was
+  writeAndSpread(c, 1, 10, "b");
+  EXPECT_LE(c[1].payloadFloor(), node3Had);  // held back for node 3
+  c.compact(1, "snap");                      // the log no longer reaches node 3's match
+  ASSERT_GT(c[1].firstIndex(), node3Had + 1);
+  EXPECT_LE(c[1].payloadFloor(), node3Had);  // until node 3 has been silent a whole round
+  silentRounds(c, 1);
+  EXPECT_EQ(c[1].payloadFloor(), c[1].lastIndex());
+  EXPECT_EQ(heldPayloads(c[1]), 0u);
+  writeAndSpread(c, 1, 3, "c");  // and what follows is released as the others take it
+  EXPECT_EQ(c[1].payloadFloor(), c[1].lastIndex());
+  // Node 3 comes back through a snapshot.
+  c.heal();
+  c.tickAllAndSettle(5);
+  EXPECT_EQ(c[3].lastIndex(), c[1].lastIndex());
+  EXPECT_EQ(c.node(3).snapshotsInstalled.size(), 1u);
+  EXPECT_EQ(c[3].termAt(c[3].lastIndex()), c[1].termAt(c[1].lastIndex()));
+  EXPECT_EQ(c[3].commitIndex(), c[1].commitIndex());
+}
+
+TEST(RaftRelease, AMemberDownSinceBeforeThisTermStopsHoldingPayloadsOnceCompactedPast) {
+  RaftConfig cfg;
+  cfg.compactionKeepEntries = 2;
+  RaftCluster c(3, cfg);
+  c.elect(1);
+  writeAndSpread(c, 1, 2, "a");
+  c.isolate(3);
+  // Node 2 leads a term in which it never hears from node 3 (match 0).
+  ASSERT_TRUE(c[1].transferLeadership(2));
+  c.settle();
+  ASSERT_EQ(c[2].role(), Role::Leader);
+  c.settleCommit(2);
+  writeAndSpread(c, 2, 10, "b");
+  EXPECT_LT(c[2].payloadFloor(), c[2].lastIndex());  // held back: node 3 may need them
+  c.compact(2, "snap");  // past this term's first entry: node 3 needs a snapshot anyway
+  silentRounds(c, 2);
+  EXPECT_EQ(c[2].payloadFloor(), c[2].lastIndex());
+  c.heal();
+  c.tickAllAndSettle(5);
+  EXPECT_EQ(c[3].lastIndex(), c[2].lastIndex());
+  EXPECT_EQ(c.node(3).snapshotsInstalled.size(), 1u);
+}
+
+TEST(RaftRelease, ANewLeaderCountsMembersItHasNotHeardFromYet) {
+  RaftConfig cfg;
+  cfg.compactionKeepEntries = 2;
+  RaftCluster c(3, cfg);
+  c.elect(1);
+  writeAndSpread(c, 1, 6, "a");
+  const Index node3Had = c[3].lastIndex();
+  c.isolate(3);
+  writeAndSpread(c, 1, 2, "b");
+  c.compact(2, "snap");
+  ASSERT_LE(c[2].firstIndex(), node3Had + 1);  // node 2's log still reaches node 3's end
+  // Node 2 leads without node 1. Until node 3 answers, its match is unknown (0), not
+  // behind the log: the new leader must not release what node 3 still needs.
+  c.tick(3, 25);  // node 3's lease on node 1 runs out (its own campaign goes nowhere)
+  c.isolated.erase(3);
+  c.isolate(1);
+  c.campaign(2);
+  ASSERT_EQ(c[2].role(), Role::Leader);
+  c.settleCommit(2);
+  c.tickAllAndSettle(3);
+  EXPECT_EQ(c[3].lastIndex(), c[2].lastIndex());
+  EXPECT_TRUE(c.node(3).snapshotsInstalled.empty()) << "caught up by a snapshot, not the log";
+  EXPECT_EQ(c.node(2).snapshotsWanted, 0u);
+}
+
+// Node 3 is cut off before node 2's term and stays so for two election timeouts. Node 2's
+// log is compacted, but not past its term's first entry: node 3 may still need only
+// entries the log holds, so it counts, and comes back through the log.
+TEST(RaftRelease, ASilentMemberUnheardThisTermCountsWhileTheLogReachesTheTermStart) {
+  RaftConfig cfg;
+  cfg.compactionKeepEntries = 4;
+  RaftCluster c(3, cfg);
+  c.elect(1);
+  writeAndSpread(c, 1, 6, "a");
+  const Index node3Had = c[3].lastIndex();
+  c.isolate(3);
+  writeAndSpread(c, 1, 2, "b");
+  ASSERT_TRUE(c[1].transferLeadership(2));
+  c.settle();
+  ASSERT_EQ(c[2].role(), Role::Leader);
+  c.settleCommit(2);
+  c.compact(2, "snap");
+  ASSERT_LE(c[2].firstIndex(), node3Had + 1);
+  silentRounds(c, 2);
+  EXPECT_LE(c[2].payloadFloor(), node3Had);
+  c.heal();
+  c.tickAllAndSettle(3);
+  EXPECT_EQ(c[3].lastIndex(), c[2].lastIndex());
+  EXPECT_TRUE(c.node(3).snapshotsInstalled.empty()) << "caught up by a snapshot, not the log";
+}
+
+// Node 3 goes silent in the middle of receiving a snapshot: it still needs the entries
+// after the snapshot, so the leader keeps their payloads, and one snapshot does.
+TEST(RaftRelease, AMemberSilentDuringItsSnapshotStillCountsFromTheSnapshot) {
+  RaftConfig cfg;
+  cfg.compactionKeepEntries = 2;
+  cfg.snapshotChunkBytes = 4;
+  RaftCluster c(3, cfg);
+  c.elect(1);
+  writeAndSpread(c, 1, 2, "a");
+  c.isolate(3);
+  writeAndSpread(c, 1, 6, "b");
+  c.compact(1, "0123456789abcdef");  // four chunks
+  c.heal();
+  c.dropIf = [](const Message& m) { return m.type == MsgType::Snapshot && m.snapOffset > 0; };
+  c.tickAllAndSettle();
+  c.heal();  // clears dropIf
+  c.isolate(3);
+  writeAndSpread(c, 1, 3, "c");
+  silentRounds(c, 1);
+  EXPECT_LT(c[1].payloadFloor(), c[1].lastIndex());
+  c.heal();
+  c.tickAllAndSettle(10);
+  EXPECT_EQ(c[3].lastIndex(), c[1].lastIndex());
+  EXPECT_EQ(c.node(3).snapshotsInstalled.size(), 1u);
+  EXPECT_EQ(c.node(1).snapshotsWanted, 0u);
 }
 
 TEST(RaftRelease, AMemberThatLostEntriesItHeldGetsASnapshotPastTheFloor) {
