@@ -41,6 +41,23 @@ void writeAndSpread(RaftCluster& c, NodeId leader, int n, const std::string& pre
   c.tickAllAndSettle();
 }
 
+RaftConfig keeping(uint64_t entriesBehindSnapshot) {
+  RaftConfig cfg;
+  cfg.compactionKeepEntries = entriesBehindSnapshot;
+  return cfg;
+}
+
+// Node 1 leads; node 3 takes `before` writes, then is cut off while `after` more commit
+// on nodes 1 and 2. Returns the last index node 3 holds.
+Index cutOffNode3(RaftCluster& c, int before, int after) {
+  c.elect(1);
+  writeAndSpread(c, 1, before, "a");
+  const Index had = c[3].lastIndex();
+  c.isolate(3);
+  writeAndSpread(c, 1, after, "b");
+  return had;
+}
+
 TEST(RaftRelease, EntriesEveryMemberHoldsLoseTheirPayloadOnceApplied) {
   RaftCluster c(3);
   c.elect(1);
@@ -80,14 +97,8 @@ TEST(RaftRelease, NothingALaggingMemberLacksIsReleased) {
 }
 
 TEST(RaftRelease, AMemberBehindTheCompactedLogNoLongerHoldsPayloadsBack) {
-  RaftConfig cfg;
-  cfg.compactionKeepEntries = 2;
-  RaftCluster c(3, cfg);
-  c.elect(1);
-  writeAndSpread(c, 1, 2, "a");
-  const Index node3Had = c[3].lastIndex();
-  c.isolate(3);  // down: its match stays where it was
-  writeAndSpread(c, 1, 10, "b");
+  RaftCluster c(3, keeping(2));
+  const Index node3Had = cutOffNode3(c, 2, 10);  // down: its match stays where it was
   EXPECT_LE(c[1].payloadFloor(), node3Had);  // held back for node 3
   c.compact(1, "snap");                      // the log no longer reaches node 3's match
   ASSERT_GT(c[1].firstIndex(), node3Had + 1);
@@ -107,12 +118,8 @@ TEST(RaftRelease, AMemberBehindTheCompactedLogNoLongerHoldsPayloadsBack) {
 }
 
 TEST(RaftRelease, AMemberDownSinceBeforeThisTermStopsHoldingPayloadsOnceCompactedPast) {
-  RaftConfig cfg;
-  cfg.compactionKeepEntries = 2;
-  RaftCluster c(3, cfg);
-  c.elect(1);
-  writeAndSpread(c, 1, 2, "a");
-  c.isolate(3);
+  RaftCluster c(3, keeping(2));
+  cutOffNode3(c, 2, 0);
   // Node 2 leads a term in which it never hears from node 3 (match 0).
   ASSERT_TRUE(c[1].transferLeadership(2));
   c.settle();
@@ -130,14 +137,8 @@ TEST(RaftRelease, AMemberDownSinceBeforeThisTermStopsHoldingPayloadsOnceCompacte
 }
 
 TEST(RaftRelease, ANewLeaderCountsMembersItHasNotHeardFromYet) {
-  RaftConfig cfg;
-  cfg.compactionKeepEntries = 2;
-  RaftCluster c(3, cfg);
-  c.elect(1);
-  writeAndSpread(c, 1, 6, "a");
-  const Index node3Had = c[3].lastIndex();
-  c.isolate(3);
-  writeAndSpread(c, 1, 2, "b");
+  RaftCluster c(3, keeping(2));
+  const Index node3Had = cutOffNode3(c, 6, 2);
   c.compact(2, "snap");
   ASSERT_LE(c[2].firstIndex(), node3Had + 1);  // node 2's log still reaches node 3's end
   // Node 2 leads without node 1. Until node 3 answers, its match is unknown (0), not
@@ -158,14 +159,8 @@ TEST(RaftRelease, ANewLeaderCountsMembersItHasNotHeardFromYet) {
 // log is compacted, but not past its term's first entry: node 3 may still need only
 // entries the log holds, so it counts, and comes back through the log.
 TEST(RaftRelease, ASilentMemberUnheardThisTermCountsWhileTheLogReachesTheTermStart) {
-  RaftConfig cfg;
-  cfg.compactionKeepEntries = 4;
-  RaftCluster c(3, cfg);
-  c.elect(1);
-  writeAndSpread(c, 1, 6, "a");
-  const Index node3Had = c[3].lastIndex();
-  c.isolate(3);
-  writeAndSpread(c, 1, 2, "b");
+  RaftCluster c(3, keeping(4));
+  const Index node3Had = cutOffNode3(c, 6, 2);
   ASSERT_TRUE(c[1].transferLeadership(2));
   c.settle();
   ASSERT_EQ(c[2].role(), Role::Leader);
@@ -183,14 +178,10 @@ TEST(RaftRelease, ASilentMemberUnheardThisTermCountsWhileTheLogReachesTheTermSta
 // Node 3 goes silent in the middle of receiving a snapshot: it still needs the entries
 // after the snapshot, so the leader keeps their payloads, and one snapshot does.
 TEST(RaftRelease, AMemberSilentDuringItsSnapshotStillCountsFromTheSnapshot) {
-  RaftConfig cfg;
-  cfg.compactionKeepEntries = 2;
+  RaftConfig cfg = keeping(2);
   cfg.snapshotChunkBytes = 4;
   RaftCluster c(3, cfg);
-  c.elect(1);
-  writeAndSpread(c, 1, 2, "a");
-  c.isolate(3);
-  writeAndSpread(c, 1, 6, "b");
+  cutOffNode3(c, 2, 6);
   c.compact(1, "0123456789abcdef");  // four chunks
   c.heal();
   c.dropIf = [](const Message& m) { return m.type == MsgType::Snapshot && m.snapOffset > 0; };
