@@ -15,13 +15,11 @@ import argparse
 import json
 import os
 import resource
-import shutil
-import signal
 import subprocess
 import tempfile
 import time
 
-from load_stall import free_ports  # beside this script
+from load_stall import free_ports, stop_all  # beside this script
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -106,15 +104,7 @@ def main():
         print(f"total {total:.1f} µs/put; {summary['rps']:.0f} puts/s, p50 {lat['p50']} ms, "
               f"p99 {lat['p99']} ms; 1-min load {os.getloadavg()[0]:.1f}")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(procs, work)
 
 
 if __name__ == "__main__":

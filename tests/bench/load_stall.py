@@ -35,6 +35,19 @@ def free_ports(n):
     return ports
 
 
+def stop_all(procs, work):
+    """SIGTERM to each process group, SIGKILL after 10 s; then removes `work`."""
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def rss_mb(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -114,15 +127,7 @@ def main():
                   "peak_log_entries": dict(sorted(log_peak.items()))}
         print(json.dumps(result))
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(procs.values(), work)
 
 
 if __name__ == "__main__":
