@@ -293,11 +293,16 @@ follower); peers speak one-way frames.
   with their payloads, about 90 MB; it now keeps only their terms once every member holds
   them (docs/ARCHITECTURE.md, "The log between snapshots keeps terms, not payloads"):
   RSS 401-430 -> 331-349 MB (`tests/bench/load_stall.py --keys 1000000`, which also
-  prints the most entries each node held past its snapshot).
+  prints the most entries each node held past its snapshot). With one member down
+  (`tests/bench/member_down.py`) the live nodes hold 332-354 MB (420-455 before a
+  silent member behind the log stopped counting); the member, back, installs a snapshot
+  of the whole store received into one buffer beside the store it builds: 576 MB peak.
 * **What would move the figures next**: fewer wake-ups per WAL write (the pool hop;
   a zero-filled, preallocated segment would save the inode write of each fdatasync),
   a frame protocol for clients (Cap'n Proto RPC's Finish is a third of the client
-  messages), pairs packed in slabs instead of one malloc each (24 of the 297 bytes), and
+  messages), a snapshot installed by streaming from its file instead of from one
+  buffer (a returning member's peak), pairs packed in slabs instead of one malloc each
+  (24 of the 297 bytes), and
   snapshots written faster than 50 MB/s where the disk allows (the log grows for as long
   as one is written).
 """
