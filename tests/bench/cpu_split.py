@@ -15,11 +15,8 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import tempfile
-import time
 
-from load_stall import free_ports, stop_all  # beside this script
+from local_cluster import LocalCluster  # beside this script
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -51,36 +48,16 @@ def main():
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--conns", type=int, default=8)
     args = ap.parse_args()
-    b = args.bindir
-    work = tempfile.mkdtemp(prefix="cpusplit-")
-    ports = free_ports(6)
-    cluster = ",".join(f"{i}=127.0.0.1:{ports[2 + i]}" for i in (1, 2, 3))
-    endpoints = ",".join(f"127.0.0.1:{ports[i]}" for i in range(3))
-    procs = []
-    try:
-        for i in (1, 2, 3):
-            procs.append(subprocess.Popen(
-                [f"{b}/kvnode", "--id", str(i), "--data-dir", f"{work}/n{i}",
-                 "--client-addr", f"127.0.0.1:{ports[i - 1]}",
-                 "--raft-addr", f"127.0.0.1:{ports[2 + i]}", "--cluster", cluster],
-                stdout=open(f"{work}/node{i}.log", "w"), stderr=subprocess.STDOUT,
-                start_new_session=True))
-        deadline = time.monotonic() + 30
-        while subprocess.run([f"{b}/kvctl", "--endpoints", endpoints, "--timeout", "1000",
-                              "health"], capture_output=True).returncode != 0:
-            if time.monotonic() > deadline:
-                raise SystemExit("no healthy cluster within 30 s")
-            time.sleep(0.1)
-        status = json.loads(subprocess.run([f"{b}/kvctl", "--endpoints", endpoints, "--json",
-                                            "status"], capture_output=True, text=True).stdout)
-        leader = next(s["id"] for s in status if s["role"] == "leader")
-        bench = [f"{b}/kvbench", "--endpoints", endpoints, "--clients", str(args.clients),
-                 "--conns", str(args.conns), "--key-size", "8", "--val-size", "256"]
-        subprocess.run(bench + ["--total", "10000", "put"], capture_output=True, check=True)
+    with LocalCluster(args.bindir, "cpusplit-") as c:
+        c.start_all()
+        c.wait_healthy()
+        leader = next(i for i, s in c.status().items() if s["role"] == "leader")
+        procs = [c.procs[i] for i in (1, 2, 3)]
+        shape = ["--clients", str(args.clients), "--conns", str(args.conns)]
+        c.kvbench(*shape, "--total", "10000", "put")
         before = [(cpu_seconds(p.pid), context_switches(p.pid)) for p in procs]
         child_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = subprocess.run(bench + ["--total", str(args.total), "put", "--json"],
-                             capture_output=True, text=True, check=True)
+        out = c.kvbench(*shape, "--total", str(args.total), "put", "--json")
         child = resource.getrusage(resource.RUSAGE_CHILDREN)
         after = [(cpu_seconds(p.pid), context_switches(p.pid)) for p in procs]
         n = args.total
@@ -103,8 +80,6 @@ def main():
         lat = summary["latency_ms"]
         print(f"total {total:.1f} µs/put; {summary['rps']:.0f} puts/s, p50 {lat['p50']} ms, "
               f"p99 {lat['p99']} ms; 1-min load {os.getloadavg()[0]:.1f}")
-    finally:
-        stop_all(procs, work)
 
 
 if __name__ == "__main__":
