@@ -425,24 +425,21 @@ void Raft::tick() {
   if (commitNoticeDue_) notifyCommit();
   if (electionElapsed_ >= config_.electionTicks) {
     electionElapsed_ = 0;
+    std::set<NodeId> active;
     for (auto& [id, pr] : progress_) {
-      if (id != config_.id && !pr.heardThisRound && pr.silentRounds < UINT32_MAX)
+      if (id == config_.id || pr.recentActive) {
+        active.insert(id);
+      } else if (pr.silentRounds < UINT32_MAX) {
         ++pr.silentRounds;
-      pr.heardThisRound = false;
+      }
+      if (id != config_.id) pr.recentActive = false;
     }
     countHeldByAll();  // a member silent for a whole round may no longer count
-    if (config_.checkQuorum) {
-      std::set<NodeId> active;
-      for (auto& [id, pr] : progress_) {
-        if (id == config_.id || pr.recentActive) active.insert(id);
-        if (id != config_.id) pr.recentActive = false;
-      }
-      if (!hasQuorum(active)) {
-        // Cut off from a majority: stop leading (and serving reads) before a new
-        // leader can be elected elsewhere.
-        hitProbe(Probe::StepDownCheckQuorum);
-        becomeFollower(term_, kNoNode);
-      }
+    if (config_.checkQuorum && !hasQuorum(active)) {
+      // Cut off from a majority: stop leading (and serving reads) before a new
+      // leader can be elected elsewhere.
+      hitProbe(Probe::StepDownCheckQuorum);
+      becomeFollower(term_, kNoNode);
     }
   }
 }
@@ -793,7 +790,7 @@ void Raft::stepLeader(Message& m) {
   if (it == progress_.end()) return;
   if (m.type == MsgType::AppendResp || m.type == MsgType::HeartbeatResp ||
       m.type == MsgType::SnapshotResp) {
-    it->second.heardThisRound = true;
+    it->second.recentActive = true;
     it->second.silentRounds = 0;
   }
   switch (m.type) {
@@ -806,7 +803,6 @@ void Raft::stepLeader(Message& m) {
 
 void Raft::handleAppendResp(const Message& m) {
   Progress& pr = progress_[m.from];
-  pr.recentActive = true;
   if (m.reject) {
     if (m.context == kRecoveringResponse) forgetLostMatch(pr, m);
     bool stale = pr.state == ProgressState::Replicate ? m.index <= pr.match
@@ -846,7 +842,6 @@ void Raft::handleAppendResp(const Message& m) {
 
 void Raft::handleHeartbeatResp(Message& m) {
   Progress& pr = progress_[m.from];
-  pr.recentActive = true;
   pr.probeSent = false;
   if (pr.state == ProgressState::Replicate && pr.inflight.size() >= config_.maxInflight) {
     // An Append may have been lost: free one slot so the follower can tell us.
@@ -863,7 +858,6 @@ void Raft::handleHeartbeatResp(Message& m) {
 
 void Raft::handleSnapshotResp(const Message& m) {
   Progress& pr = progress_[m.from];
-  pr.recentActive = true;
   if (pr.state != ProgressState::Snapshot || m.index != pr.snapIndex) return;
   pr.snapOffset = m.snapOffset;
   sendSnapshotChunk(m.from, pr);

@@ -147,14 +147,13 @@ class Raft {
     ProgressState state = ProgressState::Probe;
     bool probeSent = false;      // Probe: one Append in flight until a reply/heartbeat
     std::deque<Index> inflight;  // Replicate: last index of each Append in flight
-    bool recentActive = false;   // heard from since the last check-quorum
+    bool recentActive = false;   // an answer since the last election-timeout boundary
     // Snapshot state:
     Index snapIndex = 0;
     uint64_t snapOffset = 0;  // bytes the follower has acknowledged
     uint32_t snapIdleTicks = 0;
     Index commitSent = 0;  // the highest commit index an Append or heartbeat carried to it
-    bool heardThisRound = false;  // an answer since the last election-timeout boundary
-    uint32_t silentRounds = 0;    // whole election timeouts without an answer, in a row
+    uint32_t silentRounds = 0;   // whole election timeouts without an answer, in a row
   };
   struct ReadRound {
     uint64_t id;
