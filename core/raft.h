@@ -152,8 +152,8 @@ class Raft {
     Index snapIndex = 0;
     uint64_t snapOffset = 0;  // bytes the follower has acknowledged
     uint32_t snapIdleTicks = 0;
-    Index commitSent = 0;  // the highest commit index an Append or heartbeat carried to it
-    uint32_t silentRounds = 0;   // whole election timeouts without an answer, in a row
+    Index commitSent = 0;       // the highest commit index an Append or heartbeat carried to it
+    uint32_t silentRounds = 0;  // whole election timeouts without an answer, in a row
   };
   struct ReadRound {
     uint64_t id;

@@ -99,8 +99,8 @@ TEST(RaftRelease, NothingALaggingMemberLacksIsReleased) {
 TEST(RaftRelease, AMemberBehindTheCompactedLogNoLongerHoldsPayloadsBack) {
   RaftCluster c(3, keeping(2));
   const Index node3Had = cutOffNode3(c, 2, 10);  // down: its match stays where it was
-  EXPECT_LE(c[1].payloadFloor(), node3Had);  // held back for node 3
-  c.compact(1, "snap");                      // the log no longer reaches node 3's match
+  EXPECT_LE(c[1].payloadFloor(), node3Had);      // held back for node 3
+  c.compact(1, "snap");                          // the log no longer reaches node 3's match
   ASSERT_GT(c[1].firstIndex(), node3Had + 1);
   EXPECT_LE(c[1].payloadFloor(), node3Had);  // until node 3 has been silent a whole round
   silentRounds(c, 1);
