@@ -41,7 +41,7 @@ void Node::log(const std::string& text, LogLevel level) {
   log_("kvnode " + std::to_string(config_.id) + " term " + std::to_string(term) + ": " + text);
 }
 
-void Node::fatal(const std::string& text) {
+void Node::fatal(const std::string& text, int exitCode) {
   if (fatal_) {
     fatal_("kvnode " + std::to_string(config_.id) + ": " + text);
     return;
@@ -49,17 +49,7 @@ void Node::fatal(const std::string& text) {
   std::optional<uint64_t> term;
   if (replica_.get() != nullptr) term = replica_->status().term;
   logEvent(LogLevel::Error, config_.id, term, text);
-  ::_exit(1);
-}
-
-void Node::refuseToRejoin(const std::string& reason) {
-  const std::string text = "cannot rejoin the cluster: a peer refused this data dir: " + reason;
-  if (fatal_) {
-    fatal_("kvnode " + std::to_string(config_.id) + ": " + text);
-    return;
-  }
-  logEvent(LogLevel::Error, config_.id, std::nullopt, text);
-  ::_exit(2);
+  ::_exit(exitCode);
 }
 
 namespace {
@@ -112,7 +102,13 @@ void Node::openStorage() {
       [this](const std::string& line) { log(line, componentLineLevel(line)); }, config_.peer);
   transport_->setClientAddresses(&clientAddresses_);
   transport_->setIncarnations(incarnation_, peerIncarnations_.get(),
-                              [this](const std::string& reason) { refuseToRejoin(reason); });
+                              [this](const std::string& reason) {
+                                // Exit 2, as a node that cannot start: no restart loop.
+                                fatal("cannot rejoin the cluster: a peer refused this data "
+                                      "dir: " +
+                                          reason,
+                                      2);
+                              });
   if (peerDialTls_.get() != nullptr) {
     transport_->setTls(peerDialTls_.get(), config_.tlsServerName);
   }

@@ -95,11 +95,10 @@ class Node {
   // configuration no longer holds (disk/peer_incarnations.h): the id may join again.
   void forgetRemovedPeers();
   void log(const std::string& text, LogLevel level = LogLevel::Info);
-  // Logs `text` as an error and stops the process (or hands it to the test's FatalFn).
-  void fatal(const std::string& text);
-  // A peer refused us because it knew this node id with another data dir incarnation:
-  // logs why and exits 2, as a node that cannot start (or hands it to the FatalFn).
-  void refuseToRejoin(const std::string& reason);
+  // Logs `text` as an error and stops the process with `exitCode` (or hands it to the
+  // test's FatalFn). 2 is for a node that can never run here (a peer refused its data
+  // dir), so that a supervisor does not restart it.
+  void fatal(const std::string& text, int exitCode = 1);
   kj::Promise<void> startMetrics();
   // Reads and checks the TLS files (config_.tls); throws one sentence if they are bad.
   void setUpTls();
